@@ -1,0 +1,49 @@
+/*
+ * cli: what the command front doors share. Each command is a function over its own argv
+ * (argv[0] is the command's name) returning an exit code; main.c dispatches to it. Results go to
+ * stdout; every diagnostic is one stderr line starting with "torrent: <command>: ".
+ */
+#ifndef BT_CLI_H
+#define BT_CLI_H
+
+#include "bt/util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+enum bt_exit {
+	BT_EXIT_OK = 0,
+	BT_EXIT_FAILURE = 1, /* network, peers, disk, verification */
+	BT_EXIT_USAGE = 2,   /* bad usage or invalid input */
+};
+
+struct bt_cli_command {
+	const char *name;
+	const char *summary; /* one line for `torrent --help` */
+	const char *help;    /* the whole text of `torrent <command> --help` */
+	int (*run)(int argc, char **argv);
+};
+
+extern const struct bt_cli_command bt_cmd_decode;
+extern const struct bt_cli_command bt_cmd_info;
+
+/* Prints "torrent: <command>: <message>" on stderr. */
+void bt_cli_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3);
+
+/*
+ * Reports a bad option or argument count in the usual form, with a pointer to --help, and
+ * returns BT_EXIT_USAGE.
+ */
+int bt_cli_usage_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3);
+
+/*
+ * getopt_long with our error reporting: options may come before or after the positional
+ * arguments (GNU permutation). Call with a shortopts string that starts with ':'. Returns the
+ * option, -1 at the end, or '?' after printing a usage error for a bad option.
+ */
+int bt_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
+void bt_cli_put_safe(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * metainfo: a .torrent file (BEP 3) turned into a plain struct the rest of the client can trust.
+ *
+ * Everything here is checked once, at parse time: the piece length is sane, the `pieces` string
+ * holds exactly one SHA-1 per piece of the total length, lengths are non-negative and their sum
+ * cannot overflow, and every path is relative, made of non-empty components that are neither "."
+ * nor ".." and hold no '/' or NUL, so no torrent can make the client write outside its output
+ * directory. The info hash is SHA-1 over the raw bytes of the `info` value as they appear in the
+ * file. Also understood: multi-file torrents, BEP 12 `announce-list` (with or without
+ * `announce`), BEP 19 `url-list`, BEP 27 `private`, BEP 47 pad files, and BEP 52: a hybrid
+ * v1+v2 torrent is used through its v1 view, a v2-only one is refused.
+ *
+ * The struct owns copies of everything it holds; the input can be freed after parsing.
+ */
+#ifndef BT_METAINFO_H
+#define BT_METAINFO_H
+
+#include "bt/hash.h"
+#include "bt/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pieces longer than this are refused as absurd. */
+#define BT_META_MAX_PIECE_LENGTH ((int64_t)256 << 20)
+/* The largest .torrent file the client reads. */
+#define BT_META_MAX_FILE_SIZE ((size_t)64 << 20)
+
+struct bt_meta_file {
+	char *path;     /* relative, components joined by '/'; for a single-file torrent, the name */
+	int64_t length;
+	int64_t offset; /* of its first byte in the torrent's concatenated data */
+	bool pad;       /* BEP 47 padding: zeros that are never written to disk */
+};
+
+struct bt_meta_tier {
+	char **urls;
+	size_t count;
+};
+
+struct bt_metainfo {
+	char *name;
+	uint8_t info_hash[BT_SHA1_LEN];
+	bool hybrid; /* BEP 52 v1+v2: info_hash_v2 is set, and the v1 view is what we use */
+	uint8_t info_hash_v2[BT_SHA256_LEN];
+
+	int64_t piece_length;
+	uint32_t piece_count;
+	uint8_t *piece_hashes; /* piece_count * 20 bytes */
+	int64_t total_length;  /* of all files, pad files included */
+
+	bool multi_file;
+	struct bt_meta_file *files;
+	size_t file_count;
+
+	char *announce;            /* the `announce` key, or NULL */
+	struct bt_meta_tier *tiers; /* BEP 12 tiers; one tier of `announce` if no announce-list */
+	size_t tier_count;
+	char **web_seeds;
+	size_t web_seed_count;
+
+	bool is_private;
+	bool has_creation_date;
+	int64_t creation_date; /* seconds since the epoch */
+	char *created_by;      /* NULL when absent */
+	char *comment;         /* NULL when absent */
+
+	uint8_t *info_raw; /* the info dictionary's bytes, as in the file */
+	size_t info_len;
+};
+
+/*
+ * Parses a whole .torrent file. Returns 0, or -EINVAL with err naming the problem and where
+ * ("bencode: unexpected 'x' at offset 7", "info.files[2].path: '..' is not allowed"), or
+ * -ENOTSUP for a v2-only torrent. On failure m is left zeroed.
+ */
+int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err);
+void bt_meta_deinit(struct bt_metainfo *m);
+
+/* The first tracker URL (`announce`, or the first of the first tier), or NULL. */
+const char *bt_meta_tracker(const struct bt_metainfo *m);
+/* The length of piece i (the last one may be shorter). */
+int64_t bt_meta_piece_size(const struct bt_metainfo *m, uint32_t i);
+/* Checks one path component the way torrent paths are checked. */
+bool bt_meta_component_ok(const uint8_t *p, size_t n);
+
+#endif

@@ -1,0 +1,57 @@
+#include "bt/cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static void vreport(const char *command, const char *suffix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "torrent: %s: ", command);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "%s\n", suffix);
+}
+
+void bt_cli_error(const char *command, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(command, "", fmt, ap);
+	va_end(ap);
+}
+
+int bt_cli_usage_error(const char *command, const char *fmt, ...)
+{
+	char suffix[64];
+	snprintf(suffix, sizeof suffix, " (see 'torrent %s --help')", command);
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(command, suffix, fmt, ap);
+	va_end(ap);
+	return BT_EXIT_USAGE;
+}
+
+void bt_cli_put_safe(FILE *f, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			fputc(*p, f);
+	}
+}
+
+int bt_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+	opterr = 0;
+	int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+	if (c == '?' || c == ':') {
+		const char *arg = argv[optind - 1];
+		if (c == ':')
+			bt_cli_usage_error(argv[0], "option '%s' needs a value", arg);
+		else if (optopt && strncmp(arg, "--", 2) != 0)
+			bt_cli_usage_error(argv[0], "unknown option '-%c'", optopt);
+		else
+			bt_cli_usage_error(argv[0], "unknown option '%s'", arg);
+		return '?';
+	}
+	return c;
+}

@@ -1,0 +1,68 @@
+#include "bt/cli.h"
+
+#include <errno.h>
+#include <string.h>
+
+#ifndef BT_VERSION
+#define BT_VERSION "unknown"
+#endif
+
+static const struct bt_cli_command *const commands[] = {
+	&bt_cmd_decode,
+	&bt_cmd_info,
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_help(FILE *f)
+{
+	fputs("Usage: torrent <command> [options] [arguments]\n"
+	      "       torrent <command> --help\n"
+	      "       torrent --version\n"
+	      "\n"
+	      "A command-line BitTorrent client.\n"
+	      "\n"
+	      "Commands:\n",
+	      f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-16s %s\n", commands[i]->name, commands[i]->summary);
+	fputs("\n"
+	      "Options may come before or after the arguments. Results go to standard output;\n"
+	      "diagnostics go to standard error, one line each, starting with 'torrent: '.\n"
+	      "\n"
+	      "Exit status:\n"
+	      "  0  success\n"
+	      "  1  operational failure (network, peers, disk, verification)\n"
+	      "  2  bad usage or invalid input (options, arguments, unreadable or malformed files)\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help(stderr);
+		return BT_EXIT_USAGE;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+		print_help(stdout);
+		return BT_EXIT_OK;
+	}
+	if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+		printf("torrent %s\n", BT_VERSION);
+		return BT_EXIT_OK;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(name, commands[i]->name) != 0)
+			continue;
+		int rc = commands[i]->run(argc - 1, argv + 1);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "torrent: %s: cannot write the output: %s\n", name,
+				strerror(errno));
+			return rc ? rc : BT_EXIT_FAILURE;
+		}
+		return rc;
+	}
+	fprintf(stderr, "torrent: unknown command '%s' (see 'torrent --help')\n", name);
+	return BT_EXIT_USAGE;
+}

@@ -1,0 +1,332 @@
+#include "bt/metainfo.h"
+
+#include "bt/bencode.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BAD(...) bt_err_set(err, -EINVAL, __VA_ARGS__)
+
+static char *node_strdup(const struct bt_benc_node *n)
+{
+	return bt_xstrndup((const char *)n->str, n->str_len);
+}
+
+/* An optional string value: NULL when absent or not a string. */
+static char *opt_string(const struct bt_benc_node *d, const char *key)
+{
+	const struct bt_benc_node *v = bt_benc_dict_get(d, key);
+	return v && v->type == BT_BENC_STR ? node_strdup(v) : NULL;
+}
+
+bool bt_meta_component_ok(const uint8_t *p, size_t n)
+{
+	if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+		return false;
+	return !memchr(p, '/', n) && !memchr(p, '\0', n);
+}
+
+/* Explains why a path component was refused, for an error naming `where`. */
+static int bad_component(const struct bt_benc_node *c, const char *where, struct bt_err *err)
+{
+	if (c->type != BT_BENC_STR)
+		return BAD("%s: path component is not a string", where);
+	if (c->str_len == 0)
+		return BAD("%s: empty path component is not allowed", where);
+	if (memchr(c->str, '\0', c->str_len))
+		return BAD("%s: NUL byte in path component is not allowed", where);
+	if (memchr(c->str, '/', c->str_len))
+		return BAD("%s: '/' in path component is not allowed", where);
+	return BAD("%s: '%.*s' is not allowed in a path", where, (int)c->str_len,
+		   (const char *)c->str);
+}
+
+static int get_length(const struct bt_benc_node *d, const char *where, int64_t *out,
+		      struct bt_err *err)
+{
+	const struct bt_benc_node *v = bt_benc_dict_get(d, "length");
+	if (!v)
+		return BAD("%s: missing 'length'", where);
+	if (v->type != BT_BENC_INT)
+		return BAD("%s.length: not an integer", where);
+	if (bt_benc_int(v, out) || *out < 0)
+		return BAD("%s.length: %.*s is out of range", where, (int)v->str_len,
+			   (const char *)v->str);
+	return 0;
+}
+
+static int add_length(struct bt_metainfo *m, int64_t length, struct bt_err *err)
+{
+	if (length > INT64_MAX - m->total_length)
+		return BAD("info: total length overflows");
+	m->total_length += length;
+	return 0;
+}
+
+static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
+		       struct bt_err *err)
+{
+	if (files->type != BT_BENC_LIST)
+		return BAD("info.files: not a list");
+	if (files->count == 0)
+		return BAD("info.files: empty list");
+	m->multi_file = true;
+	m->files = bt_xcalloc(files->count, sizeof *m->files);
+	const struct bt_benc_node *f = bt_benc_first(files);
+	struct bt_buf path;
+	bt_buf_init(&path);
+	int rc = 0;
+	for (uint32_t i = 0; i < files->count; i++, f = bt_benc_skip(f)) {
+		char where[64];
+		snprintf(where, sizeof where, "info.files[%" PRIu32 "]", i);
+		if (f->type != BT_BENC_DICT) {
+			rc = BAD("%s: not a dictionary", where);
+			break;
+		}
+		struct bt_meta_file *mf = &m->files[m->file_count];
+		if ((rc = get_length(f, where, &mf->length, err)))
+			break;
+		const struct bt_benc_node *pl = bt_benc_dict_get(f, "path");
+		if (!pl || pl->type != BT_BENC_LIST || pl->count == 0) {
+			rc = BAD("%s.path: %s", where, pl ? "not a non-empty list" : "missing");
+			break;
+		}
+		path.len = 0;
+		const struct bt_benc_node *c = bt_benc_first(pl);
+		for (uint32_t j = 0; j < pl->count && !rc; j++, c = bt_benc_skip(c)) {
+			if (c->type != BT_BENC_STR || !bt_meta_component_ok(c->str, c->str_len)) {
+				char cw[96];
+				snprintf(cw, sizeof cw, "%s.path[%" PRIu32 "]", where, j);
+				rc = bad_component(c, cw, err);
+				break;
+			}
+			if (j)
+				bt_buf_addc(&path, '/');
+			bt_buf_add(&path, c->str, c->str_len);
+		}
+		if (rc)
+			break;
+		const struct bt_benc_node *attr = bt_benc_dict_get(f, "attr");
+		mf->pad = attr && attr->type == BT_BENC_STR && memchr(attr->str, 'p', attr->str_len);
+		mf->path = bt_xstrndup((const char *)path.data, path.len);
+		mf->offset = m->total_length;
+		m->file_count++;
+		if ((rc = add_length(m, mf->length, err)))
+			break;
+	}
+	bt_buf_deinit(&path);
+	return rc;
+}
+
+static void add_tier(struct bt_metainfo *m, char **urls, size_t count)
+{
+	m->tiers = bt_xreallocarray(m->tiers, m->tier_count + 1, sizeof *m->tiers);
+	m->tiers[m->tier_count++] = (struct bt_meta_tier){ .urls = urls, .count = count };
+}
+
+/*
+ * Trackers are advisory: malformed entries in announce-list (not a list, not a string, empty)
+ * are skipped rather than making the whole torrent unusable, as other clients do.
+ */
+static void parse_trackers(struct bt_metainfo *m, const struct bt_benc_node *root)
+{
+	const struct bt_benc_node *a = bt_benc_dict_get(root, "announce");
+	if (a && a->type == BT_BENC_STR && a->str_len)
+		m->announce = node_strdup(a);
+
+	const struct bt_benc_node *al = bt_benc_dict_get(root, "announce-list");
+	if (al && al->type == BT_BENC_LIST) {
+		const struct bt_benc_node *t = bt_benc_first(al);
+		for (uint32_t i = 0; i < al->count; i++, t = bt_benc_skip(t)) {
+			if (t->type != BT_BENC_LIST || t->count == 0)
+				continue;
+			char **urls = bt_xcalloc(t->count, sizeof *urls);
+			size_t n = 0;
+			const struct bt_benc_node *u = bt_benc_first(t);
+			for (uint32_t j = 0; j < t->count; j++, u = bt_benc_skip(u))
+				if (u->type == BT_BENC_STR && u->str_len)
+					urls[n++] = node_strdup(u);
+			if (n)
+				add_tier(m, urls, n);
+			else
+				free(urls);
+		}
+	}
+	if (m->tier_count == 0 && m->announce) {
+		char **urls = bt_xcalloc(1, sizeof *urls);
+		urls[0] = bt_xstrdup(m->announce);
+		add_tier(m, urls, 1);
+	}
+
+	const struct bt_benc_node *ws = bt_benc_dict_get(root, "url-list");
+	if (ws && ws->type == BT_BENC_STR && ws->str_len) {
+		m->web_seeds = bt_xcalloc(1, sizeof *m->web_seeds);
+		m->web_seeds[m->web_seed_count++] = node_strdup(ws);
+	} else if (ws && ws->type == BT_BENC_LIST && ws->count) {
+		m->web_seeds = bt_xcalloc(ws->count, sizeof *m->web_seeds);
+		const struct bt_benc_node *u = bt_benc_first(ws);
+		for (uint32_t j = 0; j < ws->count; j++, u = bt_benc_skip(u))
+			if (u->type == BT_BENC_STR && u->str_len)
+				m->web_seeds[m->web_seed_count++] = node_strdup(u);
+	}
+}
+
+static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, struct bt_err *err)
+{
+	int64_t version = 1;
+	const struct bt_benc_node *mv = bt_benc_dict_get(info, "meta version");
+	if (mv && (bt_benc_int(mv, &version) || version < 1))
+		return BAD("info.meta version: not a positive integer");
+	if (version > 2)
+		return bt_err_set(err, -ENOTSUP, "info.meta version %" PRId64 " is not supported",
+				  version);
+	const struct bt_benc_node *pieces = bt_benc_dict_get(info, "pieces");
+	if (version == 2 && !pieces)
+		return bt_err_set(err, -ENOTSUP,
+				  "v2-only torrents (BEP 52) are not supported yet; a hybrid "
+				  "v1+v2 torrent would work");
+	m->hybrid = version == 2;
+
+	const struct bt_benc_node *name = bt_benc_dict_get(info, "name");
+	if (!name)
+		return BAD("info: missing 'name'");
+	if (name->type != BT_BENC_STR)
+		return BAD("info.name: not a string");
+	if (!bt_meta_component_ok(name->str, name->str_len))
+		return bad_component(name, "info.name", err);
+	m->name = node_strdup(name);
+
+	const struct bt_benc_node *pl = bt_benc_dict_get(info, "piece length");
+	if (!pl)
+		return BAD("info: missing 'piece length'");
+	if (pl->type != BT_BENC_INT)
+		return BAD("info.piece length: not an integer");
+	if (bt_benc_int(pl, &m->piece_length) || m->piece_length <= 0 ||
+	    m->piece_length > BT_META_MAX_PIECE_LENGTH)
+		return BAD("info.piece length: %.*s is out of range (1 to %" PRId64 ")",
+			   (int)pl->str_len, (const char *)pl->str, BT_META_MAX_PIECE_LENGTH);
+
+	const struct bt_benc_node *length = bt_benc_dict_get(info, "length");
+	const struct bt_benc_node *files = bt_benc_dict_get(info, "files");
+	int rc;
+	if (length && files)
+		return BAD("info: has both 'length' and 'files'");
+	if (!length && !files)
+		return BAD("info: has neither 'length' nor 'files'");
+	if (files) {
+		if ((rc = parse_files(m, files, err)))
+			return rc;
+	} else {
+		m->files = bt_xcalloc(1, sizeof *m->files);
+		if ((rc = get_length(info, "info", &m->files[0].length, err)))
+			return rc;
+		m->files[0].path = bt_xstrdup(m->name);
+		m->file_count = 1;
+		m->total_length = m->files[0].length;
+	}
+	if (m->total_length == 0)
+		return BAD("info: the torrent holds no data (total length 0)");
+
+	if (!pieces)
+		return BAD("info: missing 'pieces'");
+	if (pieces->type != BT_BENC_STR)
+		return BAD("info.pieces: not a string");
+	if (pieces->str_len % BT_SHA1_LEN)
+		return BAD("info.pieces: length %zu is not a multiple of 20", pieces->str_len);
+	uint64_t need = ((uint64_t)m->total_length - 1) / (uint64_t)m->piece_length + 1;
+	if (pieces->str_len / BT_SHA1_LEN != need)
+		return BAD("info.pieces: holds %zu hashes, but %" PRId64 " bytes in pieces of %" PRId64
+			   " need %" PRIu64,
+			   pieces->str_len / BT_SHA1_LEN, m->total_length, m->piece_length, need);
+	m->piece_count = (uint32_t)need;
+	m->piece_hashes = bt_xmalloc(pieces->str_len);
+	memcpy(m->piece_hashes, pieces->str, pieces->str_len);
+
+	const struct bt_benc_node *priv = bt_benc_dict_get(info, "private");
+	int64_t pv = 0;
+	m->is_private = priv && bt_benc_int(priv, &pv) == 0 && pv == 1;
+	return 0;
+}
+
+int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err)
+{
+	memset(m, 0, sizeof *m);
+	struct bt_benc_doc doc;
+	struct bt_err perr;
+	if (bt_benc_parse(&doc, p, len, NULL, NULL, &perr) != BT_BENC_OK)
+		return bt_err_set(err, -EINVAL, "bencode: %s", perr.msg);
+
+	int rc = 0;
+	const struct bt_benc_node *root = bt_benc_root(&doc);
+	const struct bt_benc_node *info = bt_benc_dict_get(root, "info");
+	if (root->type != BT_BENC_DICT)
+		rc = BAD("the top level is not a dictionary");
+	else if (!info)
+		rc = BAD("missing 'info' dictionary");
+	else if (info->type != BT_BENC_DICT)
+		rc = BAD("'info' is not a dictionary");
+	else
+		rc = parse_info(m, info, err);
+	if (rc) {
+		bt_benc_doc_deinit(&doc);
+		bt_meta_deinit(m);
+		return rc;
+	}
+
+	bt_sha1(info->raw, info->raw_len, m->info_hash);
+	if (m->hybrid)
+		bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
+	m->info_raw = bt_xmalloc(info->raw_len);
+	memcpy(m->info_raw, info->raw, info->raw_len);
+	m->info_len = info->raw_len;
+
+	parse_trackers(m, root);
+	const struct bt_benc_node *cd = bt_benc_dict_get(root, "creation date");
+	m->has_creation_date = cd && bt_benc_int(cd, &m->creation_date) == 0;
+	m->created_by = opt_string(root, "created by");
+	m->comment = opt_string(root, "comment");
+	bt_benc_doc_deinit(&doc);
+	return 0;
+}
+
+static void free_strings(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void bt_meta_deinit(struct bt_metainfo *m)
+{
+	free(m->name);
+	free(m->piece_hashes);
+	for (size_t i = 0; i < m->file_count; i++)
+		free(m->files[i].path);
+	free(m->files);
+	free(m->announce);
+	for (size_t i = 0; i < m->tier_count; i++)
+		free_strings(m->tiers[i].urls, m->tiers[i].count);
+	free(m->tiers);
+	free_strings(m->web_seeds, m->web_seed_count);
+	free(m->created_by);
+	free(m->comment);
+	free(m->info_raw);
+	memset(m, 0, sizeof *m);
+}
+
+const char *bt_meta_tracker(const struct bt_metainfo *m)
+{
+	if (m->announce)
+		return m->announce;
+	return m->tier_count ? m->tiers[0].urls[0] : NULL;
+}
+
+int64_t bt_meta_piece_size(const struct bt_metainfo *m, uint32_t i)
+{
+	if (i + 1 < m->piece_count)
+		return m->piece_length;
+	return m->total_length - (int64_t)(m->piece_count - 1) * m->piece_length;
+}

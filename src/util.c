@@ -1,0 +1,217 @@
+#include "bt/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int bt_err_set(struct bt_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void bt_oom(void)
+{
+	fputs("torrent: out of memory\n", stderr);
+	abort();
+}
+
+void *bt_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		bt_oom();
+	return p;
+}
+
+void *bt_xcalloc(size_t count, size_t size)
+{
+	void *p = calloc(count ? count : 1, size ? size : 1);
+	if (!p)
+		bt_oom();
+	return p;
+}
+
+void *bt_xreallocarray(void *p, size_t count, size_t size)
+{
+	if (size && count > SIZE_MAX / size)
+		bt_oom();
+	size_t n = count * size;
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		bt_oom();
+	return q;
+}
+
+char *bt_xstrdup(const char *s)
+{
+	return bt_xstrndup(s, strlen(s));
+}
+
+char *bt_xstrndup(const char *s, size_t n)
+{
+	char *p = bt_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+void bt_buf_init(struct bt_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void bt_buf_deinit(struct bt_buf *b)
+{
+	free(b->data);
+	bt_buf_init(b);
+}
+
+void bt_buf_reserve(struct bt_buf *b, size_t extra)
+{
+	if (extra >= SIZE_MAX - b->len)
+		bt_oom();
+	size_t need = b->len + extra + 1;
+	if (need <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	b->data = bt_xreallocarray(b->data, cap, 1);
+	b->cap = cap;
+}
+
+void bt_buf_add(struct bt_buf *b, const void *p, size_t n)
+{
+	bt_buf_reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void bt_buf_addc(struct bt_buf *b, char c)
+{
+	bt_buf_add(b, &c, 1);
+}
+
+void bt_buf_adds(struct bt_buf *b, const char *s)
+{
+	bt_buf_add(b, s, strlen(s));
+}
+
+void bt_buf_printf(struct bt_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	bt_buf_reserve(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+uint8_t *bt_buf_steal(struct bt_buf *b, size_t *len_out)
+{
+	bt_buf_reserve(b, 0);
+	uint8_t *p = b->data;
+	if (len_out)
+		*len_out = b->len;
+	bt_buf_init(b);
+	return p;
+}
+
+void bt_hex_encode(char *out, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int bt_hex_decode(uint8_t *out, const char *hex, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex_value(hex[2 * i]);
+		int lo = hi < 0 ? -1 : hex_value(hex[2 * i + 1]);
+		if (lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return hex[2 * n] == '\0' ? 0 : -EINVAL;
+}
+
+int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *len_out,
+		 struct bt_err *err)
+{
+	bool is_stdin = strcmp(path, "-") == 0;
+	const char *shown = is_stdin ? "standard input" : path;
+	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bt_err_set(err, -errno, "cannot open '%s': %s", shown, strerror(errno));
+
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (!is_stdin)
+			close(fd);
+		return bt_err_set(err, -EISDIR, "cannot read '%s': %s", shown, strerror(EISDIR));
+	}
+
+	struct bt_buf b;
+	bt_buf_init(&b);
+	int rc = 0;
+	for (;;) {
+		bt_buf_reserve(&b, 65536);
+		ssize_t n = read(fd, b.data + b.len, b.cap - b.len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = bt_err_set(err, -errno, "cannot read '%s': %s", shown, strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		b.len += (size_t)n;
+		if (b.len > max_len) {
+			rc = bt_err_set(err, -EFBIG, "'%s' is larger than the limit of %zu bytes",
+					shown, max_len);
+			break;
+		}
+	}
+	if (!is_stdin)
+		close(fd);
+	if (rc) {
+		bt_buf_deinit(&b);
+		return rc;
+	}
+	*data_out = bt_buf_steal(&b, len_out);
+	return 0;
+}
