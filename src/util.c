@@ -129,6 +129,7 @@ void bt_buf_printf(struct bt_buf *b, const char *fmt, ...)
 uint8_t *bt_buf_steal(struct bt_buf *b, size_t *len_out)
 {
 	bt_buf_reserve(b, 0);
+	b->data[b->len] = '\0';
 	uint8_t *p = b->data;
 	if (len_out)
 		*len_out = b->len;
