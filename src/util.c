@@ -113,12 +113,18 @@ void bt_buf_adds(struct bt_buf *b, const char *s)
 
 void bt_buf_printf(struct bt_buf *b, const char *fmt, ...)
 {
+	/* Most output is short: format once into a stack buffer, and only retry when it is not. */
+	char small[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
+	if ((size_t)n < sizeof small) {
+		bt_buf_add(b, small, (size_t)n);
+		return;
+	}
 	bt_buf_reserve(b, (size_t)n);
 	va_start(ap, fmt);
 	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
