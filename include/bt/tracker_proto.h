@@ -1,0 +1,108 @@
+/*
+ * tracker_proto: the tracker protocols as pure functions over bytes. HTTP announce URLs (BEP 3
+ * with BEP 23 compact replies and BEP 7 IPv6 peers) and their replies; BEP 15 UDP packets.
+ * No I/O here: `http`, `udp_tracker` and `tracker` call these to build what they send and to make
+ * sense of what comes back. Replies are untrusted input: every length is checked, bad peer
+ * entries are skipped and counted, and a malformed reply yields an error naming what was wrong.
+ */
+#ifndef BT_TRACKER_PROTO_H
+#define BT_TRACKER_PROTO_H
+
+#include "bt/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Values as BEP 15 numbers them; the HTTP names are "", "completed", "started", "stopped". */
+enum bt_tracker_event {
+	BT_TRACKER_EVENT_NONE = 0,
+	BT_TRACKER_EVENT_COMPLETED = 1,
+	BT_TRACKER_EVENT_STARTED = 2,
+	BT_TRACKER_EVENT_STOPPED = 3,
+};
+
+struct bt_announce_req {
+	uint8_t info_hash[20];
+	uint8_t peer_id[20];
+	uint16_t port;
+	int64_t uploaded;
+	int64_t downloaded;
+	int64_t left;
+	enum bt_tracker_event event;
+	int32_t numwant; /* -1: the tracker's default */
+	uint32_t key;
+};
+
+/* A peer's address: family is 4 or 6; addr holds 4 or 16 bytes in network order. */
+struct bt_peer_addr {
+	uint8_t family;
+	uint8_t addr[16];
+	uint16_t port;
+};
+
+/* Formats "1.2.3.4:5" or "[::1]:5" into out (at least BT_PEER_ADDR_STRLEN bytes). */
+#define BT_PEER_ADDR_STRLEN 64
+void bt_peer_addr_format(const struct bt_peer_addr *a, char *out);
+bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr *b);
+
+struct bt_announce_reply {
+	char *failure;      /* "failure reason": the announce failed; nothing else is set */
+	char *warning;      /* "warning message", or NULL */
+	int64_t interval;   /* seconds, or -1 when absent */
+	int64_t min_interval;
+	int64_t complete;   /* seeders, or -1 */
+	int64_t incomplete; /* leechers, or -1 */
+	struct bt_peer_addr *peers;
+	size_t peer_count;
+	size_t bad_peers;   /* entries skipped: malformed, port 0, trailing bytes */
+};
+
+void bt_announce_reply_deinit(struct bt_announce_reply *r);
+
+/*
+ * Builds the announce URL for an HTTP(S) tracker: the tracker's URL with the query parameters
+ * appended (after any query string already there; a #fragment is dropped). Binary values are
+ * percent-encoded. Returns a string the caller frees.
+ */
+char *bt_tracker_http_url(const char *announce, const struct bt_announce_req *req);
+
+/*
+ * Parses an HTTP tracker's reply body. Returns 0 (also for a "failure reason" reply: check
+ * reply->failure), or -EINVAL with err saying what is wrong with the body.
+ */
+int bt_tracker_parse_http(const uint8_t *body, size_t len, struct bt_announce_reply *reply,
+			  struct bt_err *err);
+
+/* BEP 15 */
+#define BT_UDP_PROTOCOL_ID 0x41727101980ULL
+#define BT_UDP_CONNECT_LEN 16
+#define BT_UDP_ANNOUNCE_LEN 98
+
+enum bt_udp_action {
+	BT_UDP_CONNECT = 0,
+	BT_UDP_ANNOUNCE = 1,
+	BT_UDP_SCRAPE = 2,
+	BT_UDP_ERROR = 3,
+};
+
+void bt_udp_connect_request(uint8_t out[BT_UDP_CONNECT_LEN], uint32_t transaction_id);
+void bt_udp_announce_request(uint8_t out[BT_UDP_ANNOUNCE_LEN], uint64_t connection_id,
+			     uint32_t transaction_id, const struct bt_announce_req *req);
+
+enum bt_udp_result {
+	BT_UDP_OK,     /* the expected reply: connection_id or the announce reply is filled in */
+	BT_UDP_IGNORE, /* not for us (short, other transaction id, unexpected action): keep waiting */
+	BT_UDP_FAILED, /* an error action: reply->failure holds the tracker's message */
+};
+
+/*
+ * Checks a datagram against the request it should answer (transaction id and action). For a
+ * connect reply, sets *connection_id_out; for an announce reply, fills reply (peers are 6-byte
+ * IPv4 entries, or 18-byte IPv6 ones when ipv6 is set, as BEP 15 sends over IPv6).
+ */
+enum bt_udp_result bt_udp_parse_reply(const uint8_t *p, size_t n, uint32_t transaction_id,
+				      enum bt_udp_action expected, bool ipv6,
+				      uint64_t *connection_id_out, struct bt_announce_reply *reply);
+
+#endif
