@@ -244,10 +244,11 @@ const struct bt_benc_node *bt_benc_dict_get(const struct bt_benc_node *d, const 
 {
 	if (!d || d->type != BT_BENC_DICT)
 		return NULL;
+	size_t n = strlen(key);
 	const struct bt_benc_node *k = bt_benc_first(d);
 	for (uint32_t i = 0; i < d->count; i++) {
 		const struct bt_benc_node *v = k + 1;
-		if (bt_benc_str_eq(k, key))
+		if (k->str_len == n && memcmp(k->str, key, n) == 0)
 			return v;
 		k = bt_benc_skip(v);
 	}

@@ -44,16 +44,26 @@ static int bad_component(const struct bt_benc_node *c, const char *where, struct
 		   (const char *)c->str);
 }
 
-static int get_length(const struct bt_benc_node *d, const char *where, int64_t *out,
+/* Names file i for an error message ("info.files[3]"), or the info dict itself when i < 0. */
+static const char *label(char buf[32], int64_t i)
+{
+	if (i < 0)
+		return "info";
+	snprintf(buf, 32, "info.files[%" PRId64 "]", i);
+	return buf;
+}
+
+static int get_length(const struct bt_benc_node *d, int64_t index, int64_t *out,
 		      struct bt_err *err)
 {
+	char b[32];
 	const struct bt_benc_node *v = bt_benc_dict_get(d, "length");
 	if (!v)
-		return BAD("%s: missing 'length'", where);
+		return BAD("%s: missing 'length'", label(b, index));
 	if (v->type != BT_BENC_INT)
-		return BAD("%s.length: not an integer", where);
+		return BAD("%s.length: not an integer", label(b, index));
 	if (bt_benc_int(v, out) || *out < 0)
-		return BAD("%s.length: %.*s is out of range", where, (int)v->str_len,
+		return BAD("%s.length: %.*s is out of range", label(b, index), (int)v->str_len,
 			   (const char *)v->str);
 	return 0;
 }
@@ -80,18 +90,18 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 	bt_buf_init(&path);
 	int rc = 0;
 	for (uint32_t i = 0; i < files->count; i++, f = bt_benc_skip(f)) {
-		char where[64];
-		snprintf(where, sizeof where, "info.files[%" PRIu32 "]", i);
+		char where[32];
 		if (f->type != BT_BENC_DICT) {
-			rc = BAD("%s: not a dictionary", where);
+			rc = BAD("%s: not a dictionary", label(where, i));
 			break;
 		}
 		struct bt_meta_file *mf = &m->files[m->file_count];
-		if ((rc = get_length(f, where, &mf->length, err)))
+		if ((rc = get_length(f, i, &mf->length, err)))
 			break;
 		const struct bt_benc_node *pl = bt_benc_dict_get(f, "path");
 		if (!pl || pl->type != BT_BENC_LIST || pl->count == 0) {
-			rc = BAD("%s.path: %s", where, pl ? "not a non-empty list" : "missing");
+			rc = BAD("%s.path: %s", label(where, i),
+				 pl ? "not a non-empty list" : "missing");
 			break;
 		}
 		path.len = 0;
@@ -99,7 +109,7 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 		for (uint32_t j = 0; j < pl->count && !rc; j++, c = bt_benc_skip(c)) {
 			if (c->type != BT_BENC_STR || !bt_meta_component_ok(c->str, c->str_len)) {
 				char cw[96];
-				snprintf(cw, sizeof cw, "%s.path[%" PRIu32 "]", where, j);
+				snprintf(cw, sizeof cw, "%s.path[%" PRIu32 "]", label(where, i), j);
 				rc = bad_component(c, cw, err);
 				break;
 			}
@@ -221,7 +231,7 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 			return rc;
 	} else {
 		m->files = bt_xcalloc(1, sizeof *m->files);
-		if ((rc = get_length(info, "info", &m->files[0].length, err)))
+		if ((rc = get_length(info, -1, &m->files[0].length, err)))
 			return rc;
 		m->files[0].path = bt_xstrdup(m->name);
 		m->file_count = 1;
@@ -242,8 +252,8 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 			   " need %" PRIu64,
 			   pieces->str_len / BT_SHA1_LEN, m->total_length, m->piece_length, need);
 	m->piece_count = (uint32_t)need;
-	m->piece_hashes = bt_xmalloc(pieces->str_len);
-	memcpy(m->piece_hashes, pieces->str, pieces->str_len);
+	/* info_raw already holds the hashes: point into it rather than keep a second copy. */
+	m->piece_hashes = m->info_raw + (pieces->str - info->raw);
 
 	const struct bt_benc_node *priv = bt_benc_dict_get(info, "private");
 	int64_t pv = 0;
@@ -268,8 +278,12 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 		rc = BAD("missing 'info' dictionary");
 	else if (info->type != BT_BENC_DICT)
 		rc = BAD("'info' is not a dictionary");
-	else
+	if (!rc) {
+		m->info_raw = bt_xmalloc(info->raw_len);
+		memcpy(m->info_raw, info->raw, info->raw_len);
+		m->info_len = info->raw_len;
 		rc = parse_info(m, info, err);
+	}
 	if (rc) {
 		bt_benc_doc_deinit(&doc);
 		bt_meta_deinit(m);
@@ -279,9 +293,6 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 	bt_sha1(info->raw, info->raw_len, m->info_hash);
 	if (m->hybrid)
 		bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
-	m->info_raw = bt_xmalloc(info->raw_len);
-	memcpy(m->info_raw, info->raw, info->raw_len);
-	m->info_len = info->raw_len;
 
 	parse_trackers(m, root);
 	const struct bt_benc_node *cd = bt_benc_dict_get(root, "creation date");
@@ -302,7 +313,6 @@ static void free_strings(char **v, size_t n)
 void bt_meta_deinit(struct bt_metainfo *m)
 {
 	free(m->name);
-	free(m->piece_hashes);
 	for (size_t i = 0; i < m->file_count; i++)
 		free(m->files[i].path);
 	free(m->files);

@@ -186,7 +186,9 @@ int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *l
 		return bt_err_set(err, -errno, "cannot open '%s': %s", shown, strerror(errno));
 
 	struct stat st;
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (fstat(fd, &st) != 0)
+		st.st_mode = 0;
+	if (S_ISDIR(st.st_mode)) {
 		if (!is_stdin)
 			close(fd);
 		return bt_err_set(err, -EISDIR, "cannot read '%s': %s", shown, strerror(EISDIR));
@@ -194,9 +196,13 @@ int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *l
 
 	struct bt_buf b;
 	bt_buf_init(&b);
+	/* A regular file's size is known: read it in one allocation (plus one byte to see EOF). */
+	if (S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size <= max_len)
+		bt_buf_reserve(&b, (size_t)st.st_size + 1);
 	int rc = 0;
 	for (;;) {
-		bt_buf_reserve(&b, 65536);
+		if (b.cap - b.len < 2)
+			bt_buf_reserve(&b, 65536);
 		ssize_t n = read(fd, b.data + b.len, b.cap - b.len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -47,7 +47,7 @@ struct bt_metainfo {
 
 	int64_t piece_length;
 	uint32_t piece_count;
-	uint8_t *piece_hashes; /* piece_count * 20 bytes */
+	const uint8_t *piece_hashes; /* piece_count * 20 bytes, inside info_raw */
 	int64_t total_length;  /* of all files, pad files included */
 
 	bool multi_file;
