@@ -10,6 +10,7 @@
 static const struct bt_cli_command *const commands[] = {
 	&bt_cmd_decode,
 	&bt_cmd_info,
+	&bt_cmd_peers,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

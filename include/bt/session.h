@@ -1,0 +1,45 @@
+/*
+ * session: what every command's engine runs on. One event_base, one evdns resolver, the http
+ * and UDP tracker clients, a random peer id for this run ("-TC0001-" and 12 random bytes,
+ * Azureus style), SIGINT/SIGTERM handling and an optional deadline. Commands create one session,
+ * start their work on it, and call bt_session_run until the work calls bt_session_stop, a signal
+ * arrives, or the deadline passes.
+ */
+#ifndef BT_SESSION_H
+#define BT_SESSION_H
+
+#include "bt/util.h"
+
+#include <stdint.h>
+
+struct event_base;
+struct evdns_base;
+struct bt_http;
+struct bt_udp_tracker;
+struct bt_session;
+
+#define BT_PEER_ID_PREFIX "-TC0001-"
+
+enum bt_session_end {
+	BT_SESSION_STOPPED,     /* bt_session_stop was called */
+	BT_SESSION_INTERRUPTED, /* SIGINT or SIGTERM */
+	BT_SESSION_DEADLINE,    /* the deadline passed */
+};
+
+struct bt_session *bt_session_new(struct bt_err *err);
+void bt_session_free(struct bt_session *s);
+
+struct event_base *bt_session_base(struct bt_session *s);
+struct evdns_base *bt_session_dns(struct bt_session *s);
+struct bt_http *bt_session_http(struct bt_session *s);
+struct bt_udp_tracker *bt_session_udp(struct bt_session *s);
+const uint8_t *bt_session_peer_id(const struct bt_session *s);
+
+/* Runs the loop; deadline_s <= 0 means no deadline. */
+enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s);
+void bt_session_stop(struct bt_session *s);
+
+/* Fills p with n cryptographically random bytes. */
+void bt_random_bytes(void *p, size_t n);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * udp_tracker: BEP 15 announces on the event loop. One UDP socket per address family, shared by
+ * every request; replies are matched to requests by transaction id and source address, and
+ * anything else (short, wrong id, wrong action, other sender) is ignored. Connection ids are
+ * cached per tracker address and renewed when older than a minute. A request that gets no reply
+ * is sent again after 15·2ⁿ seconds (n = 0..8); the caller bounds the whole by cancelling at its
+ * deadline. Host names are resolved with evdns, so nothing blocks.
+ */
+#ifndef BT_UDP_TRACKER_H
+#define BT_UDP_TRACKER_H
+
+#include "bt/tracker_proto.h"
+
+struct event_base;
+struct evdns_base;
+struct bt_udp_tracker;
+struct bt_udp_req;
+
+/*
+ * Called once per request, from the loop. On success error is 0 and reply is the tracker's
+ * answer (borrowed for the call); otherwise reply is NULL, or holds the tracker's error action
+ * message in reply->failure (error -EPROTO), and message says what went wrong.
+ */
+typedef void (*bt_udp_done_fn)(const struct bt_announce_reply *reply, int error,
+			       const char *message, void *arg);
+
+struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_base *dns);
+/* Cancels every request still pending (their callbacks are not called). */
+void bt_udp_tracker_free(struct bt_udp_tracker *u);
+
+/* The first retransmission delay, 15 s by default (BEP 15); tests may shorten it. */
+void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms);
+
+/*
+ * Starts an announce to a udp://host:port[/...] URL. Returns NULL with err set if the URL is
+ * malformed (done is then not called); otherwise done runs once, from the loop.
+ */
+struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
+				   const struct bt_announce_req *req, bt_udp_done_fn done,
+				   void *arg, struct bt_err *err);
+void bt_udp_cancel(struct bt_udp_req *r);
+
+/* Splits "scheme://host:port/..." into host (brackets removed) and port; 0 or -EINVAL. */
+int bt_url_host_port(const char *url, char *host, size_t host_len, char *port, size_t port_len);
+
+#endif

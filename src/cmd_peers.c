@@ -1,0 +1,427 @@
+#include "bt/cli.h"
+#include "bt/json.h"
+#include "bt/metainfo.h"
+#include "bt/session.h"
+#include "bt/tracker.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* After the first tracker that gives peers, the others get this long to catch up. */
+#define GRACE_SECONDS 0.5
+/* The bound on the "stopped" announces sent on the way out. */
+#define STOPPED_SECONDS 1.0
+
+static const char help[] =
+	"Usage: torrent peers [options] <file.torrent>\n"
+	"\n"
+	"Asks the torrent's trackers for peers and prints each peer as ip:port (IPv6 as\n"
+	"[addr]:port), one per line, without duplicates. Every tracker of every tier (HTTP, HTTPS\n"
+	"and UDP) is asked at once; once one has answered with peers, the others get half a second\n"
+	"more, so a dead tracker costs nothing when a live one answers. Trackers that fail are\n"
+	"reported on stderr with their URL and the reason. On the way out each tracker that\n"
+	"answered is sent a 'stopped' announce, so this query does not linger in its swarm.\n"
+	"\n"
+	"Options:\n"
+	"  -t, --timeout SECONDS  give up on trackers that have not answered by then (default 5)\n"
+	"  -p, --port PORT        the port announced to the trackers (default 6881)\n"
+	"      --json             print one JSON object: the merged peers, and per tracker its\n"
+	"                         peers, interval, seeders, leechers, warning and error\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 if any tracker gave a peer, 1 if none did, 2 bad usage or invalid torrent.\n";
+
+struct peers_run;
+
+struct tracker_result {
+	struct peers_run *run;
+	const char *url;
+	struct bt_announce *announce;
+	bool answered;
+	char *error;
+	char *warning;
+	int64_t interval, min_interval, seeders, leechers;
+	struct bt_peer_addr *peers;
+	size_t peer_count;
+	double elapsed;
+};
+
+struct peers_run {
+	struct bt_session *session;
+	struct bt_tracker_io io;
+	struct bt_announce_req req;
+	struct tracker_result *trackers;
+	size_t count;
+	size_t pending;
+	struct event *grace;
+	double started;
+};
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Our own announce comes back from trackers that list every peer, the asker included. */
+static bool is_us(const struct peers_run *run, const struct bt_peer_addr *a)
+{
+	static const uint8_t v6_loopback[16] = { [15] = 1 };
+	if (a->port != run->req.port)
+		return false;
+	return (a->family == 4 && a->addr[0] == 127) ||
+	       (a->family == 6 && memcmp(a->addr, v6_loopback, 16) == 0);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct peers_run *run = arg;
+	bt_session_stop(run->session);
+}
+
+static void on_announced(const char *url, const struct bt_announce_reply *reply,
+			 const char *error, void *arg)
+{
+	(void)url;
+	struct tracker_result *t = arg;
+	struct peers_run *run = t->run;
+	t->announce = NULL;
+	t->answered = reply != NULL;
+	t->elapsed = now_seconds() - run->started;
+	if (error)
+		t->error = bt_xstrdup(error);
+	if (reply) {
+		if (reply->warning)
+			t->warning = bt_xstrdup(reply->warning);
+		t->interval = reply->interval;
+		t->min_interval = reply->min_interval;
+		t->seeders = reply->complete;
+		t->leechers = reply->incomplete;
+		t->peers = bt_xcalloc(reply->peer_count, sizeof *t->peers);
+		for (size_t i = 0; i < reply->peer_count; i++)
+			if (!is_us(run, &reply->peers[i]))
+				t->peers[t->peer_count++] = reply->peers[i];
+	}
+	run->pending--;
+	if (run->pending == 0) {
+		bt_session_stop(run->session);
+	} else if (t->peer_count && !evtimer_pending(run->grace, NULL)) {
+		struct timeval tv = { 0, (suseconds_t)(GRACE_SECONDS * 1e6) };
+		evtimer_add(run->grace, &tv);
+	}
+}
+
+/* The "stopped" round: replies are not kept, only counted. */
+static void on_stopped(const char *url, const struct bt_announce_reply *reply, const char *error,
+		       void *arg)
+{
+	(void)url;
+	(void)reply;
+	(void)error;
+	struct tracker_result *t = arg;
+	t->announce = NULL;
+	if (--t->run->pending == 0)
+		bt_session_stop(t->run->session);
+}
+
+static void send_stopped(struct peers_run *run)
+{
+	struct bt_announce_req req = run->req;
+	req.event = BT_TRACKER_EVENT_STOPPED;
+	req.numwant = 0;
+	run->pending = 0;
+	for (size_t i = 0; i < run->count; i++) {
+		struct tracker_result *t = &run->trackers[i];
+		if (!t->answered || t->error)
+			continue;
+		t->announce = bt_announce_start(&run->io, t->url, &req,
+						(long)(STOPPED_SECONDS * 1000), on_stopped, t, NULL);
+		run->pending += t->announce != NULL;
+	}
+	if (run->pending)
+		bt_session_run(run->session, STOPPED_SECONDS);
+	for (size_t i = 0; i < run->count; i++) {
+		bt_announce_cancel(run->trackers[i].announce);
+		run->trackers[i].announce = NULL;
+	}
+}
+
+/* Every tracker URL of every tier, once each, in tier order. */
+static size_t collect_urls(const struct bt_metainfo *m, const char ***urls_out)
+{
+	size_t total = 0, n = 0;
+	for (size_t t = 0; t < m->tier_count; t++)
+		total += m->tiers[t].count;
+	const char **urls = bt_xcalloc(total, sizeof *urls);
+	for (size_t t = 0; t < m->tier_count; t++) {
+		for (size_t i = 0; i < m->tiers[t].count; i++) {
+			const char *u = m->tiers[t].urls[i];
+			size_t j;
+			for (j = 0; j < n && strcmp(urls[j], u) != 0; j++)
+				;
+			if (j == n)
+				urls[n++] = u;
+		}
+	}
+	*urls_out = urls;
+	return n;
+}
+
+/* Appends a's peers not already in the merged list. */
+static void merge(struct bt_peer_addr **all, size_t *n, const struct tracker_result *t)
+{
+	*all = bt_xreallocarray(*all, *n + t->peer_count, sizeof **all);
+	for (size_t i = 0; i < t->peer_count; i++) {
+		size_t j;
+		for (j = 0; j < *n && !bt_peer_addr_equal(&(*all)[j], &t->peers[i]); j++)
+			;
+		if (j == *n)
+			(*all)[(*n)++] = t->peers[i];
+	}
+}
+
+static void json_peers(struct bt_buf *b, const struct bt_peer_addr *p, size_t n)
+{
+	bt_buf_addc(b, '[');
+	for (size_t i = 0; i < n; i++) {
+		char s[BT_PEER_ADDR_STRLEN];
+		bt_peer_addr_format(&p[i], s);
+		if (i)
+			bt_buf_addc(b, ',');
+		bt_json_put_str(b, s);
+	}
+	bt_buf_addc(b, ']');
+}
+
+static void json_int(struct bt_buf *b, int *first, const char *key, int64_t v)
+{
+	bt_json_key(b, first, key);
+	if (v < 0)
+		bt_buf_adds(b, "null");
+	else
+		bt_buf_printf(b, "%" PRId64, v);
+}
+
+static void json_opt(struct bt_buf *b, int *first, const char *key, const char *v)
+{
+	bt_json_key(b, first, key);
+	if (v)
+		bt_json_put_str(b, v);
+	else
+		bt_buf_adds(b, "null");
+}
+
+static void print_json(const struct peers_run *run, const struct bt_peer_addr *all, size_t n)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_buf_adds(&b, "{\"peers\":");
+	json_peers(&b, all, n);
+	bt_buf_adds(&b, ",\"trackers\":[");
+	for (size_t i = 0; i < run->count; i++) {
+		const struct tracker_result *t = &run->trackers[i];
+		int first = 1;
+		bt_buf_adds(&b, i ? ",{" : "{");
+		json_opt(&b, &first, "url", t->url);
+		bt_json_key(&b, &first, "peers");
+		json_peers(&b, t->peers, t->peer_count);
+		json_int(&b, &first, "interval", t->answered ? t->interval : -1);
+		json_int(&b, &first, "min_interval", t->answered ? t->min_interval : -1);
+		json_int(&b, &first, "seeders", t->answered ? t->seeders : -1);
+		json_int(&b, &first, "leechers", t->answered ? t->leechers : -1);
+		json_opt(&b, &first, "warning", t->warning);
+		json_opt(&b, &first, "error", t->error);
+		bt_json_key(&b, &first, "elapsed_ms");
+		bt_buf_printf(&b, "%.0f", t->elapsed * 1000);
+		bt_buf_addc(&b, '}');
+	}
+	bt_buf_adds(&b, "]}\n");
+	fwrite(b.data, 1, b.len, stdout);
+	bt_buf_deinit(&b);
+}
+
+static int parse_number(const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || !isfinite(v) || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port, bool json)
+{
+	const char **urls;
+	size_t count = collect_urls(m, &urls);
+	if (count == 0) {
+		free(urls);
+		bt_cli_error("peers", "the torrent lists no trackers");
+		return BT_EXIT_FAILURE;
+	}
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	if (!s) {
+		free(urls);
+		bt_cli_error("peers", "%s", err.msg);
+		return BT_EXIT_FAILURE;
+	}
+	struct peers_run run = {
+		.session = s,
+		.io = { bt_session_http(s), bt_session_udp(s) },
+		.trackers = bt_xcalloc(count, sizeof *run.trackers),
+		.count = count,
+		.started = now_seconds(),
+	};
+	run.grace = evtimer_new(bt_session_base(s), on_grace, &run);
+	memcpy(run.req.info_hash, m->info_hash, 20);
+	memcpy(run.req.peer_id, bt_session_peer_id(s), 20);
+	run.req.port = port;
+	run.req.left = m->total_length;
+	run.req.event = BT_TRACKER_EVENT_STARTED;
+	run.req.numwant = 200;
+	bt_random_bytes(&run.req.key, sizeof run.req.key);
+
+	for (size_t i = 0; i < count; i++) {
+		struct tracker_result *t = &run.trackers[i];
+		t->run = &run;
+		t->url = urls[i];
+		t->announce = bt_announce_start(&run.io, t->url, &run.req, (long)(timeout * 1000),
+						on_announced, t, &err);
+		if (t->announce)
+			run.pending++;
+		else
+			t->error = bt_xstrdup(err.msg);
+	}
+	enum bt_session_end end = run.pending ? bt_session_run(s, timeout) : BT_SESSION_STOPPED;
+	for (size_t i = 0; i < count; i++) {
+		struct tracker_result *t = &run.trackers[i];
+		if (!t->announce)
+			continue;
+		bt_announce_cancel(t->announce);
+		t->announce = NULL;
+		t->elapsed = now_seconds() - run.started;
+		char msg[96];
+		if (end == BT_SESSION_DEADLINE)
+			snprintf(msg, sizeof msg, "no reply within %g s", timeout);
+		else
+			snprintf(msg, sizeof msg, "no reply yet when the others had answered");
+		t->error = bt_xstrdup(msg);
+	}
+	if (end == BT_SESSION_INTERRUPTED)
+		bt_cli_error("peers", "interrupted");
+	else
+		send_stopped(&run);
+
+	struct bt_peer_addr *all = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < count; i++) {
+		struct tracker_result *t = &run.trackers[i];
+		if (t->warning)
+			bt_cli_error("peers", "%s: warning: %s", t->url, t->warning);
+		if (t->error)
+			bt_cli_error("peers", "%s: %s", t->url, t->error);
+		merge(&all, &n, t);
+	}
+	if (end != BT_SESSION_INTERRUPTED) {
+		if (json) {
+			print_json(&run, all, n);
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				char a[BT_PEER_ADDR_STRLEN];
+				bt_peer_addr_format(&all[i], a);
+				puts(a);
+			}
+		}
+		if (n == 0)
+			bt_cli_error("peers", "no peers from %zu tracker%s", count,
+				     count == 1 ? "" : "s");
+	}
+	int rc = n && end != BT_SESSION_INTERRUPTED ? BT_EXIT_OK : BT_EXIT_FAILURE;
+
+	free(all);
+	for (size_t i = 0; i < count; i++) {
+		free(run.trackers[i].error);
+		free(run.trackers[i].warning);
+		free(run.trackers[i].peers);
+	}
+	free(run.trackers);
+	event_free(run.grace);
+	bt_session_free(s);
+	free(urls);
+	return rc;
+}
+
+static int run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	double timeout = 5, port = 6881;
+	bool json = false;
+	int c;
+	while ((c = bt_cli_getopt(argc, argv, ":t:p:h", opts)) != -1) {
+		switch (c) {
+		case 't':
+			if (parse_number(optarg, 0.001, 3600, &timeout))
+				return bt_cli_usage_error("peers",
+							  "--timeout wants seconds from 0.001 to "
+							  "3600, not '%s'",
+							  optarg);
+			break;
+		case 'p':
+			if (parse_number(optarg, 1, 65535, &port) || port != (int)port)
+				return bt_cli_usage_error("peers",
+							  "--port wants a port from 1 to 65535, "
+							  "not '%s'",
+							  optarg);
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return BT_EXIT_OK;
+		default:
+			return BT_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return bt_cli_usage_error("peers", "expected one .torrent file");
+	const char *path = argv[optind];
+	uint8_t *data;
+	size_t len;
+	struct bt_err err;
+	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
+		bt_cli_error("peers", "%s", err.msg);
+		return BT_EXIT_USAGE;
+	}
+	struct bt_metainfo m;
+	int rc = bt_meta_parse(&m, data, len, &err);
+	free(data);
+	if (rc) {
+		bt_cli_error("peers", "%s: %s", path, err.msg);
+		return BT_EXIT_USAGE;
+	}
+	rc = run_peers(&m, timeout, (uint16_t)port, json);
+	bt_meta_deinit(&m);
+	return rc;
+}
+
+const struct bt_cli_command bt_cmd_peers = {
+	.name = "peers",
+	.summary = "ask the torrent's trackers for peers",
+	.help = help,
+	.run = run,
+};

@@ -1,0 +1,146 @@
+#include "bt/session.h"
+
+#include "bt/http.h"
+#include "bt/udp_tracker.h"
+
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bt_session {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct bt_http *http;
+	struct bt_udp_tracker *udp;
+	struct event *sigint, *sigterm, *deadline;
+	enum bt_session_end end;
+	uint8_t peer_id[20];
+};
+
+void bt_random_bytes(void *p, size_t n)
+{
+	if (RAND_bytes(p, (int)n) != 1)
+		bt_oom();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct bt_session *s = arg;
+	s->end = BT_SESSION_INTERRUPTED;
+	event_base_loopbreak(s->base);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_session *s = arg;
+	s->end = BT_SESSION_DEADLINE;
+	event_base_loopbreak(s->base);
+}
+
+struct bt_session *bt_session_new(struct bt_err *err)
+{
+	struct bt_session *s = bt_xcalloc(1, sizeof *s);
+	s->base = event_base_new();
+	if (!s->base) {
+		free(s);
+		bt_err_set(err, -ENOMEM, "cannot create the event loop");
+		return NULL;
+	}
+	/* Without resolv.conf evdns still answers numeric hosts and /etc/hosts names. */
+	s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!s->dns)
+		s->dns = evdns_base_new(s->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	s->http = bt_http_new(s->base);
+	s->udp = bt_udp_tracker_new(s->base, s->dns);
+	if (!s->dns || !s->http) {
+		bt_session_free(s);
+		bt_err_set(err, -ENOMEM, "cannot set up the resolver or libcurl");
+		return NULL;
+	}
+	s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
+	s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->deadline = evtimer_new(s->base, on_deadline, s);
+	if (!s->sigint || !s->sigterm || !s->deadline)
+		bt_oom();
+	/* A peer that hangs up must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+
+	memcpy(s->peer_id, BT_PEER_ID_PREFIX, 8);
+	bt_random_bytes(s->peer_id + 8, 12);
+	return s;
+}
+
+void bt_session_free(struct bt_session *s)
+{
+	if (!s)
+		return;
+	bt_udp_tracker_free(s->udp);
+	bt_http_free(s->http);
+	if (s->sigint)
+		event_free(s->sigint);
+	if (s->sigterm)
+		event_free(s->sigterm);
+	if (s->deadline)
+		event_free(s->deadline);
+	if (s->dns)
+		evdns_base_free(s->dns, 0);
+	event_base_free(s->base);
+	free(s);
+}
+
+struct event_base *bt_session_base(struct bt_session *s)
+{
+	return s->base;
+}
+
+struct evdns_base *bt_session_dns(struct bt_session *s)
+{
+	return s->dns;
+}
+
+struct bt_http *bt_session_http(struct bt_session *s)
+{
+	return s->http;
+}
+
+struct bt_udp_tracker *bt_session_udp(struct bt_session *s)
+{
+	return s->udp;
+}
+
+const uint8_t *bt_session_peer_id(const struct bt_session *s)
+{
+	return s->peer_id;
+}
+
+enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s)
+{
+	s->end = BT_SESSION_STOPPED;
+	event_add(s->sigint, NULL);
+	event_add(s->sigterm, NULL);
+	if (deadline_s > 0) {
+		struct timeval tv = { (time_t)deadline_s,
+				      (suseconds_t)((deadline_s - (double)(time_t)deadline_s) * 1e6) };
+		evtimer_add(s->deadline, &tv);
+	}
+	event_base_dispatch(s->base);
+	event_del(s->deadline);
+	event_del(s->sigint);
+	event_del(s->sigterm);
+	return s->end;
+}
+
+void bt_session_stop(struct bt_session *s)
+{
+	s->end = BT_SESSION_STOPPED;
+	event_base_loopbreak(s->base);
+}
