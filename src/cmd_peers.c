@@ -1,4 +1,5 @@
 #include "bt/cli.h"
+#include "bt/hash.h"
 #include "bt/json.h"
 #include "bt/metainfo.h"
 #include "bt/session.h"

@@ -3,6 +3,7 @@
 #include "bt/util.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 
 struct bt_sha1_ctx {
@@ -70,4 +71,10 @@ void bt_sha1_free(struct bt_sha1_ctx *c)
 		return;
 	EVP_MD_CTX_free(c->md);
 	free(c);
+}
+
+void bt_random_bytes(void *p, size_t n)
+{
+	if (RAND_bytes(p, (int)n) != 1)
+		bt_oom();
 }

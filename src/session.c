@@ -1,12 +1,12 @@
 #include "bt/session.h"
 
+#include "bt/hash.h"
 #include "bt/http.h"
 #include "bt/udp_tracker.h"
 
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +20,6 @@ struct bt_session {
 	enum bt_session_end end;
 	uint8_t peer_id[20];
 };
-
-void bt_random_bytes(void *p, size_t n)
-{
-	if (RAND_bytes(p, (int)n) != 1)
-		bt_oom();
-}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {

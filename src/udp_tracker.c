@@ -1,5 +1,7 @@
 #include "bt/udp_tracker.h"
 
+#include "bt/hash.h"
+
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -13,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 
 #define MAX_TRIES 9            /* first send and 8 retransmissions: 15·2⁸ s at the last */
 #define CONNECTION_ID_TTL 60.0 /* seconds a connection id may be used (BEP 15) */
@@ -71,8 +72,7 @@ static double now_seconds(void)
 static uint32_t random_u32(void)
 {
 	uint32_t v;
-	if (RAND_bytes((unsigned char *)&v, sizeof v) != 1)
-		bt_oom();
+	bt_random_bytes(&v, sizeof v);
 	return v;
 }
 

@@ -15,6 +15,9 @@
 void bt_sha1(const void *p, size_t n, uint8_t out[BT_SHA1_LEN]);
 void bt_sha256(const void *p, size_t n, uint8_t out[BT_SHA256_LEN]);
 
+/* Fills p with n cryptographically random bytes (OpenSSL's generator). */
+void bt_random_bytes(void *p, size_t n);
+
 /* Incremental SHA-1 for data that arrives in parts. */
 struct bt_sha1_ctx;
 struct bt_sha1_ctx *bt_sha1_new(void);

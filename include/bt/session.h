@@ -39,7 +39,4 @@ const uint8_t *bt_session_peer_id(const struct bt_session *s);
 enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s);
 void bt_session_stop(struct bt_session *s);
 
-/* Fills p with n cryptographically random bytes. */
-void bt_random_bytes(void *p, size_t n);
-
 #endif
