@@ -1,0 +1,61 @@
+/*
+ * storage: a torrent's bytes on disk. The torrent's data is one long byte range (all files in
+ * order, pad files included); storage maps a range of it to file segments and reads or writes
+ * them with pread/pwrite. Only verified pieces are ever written (the caller's rule), so data on
+ * disk is either a whole good piece or never written.
+ *
+ * Layout under `root`: a single-file torrent is the one file `root`; a multi-file torrent is the
+ * directory `root` holding each file at its relative path (directories are created). BEP 47 pad
+ * files are never created, written or read from disk: reads of them give zeros. Files are
+ * created at their full length (preallocated with fallocate where the file system supports it,
+ * else extended sparse with ftruncate), so a full disk is found at the start, naming the path.
+ * The files are opened once and kept open. Owned by the torrent.
+ */
+#ifndef BT_STORAGE_H
+#define BT_STORAGE_H
+
+#include "bt/metainfo.h"
+#include "bt/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One contiguous run of a file that a byte range of the torrent covers. */
+struct bt_segment {
+	size_t file;          /* index into m->files */
+	int64_t file_offset;  /* where in that file */
+	int64_t length;
+	int64_t data_offset;  /* where in the caller's range (0 = its first byte) */
+};
+
+/*
+ * Pure: calls fn for each file segment of the torrent range [offset, offset + length), in
+ * order, skipping zero-length files; pad files are included (seg->file tells). Returns the
+ * first non-zero value fn returns, or 0.
+ */
+int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
+		   int (*fn)(const struct bt_segment *seg, void *arg), void *arg);
+
+struct bt_storage;
+
+enum bt_storage_flags {
+	BT_STORAGE_CREATE = 1,   /* create missing files and directories at full length */
+	BT_STORAGE_READONLY = 2, /* open existing files only, for reading (seeding, checking) */
+};
+
+/* Opens (and with CREATE, creates) the files under root. Errors name the path and the reason. */
+int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
+		    int flags, struct bt_err *err);
+void bt_storage_free(struct bt_storage *s);
+
+/* Reads len bytes at offset `begin` within piece `index`; pad ranges read as zeros. */
+int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out,
+		    uint32_t len, struct bt_err *err);
+/* Writes one whole piece (its exact length); pad ranges are skipped. */
+int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *data,
+			   struct bt_err *err);
+/* fsync()s every file: called before a download is declared complete. */
+int bt_storage_sync(struct bt_storage *s, struct bt_err *err);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * wire: the peer protocol's bytes (BEP 3, with BEP 10's extended message framed and handed up).
+ * Pure: encoders write into caller buffers; decoders read from contiguous bytes and return OK,
+ * NEED_MORE or BAD. Framing is checked from the 5-byte header alone (length prefix and id), so
+ * a peer's claimed length is judged before a single byte of the body is buffered: a fixed-size
+ * message must have its exact size, a bitfield exactly the torrent's size, a piece at most one
+ * block, and nothing may be longer than a block plus its header.
+ */
+#ifndef BT_WIRE_H
+#define BT_WIRE_H
+
+#include "bt/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_HANDSHAKE_LEN 68
+#define BT_BLOCK_SIZE 16384
+/* The longest message body we take: a piece message's header and one block. */
+#define BT_WIRE_MAX_BODY (9 + BT_BLOCK_SIZE)
+/* Extended messages may carry one block of metadata (BEP 9) plus their bencoded header. */
+#define BT_WIRE_MAX_EXTENDED (2 + BT_BLOCK_SIZE + 1024)
+
+enum bt_wire_id {
+	BT_WIRE_KEEPALIVE = -1,
+	BT_WIRE_CHOKE = 0,
+	BT_WIRE_UNCHOKE = 1,
+	BT_WIRE_INTERESTED = 2,
+	BT_WIRE_NOT_INTERESTED = 3,
+	BT_WIRE_HAVE = 4,
+	BT_WIRE_BITFIELD = 5,
+	BT_WIRE_REQUEST = 6,
+	BT_WIRE_PIECE = 7,
+	BT_WIRE_CANCEL = 8,
+	BT_WIRE_PORT = 9,
+	BT_WIRE_EXTENDED = 20,
+};
+
+enum bt_wire_result {
+	BT_WIRE_OK,
+	BT_WIRE_NEED_MORE,
+	BT_WIRE_BAD,
+};
+
+struct bt_handshake {
+	uint8_t reserved[8];
+	uint8_t info_hash[20];
+	uint8_t peer_id[20];
+};
+
+/* Reserved bytes with only the extension protocol bit (BEP 10) set. */
+extern const uint8_t bt_wire_reserved_ext[8];
+
+void bt_wire_handshake(uint8_t out[BT_HANDSHAKE_LEN], const struct bt_handshake *h);
+enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct bt_handshake *out,
+					    struct bt_err *err);
+
+struct bt_wire_msg {
+	int id;           /* enum bt_wire_id, or another id (unknown: to be ignored) */
+	uint32_t index;   /* HAVE, REQUEST, PIECE, CANCEL */
+	uint32_t begin;   /* REQUEST, PIECE, CANCEL */
+	uint32_t length;  /* REQUEST, CANCEL; for PIECE the block's length */
+	uint16_t port;    /* PORT */
+	uint8_t ext_id;   /* EXTENDED */
+	const uint8_t *payload; /* BITFIELD bits, PIECE block, EXTENDED body, unknown body */
+	size_t payload_len;
+};
+
+/*
+ * Checks the header of the next message: p holds the first n bytes of it (n may be short).
+ * On OK, *total_out is the whole message's size, prefix included. bitfield_bytes is what this
+ * torrent's bitfield must be. BAD comes with err naming the id and the length claimed.
+ */
+enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_bytes,
+				  size_t *total_out, struct bt_err *err);
+/* Decodes one whole message (as sized by bt_wire_check) from p[0..n). */
+enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_bytes,
+				   struct bt_wire_msg *out, size_t *consumed_out, struct bt_err *err);
+
+/* Encoders return the number of bytes written. */
+size_t bt_wire_put_keepalive(uint8_t out[4]);
+size_t bt_wire_put_simple(uint8_t out[5], enum bt_wire_id id); /* choke .. not interested */
+size_t bt_wire_put_have(uint8_t out[9], uint32_t index);
+size_t bt_wire_put_request(uint8_t out[17], enum bt_wire_id id, uint32_t index, uint32_t begin,
+			   uint32_t length); /* REQUEST or CANCEL */
+/* The 13-byte header of a PIECE message whose block of `length` bytes follows. */
+size_t bt_wire_put_piece_header(uint8_t out[13], uint32_t index, uint32_t begin, uint32_t length);
+/* The 5-byte header of a BITFIELD message whose `bytes` bytes follow. */
+size_t bt_wire_put_bitfield_header(uint8_t out[5], size_t bytes);
+/* The 6-byte header of an EXTENDED message whose `len` body bytes follow. */
+size_t bt_wire_put_extended_header(uint8_t out[6], uint8_t ext_id, size_t len);
+
+#endif

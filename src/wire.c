@@ -1,0 +1,202 @@
+#include "bt/wire.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char protocol[] = "\x13" "BitTorrent protocol";
+
+const uint8_t bt_wire_reserved_ext[8] = { 0, 0, 0, 0, 0, 0x10, 0, 0 };
+
+void bt_wire_handshake(uint8_t out[BT_HANDSHAKE_LEN], const struct bt_handshake *h)
+{
+	memcpy(out, protocol, 20);
+	memcpy(out + 20, h->reserved, 8);
+	memcpy(out + 28, h->info_hash, 20);
+	memcpy(out + 48, h->peer_id, 20);
+}
+
+enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct bt_handshake *out,
+					    struct bt_err *err)
+{
+	size_t check = n < 20 ? n : 20;
+	if (memcmp(p, protocol, check) != 0) {
+		bt_err_set(err, -EPROTO, "not a BitTorrent handshake");
+		return BT_WIRE_BAD;
+	}
+	if (n < BT_HANDSHAKE_LEN)
+		return BT_WIRE_NEED_MORE;
+	memcpy(out->reserved, p + 20, 8);
+	memcpy(out->info_hash, p + 28, 20);
+	memcpy(out->peer_id, p + 48, 20);
+	return BT_WIRE_OK;
+}
+
+static const char *id_name(int id)
+{
+	static const char *const names[] = { "choke",   "unchoke", "interested", "not interested",
+					     "have",    "bitfield", "request",   "piece",
+					     "cancel",  "port" };
+	if (id >= 0 && id <= 9)
+		return names[id];
+	return id == BT_WIRE_EXTENDED ? "extended" : "unknown";
+}
+
+enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_bytes,
+				  size_t *total_out, struct bt_err *err)
+{
+	if (n < 4)
+		return BT_WIRE_NEED_MORE;
+	uint32_t len = bt_load_be32(p);
+	if (len == 0) {
+		*total_out = 4;
+		return BT_WIRE_OK;
+	}
+	if (n < 5)
+		return BT_WIRE_NEED_MORE;
+	int id = p[4];
+	bool ok;
+	switch (id) {
+	case BT_WIRE_CHOKE:
+	case BT_WIRE_UNCHOKE:
+	case BT_WIRE_INTERESTED:
+	case BT_WIRE_NOT_INTERESTED:
+		ok = len == 1;
+		break;
+	case BT_WIRE_HAVE:
+		ok = len == 5;
+		break;
+	case BT_WIRE_BITFIELD:
+		ok = len == 1 + bitfield_bytes;
+		break;
+	case BT_WIRE_REQUEST:
+	case BT_WIRE_CANCEL:
+		ok = len == 13;
+		break;
+	case BT_WIRE_PIECE:
+		ok = len > 9 && len <= BT_WIRE_MAX_BODY;
+		break;
+	case BT_WIRE_PORT:
+		ok = len == 3;
+		break;
+	case BT_WIRE_EXTENDED:
+		ok = len >= 2 && len <= BT_WIRE_MAX_EXTENDED;
+		break;
+	default:
+		ok = len <= BT_WIRE_MAX_BODY; /* unknown ids are skipped, within the usual cap */
+		break;
+	}
+	if (!ok) {
+		bt_err_set(err, -EPROTO, "%s message (id %d) with bad length %u", id_name(id), id,
+			   len);
+		return BT_WIRE_BAD;
+	}
+	*total_out = 4 + (size_t)len;
+	return BT_WIRE_OK;
+}
+
+enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_bytes,
+				   struct bt_wire_msg *out, size_t *consumed_out, struct bt_err *err)
+{
+	size_t total;
+	enum bt_wire_result r = bt_wire_check(p, n, bitfield_bytes, &total, err);
+	if (r != BT_WIRE_OK)
+		return r;
+	if (n < total)
+		return BT_WIRE_NEED_MORE;
+	memset(out, 0, sizeof *out);
+	*consumed_out = total;
+	if (total == 4) {
+		out->id = BT_WIRE_KEEPALIVE;
+		return BT_WIRE_OK;
+	}
+	out->id = p[4];
+	const uint8_t *body = p + 5;
+	size_t blen = total - 5;
+	switch (out->id) {
+	case BT_WIRE_HAVE:
+		out->index = bt_load_be32(body);
+		break;
+	case BT_WIRE_REQUEST:
+	case BT_WIRE_CANCEL:
+		out->index = bt_load_be32(body);
+		out->begin = bt_load_be32(body + 4);
+		out->length = bt_load_be32(body + 8);
+		break;
+	case BT_WIRE_PIECE:
+		out->index = bt_load_be32(body);
+		out->begin = bt_load_be32(body + 4);
+		out->payload = body + 8;
+		out->payload_len = blen - 8;
+		out->length = (uint32_t)out->payload_len;
+		break;
+	case BT_WIRE_PORT:
+		out->port = bt_load_be16(body);
+		break;
+	case BT_WIRE_EXTENDED:
+		out->ext_id = body[0];
+		out->payload = body + 1;
+		out->payload_len = blen - 1;
+		break;
+	default:
+		out->payload = body;
+		out->payload_len = blen;
+		break;
+	}
+	return BT_WIRE_OK;
+}
+
+size_t bt_wire_put_keepalive(uint8_t out[4])
+{
+	bt_store_be32(out, 0);
+	return 4;
+}
+
+size_t bt_wire_put_simple(uint8_t out[5], enum bt_wire_id id)
+{
+	bt_store_be32(out, 1);
+	out[4] = (uint8_t)id;
+	return 5;
+}
+
+size_t bt_wire_put_have(uint8_t out[9], uint32_t index)
+{
+	bt_store_be32(out, 5);
+	out[4] = BT_WIRE_HAVE;
+	bt_store_be32(out + 5, index);
+	return 9;
+}
+
+size_t bt_wire_put_request(uint8_t out[17], enum bt_wire_id id, uint32_t index, uint32_t begin,
+			   uint32_t length)
+{
+	bt_store_be32(out, 13);
+	out[4] = (uint8_t)id;
+	bt_store_be32(out + 5, index);
+	bt_store_be32(out + 9, begin);
+	bt_store_be32(out + 13, length);
+	return 17;
+}
+
+size_t bt_wire_put_piece_header(uint8_t out[13], uint32_t index, uint32_t begin, uint32_t length)
+{
+	bt_store_be32(out, 9 + length);
+	out[4] = BT_WIRE_PIECE;
+	bt_store_be32(out + 5, index);
+	bt_store_be32(out + 9, begin);
+	return 13;
+}
+
+size_t bt_wire_put_bitfield_header(uint8_t out[5], size_t bytes)
+{
+	bt_store_be32(out, (uint32_t)(1 + bytes));
+	out[4] = BT_WIRE_BITFIELD;
+	return 5;
+}
+
+size_t bt_wire_put_extended_header(uint8_t out[6], uint8_t ext_id, size_t len)
+{
+	bt_store_be32(out, (uint32_t)(2 + len));
+	out[4] = BT_WIRE_EXTENDED;
+	out[5] = ext_id;
+	return 6;
+}
