@@ -1,0 +1,78 @@
+/*
+ * picker: which block to ask which peer for next. Pure: it knows piece availability, the state
+ * of every block of every started piece, and what we want and have; the torrent tells it what
+ * happened (peer bitfields and haves, blocks requested, returned, received, pieces verified or
+ * failed) and asks it for blocks.
+ *
+ * Policy: blocks of pieces already started come first (so pieces complete, verify and leave
+ * memory soon); then the rarest piece the peer has, ties broken at random; once every wanted
+ * piece has been started and no block is free, endgame: blocks already requested elsewhere
+ * are requested again from other peers (at most BT_PICKER_ENDGAME_DUPS requests per block),
+ * and the torrent cancels the duplicates when one copy arrives.
+ *
+ * Availability is kept in buckets (one doubly linked list per availability count) so a have or
+ * a new peer costs O(1) and the rarest wanted piece a seeder has is found at a list head.
+ */
+#ifndef BT_PICKER_H
+#define BT_PICKER_H
+
+#include "bt/bitfield.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_PICKER_ENDGAME_DUPS 2
+
+struct bt_block {
+	uint32_t piece;
+	uint32_t begin;
+	uint32_t length;
+};
+
+struct bt_picker;
+
+/*
+ * have: pieces we already hold (may be NULL); want: pieces to download (NULL: all). seed feeds
+ * the random tie-break (tests pass a fixed one).
+ */
+struct bt_picker *bt_picker_new(uint32_t piece_count, int64_t piece_length, int64_t total_length,
+				const struct bt_bitfield *have, const struct bt_bitfield *want,
+				uint64_t seed);
+void bt_picker_free(struct bt_picker *p);
+
+void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has);
+void bt_picker_remove_peer(struct bt_picker *p, const struct bt_bitfield *has);
+void bt_picker_peer_have(struct bt_picker *p, uint32_t piece);
+
+/* Does the peer have a piece we still want? */
+bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has);
+
+/*
+ * Fills out[0..max) with blocks for a peer that has `has` and returns how many. In endgame,
+ * `already(ctx, block)` must say whether this peer has that block requested already.
+ */
+size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct bt_block *out,
+		      size_t max, bool (*already)(void *ctx, const struct bt_block *b), void *ctx);
+
+/* A request that will not be answered (choke, cancel, timeout, peer gone). */
+void bt_picker_returned(struct bt_picker *p, const struct bt_block *b);
+/*
+ * A block arrived. Returns false if it was not wanted (unknown block, or a copy already
+ * received); otherwise true, with *piece_complete set when it was the piece's last block.
+ */
+bool bt_picker_received(struct bt_picker *p, const struct bt_block *b, bool *piece_complete);
+/* The completed piece verified and was stored. */
+void bt_picker_piece_passed(struct bt_picker *p, uint32_t piece);
+/* The completed piece failed verification: all its blocks are wanted again. */
+void bt_picker_piece_failed(struct bt_picker *p, uint32_t piece);
+
+/* True when the block is a valid block of a started piece and was requested and not received. */
+bool bt_picker_is_pending(const struct bt_picker *p, const struct bt_block *b);
+bool bt_picker_done(const struct bt_picker *p);
+uint32_t bt_picker_pieces_left(const struct bt_picker *p);
+bool bt_picker_in_endgame(const struct bt_picker *p);
+/* Pieces started and not yet verified (each holds an assembly buffer in the torrent). */
+size_t bt_picker_partial_count(const struct bt_picker *p);
+
+#endif

@@ -1,0 +1,420 @@
+#include "bt/picker.h"
+
+#include "bt/util.h"
+#include "bt/wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum piece_state {
+	SKIP,     /* not wanted */
+	WANT,     /* wanted, not started: in an availability bucket */
+	PARTIAL,  /* started: has a partial slot */
+	COMPLETE, /* every block received, being verified */
+	HAVE,     /* verified */
+};
+
+#define RECEIVED 0x80
+#define REQUESTS 0x7f
+/* How many equally rare pieces the random tie-break chooses among. */
+#define TIE_SAMPLE 16
+
+struct partial {
+	uint32_t piece;
+	uint32_t nblocks;
+	uint32_t received;
+	uint32_t free_blocks; /* neither requested nor received */
+	uint8_t *blocks;      /* per block: RECEIVED bit and a request count */
+};
+
+struct bt_picker {
+	uint32_t count;
+	int64_t piece_length, total_length;
+	uint8_t *state;
+	uint16_t *avail;
+	int32_t *next, *prev;   /* bucket lists of WANT pieces */
+	int32_t *head, *tail;   /* per availability level */
+	uint32_t levels;
+	int32_t *partial_of;    /* index into partials, or -1 */
+	struct partial *partials;
+	size_t npartial, partial_cap;
+	uint32_t want_left;     /* pieces in WANT state */
+	uint32_t not_have;      /* wanted pieces not yet verified */
+	uint64_t rng;
+};
+
+static uint64_t next_random(struct bt_picker *p)
+{
+	/* xorshift64*: plenty for shuffling ties. */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return p->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static uint32_t piece_size(const struct bt_picker *p, uint32_t i)
+{
+	if (i + 1 < p->count)
+		return (uint32_t)p->piece_length;
+	return (uint32_t)(p->total_length - (int64_t)(p->count - 1) * p->piece_length);
+}
+
+static uint32_t blocks_in(const struct bt_picker *p, uint32_t i)
+{
+	return (piece_size(p, i) + BT_BLOCK_SIZE - 1) / BT_BLOCK_SIZE;
+}
+
+static void ensure_level(struct bt_picker *p, uint32_t level)
+{
+	if (level < p->levels)
+		return;
+	uint32_t n = p->levels ? p->levels : 8;
+	while (n <= level)
+		n *= 2;
+	p->head = bt_xreallocarray(p->head, n, sizeof *p->head);
+	p->tail = bt_xreallocarray(p->tail, n, sizeof *p->tail);
+	for (uint32_t i = p->levels; i < n; i++)
+		p->head[i] = p->tail[i] = -1;
+	p->levels = n;
+}
+
+/* Links a WANT piece into the bucket of its availability, at a random end. */
+static void bucket_insert(struct bt_picker *p, uint32_t i)
+{
+	uint32_t a = p->avail[i];
+	ensure_level(p, a);
+	int32_t ii = (int32_t)i;
+	if (p->head[a] < 0) {
+		p->next[i] = p->prev[i] = -1;
+		p->head[a] = p->tail[a] = ii;
+	} else if (next_random(p) & 1) {
+		p->prev[i] = -1;
+		p->next[i] = p->head[a];
+		p->prev[p->head[a]] = ii;
+		p->head[a] = ii;
+	} else {
+		p->next[i] = -1;
+		p->prev[i] = p->tail[a];
+		p->next[p->tail[a]] = ii;
+		p->tail[a] = ii;
+	}
+}
+
+static void bucket_remove(struct bt_picker *p, uint32_t i)
+{
+	uint32_t a = p->avail[i];
+	if (p->prev[i] >= 0)
+		p->next[p->prev[i]] = p->next[i];
+	else
+		p->head[a] = p->next[i];
+	if (p->next[i] >= 0)
+		p->prev[p->next[i]] = p->prev[i];
+	else
+		p->tail[a] = p->prev[i];
+}
+
+struct bt_picker *bt_picker_new(uint32_t piece_count, int64_t piece_length, int64_t total_length,
+				const struct bt_bitfield *have, const struct bt_bitfield *want,
+				uint64_t seed)
+{
+	struct bt_picker *p = bt_xcalloc(1, sizeof *p);
+	p->count = piece_count;
+	p->piece_length = piece_length;
+	p->total_length = total_length;
+	/* splitmix64 of the seed, so nearby seeds give unrelated sequences (and never 0). */
+	uint64_t z = seed + 0x9E3779B97F4A7C15ULL;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	p->rng = (z ^ (z >> 31)) | 1;
+	p->state = bt_xcalloc(piece_count, 1);
+	p->avail = bt_xcalloc(piece_count, sizeof *p->avail);
+	p->next = bt_xcalloc(piece_count, sizeof *p->next);
+	p->prev = bt_xcalloc(piece_count, sizeof *p->prev);
+	p->partial_of = bt_xcalloc(piece_count, sizeof *p->partial_of);
+	ensure_level(p, 0);
+	/* Insert wanted pieces in a shuffled order: the random tie-break among equals. */
+	uint32_t *order = bt_xcalloc(piece_count, sizeof *order);
+	for (uint32_t i = 0; i < piece_count; i++)
+		order[i] = i;
+	for (uint32_t i = piece_count; i > 1; i--) {
+		uint32_t j = (uint32_t)(next_random(p) % i);
+		uint32_t t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+	for (uint32_t k = 0; k < piece_count; k++) {
+		uint32_t i = order[k];
+		p->partial_of[i] = -1;
+		if (want && !bt_bitfield_get(want, i)) {
+			p->state[i] = SKIP;
+		} else if (have && bt_bitfield_get(have, i)) {
+			p->state[i] = HAVE;
+		} else {
+			p->state[i] = WANT;
+			p->want_left++;
+			p->not_have++;
+			bucket_insert(p, i);
+		}
+	}
+	free(order);
+	return p;
+}
+
+void bt_picker_free(struct bt_picker *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->npartial; i++)
+		free(p->partials[i].blocks);
+	free(p->partials);
+	free(p->state);
+	free(p->avail);
+	free(p->next);
+	free(p->prev);
+	free(p->head);
+	free(p->tail);
+	free(p->partial_of);
+	free(p);
+}
+
+static void change_avail(struct bt_picker *p, uint32_t i, int delta)
+{
+	if (delta < 0 && p->avail[i] == 0)
+		return;
+	if (delta > 0 && p->avail[i] == UINT16_MAX)
+		return;
+	bool listed = p->state[i] == WANT;
+	if (listed)
+		bucket_remove(p, i);
+	p->avail[i] = (uint16_t)(p->avail[i] + delta);
+	if (listed)
+		bucket_insert(p, i);
+}
+
+void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has)
+{
+	for (uint32_t i = 0; i < p->count; i++)
+		if (bt_bitfield_get(has, i))
+			change_avail(p, i, 1);
+}
+
+void bt_picker_remove_peer(struct bt_picker *p, const struct bt_bitfield *has)
+{
+	for (uint32_t i = 0; i < p->count; i++)
+		if (bt_bitfield_get(has, i))
+			change_avail(p, i, -1);
+}
+
+void bt_picker_peer_have(struct bt_picker *p, uint32_t piece)
+{
+	if (piece < p->count)
+		change_avail(p, piece, 1);
+}
+
+bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has)
+{
+	for (uint32_t i = 0; i < p->count; i++)
+		if (p->state[i] != SKIP && p->state[i] != HAVE && bt_bitfield_get(has, i))
+			return true;
+	return false;
+}
+
+static struct partial *start_piece(struct bt_picker *p, uint32_t i)
+{
+	bucket_remove(p, i);
+	p->state[i] = PARTIAL;
+	p->want_left--;
+	if (p->npartial == p->partial_cap) {
+		p->partial_cap = p->partial_cap ? p->partial_cap * 2 : 8;
+		p->partials = bt_xreallocarray(p->partials, p->partial_cap, sizeof *p->partials);
+	}
+	struct partial *pp = &p->partials[p->npartial];
+	pp->piece = i;
+	pp->nblocks = blocks_in(p, i);
+	pp->received = 0;
+	pp->free_blocks = pp->nblocks;
+	pp->blocks = bt_xcalloc(pp->nblocks, 1);
+	p->partial_of[i] = (int32_t)p->npartial++;
+	return pp;
+}
+
+static void drop_partial(struct bt_picker *p, uint32_t i)
+{
+	int32_t k = p->partial_of[i];
+	if (k < 0)
+		return;
+	free(p->partials[k].blocks);
+	p->partials[k] = p->partials[--p->npartial];
+	if ((size_t)k < p->npartial)
+		p->partial_of[p->partials[k].piece] = k;
+	p->partial_of[i] = -1;
+}
+
+static struct bt_block block_of(const struct bt_picker *p, uint32_t piece, uint32_t b)
+{
+	uint32_t begin = b * BT_BLOCK_SIZE, size = piece_size(p, piece);
+	uint32_t len = size - begin < BT_BLOCK_SIZE ? size - begin : BT_BLOCK_SIZE;
+	return (struct bt_block){ .piece = piece, .begin = begin, .length = len };
+}
+
+static size_t take_free(struct bt_picker *p, struct partial *pp, struct bt_block *out, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t b = 0; b < pp->nblocks && n < max && pp->free_blocks; b++) {
+		if (pp->blocks[b])
+			continue;
+		pp->blocks[b] = 1;
+		pp->free_blocks--;
+		out[n++] = block_of(p, pp->piece, b);
+	}
+	return n;
+}
+
+size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct bt_block *out,
+		      size_t max, bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < p->npartial && n < max; k++) {
+		struct partial *pp = &p->partials[k];
+		if (pp->free_blocks && bt_bitfield_get(has, pp->piece))
+			n += take_free(p, pp, out + n, max - n);
+	}
+	while (n < max && p->want_left) {
+		/*
+		 * The rarest level holding a piece this peer has; among its first few such pieces
+		 * one is taken at random (reservoir sampling), which keeps the tie-break random
+		 * even though bucket order follows the order in which availability changed.
+		 */
+		int32_t found = -1;
+		for (uint32_t a = 1; a < p->levels && found < 0; a++) {
+			uint32_t seen = 0;
+			for (int32_t i = p->head[a]; i >= 0 && seen < TIE_SAMPLE; i = p->next[i]) {
+				if (!bt_bitfield_get(has, (uint32_t)i))
+					continue;
+				if (next_random(p) % ++seen == 0)
+					found = i;
+			}
+		}
+		if (found < 0)
+			break;
+		n += take_free(p, start_piece(p, (uint32_t)found), out + n, max - n);
+	}
+	if (n > 0 || p->want_left)
+		return n;
+	/* Endgame: every wanted piece is started; ask again for blocks still in flight. */
+	for (size_t k = 0; k < p->npartial && n < max; k++) {
+		struct partial *pp = &p->partials[k];
+		if (!bt_bitfield_get(has, pp->piece))
+			continue;
+		for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
+			uint8_t s = pp->blocks[b];
+			if ((s & RECEIVED) || (s & REQUESTS) >= BT_PICKER_ENDGAME_DUPS)
+				continue;
+			struct bt_block blk = block_of(p, pp->piece, b);
+			if (already && already(ctx, &blk))
+				continue;
+			if ((s & REQUESTS) == 0)
+				pp->free_blocks--;
+			pp->blocks[b] = (uint8_t)(s + 1);
+			out[n++] = blk;
+		}
+	}
+	return n;
+}
+
+/* The block's slot in its partial piece, or NULL if it is not a block of a started piece. */
+static uint8_t *slot(const struct bt_picker *p, const struct bt_block *b, struct partial **pp_out)
+{
+	if (b->piece >= p->count || p->partial_of[b->piece] < 0 || b->begin % BT_BLOCK_SIZE)
+		return NULL;
+	struct partial *pp = &p->partials[p->partial_of[b->piece]];
+	uint32_t idx = b->begin / BT_BLOCK_SIZE;
+	if (idx >= pp->nblocks || block_of(p, b->piece, idx).length != b->length)
+		return NULL;
+	*pp_out = pp;
+	return &pp->blocks[idx];
+}
+
+void bt_picker_returned(struct bt_picker *p, const struct bt_block *b)
+{
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	if (!s || (*s & RECEIVED) || (*s & REQUESTS) == 0)
+		return;
+	(*s)--;
+	if ((*s & REQUESTS) == 0)
+		pp->free_blocks++;
+}
+
+bool bt_picker_received(struct bt_picker *p, const struct bt_block *b, bool *piece_complete)
+{
+	*piece_complete = false;
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	if (!s || (*s & RECEIVED) || p->state[b->piece] != PARTIAL)
+		return false;
+	if ((*s & REQUESTS) == 0)
+		pp->free_blocks--; /* arrived unrequested (or after being returned): still good */
+	*s = RECEIVED;
+	if (++pp->received == pp->nblocks) {
+		p->state[b->piece] = COMPLETE;
+		*piece_complete = true;
+	}
+	return true;
+}
+
+bool bt_picker_is_pending(const struct bt_picker *p, const struct bt_block *b)
+{
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	return s && !(*s & RECEIVED) && (*s & REQUESTS);
+}
+
+void bt_picker_piece_passed(struct bt_picker *p, uint32_t piece)
+{
+	if (piece >= p->count || p->state[piece] == HAVE)
+		return;
+	if (p->state[piece] == WANT) {
+		bucket_remove(p, piece);
+		p->want_left--;
+	}
+	drop_partial(p, piece);
+	if (p->state[piece] != SKIP)
+		p->not_have--;
+	p->state[piece] = HAVE;
+}
+
+void bt_picker_piece_failed(struct bt_picker *p, uint32_t piece)
+{
+	if (piece >= p->count || (p->state[piece] != PARTIAL && p->state[piece] != COMPLETE))
+		return;
+	drop_partial(p, piece);
+	p->state[piece] = WANT;
+	p->want_left++;
+	bucket_insert(p, piece);
+}
+
+bool bt_picker_done(const struct bt_picker *p)
+{
+	return p->not_have == 0;
+}
+
+uint32_t bt_picker_pieces_left(const struct bt_picker *p)
+{
+	return p->not_have;
+}
+
+bool bt_picker_in_endgame(const struct bt_picker *p)
+{
+	if (p->want_left)
+		return false;
+	for (size_t k = 0; k < p->npartial; k++)
+		if (p->partials[k].free_blocks)
+			return false;
+	return p->npartial > 0;
+}
+
+size_t bt_picker_partial_count(const struct bt_picker *p)
+{
+	return p->npartial;
+}
