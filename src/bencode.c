@@ -140,6 +140,47 @@ static enum bt_benc_result parse_str(struct parser *ps)
 	return BT_BENC_OK;
 }
 
+static int compare_key_nodes(const void *a, const void *b)
+{
+	const struct bt_benc_node *x = *(const struct bt_benc_node *const *)a;
+	const struct bt_benc_node *y = *(const struct bt_benc_node *const *)b;
+	size_t n = x->str_len < y->str_len ? x->str_len : y->str_len;
+	int c = memcmp(x->str, y->str, n);
+	if (c)
+		return c;
+	return x->str_len < y->str_len ? -1 : x->str_len > y->str_len;
+}
+
+/*
+ * Two values under one key would let two readers of the same bytes (and the same info hash)
+ * see different torrents, so a repeated key is an error. Sorted dicts (nearly all real ones)
+ * are checked in one pass; others are sorted first.
+ */
+static bool has_duplicate_key(struct parser *ps, const struct bt_benc_node *d)
+{
+	const struct bt_benc_node **keys = bt_xreallocarray(NULL, d->count, sizeof *keys);
+	const struct bt_benc_node *k = d + 1;
+	bool sorted = true;
+	for (uint32_t i = 0; i < d->count; i++, k = bt_benc_skip(k + 1)) {
+		keys[i] = k;
+		if (i && compare_key_nodes(&keys[i - 1], &keys[i]) >= 0)
+			sorted = false;
+	}
+	const struct bt_benc_node *dup = NULL;
+	if (!sorted) {
+		qsort(keys, d->count, sizeof *keys, compare_key_nodes);
+		for (uint32_t i = 1; i < d->count && !dup; i++)
+			if (compare_key_nodes(&keys[i - 1], &keys[i]) == 0)
+				dup = keys[i - 1]->raw < keys[i]->raw ? keys[i] : keys[i - 1];
+	}
+	free(keys);
+	if (dup)
+		bt_err_set(ps->err, -EINVAL, "duplicate dictionary key '%.*s' at offset %zu",
+			   (int)(dup->str_len > 64 ? 64 : dup->str_len), (const char *)dup->str,
+			   (size_t)(dup->raw - ps->p));
+	return dup != NULL;
+}
+
 static enum bt_benc_result parse_value(struct parser *ps, struct open_container *stack,
 				       unsigned max_depth)
 {
@@ -158,6 +199,8 @@ static enum bt_benc_result parse_value(struct parser *ps, struct open_container 
 			n->count = in_dict ? top->children / 2 : top->children;
 			n->span = (uint32_t)(ps->doc->count - top->node);
 			n->raw_len = (size_t)(ps->p + ps->pos + 1 - n->raw);
+			if (in_dict && n->count > 1 && has_duplicate_key(ps, n))
+				return BT_BENC_BAD;
 			ps->pos++;
 			if (--depth == 0)
 				return BT_BENC_OK;

@@ -41,7 +41,7 @@ static void print_help(FILE *f)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		print_help(stderr);
+		fputs("torrent: no command given (see 'torrent --help')\n", stderr);
 		return BT_EXIT_USAGE;
 	}
 	const char *name = argv[1];

@@ -76,6 +76,40 @@ static int add_length(struct bt_metainfo *m, int64_t length, struct bt_err *err)
 	return 0;
 }
 
+static int compare_paths(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Two files at one path, or a file where another file's directory must be, cannot both be
+ * written: refuse such a torrent rather than let one file overwrite another.
+ */
+static int check_path_clashes(const struct bt_metainfo *m, struct bt_err *err)
+{
+	char **paths = bt_xcalloc(m->file_count, sizeof *paths);
+	size_t n = 0;
+	for (size_t i = 0; i < m->file_count; i++)
+		if (!m->files[i].pad)
+			paths[n++] = m->files[i].path;
+	qsort(paths, n, sizeof *paths, compare_paths);
+	int rc = 0;
+	for (size_t i = 1; i < n && !rc; i++)
+		if (strcmp(paths[i - 1], paths[i]) == 0)
+			rc = BAD("info.files: two files at '%.200s'", paths[i]);
+	for (size_t i = 0; i < n && !rc; i++) {
+		for (const char *slash = strchr(paths[i], '/'); slash && !rc;
+		     slash = strchr(slash + 1, '/')) {
+			char *key = bt_xstrndup(paths[i], (size_t)(slash - paths[i]));
+			if (bsearch(&key, paths, n, sizeof *paths, compare_paths))
+				rc = BAD("info.files: '%.200s' is both a file and a directory", key);
+			free(key);
+		}
+	}
+	free(paths);
+	return rc;
+}
+
 static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 		       struct bt_err *err)
 {
@@ -128,7 +162,7 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 			break;
 	}
 	bt_buf_deinit(&path);
-	return rc;
+	return rc ? rc : check_path_clashes(m, err);
 }
 
 static void add_tier(struct bt_metainfo *m, char **urls, size_t count)

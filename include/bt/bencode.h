@@ -12,7 +12,7 @@
  * parser never recurses; nesting depth and node count are bounded by `struct bt_benc_limits`, and
  * the node array grows only with the input actually read, so hostile input of any size is safe.
  * Dictionary keys need not be sorted (real torrents have unsorted keys, and their info hash must
- * still come out right); lookups take the first match.
+ * still come out right), but a key may not appear twice in one dictionary.
  */
 #ifndef BT_BENCODE_H
 #define BT_BENCODE_H
@@ -104,7 +104,7 @@ void bt_benc_put_cstr(struct bt_buf *out, const char *s);
 void bt_benc_begin_list(struct bt_buf *out);
 void bt_benc_begin_dict(struct bt_buf *out);
 void bt_benc_end(struct bt_buf *out);
-/* Re-encodes a parsed value canonically (dict keys sorted, duplicates kept in order). */
+/* Re-encodes a parsed value canonically (dict keys sorted). */
 void bt_benc_encode(struct bt_buf *out, const struct bt_benc_node *n);
 
 /*

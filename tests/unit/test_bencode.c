@@ -101,6 +101,10 @@ static void test_errors_name_problem_and_offset(void **state)
 	expect_error("e", BT_BENC_BAD, "unexpected 'e' at offset 0");
 	expect_error("l\x01", BT_BENC_BAD, "unexpected 0x01 at offset 1");
 	expect_error("'", BT_BENC_BAD, "unexpected 0x27 at offset 0");
+	expect_error("d1:ai1e1:ai2ee", BT_BENC_BAD, "duplicate dictionary key 'a' at offset 7");
+	expect_error("d1:bi1e1:ai2e1:bi3ee", BT_BENC_BAD,
+		     "duplicate dictionary key 'b' at offset 13");
+	expect_error("d0:i1e0:i2ee", BT_BENC_BAD, "duplicate dictionary key '' at offset 6");
 }
 
 static void test_structure_and_lookup(void **state)
@@ -220,7 +224,6 @@ static void test_canonical_encoder(void **state)
 	expect_canonical("d3:foo3:bar5:helloi52ee", "d3:foo3:bar5:helloi52ee");
 	expect_canonical("d1:bi1e1:ai2ee", "d1:ai2e1:bi1ee");
 	expect_canonical("d2:aai1e1:ai2e1:bd1:zi0e1:yi0eee", "d1:ai2e2:aai1e1:bd1:yi0e1:zi0eee");
-	expect_canonical("d1:ai2e1:ai1ee", "d1:ai2e1:ai1ee"); /* duplicates stay in order */
 	expect_canonical("l0:i-1ele0:e", "l0:i-1ele0:e");
 
 	struct bt_buf b;

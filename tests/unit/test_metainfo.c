@@ -252,6 +252,12 @@ static void test_invalid_torrents(void **state)
 		       "'/' in path component is not allowed");
 	expect_invalid("d5:filesld6:lengthi1e4:pathli1eeee4:name1:a" P1 "e", -EINVAL,
 		       "info.files[0].path[0]: path component is not a string");
+	expect_invalid("d5:filesld6:lengthi1e4:pathl1:xeed6:lengthi1e4:pathl1:xeee4:name1:a" P1 "e",
+		       -EINVAL, "info.files: two files at 'x'");
+	expect_invalid("d5:filesld6:lengthi1e4:pathl1:xeed6:lengthi1e4:pathl1:x1:y1:zeee4:name1:a"
+		       P1 "e", -EINVAL, "info.files: 'x' is both a file and a directory");
+	expect_invalid("d5:filesld6:lengthi1e4:pathl1:a1:beed6:lengthi1e4:pathl1:a1:b1:ceee"
+		       "4:name1:a" P1 "e", -EINVAL, "info.files: 'a/b' is both a file and a directory");
 	expect_invalid("d6:lengthi1e4:name2:.." P1 "e", -EINVAL,
 		       "info.name: '..' is not allowed in a path");
 	expect_invalid("d6:lengthi1e4:name4:/etc" P1 "e", -EINVAL,
