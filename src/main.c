@@ -11,6 +11,9 @@ static const struct bt_cli_command *const commands[] = {
 	&bt_cmd_decode,
 	&bt_cmd_info,
 	&bt_cmd_peers,
+	&bt_cmd_handshake,
+	&bt_cmd_download_piece,
+	&bt_cmd_download,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -32,7 +32,8 @@ struct bt_segment {
 /*
  * Pure: calls fn for each file segment of the torrent range [offset, offset + length), in
  * order, skipping zero-length files; pad files are included (seg->file tells). Returns the
- * first non-zero value fn returns, or 0.
+ * first non-zero value fn returns, or 0; -EINVAL if the range is not inside the torrent.
+ * Finding the first file is a binary search, so torrents of many files map quickly.
  */
 int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		   int (*fn)(const struct bt_segment *seg, void *arg), void *arg);
@@ -44,15 +45,24 @@ enum bt_storage_flags {
 	BT_STORAGE_READONLY = 2, /* open existing files only, for reading (seeding, checking) */
 };
 
-/* Opens (and with CREATE, creates) the files under root. Errors name the path and the reason. */
+/*
+ * Opens (and with CREATE, creates) the files under root. Errors name the path and the reason
+ * ("out/dir/a.bin: Permission denied"). Flags 0 opens existing files for reading and writing
+ * without resizing them; CREATE with READONLY is -EINVAL. A file longer than the torrent says is
+ * left as it is. Zero-length files are created by CREATE and otherwise need not exist. m is
+ * borrowed and must outlive the storage.
+ */
 int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
 		    int flags, struct bt_err *err);
 void bt_storage_free(struct bt_storage *s);
 
-/* Reads len bytes at offset `begin` within piece `index`; pad ranges read as zeros. */
+/*
+ * Reads len bytes at offset `begin` within piece `index`; pad ranges read as zeros, and so does
+ * anything past the end of a file someone shortened. -EINVAL if the range is not in the piece.
+ */
 int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out,
 		    uint32_t len, struct bt_err *err);
-/* Writes one whole piece (its exact length); pad ranges are skipped. */
+/* Writes one whole piece (its exact length); pad ranges are skipped. -EBADF if READONLY. */
 int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *data,
 			   struct bt_err *err);
 /* fsync()s every file: called before a download is declared complete. */

@@ -1,0 +1,101 @@
+/*
+ * peer: one connection to one peer, on a bufferevent. It owns the connection's phase
+ * (CONNECTING → AWAIT_HANDSHAKE → AWAIT_FIRST_MSG → ACTIVE → CLOSING), the framing loop, the four
+ * choke/interest flags, the peer's bitfield, our outstanding requests to it, its measured rate
+ * and the request queue depth that follows from it, and its timeouts. It reports what happens
+ * upward through struct bt_peer_events and does what the torrent tells it (request, cancel,
+ * have, interested); it never decides what to download.
+ *
+ * Framing: the 4-byte length and the id are judged (bt_wire_check) before the body is waited
+ * for; the read low-watermark is raised to the message's size so the loop wakes once per
+ * message; a PIECE's block is copied straight from the socket buffer into the destination the
+ * torrent names (one copy, no linearising of the input buffer).
+ *
+ * Lifetime: the owner (the torrent) frees a peer with bt_peer_free, never from inside one of the
+ * peer's callbacks. When the connection fails the peer enters CLOSING, stops all I/O, and calls
+ * `closed` once; the owner then frees it later (from its reap event).
+ */
+#ifndef BT_PEER_H
+#define BT_PEER_H
+
+#include "bt/bitfield.h"
+#include "bt/picker.h"
+#include "bt/wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct bt_peer;
+
+enum bt_peer_phase {
+	BT_PEER_CONNECTING,
+	BT_PEER_AWAIT_HANDSHAKE,
+	BT_PEER_AWAIT_FIRST_MSG,
+	BT_PEER_ACTIVE,
+	BT_PEER_CLOSING,
+};
+
+struct bt_peer_events {
+	/* The peer's handshake arrived and named our torrent. */
+	void (*handshake)(void *arg, struct bt_peer *p, const struct bt_handshake *h);
+	/* The peer choked or unchoked us. On choke, its requests are dropped: see
+	 * bt_peer_take_requests. */
+	void (*choked)(void *arg, struct bt_peer *p, bool choked);
+	/* The peer's bitfield changed (a BITFIELD or a HAVE for `piece`, or UINT32_MAX for all). */
+	void (*has)(void *arg, struct bt_peer *p, uint32_t piece);
+	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them. */
+	uint8_t *(*block_dest)(void *arg, struct bt_peer *p, const struct bt_block *b);
+	/* The block's bytes are now in the buffer block_dest gave. */
+	void (*block)(void *arg, struct bt_peer *p, const struct bt_block *b);
+	/* The connection ended; reason is one line. Do not free p from here. */
+	void (*closed)(void *arg, struct bt_peer *p, const char *reason);
+};
+
+struct bt_peer_config {
+	uint8_t info_hash[20];
+	uint8_t peer_id[20];
+	uint8_t reserved[8];
+	uint32_t piece_count;
+	double connect_timeout_s;  /* connect + handshake; 0: 10 s */
+	double request_timeout_s;  /* requests outstanding and no block for this long; 0: 20 s */
+	double idle_timeout_s;     /* nothing at all received for this long; 0: 120 s */
+};
+
+struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
+				socklen_t sa_len, const struct bt_peer_config *cfg,
+				const struct bt_peer_events *ev, void *arg);
+void bt_peer_free(struct bt_peer *p);
+
+/* Ends the connection now, without calling `closed` (the owner is the one asking). */
+void bt_peer_close(struct bt_peer *p);
+
+enum bt_peer_phase bt_peer_phase(const struct bt_peer *p);
+const char *bt_peer_name(const struct bt_peer *p); /* "127.0.0.1:6881" */
+const struct bt_bitfield *bt_peer_bitfield(const struct bt_peer *p);
+const uint8_t *bt_peer_id(const struct bt_peer *p); /* after the handshake */
+bool bt_peer_choking_us(const struct bt_peer *p);
+bool bt_peer_am_interested(const struct bt_peer *p);
+
+void bt_peer_set_interested(struct bt_peer *p, bool interested);
+void bt_peer_send_have(struct bt_peer *p, uint32_t piece);
+/* Sends our bitfield (right after the handshake only). */
+void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have);
+
+/* Queues a request and remembers it as outstanding. */
+void bt_peer_request(struct bt_peer *p, const struct bt_block *b);
+/* Sends a cancel for an outstanding request and forgets it. Returns false if it was not one. */
+bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b);
+bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b);
+size_t bt_peer_outstanding(const struct bt_peer *p);
+/* Moves the outstanding requests out (to be returned to the picker); returns how many. */
+size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
+/* How many requests this peer should have outstanding, from its measured rate. */
+size_t bt_peer_queue_target(const struct bt_peer *p);
+
+uint64_t bt_peer_downloaded(const struct bt_peer *p); /* block bytes received */
+double bt_peer_rate(const struct bt_peer *p);         /* bytes/s, smoothed */
+
+#endif

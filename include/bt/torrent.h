@@ -1,0 +1,82 @@
+/*
+ * torrent: one download. It owns the peer connections, the picker, the piece assembly buffers
+ * and the tracker; it decides what to request from whom, verifies each completed piece (SHA-1
+ * against the metainfo), hands verified pieces to its owner to store, and strikes and bans peers
+ * whose data fails verification. What to keep and where is the owner's business (the `download`
+ * command writes through `storage`, `download_piece` to one file), through piece_verified.
+ *
+ * Peers come from the tracker and from bt_torrent_add_peer (--peer). Up to max_peers are
+ * connected at once; failed addresses are retried with a growing delay, a few times. Every
+ * unchoked peer's request pipe is kept at its rate-based depth. Peers that fail are reaped by a
+ * zero-delay event, never freed inside their own callbacks.
+ */
+#ifndef BT_TORRENT_H
+#define BT_TORRENT_H
+
+#include "bt/bitfield.h"
+#include "bt/metainfo.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct bt_session;
+struct bt_torrent;
+
+struct bt_torrent_opts {
+	size_t max_peers;        /* 0: 50 */
+	uint16_t port;           /* announced to trackers; 0: 6881 */
+	bool use_trackers;
+	double stall_timeout_s;  /* fail when nothing arrives for this long; 0: 60 s */
+	double request_timeout_s; /* 0: the peer default (20 s) */
+};
+
+struct bt_torrent_events {
+	/* A piece passed verification; data holds its bytes for the call. Return 0, or a negative
+	 * errno with err set to stop the download (a disk error, say). */
+	int (*piece_verified)(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err);
+	/* Every wanted piece is verified and stored. */
+	void (*complete)(void *arg);
+	/* The download cannot go on; reason is one line. */
+	void (*failed)(void *arg, const char *reason);
+};
+
+struct bt_torrent_stats {
+	uint64_t wanted_bytes;    /* total of the wanted pieces */
+	uint64_t verified_bytes;  /* of those, verified (resumed pieces included) */
+	uint64_t received_bytes;  /* block bytes received in this run */
+	uint32_t pieces_failed;   /* pieces that failed verification */
+	size_t peers_connected;   /* past the handshake */
+	size_t peers_unchoking;   /* of those, unchoking us */
+	size_t peers_used;        /* peers that sent us at least one block */
+	double rate;              /* bytes/s, smoothed */
+	double first_byte_s;      /* seconds from start to the first block, or -1 */
+};
+
+struct bt_torrent_peer_stat {
+	char name[64];
+	uint64_t bytes;
+	uint32_t strikes;
+	bool banned;
+};
+
+/* have: pieces already verified (resume); want: NULL for all. */
+struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,
+				  const struct bt_bitfield *have, const struct bt_bitfield *want,
+				  const struct bt_torrent_opts *opts,
+				  const struct bt_torrent_events *ev, void *arg);
+void bt_torrent_free(struct bt_torrent *t);
+
+void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, socklen_t len);
+void bt_torrent_start(struct bt_torrent *t);
+/* Closes every peer and sends the tracker `completed` (if done) and `stopped`, bounded. */
+void bt_torrent_stop(struct bt_torrent *t);
+/* True once the stop announce has ended (or there was none to send). */
+bool bt_torrent_stopped(const struct bt_torrent *t);
+
+void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *out);
+/* Every address that got past the handshake, with the bytes it sent; returns the count. */
+size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out);
+
+#endif

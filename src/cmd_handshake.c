@@ -1,0 +1,156 @@
+#include "bt/cli.h"
+#include "bt/metainfo.h"
+#include "bt/peer.h"
+#include "bt/session.h"
+
+#include <math.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+	"Usage: torrent handshake <file.torrent> <host:port>\n"
+	"\n"
+	"Connects to one peer, exchanges the BitTorrent handshake for the torrent, and prints\n"
+	"the remote peer's id as 'Peer ID: <40 lowercase hex digits>'. Our reserved bytes\n"
+	"announce the extension protocol only (00 00 00 00 00 10 00 00). Gives up after 10 s.\n"
+	"\n"
+	"Exit status: 0 handshake done, 1 the peer could not be reached or refused the torrent,\n"
+	"2 bad usage or invalid torrent.\n";
+
+struct hs {
+	struct bt_session *session;
+	bool done;
+	uint8_t peer_id[20];
+	char reason[256];
+};
+
+static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
+{
+	(void)p;
+	struct hs *s = arg;
+	s->done = true;
+	memcpy(s->peer_id, h->peer_id, 20);
+	bt_session_stop(s->session);
+}
+
+static void on_closed(void *arg, struct bt_peer *p, const char *reason)
+{
+	(void)p;
+	struct hs *s = arg;
+	snprintf(s->reason, sizeof s->reason, "%s", reason);
+	bt_session_stop(s->session);
+}
+
+static void ignore_choke(void *arg, struct bt_peer *p, bool c)
+{
+	(void)arg, (void)p, (void)c;
+}
+
+static void ignore_has(void *arg, struct bt_peer *p, uint32_t i)
+{
+	(void)arg, (void)p, (void)i;
+}
+
+static uint8_t *no_dest(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	(void)arg, (void)p, (void)b;
+	return NULL;
+}
+
+static void ignore_block(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	(void)arg, (void)p, (void)b;
+}
+
+static int run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+	while ((c = bt_cli_getopt(argc, argv, ":h", opts)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return BT_EXIT_OK;
+		}
+		return BT_EXIT_USAGE;
+	}
+	if (argc - optind != 2)
+		return bt_cli_usage_error("handshake", "expected a .torrent file and host:port");
+	const char *path = argv[optind], *addr = argv[optind + 1];
+
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	const char *h0 = addr, *h1 = colon;
+	if (addr[0] == '[') {
+		h0 = addr + 1;
+		h1 = colon && colon > addr && colon[-1] == ']' ? colon - 1 : NULL;
+	}
+	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= sizeof host || !colon[1] ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return bt_cli_usage_error("handshake", "expected host:port, not '%s'", addr);
+	memcpy(host, h0, (size_t)(h1 - h0));
+	host[h1 - h0] = '\0';
+
+	uint8_t *data;
+	size_t len;
+	struct bt_err err;
+	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
+		bt_cli_error("handshake", "%s", err.msg);
+		return BT_EXIT_USAGE;
+	}
+	struct bt_metainfo m;
+	int rc = bt_meta_parse(&m, data, len, &err);
+	free(data);
+	if (rc) {
+		bt_cli_error("handshake", "%s: %s", path, err.msg);
+		return BT_EXIT_USAGE;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res;
+	int gai = getaddrinfo(host, colon + 1, &hints, &res);
+	if (gai) {
+		bt_meta_deinit(&m);
+		bt_cli_error("handshake", "%s: %s", addr, gai_strerror(gai));
+		return BT_EXIT_FAILURE;
+	}
+	struct hs s = { 0 };
+	s.session = bt_session_new(&err);
+	if (!s.session) {
+		freeaddrinfo(res);
+		bt_meta_deinit(&m);
+		bt_cli_error("handshake", "%s", err.msg);
+		return BT_EXIT_FAILURE;
+	}
+	struct bt_peer_config cfg = { .piece_count = m.piece_count };
+	memcpy(cfg.info_hash, m.info_hash, 20);
+	memcpy(cfg.peer_id, bt_session_peer_id(s.session), 20);
+	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
+	struct bt_peer_events ev = { on_handshake, ignore_choke, ignore_has, no_dest, ignore_block,
+				     on_closed };
+	struct bt_peer *p = bt_peer_connect(bt_session_base(s.session), res->ai_addr,
+					    res->ai_addrlen, &cfg, &ev, &s);
+	freeaddrinfo(res);
+	enum bt_session_end end = bt_session_run(s.session, 0);
+	bt_peer_free(p);
+	bt_session_free(s.session);
+	bt_meta_deinit(&m);
+	if (s.done) {
+		char hex[41];
+		bt_hex_encode(hex, s.peer_id, 20);
+		printf("Peer ID: %s\n", hex);
+		return BT_EXIT_OK;
+	}
+	bt_cli_error("handshake", "%s: %s", addr,
+		     end == BT_SESSION_INTERRUPTED ? "interrupted" : s.reason);
+	return BT_EXIT_FAILURE;
+}
+
+const struct bt_cli_command bt_cmd_handshake = {
+	.name = "handshake",
+	.summary = "exchange handshakes with one peer and show its id",
+	.help = help,
+	.run = run,
+};

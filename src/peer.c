@@ -1,0 +1,513 @@
+#include "bt/peer.h"
+
+#include "bt/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MIN_QUEUE 4
+#define MAX_QUEUE 128
+#define START_QUEUE 32
+/* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
+#define QUEUE_SECONDS 0.5
+#define KEEPALIVE_SECONDS 90
+/* Read this much per read callback at most: fewer wake-ups on fast links. */
+#define MAX_SINGLE_READ (256 * 1024)
+
+struct bt_peer {
+	struct bufferevent *bev;
+	struct event *tick;
+	enum bt_peer_phase phase;
+	struct bt_peer_config cfg;
+	struct bt_peer_events ev;
+	void *arg;
+	char name[64];
+	uint8_t remote_id[20];
+	struct bt_bitfield has;
+	size_t bitfield_bytes;
+	bool am_interested, peer_choking;
+
+	struct bt_block *reqs; /* outstanding, oldest first */
+	size_t nreqs, reqs_cap;
+
+	double started, last_recv, last_block, last_send;
+	uint64_t downloaded;
+	uint64_t window_bytes; /* received since the last rate sample */
+	double rate;
+	bool rate_known;
+	size_t need; /* bytes the current message needs (low watermark) */
+	int connect_errno; /* connect failed at once: reported from the first tick */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void set_phase(struct bt_peer *p, enum bt_peer_phase next)
+{
+	/* Phases only move forward; CLOSING may come from any of them. */
+	if (next != BT_PEER_CLOSING && next != p->phase + 1) {
+		fprintf(stderr, "torrent: internal error: peer phase %d -> %d\n", p->phase, next);
+		abort();
+	}
+	p->phase = next;
+}
+
+static void stop_io(struct bt_peer *p)
+{
+	if (p->bev)
+		bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+	if (p->tick)
+		event_del(p->tick);
+}
+
+/* The connection failed: stop everything and tell the owner once. */
+static void fail(struct bt_peer *p, const char *fmt, ...) BT_PRINTF(2, 3);
+static void fail(struct bt_peer *p, const char *fmt, ...)
+{
+	if (p->phase == BT_PEER_CLOSING)
+		return;
+	set_phase(p, BT_PEER_CLOSING);
+	stop_io(p);
+	char reason[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	p->ev.closed(p->arg, p, reason);
+}
+
+static void send_bytes(struct bt_peer *p, const void *data, size_t n)
+{
+	if (p->phase == BT_PEER_CLOSING)
+		return;
+	bufferevent_write(p->bev, data, n);
+	p->last_send = now_s();
+}
+
+static void remove_request(struct bt_peer *p, size_t i)
+{
+	memmove(p->reqs + i, p->reqs + i + 1, (p->nreqs - i - 1) * sizeof *p->reqs);
+	p->nreqs--;
+}
+
+static ssize_t find_request(const struct bt_peer *p, const struct bt_block *b)
+{
+	for (size_t i = 0; i < p->nreqs; i++)
+		if (p->reqs[i].piece == b->piece && p->reqs[i].begin == b->begin &&
+		    p->reqs[i].length == b->length)
+			return (ssize_t)i;
+	return -1;
+}
+
+static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
+{
+	uint8_t hdr[13];
+	evbuffer_copyout(in, hdr, sizeof hdr);
+	struct bt_block b = { .piece = bt_load_be32(hdr + 5), .begin = bt_load_be32(hdr + 9),
+			      .length = (uint32_t)(total - 13) };
+	ssize_t i = find_request(p, &b);
+	if (i < 0) {
+		/* Not (or no longer) requested from this peer, e.g. after a cancel: drop it. */
+		evbuffer_drain(in, total);
+		return true;
+	}
+	remove_request(p, (size_t)i);
+	uint8_t *dest = p->ev.block_dest(p->arg, p, &b);
+	evbuffer_drain(in, 13);
+	if (dest)
+		evbuffer_remove(in, dest, b.length);
+	else
+		evbuffer_drain(in, b.length);
+	p->downloaded += b.length;
+	p->window_bytes += b.length;
+	p->last_block = now_s();
+	if (dest)
+		p->ev.block(p->arg, p, &b);
+	return p->phase != BT_PEER_CLOSING;
+}
+
+static bool dispatch(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	switch (m->id) {
+	case BT_WIRE_CHOKE:
+	case BT_WIRE_UNCHOKE: {
+		bool choke = m->id == BT_WIRE_CHOKE;
+		if (choke == p->peer_choking)
+			break;
+		p->peer_choking = choke;
+		p->ev.choked(p->arg, p, choke);
+		break;
+	}
+	case BT_WIRE_HAVE:
+		if (m->index >= p->cfg.piece_count) {
+			fail(p, "have for piece %u of %u", m->index, p->cfg.piece_count);
+			return false;
+		}
+		if (!bt_bitfield_get(&p->has, m->index)) {
+			bt_bitfield_set(&p->has, m->index);
+			p->ev.has(p->arg, p, m->index);
+		}
+		break;
+	case BT_WIRE_BITFIELD:
+		/* Accepted late too: some clients send one instead of HAVE messages. */
+		if (bt_bitfield_import(&p->has, m->payload, m->payload_len)) {
+			fail(p, "bitfield with spare bits set");
+			return false;
+		}
+		p->ev.has(p->arg, p, UINT32_MAX);
+		break;
+	default:
+		/* interested, not interested, request, cancel (no uploads yet), port, extended
+		 * and unknown ids: nothing to do. */
+		break;
+	}
+	return p->phase != BT_PEER_CLOSING;
+}
+
+static bool read_handshake(struct bt_peer *p, struct evbuffer *in)
+{
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	size_t n = evbuffer_get_length(in);
+	if (n > sizeof buf)
+		n = sizeof buf;
+	evbuffer_copyout(in, buf, n);
+	struct bt_handshake h;
+	struct bt_err err;
+	switch (bt_wire_parse_handshake(buf, n, &h, &err)) {
+	case BT_WIRE_NEED_MORE:
+		return false;
+	case BT_WIRE_BAD:
+		fail(p, "%s", err.msg);
+		return false;
+	case BT_WIRE_OK:
+		break;
+	}
+	evbuffer_drain(in, BT_HANDSHAKE_LEN);
+	if (memcmp(h.info_hash, p->cfg.info_hash, 20) != 0) {
+		fail(p, "handshake for another torrent");
+		return false;
+	}
+	memcpy(p->remote_id, h.peer_id, 20);
+	set_phase(p, BT_PEER_AWAIT_FIRST_MSG);
+	p->ev.handshake(p->arg, p, &h);
+	return p->phase != BT_PEER_CLOSING;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct bt_peer *p = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	p->last_recv = now_s();
+	if (p->phase == BT_PEER_AWAIT_HANDSHAKE && !read_handshake(p, in))
+		return;
+	for (;;) {
+		size_t len = evbuffer_get_length(in);
+		uint8_t hdr[5];
+		size_t hn = len < 5 ? len : 5;
+		evbuffer_copyout(in, hdr, hn);
+		size_t total;
+		struct bt_err err;
+		enum bt_wire_result r = bt_wire_check(hdr, hn, p->bitfield_bytes, &total, &err);
+		if (r == BT_WIRE_BAD) {
+			fail(p, "%s", err.msg);
+			return;
+		}
+		if (r == BT_WIRE_NEED_MORE || len < total) {
+			size_t want = r == BT_WIRE_OK ? total : 5;
+			if (want != p->need) {
+				bufferevent_setwatermark(bev, EV_READ, want, 0);
+				p->need = want;
+			}
+			return;
+		}
+		if (p->phase == BT_PEER_AWAIT_FIRST_MSG)
+			set_phase(p, BT_PEER_ACTIVE);
+		bool go_on;
+		if (hdr[4] == BT_WIRE_PIECE && total > 4) {
+			go_on = handle_piece(p, in, total);
+		} else {
+			struct bt_wire_msg m;
+			size_t used;
+			const uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
+			bt_wire_decode(msg, total, p->bitfield_bytes, &m, &used, NULL);
+			go_on = dispatch(p, &m);
+			if (go_on)
+				evbuffer_drain(in, total);
+		}
+		if (!go_on)
+			return;
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct bt_peer *p = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		evutil_socket_t fd = bufferevent_getfd(p->bev);
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		set_phase(p, BT_PEER_AWAIT_HANDSHAKE);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		fail(p, "connection closed by the peer");
+	} else if (what & BEV_EVENT_ERROR) {
+		int e = EVUTIL_SOCKET_ERROR();
+		fail(p, "%s", e ? strerror(e) : "connection error");
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_peer *p = arg;
+	if (p->connect_errno) {
+		fail(p, "connect: %s", strerror(p->connect_errno));
+		return;
+	}
+	double now = now_s();
+	/* Rate: an exponential average of one-second samples. */
+	double sample = (double)p->window_bytes;
+	p->window_bytes = 0;
+	p->rate = p->rate_known ? 0.6 * p->rate + 0.4 * sample : sample;
+	p->rate_known = p->rate_known || p->downloaded > 0;
+
+	if (p->phase < BT_PEER_AWAIT_FIRST_MSG) {
+		if (now - p->started > p->cfg.connect_timeout_s)
+			fail(p, "%s timed out after %.0f s",
+			     p->phase == BT_PEER_CONNECTING ? "connect" : "handshake",
+			     p->cfg.connect_timeout_s);
+		return;
+	}
+	if (now - p->last_recv > p->cfg.idle_timeout_s) {
+		fail(p, "nothing received for %.0f s", p->cfg.idle_timeout_s);
+		return;
+	}
+	if (p->nreqs && !p->peer_choking &&
+	    now - (p->last_block > p->last_send ? p->last_block : p->last_send) >
+		    p->cfg.request_timeout_s) {
+		fail(p, "no block for %.0f s with %zu requests outstanding", p->cfg.request_timeout_s,
+		     p->nreqs);
+		return;
+	}
+	if (now - p->last_send > KEEPALIVE_SECONDS) {
+		uint8_t ka[4];
+		send_bytes(p, ka, bt_wire_put_keepalive(ka));
+	}
+}
+
+struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
+				socklen_t sa_len, const struct bt_peer_config *cfg,
+				const struct bt_peer_events *ev, void *arg)
+{
+	struct bt_peer *p = bt_xcalloc(1, sizeof *p);
+	p->cfg = *cfg;
+	if (p->cfg.connect_timeout_s <= 0)
+		p->cfg.connect_timeout_s = 10;
+	if (p->cfg.request_timeout_s <= 0)
+		p->cfg.request_timeout_s = 20;
+	if (p->cfg.idle_timeout_s <= 0)
+		p->cfg.idle_timeout_s = 120;
+	p->ev = *ev;
+	p->arg = arg;
+	p->peer_choking = true;
+	p->phase = BT_PEER_CONNECTING;
+	bt_bitfield_init(&p->has, cfg->piece_count);
+	p->bitfield_bytes = bt_bitfield_bytes(cfg->piece_count);
+	p->started = p->last_recv = p->last_block = p->last_send = now_s();
+
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+		port = ntohs(s4->sin_port);
+		snprintf(p->name, sizeof p->name, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+		port = ntohs(s6->sin6_port);
+		snprintf(p->name, sizeof p->name, "[%s]:%u", host, port);
+	}
+
+	p->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
+	if (!p->bev || !p->tick)
+		bt_oom();
+	bufferevent_setcb(p->bev, on_read, NULL, on_event, p);
+	bufferevent_set_max_single_read(p->bev, MAX_SINGLE_READ);
+	bufferevent_setwatermark(p->bev, EV_READ, BT_HANDSHAKE_LEN, 0);
+	p->need = BT_HANDSHAKE_LEN;
+	struct timeval one = { 1, 0 };
+	event_add(p->tick, &one);
+
+	struct bt_handshake h;
+	memcpy(h.reserved, cfg->reserved, 8);
+	memcpy(h.info_hash, cfg->info_hash, 20);
+	memcpy(h.peer_id, cfg->peer_id, 20);
+	uint8_t hs[BT_HANDSHAKE_LEN];
+	bt_wire_handshake(hs, &h);
+	bufferevent_write(p->bev, hs, sizeof hs); /* sent as soon as the connection is up */
+	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(p->bev, (struct sockaddr *)sa, (int)sa_len) < 0) {
+		/* Reported from the loop like any other failure, never from inside this call. */
+		p->connect_errno = errno ? errno : ECONNREFUSED;
+		event_active(p->tick, EV_TIMEOUT, 0);
+	}
+	return p;
+}
+
+void bt_peer_free(struct bt_peer *p)
+{
+	if (!p)
+		return;
+	if (p->bev)
+		bufferevent_free(p->bev);
+	if (p->tick)
+		event_free(p->tick);
+	bt_bitfield_deinit(&p->has);
+	free(p->reqs);
+	free(p);
+}
+
+void bt_peer_close(struct bt_peer *p)
+{
+	if (p->phase == BT_PEER_CLOSING)
+		return;
+	set_phase(p, BT_PEER_CLOSING);
+	stop_io(p);
+}
+
+enum bt_peer_phase bt_peer_phase(const struct bt_peer *p)
+{
+	return p->phase;
+}
+
+const char *bt_peer_name(const struct bt_peer *p)
+{
+	return p->name;
+}
+
+const struct bt_bitfield *bt_peer_bitfield(const struct bt_peer *p)
+{
+	return &p->has;
+}
+
+const uint8_t *bt_peer_id(const struct bt_peer *p)
+{
+	return p->remote_id;
+}
+
+bool bt_peer_choking_us(const struct bt_peer *p)
+{
+	return p->peer_choking;
+}
+
+bool bt_peer_am_interested(const struct bt_peer *p)
+{
+	return p->am_interested;
+}
+
+void bt_peer_set_interested(struct bt_peer *p, bool interested)
+{
+	if (interested == p->am_interested)
+		return;
+	p->am_interested = interested;
+	uint8_t m[5];
+	send_bytes(p, m, bt_wire_put_simple(m, interested ? BT_WIRE_INTERESTED
+							  : BT_WIRE_NOT_INTERESTED));
+}
+
+void bt_peer_send_have(struct bt_peer *p, uint32_t piece)
+{
+	uint8_t m[9];
+	send_bytes(p, m, bt_wire_put_have(m, piece));
+}
+
+void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have)
+{
+	if (!have->count)
+		return;
+	uint8_t h[5];
+	size_t n = bt_bitfield_bytes(have->nbits);
+	send_bytes(p, h, bt_wire_put_bitfield_header(h, n));
+	send_bytes(p, have->bits, n);
+}
+
+void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
+{
+	if (p->nreqs == p->reqs_cap) {
+		p->reqs_cap = p->reqs_cap ? p->reqs_cap * 2 : 32;
+		p->reqs = bt_xreallocarray(p->reqs, p->reqs_cap, sizeof *p->reqs);
+	}
+	if (p->nreqs == 0)
+		p->last_block = now_s(); /* the request timer starts now */
+	p->reqs[p->nreqs++] = *b;
+	uint8_t m[17];
+	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));
+}
+
+bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
+{
+	ssize_t i = find_request(p, b);
+	if (i < 0)
+		return false;
+	remove_request(p, (size_t)i);
+	uint8_t m[17];
+	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_CANCEL, b->piece, b->begin, b->length));
+	return true;
+}
+
+bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b)
+{
+	return find_request(p, b) >= 0;
+}
+
+size_t bt_peer_outstanding(const struct bt_peer *p)
+{
+	return p->nreqs;
+}
+
+size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
+{
+	size_t n = p->nreqs;
+	*out = p->reqs;
+	p->reqs = NULL;
+	p->nreqs = p->reqs_cap = 0;
+	return n;
+}
+
+size_t bt_peer_queue_target(const struct bt_peer *p)
+{
+	if (!p->rate_known)
+		return START_QUEUE;
+	double q = p->rate * QUEUE_SECONDS / BT_BLOCK_SIZE;
+	if (q < MIN_QUEUE)
+		return MIN_QUEUE;
+	return q > MAX_QUEUE ? MAX_QUEUE : (size_t)q;
+}
+
+uint64_t bt_peer_downloaded(const struct bt_peer *p)
+{
+	return p->downloaded;
+}
+
+double bt_peer_rate(const struct bt_peer *p)
+{
+	return p->rate;
+}
