@@ -57,9 +57,8 @@ int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		int64_t n = f->length - at;
 		if (n > length - done)
 			n = length - done;
-		struct bt_segment seg = {
-			.file = i, .file_offset = at, .length = n, .data_offset = done
-		};
+		struct bt_segment seg = { .file = i, .file_offset = at, .length = n,
+					  .data_offset = done };
 		int rc = fn(&seg, arg);
 		if (rc)
 			return rc;
@@ -208,7 +207,7 @@ static int open_file(struct bt_storage *s, size_t i, struct bt_buf *made, struct
 	} else if (!S_ISREG(st.st_mode)) {
 		rc = bt_err_set(err, -EINVAL, "%s: not a regular file", path);
 	} else if (f->length > 0) {
-		/* A file longer than the torrent says is left alone: its tail is not ours to cut. */
+		/* A file longer than the torrent says is left alone: the tail is not ours. */
 		if (create && st.st_size < f->length)
 			rc = size_file(fd, f->length, path, err);
 		if (rc == 0) {
@@ -277,8 +276,8 @@ void bt_storage_free(struct bt_storage *s)
 
 struct io {
 	struct bt_storage *s;
-	uint8_t *out;       /* reading */
-	const uint8_t *in;  /* writing */
+	uint8_t *out;      /* reading */
+	const uint8_t *in; /* writing */
 	struct bt_err *err;
 };
 
@@ -328,7 +327,7 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 		ssize_t r = pwrite(fd, p, n, at);
 		if (r < 0 && errno == EINTR)
 			continue;
-		/* pwrite of a non-zero count returning 0 would loop forever; call it an I/O error. */
+		/* pwrite returning 0 for a non-zero count would loop forever: call it EIO. */
 		if (r <= 0)
 			return fail_file(io->s, seg->file, r < 0 ? errno : EIO, io->err);
 		p += r;
