@@ -5,26 +5,31 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MIN_QUEUE 4
-#define MAX_QUEUE 128
+#define MAX_QUEUE 64
 #define START_QUEUE 32
 /* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
 #define QUEUE_SECONDS 0.5
 #define KEEPALIVE_SECONDS 90
-/* Read this much per read callback at most: fewer wake-ups on fast links. */
-#define MAX_SINGLE_READ (256 * 1024)
+/* One read asks for this much; a wake-up reads at most READS_PER_WAKE times. */
+#define READ_CHUNK (256 * 1024)
+#define READS_PER_WAKE 4
 
 struct bt_peer {
-	struct bufferevent *bev;
+	evutil_socket_t fd;
+	struct evbuffer *in, *out;
+	struct event *read_ev, *write_ev;
+	struct event *flush_ev; /* made active when output is queued: one write per loop pass */
 	struct event *tick;
 	enum bt_peer_phase phase;
 	struct bt_peer_config cfg;
@@ -44,7 +49,6 @@ struct bt_peer {
 	uint64_t window_bytes; /* received since the last rate sample */
 	double rate;
 	bool rate_known;
-	size_t need; /* bytes the current message needs (low watermark) */
 	int connect_errno; /* connect failed at once: reported from the first tick */
 };
 
@@ -67,10 +71,10 @@ static void set_phase(struct bt_peer *p, enum bt_peer_phase next)
 
 static void stop_io(struct bt_peer *p)
 {
-	if (p->bev)
-		bufferevent_disable(p->bev, EV_READ | EV_WRITE);
-	if (p->tick)
-		event_del(p->tick);
+	event_del(p->read_ev);
+	event_del(p->write_ev);
+	event_del(p->flush_ev);
+	event_del(p->tick);
 }
 
 /* The connection failed: stop everything and tell the owner once. */
@@ -93,8 +97,15 @@ static void send_bytes(struct bt_peer *p, const void *data, size_t n)
 {
 	if (p->phase == BT_PEER_CLOSING)
 		return;
-	bufferevent_write(p->bev, data, n);
+	evbuffer_add(p->out, data, n);
 	p->last_send = now_s();
+	/*
+	 * Messages queued during this pass of the loop go out together in one writev, from the
+	 * flush event; epoll is only asked to watch for writability if the socket is full.
+	 */
+	if (p->phase != BT_PEER_CONNECTING && !event_pending(p->write_ev, EV_WRITE, NULL) &&
+	    !event_pending(p->flush_ev, EV_TIMEOUT, NULL))
+		event_active(p->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void remove_request(struct bt_peer *p, size_t i)
@@ -206,11 +217,10 @@ static bool read_handshake(struct bt_peer *p, struct evbuffer *in)
 	return p->phase != BT_PEER_CLOSING;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Takes every complete message out of the input buffer and acts on it. */
+static void process_input(struct bt_peer *p)
 {
-	struct bt_peer *p = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	p->last_recv = now_s();
+	struct evbuffer *in = p->in;
 	if (p->phase == BT_PEER_AWAIT_HANDSHAKE && !read_handshake(p, in))
 		return;
 	for (;;) {
@@ -225,14 +235,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 			fail(p, "%s", err.msg);
 			return;
 		}
-		if (r == BT_WIRE_NEED_MORE || len < total) {
-			size_t want = r == BT_WIRE_OK ? total : 5;
-			if (want != p->need) {
-				bufferevent_setwatermark(bev, EV_READ, want, 0);
-				p->need = want;
-			}
+		if (r == BT_WIRE_NEED_MORE || len < total)
 			return;
-		}
 		if (p->phase == BT_PEER_AWAIT_FIRST_MSG)
 			set_phase(p, BT_PEER_ACTIVE);
 		bool go_on;
@@ -252,23 +256,101 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+/*
+ * Reads straight into the input buffer's free space (no FIONREAD probe per read, as
+ * evbuffer_read does), then processes what arrived. A message that is not complete yet simply
+ * waits in the buffer: its length was already judged from its header.
+ */
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)bev;
+	(void)what;
 	struct bt_peer *p = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		evutil_socket_t fd = bufferevent_getfd(p->bev);
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		set_phase(p, BT_PEER_AWAIT_HANDSHAKE);
+	bool eof = false;
+	int error = 0;
+	for (int i = 0; i < READS_PER_WAKE; i++) {
+		struct evbuffer_iovec v[2];
+		int nv = evbuffer_reserve_space(p->in, READ_CHUNK, v, 2);
+		if (nv <= 0)
+			bt_oom();
+		struct iovec iov[2];
+		size_t asked = 0;
+		for (int k = 0; k < nv; k++) {
+			iov[k].iov_base = v[k].iov_base;
+			iov[k].iov_len = v[k].iov_len;
+			asked += v[k].iov_len;
+		}
+		ssize_t n = readv(fd, iov, nv);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			evbuffer_commit_space(p->in, v, 0);
+			if (n == 0)
+				eof = true;
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
+				error = errno;
+			break;
+		}
+		size_t left = (size_t)n;
+		for (int k = 0; k < nv; k++) {
+			if (v[k].iov_len > left)
+				v[k].iov_len = left;
+			left -= v[k].iov_len;
+		}
+		evbuffer_commit_space(p->in, v, nv);
+		p->last_recv = now_s();
+		if ((size_t)n < asked)
+			break; /* the socket is drained */
+	}
+	process_input(p);
+	if (p->phase == BT_PEER_CLOSING)
+		return;
+	if (eof)
+		fail(p, "connection closed by the peer");
+	else if (error)
+		fail(p, "%s", strerror(error));
+}
+
+static void flush(struct bt_peer *p)
+{
+	while (evbuffer_get_length(p->out)) {
+		int n = evbuffer_write(p->out, p->fd);
+		if (n > 0)
+			continue;
+		int e = EVUTIL_SOCKET_ERROR();
+		if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)) {
+			event_add(p->write_ev, NULL); /* the socket is full: wait until it is not */
+			return;
+		}
+		fail(p, "%s", n < 0 ? strerror(e) : "connection closed");
 		return;
 	}
-	if (what & BEV_EVENT_EOF) {
-		fail(p, "connection closed by the peer");
-	} else if (what & BEV_EVENT_ERROR) {
-		int e = EVUTIL_SOCKET_ERROR();
-		fail(p, "%s", e ? strerror(e) : "connection error");
+	event_del(p->write_ev);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush(arg);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct bt_peer *p = arg;
+	if (p->phase == BT_PEER_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof err;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+			err = errno;
+		if (err) {
+			fail(p, "connect: %s", strerror(err));
+			return;
+		}
+		set_phase(p, BT_PEER_AWAIT_HANDSHAKE);
+		event_add(p->read_ev, NULL);
 	}
+	flush(p);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -345,14 +427,12 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 		snprintf(p->name, sizeof p->name, "[%s]:%u", host, port);
 	}
 
-	p->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	p->in = evbuffer_new();
+	p->out = evbuffer_new();
 	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-	if (!p->bev || !p->tick)
+	p->flush_ev = event_new(base, -1, 0, on_flush, p);
+	if (!p->in || !p->out || !p->tick || !p->flush_ev)
 		bt_oom();
-	bufferevent_setcb(p->bev, on_read, NULL, on_event, p);
-	bufferevent_set_max_single_read(p->bev, MAX_SINGLE_READ);
-	bufferevent_setwatermark(p->bev, EV_READ, BT_HANDSHAKE_LEN, 0);
-	p->need = BT_HANDSHAKE_LEN;
 	struct timeval one = { 1, 0 };
 	event_add(p->tick, &one);
 
@@ -362,13 +442,27 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 	memcpy(h.peer_id, cfg->peer_id, 20);
 	uint8_t hs[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(hs, &h);
-	bufferevent_write(p->bev, hs, sizeof hs); /* sent as soon as the connection is up */
-	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(p->bev, (struct sockaddr *)sa, (int)sa_len) < 0) {
-		/* Reported from the loop like any other failure, never from inside this call. */
-		p->connect_errno = errno ? errno : ECONNREFUSED;
-		event_active(p->tick, EV_TIMEOUT, 0);
+	evbuffer_add(p->out, hs, sizeof hs); /* sent as soon as the connection is up */
+
+	p->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd >= 0) {
+		int one_flag = 1;
+		setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one_flag, sizeof one_flag);
 	}
+	p->read_ev = event_new(base, p->fd, EV_READ | EV_PERSIST, on_readable, p);
+	p->write_ev = event_new(base, p->fd, EV_WRITE | EV_PERSIST, on_writable, p);
+	if (!p->read_ev || !p->write_ev)
+		bt_oom();
+	if (p->fd < 0) {
+		p->connect_errno = errno;
+	} else if (connect(p->fd, sa, sa_len) == 0 || errno == EINPROGRESS) {
+		event_add(p->write_ev, NULL); /* writable = connected (or failed: SO_ERROR says) */
+		return p;
+	} else {
+		p->connect_errno = errno;
+	}
+	/* Reported from the loop like any other failure, never from inside this call. */
+	event_active(p->tick, EV_TIMEOUT, 0);
 	return p;
 }
 
@@ -376,10 +470,14 @@ void bt_peer_free(struct bt_peer *p)
 {
 	if (!p)
 		return;
-	if (p->bev)
-		bufferevent_free(p->bev);
-	if (p->tick)
-		event_free(p->tick);
+	event_free(p->read_ev);
+	event_free(p->write_ev);
+	event_free(p->flush_ev);
+	event_free(p->tick);
+	evbuffer_free(p->in);
+	evbuffer_free(p->out);
+	if (p->fd >= 0)
+		close(p->fd);
 	bt_bitfield_deinit(&p->has);
 	free(p->reqs);
 	free(p);
