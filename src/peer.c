@@ -393,9 +393,26 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
-				socklen_t sa_len, const struct bt_peer_config *cfg,
-				const struct bt_peer_events *ev, void *arg)
+static void format_addr(const struct sockaddr *sa, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+		snprintf(out, n, "%s:%u", host, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+		snprintf(out, n, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, n, "local");
+	}
+}
+
+/* The parts every peer has, in phase CONNECTING with our handshake queued, on socket fd. */
+static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
+				const struct bt_peer_config *cfg, const struct bt_peer_events *ev,
+				void *arg)
 {
 	struct bt_peer *p = bt_xcalloc(1, sizeof *p);
 	p->cfg = *cfg;
@@ -407,31 +424,19 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 		p->cfg.idle_timeout_s = 120;
 	p->ev = *ev;
 	p->arg = arg;
+	p->fd = fd;
 	p->peer_choking = true;
 	p->phase = BT_PEER_CONNECTING;
 	bt_bitfield_init(&p->has, cfg->piece_count);
 	p->bitfield_bytes = bt_bitfield_bytes(cfg->piece_count);
 	p->started = p->last_recv = p->last_block = p->last_send = now_s();
-
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-		port = ntohs(s4->sin_port);
-		snprintf(p->name, sizeof p->name, "%s:%u", host, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-		port = ntohs(s6->sin6_port);
-		snprintf(p->name, sizeof p->name, "[%s]:%u", host, port);
-	}
-
 	p->in = evbuffer_new();
 	p->out = evbuffer_new();
 	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
 	p->flush_ev = event_new(base, -1, 0, on_flush, p);
-	if (!p->in || !p->out || !p->tick || !p->flush_ev)
+	p->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, p);
+	p->write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_writable, p);
+	if (!p->in || !p->out || !p->tick || !p->flush_ev || !p->read_ev || !p->write_ev)
 		bt_oom();
 	struct timeval one = { 1, 0 };
 	event_add(p->tick, &one);
@@ -443,26 +448,47 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 	uint8_t hs[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(hs, &h);
 	evbuffer_add(p->out, hs, sizeof hs); /* sent as soon as the connection is up */
+	return p;
+}
 
-	p->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->fd >= 0) {
-		int one_flag = 1;
-		setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one_flag, sizeof one_flag);
-	}
-	p->read_ev = event_new(base, p->fd, EV_READ | EV_PERSIST, on_readable, p);
-	p->write_ev = event_new(base, p->fd, EV_WRITE | EV_PERSIST, on_writable, p);
-	if (!p->read_ev || !p->write_ev)
-		bt_oom();
-	if (p->fd < 0) {
-		p->connect_errno = errno;
-	} else if (connect(p->fd, sa, sa_len) == 0 || errno == EINPROGRESS) {
-		event_add(p->write_ev, NULL); /* writable = connected (or failed: SO_ERROR says) */
-		return p;
+struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
+				socklen_t sa_len, const struct bt_peer_config *cfg,
+				const struct bt_peer_events *ev, void *arg)
+{
+	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int saved = errno;
+	struct bt_peer *p = peer_new(base, fd, cfg, ev, arg);
+	format_addr(sa, p->name, sizeof p->name);
+	if (fd < 0) {
+		p->connect_errno = saved;
 	} else {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(fd, sa, sa_len) == 0 || errno == EINPROGRESS) {
+			event_add(p->write_ev, NULL); /* writable = connected, or failed: SO_ERROR */
+			return p;
+		}
 		p->connect_errno = errno;
 	}
 	/* Reported from the loop like any other failure, never from inside this call. */
 	event_active(p->tick, EV_TIMEOUT, 0);
+	return p;
+}
+
+struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg, const struct bt_peer_events *ev,
+			      void *arg)
+{
+	evutil_make_socket_nonblocking(fd);
+	struct bt_peer *p = peer_new(base, fd, cfg, ev, arg);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		format_addr((struct sockaddr *)&ss, p->name, sizeof p->name);
+	else
+		snprintf(p->name, sizeof p->name, "fd %d", (int)fd);
+	set_phase(p, BT_PEER_AWAIT_HANDSHAKE);
+	event_add(p->read_ev, NULL);
+	event_active(p->flush_ev, EV_TIMEOUT, 0);
 	return p;
 }
 

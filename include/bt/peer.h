@@ -67,6 +67,9 @@ struct bt_peer_config {
 struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
 				socklen_t sa_len, const struct bt_peer_config *cfg,
 				const struct bt_peer_events *ev, void *arg);
+/* Takes over an already connected socket (which it will close), as for an accepted one. */
+struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg,
+			      const struct bt_peer_events *ev, void *arg);
 void bt_peer_free(struct bt_peer *p);
 
 /* Ends the connection now, without calling `closed` (the owner is the one asking). */

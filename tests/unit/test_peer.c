@@ -1,0 +1,386 @@
+/*
+ * The peer state machine through a socket pair: the test plays the remote peer on one end,
+ * byte by byte where it matters, and checks what the peer sends and reports.
+ */
+#include "bt/peer.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define PIECES 10
+#define BLOCK 100
+
+struct rec {
+	int handshakes, chokes, unchokes, has_calls, blocks, closed;
+	uint32_t last_has;
+	char reason[256];
+	uint8_t dest[BLOCK];
+	struct bt_block last_block;
+	uint8_t remote_id[20];
+};
+
+struct fx {
+	struct event_base *base;
+	int remote; /* the test's end */
+	struct bt_peer *peer;
+	struct rec r;
+	struct bt_peer_config cfg;
+};
+
+static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->handshakes++;
+	memcpy(r->remote_id, h->peer_id, 20);
+}
+
+static void on_choked(void *arg, struct bt_peer *p, bool choked)
+{
+	(void)p;
+	struct rec *r = arg;
+	if (choked)
+		r->chokes++;
+	else
+		r->unchokes++;
+}
+
+static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->has_calls++;
+	r->last_has = piece;
+}
+
+static uint8_t *on_dest(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	(void)p;
+	struct rec *r = arg;
+	return b->length <= BLOCK ? r->dest : NULL;
+}
+
+static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->blocks++;
+	r->last_block = *b;
+}
+
+static void on_closed(void *arg, struct bt_peer *p, const char *reason)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->closed++;
+	snprintf(r->reason, sizeof r->reason, "%s", reason);
+}
+
+static const struct bt_peer_events events = { on_handshake, on_choked, on_has,
+					       on_dest,      on_block,   on_closed };
+
+/* Runs the loop until nothing is ready (a few passes). */
+static void spin(struct fx *f)
+{
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+static void send_raw(struct fx *f, const void *p, size_t n)
+{
+	assert_int_equal(write(f->remote, p, n), (ssize_t)n);
+}
+
+static size_t read_raw(struct fx *f, uint8_t *buf, size_t max)
+{
+	ssize_t n = read(f->remote, buf, max);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void remote_handshake(struct fx *f, uint8_t hash_byte)
+{
+	struct bt_handshake h;
+	memset(&h, 0, sizeof h);
+	memset(h.info_hash, hash_byte, 20);
+	memcpy(h.peer_id, "-XX0001-remote-peer!", 20);
+	uint8_t hs[BT_HANDSHAKE_LEN];
+	bt_wire_handshake(hs, &h);
+	send_raw(f, hs, sizeof hs);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	f->remote = sv[1];
+	fcntl(f->remote, F_SETFL, O_NONBLOCK);
+	f->base = event_base_new();
+	f->cfg.piece_count = PIECES;
+	memset(f->cfg.info_hash, 0xaa, 20);
+	memcpy(f->cfg.peer_id, "-TC0001-test-peer-id", 20);
+	memcpy(f->cfg.reserved, bt_wire_reserved_ext, 8);
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, &events, &f->r);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	bt_peer_free(f->peer);
+	close(f->remote);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+/* Handshakes both ways and checks what we sent. */
+static void handshake(struct fx *f)
+{
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	struct bt_handshake h;
+	assert_int_equal(bt_wire_parse_handshake(buf, sizeof buf, &h, NULL), BT_WIRE_OK);
+	assert_memory_equal(h.reserved, "\0\0\0\0\0\x10\0\0", 8);
+	assert_memory_equal(h.info_hash, f->cfg.info_hash, 20);
+	assert_memory_equal(h.peer_id, f->cfg.peer_id, 20);
+	remote_handshake(f, 0xaa);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 1);
+	assert_memory_equal(f->r.remote_id, "-XX0001-remote-peer!", 20);
+	assert_memory_equal(bt_peer_id(f->peer), "-XX0001-remote-peer!", 20);
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_AWAIT_FIRST_MSG);
+}
+
+static void test_handshake_byte_by_byte(void **state)
+{
+	struct fx *f = *state;
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	struct bt_handshake h;
+	memset(&h, 0, sizeof h);
+	memset(h.info_hash, 0xaa, 20);
+	memcpy(h.peer_id, "-XX0001-remote-peer!", 20);
+	bt_wire_handshake(buf, &h);
+	for (size_t i = 0; i < sizeof buf; i++) {
+		assert_int_equal(f->r.handshakes, 0);
+		send_raw(f, buf + i, 1);
+		spin(f);
+	}
+	assert_int_equal(f->r.handshakes, 1);
+	assert_int_equal(f->r.closed, 0);
+}
+
+static void test_wrong_torrent(void **state)
+{
+	struct fx *f = *state;
+	spin(f);
+	remote_handshake(f, 0xbb);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "handshake for another torrent");
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_CLOSING);
+}
+
+static void test_bitfield_have_and_bad_ones(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[16];
+	size_t n = bt_wire_put_bitfield_header(m, 2);
+	m[n++] = 0xa0;
+	m[n++] = 0x40;
+	send_raw(f, m, n);
+	n = bt_wire_put_have(m, 3);
+	send_raw(f, m, n);
+	n = bt_wire_put_have(m, 3); /* a repeat changes nothing */
+	send_raw(f, m, n);
+	spin(f);
+	assert_int_equal(f->r.has_calls, 2);
+	assert_int_equal(f->r.last_has, 3);
+	const struct bt_bitfield *bf = bt_peer_bitfield(f->peer);
+	assert_int_equal(bf->count, 4);
+	assert_true(bt_bitfield_get(bf, 0) && bt_bitfield_get(bf, 2) && bt_bitfield_get(bf, 3) &&
+		    bt_bitfield_get(bf, 9));
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_ACTIVE);
+
+	n = bt_wire_put_have(m, PIECES);
+	send_raw(f, m, n);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "have for piece 10 of 10");
+}
+
+static void test_bitfield_wrong_size_or_spare_bits(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[8];
+	size_t n = bt_wire_put_bitfield_header(m, 3);
+	send_raw(f, m, n); /* judged from the header alone: the body never comes */
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "bitfield message (id 5) with bad length 4");
+}
+
+static void test_spare_bits(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[8];
+	size_t n = bt_wire_put_bitfield_header(m, 2);
+	m[n++] = 0xff;
+	m[n++] = 0xff;
+	send_raw(f, m, n);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "bitfield with spare bits set");
+}
+
+static void test_request_piece_cancel_choke(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[64];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	spin(f);
+	assert_int_equal(f->r.unchokes, 1);
+	assert_false(bt_peer_choking_us(f->peer));
+
+	bt_peer_set_interested(f->peer, true);
+	struct bt_block a = { 1, 0, BLOCK }, b = { 1, BLOCK, BLOCK }, c = { 2, 0, BLOCK };
+	bt_peer_request(f->peer, &a);
+	bt_peer_request(f->peer, &b);
+	bt_peer_request(f->peer, &c);
+	assert_int_equal(bt_peer_outstanding(f->peer), 3);
+	assert_true(bt_peer_has_requested(f->peer, &b));
+	assert_true(bt_peer_cancel(f->peer, &b));
+	assert_false(bt_peer_cancel(f->peer, &b));
+	spin(f);
+	/* Everything queued in one pass arrives together: interested, 3 requests, a cancel. */
+	uint8_t got[5 + 4 * 17];
+	assert_int_equal(read_raw(f, got, sizeof got), sizeof got);
+	assert_int_equal(got[4], BT_WIRE_INTERESTED);
+	assert_int_equal(got[5 + 4], BT_WIRE_REQUEST);
+	assert_int_equal(bt_load_be32(got + 5 + 17 + 9), BLOCK);
+	assert_int_equal(got[5 + 3 * 17 + 4], BT_WIRE_CANCEL);
+
+	/* The piece for `a`, delivered one byte at a time. */
+	uint8_t piece[13 + BLOCK];
+	bt_wire_put_piece_header(piece, 1, 0, BLOCK);
+	for (int i = 0; i < BLOCK; i++)
+		piece[13 + i] = (uint8_t)(i * 7);
+	for (size_t i = 0; i < sizeof piece; i++) {
+		assert_int_equal(f->r.blocks, 0);
+		send_raw(f, piece + i, 1);
+		spin(f);
+	}
+	assert_int_equal(f->r.blocks, 1);
+	assert_memory_equal(f->r.dest, piece + 13, BLOCK);
+	assert_int_equal(bt_peer_downloaded(f->peer), BLOCK);
+	assert_int_equal(bt_peer_outstanding(f->peer), 1);
+
+	/* A piece we never asked for (the cancelled one) is dropped, not reported. */
+	bt_wire_put_piece_header(piece, 1, BLOCK, BLOCK);
+	send_raw(f, piece, sizeof piece);
+	spin(f);
+	assert_int_equal(f->r.blocks, 1);
+	assert_int_equal(f->r.closed, 0);
+
+	/* Choked with `c` outstanding: the owner takes the requests back. */
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_CHOKE));
+	spin(f);
+	assert_int_equal(f->r.chokes, 1);
+	struct bt_block *reqs;
+	assert_int_equal(bt_peer_take_requests(f->peer, &reqs), 1);
+	assert_memory_equal(&reqs[0], &c, sizeof c);
+	free(reqs);
+	assert_int_equal(bt_peer_outstanding(f->peer), 0);
+}
+
+static void test_oversized_length_dropped_at_once(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	const uint8_t huge[] = { 0x7f, 0xff, 0xff, 0xff, BT_WIRE_PIECE };
+	send_raw(f, huge, sizeof huge);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "piece message (id 7) with bad length 2147483647");
+}
+
+static void test_ignored_messages_and_eof(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[32];
+	size_t n = bt_wire_put_keepalive(m);
+	send_raw(f, m, n);
+	const uint8_t unknown[] = { 0, 0, 0, 3, 42, 'x', 'y' };
+	send_raw(f, unknown, sizeof unknown);
+	const uint8_t port[] = { 0, 0, 0, 3, 9, 0x1a, 0xe1 };
+	send_raw(f, port, sizeof port);
+	n = bt_wire_put_extended_header(m, 0, 2);
+	memcpy(m + n, "de", 2);
+	send_raw(f, m, n + 2);
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	shutdown(f->remote, SHUT_WR);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "connection closed by the peer");
+}
+
+static void test_connect_refused_reported_from_loop(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct rec r = { 0 };
+	struct bt_peer_config cfg = { .piece_count = PIECES };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(1),
+				   .sin_addr.s_addr = htonl(0x7f000001) };
+	struct bt_peer *p = bt_peer_connect(base, (struct sockaddr *)&sin, sizeof sin, &cfg,
+					    &events, &r);
+	assert_int_equal(r.closed, 0); /* never from inside the call */
+	assert_string_equal(bt_peer_name(p), "127.0.0.1:1");
+	for (int i = 0; i < 50 && !r.closed; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(r.closed, 1);
+	assert_string_equal(r.reason, "connect: Connection refused");
+	bt_peer_free(p);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_handshake_byte_by_byte, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_torrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bitfield_have_and_bad_ones, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bitfield_wrong_size_or_spare_bits, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_spare_bits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_piece_cancel_choke, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_length_dropped_at_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_ignored_messages_and_eof, setup, teardown),
+		cmocka_unit_test(test_connect_refused_reported_from_loop),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
