@@ -1,6 +1,7 @@
 #include "bt/cli.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void vreport(const char *command, const char *suffix, const char *fmt, va_list ap)
@@ -54,4 +55,36 @@ int bt_cli_getopt(int argc, char **argv, const char *shortopts, const struct opt
 		return '?';
 	}
 	return c;
+}
+
+int bt_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || s[n] || n > 9)
+		return -1;
+	unsigned long v = strtoul(s, NULL, 10);
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int bt_cli_parse_seconds(const char *s, double min, double max, double *out)
+{
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || n > 9)
+		return -1;
+	if (s[n] == '.') {
+		size_t f = strspn(s + n + 1, "0123456789");
+		if (f == 0)
+			return -1;
+		n += 1 + f;
+	}
+	if (s[n])
+		return -1;
+	double v = strtod(s, NULL);
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
 }

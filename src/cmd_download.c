@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +70,8 @@ struct options {
 	char **peers;
 	size_t npeers;
 	size_t max_peers;
-	double port, stall_timeout;
+	unsigned long port;
+	double stall_timeout;
 	bool force, no_tracker;
 	enum progress_mode progress;
 	const char *torrent_path;
@@ -100,16 +100,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int parse_number(const char *s, double min, double max, double *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || *end || !isfinite(v) || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int parse_options(int argc, char **argv, struct options *o, bool piece)
 {
 	enum { OPT_PEER = 256, OPT_MAX_PEERS, OPT_STALL, OPT_FORCE, OPT_PROGRESS, OPT_NO_TRACKER };
@@ -127,7 +117,7 @@ static int parse_options(int argc, char **argv, struct options *o, bool piece)
 		{ 0 },
 	};
 	const char *cmd = o->command;
-	double max_peers = 50;
+	unsigned long max_peers = 50;
 	o->port = 6881;
 	o->stall_timeout = 60;
 	int c;
@@ -144,17 +134,17 @@ static int parse_options(int argc, char **argv, struct options *o, bool piece)
 			o->no_tracker = true;
 			break;
 		case OPT_MAX_PEERS:
-			if (parse_number(optarg, 1, 1000, &max_peers) || max_peers != floor(max_peers))
+			if (bt_cli_parse_uint(optarg, 1, 1000, &max_peers))
 				return bt_cli_usage_error(cmd, "--max-peers wants 1 to 1000, not '%s'",
 							  optarg);
 			break;
 		case 'p':
-			if (parse_number(optarg, 1, 65535, &o->port) || o->port != floor(o->port))
+			if (bt_cli_parse_uint(optarg, 1, 65535, &o->port))
 				return bt_cli_usage_error(cmd, "--port wants 1 to 65535, not '%s'",
 							  optarg);
 			break;
 		case OPT_STALL:
-			if (parse_number(optarg, 1, 86400, &o->stall_timeout))
+			if (bt_cli_parse_seconds(optarg, 1, 86400, &o->stall_timeout))
 				return bt_cli_usage_error(
 					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'", optarg);
 			break;
@@ -217,8 +207,8 @@ static int add_peer_arg(struct bt_torrent *t, const char *cmd, const char *arg)
 		host[colon - arg] = '\0';
 		port = colon + 1;
 	}
-	double pv;
-	if (parse_number(port, 1, 65535, &pv) || pv != floor(pv))
+	unsigned long pv;
+	if (bt_cli_parse_uint(port, 1, 65535, &pv))
 		goto bad;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res;
@@ -514,8 +504,8 @@ static int run_job(struct options *o, bool piece_mode)
 	}
 	uint32_t index = 0;
 	if (piece_mode) {
-		double v;
-		if (parse_number(o->piece_arg, 0, (double)m.piece_count - 1, &v) || v != floor(v)) {
+		unsigned long v;
+		if (bt_cli_parse_uint(o->piece_arg, 0, m.piece_count - 1, &v)) {
 			bt_meta_deinit(&m);
 			return bt_cli_usage_error(cmd, "piece index must be 0 to %u, not '%s'",
 						  m.piece_count - 1, o->piece_arg);

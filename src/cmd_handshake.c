@@ -3,7 +3,6 @@
 #include "bt/peer.h"
 #include "bt/session.h"
 
-#include <math.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,6 @@
 
 #include <event2/event.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -248,16 +247,6 @@ static void print_json(const struct peers_run *run, const struct bt_peer_addr *a
 	bt_buf_deinit(&b);
 }
 
-static int parse_number(const char *s, double min, double max, double *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || *end || !isfinite(v) || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port, bool json)
 {
 	const char **urls;
@@ -369,20 +358,21 @@ static int run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	double timeout = 5, port = 6881;
+	double timeout = 5;
+	unsigned long port = 6881;
 	bool json = false;
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":t:p:h", opts)) != -1) {
 		switch (c) {
 		case 't':
-			if (parse_number(optarg, 0.001, 3600, &timeout))
+			if (bt_cli_parse_seconds(optarg, 0.001, 3600, &timeout))
 				return bt_cli_usage_error("peers",
 							  "--timeout wants seconds from 0.001 to "
 							  "3600, not '%s'",
 							  optarg);
 			break;
 		case 'p':
-			if (parse_number(optarg, 1, 65535, &port) || port != (int)port)
+			if (bt_cli_parse_uint(optarg, 1, 65535, &port))
 				return bt_cli_usage_error("peers",
 							  "--port wants a port from 1 to 65535, "
 							  "not '%s'",

@@ -117,8 +117,9 @@ static bool parse_dict_peer(const struct bt_benc_node *d, struct bt_peer_addr *a
 	const struct bt_benc_node *ip = bt_benc_dict_get(d, "ip");
 	const struct bt_benc_node *port = bt_benc_dict_get(d, "port");
 	int64_t pv;
-	if (!ip || ip->type != BT_BENC_STR || ip->str_len >= INET6_ADDRSTRLEN || !port ||
-	    bt_benc_int(port, &pv) || pv <= 0 || pv > 65535)
+	if (!ip || ip->type != BT_BENC_STR || ip->str_len >= INET6_ADDRSTRLEN ||
+	    memchr(ip->str, '\0', ip->str_len) || !port || bt_benc_int(port, &pv) || pv <= 0 ||
+	    pv > 65535)
 		return false;
 	char host[INET6_ADDRSTRLEN];
 	memcpy(host, ip->str, ip->str_len);

@@ -47,6 +47,13 @@ int bt_cli_usage_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3
  */
 int bt_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
+/*
+ * Strict number parsing for options: decimal digits only (no sign, spaces, hex or exponent),
+ * within [min, max]. Seconds may have a fractional part ("2.5"). Return 0 or -1.
+ */
+int bt_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+int bt_cli_parse_seconds(const char *s, double min, double max, double *out);
+
 /* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
 void bt_cli_put_safe(FILE *f, const char *s);
 
