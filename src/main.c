@@ -14,6 +14,7 @@ static const struct bt_cli_command *const commands[] = {
 	&bt_cmd_handshake,
 	&bt_cmd_download_piece,
 	&bt_cmd_download,
+	&bt_cmd_create,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
