@@ -40,13 +40,21 @@ static const char download_help[] =
 	"      --peer HOST:PORT     also download from this peer (repeatable)\n"
 	"      --no-tracker         do not ask the trackers (use --peer addresses only)\n"
 	"      --max-peers N        peers connected at once (default 50)\n"
-	"  -p, --port PORT          port announced to trackers (default 6881)\n"
+	"  -p, --port PORT          port to listen on for peers and to announce (default: the\n"
+	"                           first free of 6881-6889, else any free port)\n"
+	"      --listen IP          address to listen on (default: every address)\n"
+	"      --seed               keep seeding after the download until Ctrl-C or a limit\n"
+	"      --seed-ratio R       stop seeding once R times the torrent's size is uploaded\n"
+	"      --seed-time S        stop seeding after S seconds\n"
 	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
 	"      --force              resume from or overwrite an existing output\n"
+	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
 	"  -q, --quiet              no progress output\n"
 	"      --progress=MODE      auto (a redrawn line on a terminal, a line every 5 s\n"
 	"                           otherwise), json (one object per second), or none\n"
 	"  -h, --help               show this help\n"
+	"\n"
+	"What we have we share: peers may download from us during the download too.\n"
 	"\n"
 	"Exit status: 0 downloaded and verified, 1 failed (no peers, all peers gone, tracker\n"
 	"down, disk full, interrupted: the verified pieces are kept for the next run), 2 bad\n"
@@ -62,6 +70,34 @@ static const char piece_help[] =
 	"\n"
 	"Exit status: 0 downloaded and verified, 1 failed, 2 bad usage or invalid torrent.\n";
 
+static const char seed_help[] =
+	"Usage: torrent seed [options] <file.torrent> <path>\n"
+	"\n"
+	"Serves a torrent's data to other peers. <path> is the data: the file of a single-file\n"
+	"torrent, or the directory holding a multi-file torrent's files. Every piece is checked\n"
+	"first (with a progress line); data that does not match is refused, naming the pieces.\n"
+	"Then it announces to the trackers and serves peers until Ctrl-C or a limit, showing the\n"
+	"upload rate, the peers and the total uploaded.\n"
+	"\n"
+	"Options:\n"
+	"  -p, --port PORT          port to listen on and announce (default: the first free of\n"
+	"                           6881-6889, else any free port)\n"
+	"      --listen IP          address to listen on (default: every address)\n"
+	"      --peer HOST:PORT     also connect to this peer (repeatable)\n"
+	"      --no-tracker         do not announce to the trackers\n"
+	"      --max-peers N        peers connected at once (default 50)\n"
+	"      --seed-ratio R       stop once R times the torrent's size is uploaded\n"
+	"      --seed-time S        stop after S seconds\n"
+	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
+	"  -q, --quiet              no progress output\n"
+	"      --progress=MODE      auto, json or none, as for 'torrent download'\n"
+	"  -h, --help               show this help\n"
+	"\n"
+	"Exit status: 0 stopped by Ctrl-C or a limit, 1 the data does not match or cannot be\n"
+	"served, 2 bad usage or invalid torrent.\n";
+
+enum mode { MODE_DOWNLOAD, MODE_PIECE, MODE_SEED };
+
 enum progress_mode { PROGRESS_AUTO, PROGRESS_JSON, PROGRESS_NONE };
 
 struct options {
@@ -72,10 +108,13 @@ struct options {
 	size_t max_peers;
 	unsigned long port;
 	double stall_timeout;
-	bool force, no_tracker;
+	bool force, no_tracker, seed, verbose;
+	double seed_ratio, seed_time; /* 0: no limit */
+	const char *listen_ip;
 	enum progress_mode progress;
+	enum mode mode;
 	const char *torrent_path;
-	const char *piece_arg;
+	const char *piece_arg; /* download_piece: the index; seed: the data's path */
 };
 
 struct job {
@@ -86,7 +125,8 @@ struct job {
 	struct bt_storage *storage; /* download */
 	int piece_fd;               /* download_piece */
 	char *final_path, *temp_path;
-	bool complete, failed;
+	bool complete, failed, seeding;
+	double seeding_since;
 	char reason[512];
 	struct event *progress_ev;
 	bool tty, line_drawn;
@@ -100,9 +140,10 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int parse_options(int argc, char **argv, struct options *o, bool piece)
+static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_PEER = 256, OPT_MAX_PEERS, OPT_STALL, OPT_FORCE, OPT_PROGRESS, OPT_NO_TRACKER };
+	enum { OPT_PEER = 256, OPT_MAX_PEERS, OPT_STALL, OPT_FORCE, OPT_PROGRESS, OPT_NO_TRACKER,
+	       OPT_SEED, OPT_SEED_RATIO, OPT_SEED_TIME, OPT_LISTEN, OPT_VERBOSE };
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "peer", required_argument, NULL, OPT_PEER },
@@ -113,15 +154,21 @@ static int parse_options(int argc, char **argv, struct options *o, bool piece)
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", required_argument, NULL, OPT_PROGRESS },
+		{ "seed", no_argument, NULL, OPT_SEED },
+		{ "seed-ratio", required_argument, NULL, OPT_SEED_RATIO },
+		{ "seed-time", required_argument, NULL, OPT_SEED_TIME },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *cmd = o->command;
+	bool piece = o->mode == MODE_PIECE;
 	unsigned long max_peers = 50;
-	o->port = 6881;
+	o->port = 0;
 	o->stall_timeout = 60;
 	int c;
-	while ((c = bt_cli_getopt(argc, argv, ":o:p:qh", opts)) != -1) {
+	while ((c = bt_cli_getopt(argc, argv, ":o:p:qvh", opts)) != -1) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;
@@ -166,24 +213,55 @@ static int parse_options(int argc, char **argv, struct options *o, bool piece)
 							       "not '%s'",
 							  optarg);
 			break;
+		case OPT_SEED:
+			o->seed = true;
+			break;
+		case OPT_SEED_RATIO:
+			if (bt_cli_parse_seconds(optarg, 0.01, 1e6, &o->seed_ratio))
+				return bt_cli_usage_error(cmd, "--seed-ratio wants a number like 1.5, "
+							       "not '%s'",
+							  optarg);
+			break;
+		case OPT_SEED_TIME:
+			if (bt_cli_parse_seconds(optarg, 1, 1e9, &o->seed_time))
+				return bt_cli_usage_error(cmd, "--seed-time wants seconds, not '%s'",
+							  optarg);
+			break;
+		case OPT_LISTEN:
+			o->listen_ip = optarg;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
 		case 'h':
-			fputs(piece ? piece_help : download_help, stdout);
+			fputs(o->mode == MODE_PIECE  ? piece_help
+			      : o->mode == MODE_SEED ? seed_help
+						     : download_help,
+			      stdout);
 			return -1;
 		default:
 			return BT_EXIT_USAGE;
 		}
 	}
 	o->max_peers = (size_t)max_peers;
-	int want = piece ? 2 : 1;
+	int want = o->mode == MODE_DOWNLOAD ? 1 : 2;
 	if (argc - optind != want)
-		return bt_cli_usage_error(cmd, piece ? "expected a .torrent file and a piece index"
-						      : "expected one .torrent file");
+		return bt_cli_usage_error(cmd, o->mode == MODE_PIECE ? "expected a .torrent file and "
+									"a piece index"
+					       : o->mode == MODE_SEED ? "expected a .torrent file and "
+									"the data's path"
+								      : "expected one .torrent file");
 	o->torrent_path = argv[optind];
-	if (piece) {
+	if (want == 2)
 		o->piece_arg = argv[optind + 1];
-		if (!o->output)
-			return bt_cli_usage_error(cmd, "-o <out> is required");
-	}
+	if (piece && !o->output)
+		return bt_cli_usage_error(cmd, "-o <out> is required");
+	if (o->mode == MODE_SEED)
+		o->seed = true;
+	if ((o->seed_ratio || o->seed_time) && !o->seed)
+		return bt_cli_usage_error(cmd, "--seed-ratio and --seed-time need --seed");
+	if (piece && o->seed)
+		return bt_cli_usage_error(cmd, "--seed is for 'download' and 'seed'");
 	return 0;
 }
 
@@ -268,11 +346,52 @@ static void end_progress_line(struct job *j)
 	}
 }
 
+static void show_seeding(struct job *j)
+{
+	struct bt_torrent_stats s;
+	bt_torrent_get_stats(j->torrent, &s);
+	double now = now_s();
+	if (j->o->progress == PROGRESS_JSON) {
+		fprintf(stderr,
+			"{\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,\"peers\":%zu,"
+			"\"elapsed\":%.2f}\n",
+			(unsigned long long)s.uploaded_bytes, s.up_rate, s.peers_connected,
+			now - j->seeding_since);
+		return;
+	}
+	if (j->o->progress == PROGRESS_NONE || (!j->tty && now - j->last_plain < 5))
+		return;
+	char up[32], rate[32];
+	bt_format_bytes(up, sizeof up, (double)s.uploaded_bytes);
+	bt_format_rate(rate, sizeof rate, s.up_rate);
+	char line[200];
+	snprintf(line, sizeof line, "seeding: %s uploaded  %s  peers %zu  ratio %.2f", up, rate,
+		 s.peers_connected, (double)s.uploaded_bytes / (double)j->m->total_length);
+	if (j->tty) {
+		fprintf(stderr, "\r%s\033[K", line);
+		j->line_drawn = true;
+	} else {
+		fprintf(stderr, "torrent: %s\n", line);
+		j->last_plain = now;
+	}
+}
+
 static void on_progress(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	show_progress(arg, false);
+	struct job *j = arg;
+	if (!j->seeding) {
+		show_progress(j, false);
+		return;
+	}
+	show_seeding(j);
+	struct bt_torrent_stats s;
+	bt_torrent_get_stats(j->torrent, &s);
+	if ((j->o->seed_ratio > 0 &&
+	     (double)s.uploaded_bytes >= j->o->seed_ratio * (double)j->m->total_length) ||
+	    (j->o->seed_time > 0 && now_s() - j->seeding_since >= j->o->seed_time))
+		bt_session_stop(j->session);
 }
 
 static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err)
@@ -292,11 +411,60 @@ static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt
 	return 0;
 }
 
+/* Makes a complete download durable and gives it its final name. Returns 0 or an exit code. */
+static int finalize(struct job *j)
+{
+	const char *cmd = j->o->command;
+	struct bt_err err;
+	if (j->o->mode == MODE_SEED)
+		return 0;
+	if (j->storage && bt_storage_sync(j->storage, &err)) {
+		bt_cli_error(cmd, "%s", err.msg);
+		return BT_EXIT_FAILURE;
+	}
+	if (j->piece_fd >= 0 && fsync(j->piece_fd) != 0) {
+		bt_cli_error(cmd, "%s: %s", j->temp_path, strerror(errno));
+		return BT_EXIT_FAILURE;
+	}
+	if (rename(j->temp_path, j->final_path) != 0) {
+		bt_cli_error(cmd, "cannot rename '%s' to '%s': %s", j->temp_path, j->final_path,
+			     strerror(errno));
+		return BT_EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static void announce_result(const struct job *j, uint32_t index)
+{
+	if (j->o->mode == MODE_PIECE)
+		printf("Piece %u downloaded to %s.\n", index, j->final_path);
+	else if (j->o->mode == MODE_DOWNLOAD)
+		printf("Downloaded %s to %s.\n", j->o->torrent_path, j->final_path);
+	fflush(stdout);
+}
+
 static void on_complete(void *arg)
 {
 	struct job *j = arg;
 	j->complete = true;
-	bt_session_stop(j->session);
+	if (!j->o->seed) {
+		bt_session_stop(j->session);
+		return;
+	}
+	/* Seeding on: the data gets its final name now, and serving goes on from it. */
+	if (j->o->mode == MODE_DOWNLOAD && !j->seeding) {
+		show_progress(j, true);
+		end_progress_line(j);
+		if (finalize(j)) {
+			j->failed = true;
+			snprintf(j->reason, sizeof j->reason, "cannot finish the download");
+			bt_session_stop(j->session);
+			return;
+		}
+		announce_result(j, 0);
+	}
+	j->seeding = true;
+	j->seeding_since = now_s();
 }
 
 static void on_failed(void *arg, const char *reason)
@@ -485,7 +653,48 @@ static void print_summary(struct job *j)
 		s.pieces_failed == 1 ? "" : "s");
 }
 
-static int run_job(struct options *o, bool piece_mode)
+static int read_block(void *arg, uint32_t piece, uint32_t begin, uint32_t length, uint8_t *dest)
+{
+	struct job *j = arg;
+	return bt_storage_read(j->storage, piece, begin, dest, length, NULL);
+}
+
+static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct job *j = arg;
+	bt_torrent_accept(j->torrent, fd, sa, len);
+}
+
+/* Opens the data to seed and checks every piece; refuses data that does not match. */
+static int prepare_seed(struct job *j, struct bt_bitfield *have)
+{
+	const char *cmd = j->o->command;
+	struct bt_err err;
+	if (bt_storage_open(&j->storage, j->m, j->o->piece_arg, BT_STORAGE_READONLY, &err)) {
+		bt_cli_error(cmd, "%s", err.msg);
+		return BT_EXIT_FAILURE;
+	}
+	uint32_t good = check_pieces(j, j->storage, have);
+	if (good == j->m->piece_count)
+		return 0;
+	char list[256];
+	size_t n = 0, shown = 0;
+	list[0] = '\0';
+	for (uint32_t i = 0; i < j->m->piece_count && n < sizeof list - 16; i++) {
+		if (bt_bitfield_get(have, i))
+			continue;
+		if (shown++ == 10) {
+			n += (size_t)snprintf(list + n, sizeof list - n, ", ...");
+			break;
+		}
+		n += (size_t)snprintf(list + n, sizeof list - n, "%s%u", shown > 1 ? ", " : "", i);
+	}
+	bt_cli_error(cmd, "'%s' does not match the torrent: %u of %u pieces differ (%s)",
+		     j->o->piece_arg, j->m->piece_count - good, j->m->piece_count, list);
+	return BT_EXIT_FAILURE;
+}
+
+static int run_job(struct options *o)
 {
 	const char *cmd = o->command;
 	uint8_t *data;
@@ -503,7 +712,7 @@ static int run_job(struct options *o, bool piece_mode)
 		return BT_EXIT_USAGE;
 	}
 	uint32_t index = 0;
-	if (piece_mode) {
+	if (o->mode == MODE_PIECE) {
 		unsigned long v;
 		if (bt_cli_parse_uint(o->piece_arg, 0, m.piece_count - 1, &v)) {
 			bt_meta_deinit(&m);
@@ -518,15 +727,29 @@ static int run_job(struct options *o, bool piece_mode)
 	struct bt_bitfield have, want;
 	bt_bitfield_init(&have, m.piece_count);
 	bt_bitfield_init(&want, m.piece_count);
-	if (piece_mode)
+	if (o->mode == MODE_PIECE)
 		bt_bitfield_set(&want, index);
 	else
 		bt_bitfield_set_all(&want);
 	bool already_done = false;
-	rc = piece_mode ? prepare_piece(&j, index, &already_done)
-			: prepare_download(&j, &have, &already_done);
-	if (rc || already_done)
+	rc = o->mode == MODE_PIECE ? prepare_piece(&j, index, &already_done)
+	     : o->mode == MODE_SEED ? prepare_seed(&j, &have)
+				    : prepare_download(&j, &have, &already_done);
+	if (rc || (already_done && !o->seed))
 		goto done;
+	if (already_done) {
+		/* Complete already: seed from the final name. */
+		announce_result(&j, index);
+		already_done = false;
+		if (bt_storage_open(&j.storage, &m, j.final_path, BT_STORAGE_READONLY, &err)) {
+			bt_cli_error(cmd, "%s", err.msg);
+			rc = BT_EXIT_FAILURE;
+			goto done;
+		}
+		bt_bitfield_set_all(&have);
+		j.seeding = true;
+		j.seeding_since = now_s();
+	}
 
 	j.session = bt_session_new(&err);
 	if (!j.session) {
@@ -536,23 +759,44 @@ static int run_job(struct options *o, bool piece_mode)
 	}
 	struct bt_torrent_opts topts = { .max_peers = o->max_peers, .port = (uint16_t)o->port,
 					 .use_trackers = !o->no_tracker,
-					 .stall_timeout_s = o->stall_timeout };
-	struct bt_torrent_events tev = { store_piece, on_complete, on_failed };
+					 .stall_timeout_s = o->stall_timeout, .seed = o->seed,
+					 .verbose = o->verbose };
+	struct bt_torrent_events tev = { .piece_verified = store_piece,
+					 .read_block = j.storage ? read_block : NULL,
+					 .complete = on_complete,
+					 .failed = on_failed };
 	j.torrent = bt_torrent_new(j.session, &m, &have, &want, &topts, &tev, &j);
 	for (size_t i = 0; i < o->npeers && !rc; i++)
 		rc = add_peer_arg(j.torrent, cmd, o->peers[i]);
 	if (rc)
 		goto done;
+	if (j.storage) {
+		if (bt_session_listen(j.session, o->listen_ip, (uint16_t)o->port, on_accept, &j,
+				      &err) == 0) {
+			bt_torrent_set_port(j.torrent, bt_session_listen_port(j.session));
+			if (o->mode == MODE_SEED && o->progress != PROGRESS_NONE)
+				fprintf(stderr, "torrent: seeding on port %u\n",
+					bt_session_listen_port(j.session));
+		} else if (o->mode == MODE_SEED || o->seed) {
+			bt_cli_error(cmd, "%s", err.msg);
+			rc = BT_EXIT_FAILURE;
+			goto done;
+		} else if (o->progress != PROGRESS_NONE) {
+			/* Downloading works without it: we only cannot be dialled. */
+			bt_cli_error(cmd, "warning: %s; downloading without accepting peers",
+				     err.msg);
+		}
+	}
 	j.progress_ev = event_new(bt_session_base(j.session), -1, EV_PERSIST, on_progress, &j);
 	struct timeval tv = { 0, 250000 }, sec = { 1, 0 };
 	event_add(j.progress_ev, j.tty && o->progress == PROGRESS_AUTO ? &tv : &sec);
 
 	bt_torrent_start(j.torrent);
 	enum bt_session_end end = BT_SESSION_STOPPED;
-	if (!j.complete && !j.failed)
+	if (j.seeding || (!j.complete && !j.failed) || (j.complete && o->seed && !j.failed))
 		end = bt_session_run(j.session, 0);
 	event_del(j.progress_ev);
-	if (j.complete)
+	if (j.complete && !o->seed)
 		show_progress(&j, true);
 	end_progress_line(&j);
 
@@ -561,19 +805,16 @@ static int run_job(struct options *o, bool piece_mode)
 	if (!bt_torrent_stopped(j.torrent) && end != BT_SESSION_INTERRUPTED)
 		bt_session_run(j.session, 3);
 
-	if (j.complete) {
-		if (j.storage && bt_storage_sync(j.storage, &err)) {
-			bt_cli_error(cmd, "%s", err.msg);
-			rc = BT_EXIT_FAILURE;
-		} else if (j.piece_fd >= 0 && fsync(j.piece_fd) != 0) {
-			bt_cli_error(cmd, "%s: %s", j.temp_path, strerror(errno));
-			rc = BT_EXIT_FAILURE;
-		} else if (rename(j.temp_path, j.final_path) != 0) {
-			bt_cli_error(cmd, "cannot rename '%s' to '%s': %s", j.temp_path,
-				     j.final_path, strerror(errno));
-			rc = BT_EXIT_FAILURE;
-		}
+	if (j.failed) {
+		bt_cli_error(cmd, "%s", j.reason);
+		rc = BT_EXIT_FAILURE;
+	} else if (j.seeding) {
 		print_summary(&j);
+	} else if (j.complete) {
+		rc = finalize(&j);
+		print_summary(&j);
+		if (!rc)
+			announce_result(&j, index);
 	} else if (end == BT_SESSION_INTERRUPTED) {
 		bt_cli_error(cmd, "interrupted; verified pieces are kept in '%s': run the same "
 				  "command again to resume",
@@ -585,12 +826,8 @@ static int run_job(struct options *o, bool piece_mode)
 	}
 
 done:
-	if (!rc && (j.complete || already_done)) {
-		if (piece_mode)
-			printf("Piece %u downloaded to %s.\n", index, j.final_path);
-		else
-			printf("Downloaded %s to %s.\n", o->torrent_path, j.final_path);
-	}
+	if (!rc && already_done)
+		announce_result(&j, index);
 	if (j.progress_ev)
 		event_free(j.progress_ev);
 	bt_torrent_free(j.torrent);
@@ -611,23 +848,40 @@ done:
 
 static int run_download(int argc, char **argv)
 {
-	struct options o = { .command = "download" };
-	int rc = parse_options(argc, argv, &o, false);
+	struct options o = { .command = "download", .mode = MODE_DOWNLOAD };
+	int rc = parse_options(argc, argv, &o);
 	if (rc == 0)
-		rc = run_job(&o, false);
+		rc = run_job(&o);
 	free(o.peers);
 	return rc < 0 ? BT_EXIT_OK : rc;
 }
 
 static int run_download_piece(int argc, char **argv)
 {
-	struct options o = { .command = "download_piece" };
-	int rc = parse_options(argc, argv, &o, true);
+	struct options o = { .command = "download_piece", .mode = MODE_PIECE };
+	int rc = parse_options(argc, argv, &o);
 	if (rc == 0)
-		rc = run_job(&o, true);
+		rc = run_job(&o);
 	free(o.peers);
 	return rc < 0 ? BT_EXIT_OK : rc;
 }
+
+static int run_seed(int argc, char **argv)
+{
+	struct options o = { .command = "seed", .mode = MODE_SEED };
+	int rc = parse_options(argc, argv, &o);
+	if (rc == 0)
+		rc = run_job(&o);
+	free(o.peers);
+	return rc < 0 ? BT_EXIT_OK : rc;
+}
+
+const struct bt_cli_command bt_cmd_seed = {
+	.name = "seed",
+	.summary = "serve a torrent's data to other peers",
+	.help = seed_help,
+	.run = run_seed,
+};
 
 const struct bt_cli_command bt_cmd_download = {
 	.name = "download",

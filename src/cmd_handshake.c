@@ -127,8 +127,9 @@ static int run(int argc, char **argv)
 	memcpy(cfg.info_hash, m.info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(s.session), 20);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
-	struct bt_peer_events ev = { on_handshake, ignore_choke, ignore_has, no_dest, ignore_block,
-				     on_closed };
+	struct bt_peer_events ev = { .handshake = on_handshake, .choked = ignore_choke,
+				     .has = ignore_has, .block_dest = no_dest,
+				     .block = ignore_block, .closed = on_closed };
 	struct bt_peer *p = bt_peer_connect(bt_session_base(s.session), res->ai_addr,
 					    res->ai_addrlen, &cfg, &ev, &s);
 	freeaddrinfo(res);

@@ -15,6 +15,7 @@ static const struct bt_cli_command *const commands[] = {
 	&bt_cmd_download_piece,
 	&bt_cmd_download,
 	&bt_cmd_create,
+	&bt_cmd_seed,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

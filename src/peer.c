@@ -17,6 +17,10 @@
 
 #define MIN_QUEUE 4
 #define MAX_QUEUE 64
+/* Requests from the peer we keep at most (libtorrent pipelines hundreds); more are ignored. */
+#define MAX_UPLOAD_QUEUE 2048
+/* Produce the next block for the peer only while less than this is waiting to be sent. */
+#define UPLOAD_LOW_WATER (64 * 1024)
 #define START_QUEUE 32
 /* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
 #define QUEUE_SECONDS 0.5
@@ -39,7 +43,11 @@ struct bt_peer {
 	uint8_t remote_id[20];
 	struct bt_bitfield has;
 	size_t bitfield_bytes;
-	bool am_interested, peer_choking;
+	bool am_interested, peer_choking, am_choking, peer_interested;
+	struct bt_block *upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at upq_head */
+	size_t nupq, upq_head;
+	uint64_t uploaded, up_window;
+	double up_rate;
 
 	struct bt_block *reqs; /* outstanding, oldest first */
 	size_t nreqs, reqs_cap;
@@ -93,19 +101,24 @@ static void fail(struct bt_peer *p, const char *fmt, ...)
 	p->ev.closed(p->arg, p, reason);
 }
 
+/*
+ * Output queued during this pass of the loop goes out together in one writev, from the flush
+ * event; epoll is only asked to watch for writability when the socket is full.
+ */
+static void schedule_flush(struct bt_peer *p)
+{
+	if (p->phase != BT_PEER_CONNECTING && !event_pending(p->write_ev, EV_WRITE, NULL) &&
+	    !event_pending(p->flush_ev, EV_TIMEOUT, NULL))
+		event_active(p->flush_ev, EV_TIMEOUT, 0);
+}
+
 static void send_bytes(struct bt_peer *p, const void *data, size_t n)
 {
 	if (p->phase == BT_PEER_CLOSING)
 		return;
 	evbuffer_add(p->out, data, n);
 	p->last_send = now_s();
-	/*
-	 * Messages queued during this pass of the loop go out together in one writev, from the
-	 * flush event; epoll is only asked to watch for writability if the socket is full.
-	 */
-	if (p->phase != BT_PEER_CONNECTING && !event_pending(p->write_ev, EV_WRITE, NULL) &&
-	    !event_pending(p->flush_ev, EV_TIMEOUT, NULL))
-		event_active(p->flush_ev, EV_TIMEOUT, 0);
+	schedule_flush(p);
 }
 
 static void remove_request(struct bt_peer *p, size_t i)
@@ -150,6 +163,62 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	return p->phase != BT_PEER_CLOSING;
 }
 
+static uint32_t piece_size(const struct bt_peer *p, uint32_t index)
+{
+	if (index + 1 < p->cfg.piece_count)
+		return (uint32_t)p->cfg.piece_length;
+	return (uint32_t)(p->cfg.total_length - (int64_t)index * p->cfg.piece_length);
+}
+
+static bool same_block(const struct bt_block *a, uint32_t index, uint32_t begin, uint32_t len)
+{
+	return a->piece == index && a->begin == begin && a->length == len;
+}
+
+/* A request from the peer: checked, then queued (or ignored, as the protocol allows). */
+static bool take_request(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	if (m->index >= p->cfg.piece_count) {
+		fail(p, "request for piece %u of %u", m->index, p->cfg.piece_count);
+		return false;
+	}
+	if (m->length == 0 || m->length > BT_BLOCK_SIZE) {
+		fail(p, "request for %u bytes (at most %u allowed)", m->length, BT_BLOCK_SIZE);
+		return false;
+	}
+	if ((uint64_t)m->begin + m->length > piece_size(p, m->index)) {
+		fail(p, "request past the end of piece %u", m->index);
+		return false;
+	}
+	/* Requests that crossed our choke, for pieces we lack, beyond the queue, or repeated. */
+	if (p->am_choking || !p->ev.read_block || !p->cfg.ours ||
+	    !bt_bitfield_get(p->cfg.ours, m->index) || p->nupq >= MAX_UPLOAD_QUEUE)
+		return true;
+	for (size_t i = 0; i < p->nupq; i++)
+		if (same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], m->index, m->begin,
+			       m->length))
+			return true;
+	p->upq[(p->upq_head + p->nupq++) % MAX_UPLOAD_QUEUE] =
+		(struct bt_block){ m->index, m->begin, m->length };
+	return true;
+}
+
+static void drop_upload(struct bt_peer *p, uint32_t index, uint32_t begin, uint32_t len)
+{
+	for (size_t i = 0; i < p->nupq; i++) {
+		if (!same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], index, begin, len))
+			continue;
+		/* Close the gap by moving the newer requests one slot back. */
+		for (size_t k = i; k + 1 < p->nupq; k++)
+			p->upq[(p->upq_head + k) % MAX_UPLOAD_QUEUE] =
+				p->upq[(p->upq_head + k + 1) % MAX_UPLOAD_QUEUE];
+		p->nupq--;
+		return;
+	}
+}
+
+static void pump_uploads(struct bt_peer *p);
+
 static bool dispatch(struct bt_peer *p, const struct bt_wire_msg *m)
 {
 	switch (m->id) {
@@ -180,9 +249,23 @@ static bool dispatch(struct bt_peer *p, const struct bt_wire_msg *m)
 		}
 		p->ev.has(p->arg, p, UINT32_MAX);
 		break;
+	case BT_WIRE_INTERESTED:
+	case BT_WIRE_NOT_INTERESTED: {
+		bool interested = m->id == BT_WIRE_INTERESTED;
+		if (interested == p->peer_interested)
+			break;
+		p->peer_interested = interested;
+		if (p->ev.interest)
+			p->ev.interest(p->arg, p, interested);
+		break;
+	}
+	case BT_WIRE_REQUEST:
+		return take_request(p, m);
+	case BT_WIRE_CANCEL:
+		drop_upload(p, m->index, m->begin, m->length);
+		break;
 	default:
-		/* interested, not interested, request, cancel (no uploads yet), port, extended
-		 * and unknown ids: nothing to do. */
+		/* port, extended and unknown ids: nothing to do. */
 		break;
 	}
 	return p->phase != BT_PEER_CLOSING;
@@ -304,18 +387,53 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	process_input(p);
 	if (p->phase == BT_PEER_CLOSING)
 		return;
+	pump_uploads(p);
+	if (p->phase == BT_PEER_CLOSING)
+		return;
 	if (eof)
 		fail(p, "connection closed by the peer");
 	else if (error)
 		fail(p, "%s", strerror(error));
 }
 
+/* Produces queued blocks while the output buffer has room for them. */
+static void pump_uploads(struct bt_peer *p)
+{
+	while (p->nupq && !p->am_choking && p->phase == BT_PEER_ACTIVE &&
+	       evbuffer_get_length(p->out) < UPLOAD_LOW_WATER) {
+		struct bt_block b = p->upq[p->upq_head];
+		p->upq_head = (p->upq_head + 1) % MAX_UPLOAD_QUEUE;
+		p->nupq--;
+		uint8_t hdr[13];
+		struct evbuffer_iovec v;
+		if (evbuffer_reserve_space(p->out, b.length + sizeof hdr, &v, 1) != 1)
+			bt_oom();
+		bt_wire_put_piece_header(hdr, b.piece, b.begin, b.length);
+		memcpy(v.iov_base, hdr, sizeof hdr);
+		int rc = p->ev.read_block(p->arg, p, &b, (uint8_t *)v.iov_base + sizeof hdr);
+		if (rc) {
+			evbuffer_commit_space(p->out, &v, 0);
+			fail(p, "cannot read piece %u to send it: %s", b.piece, strerror(-rc));
+			return;
+		}
+		v.iov_len = b.length + sizeof hdr;
+		evbuffer_commit_space(p->out, &v, 1);
+		p->uploaded += b.length;
+		p->up_window += b.length;
+		p->last_send = now_s();
+		schedule_flush(p);
+	}
+}
+
 static void flush(struct bt_peer *p)
 {
+	pump_uploads(p);
 	while (evbuffer_get_length(p->out)) {
 		int n = evbuffer_write(p->out, p->fd);
-		if (n > 0)
+		if (n > 0) {
+			pump_uploads(p);
 			continue;
+		}
 		int e = EVUTIL_SOCKET_ERROR();
 		if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)) {
 			event_add(p->write_ev, NULL); /* the socket is full: wait until it is not */
@@ -368,6 +486,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	p->window_bytes = 0;
 	p->rate = p->rate_known ? 0.6 * p->rate + 0.4 * sample : sample;
 	p->rate_known = p->rate_known || p->downloaded > 0;
+	p->up_rate = 0.6 * p->up_rate + 0.4 * (double)p->up_window;
+	p->up_window = 0;
 
 	if (p->phase < BT_PEER_AWAIT_FIRST_MSG) {
 		if (now - p->started > p->cfg.connect_timeout_s)
@@ -426,6 +546,8 @@ static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 	p->arg = arg;
 	p->fd = fd;
 	p->peer_choking = true;
+	p->am_choking = true;
+	p->upq = bt_xcalloc(MAX_UPLOAD_QUEUE, sizeof *p->upq);
 	p->phase = BT_PEER_CONNECTING;
 	bt_bitfield_init(&p->has, cfg->piece_count);
 	p->bitfield_bytes = bt_bitfield_bytes(cfg->piece_count);
@@ -506,6 +628,7 @@ void bt_peer_free(struct bt_peer *p)
 		close(p->fd);
 	bt_bitfield_deinit(&p->has);
 	free(p->reqs);
+	free(p->upq);
 	free(p);
 }
 
@@ -634,4 +757,40 @@ uint64_t bt_peer_downloaded(const struct bt_peer *p)
 double bt_peer_rate(const struct bt_peer *p)
 {
 	return p->rate;
+}
+
+void bt_peer_set_choking(struct bt_peer *p, bool choking)
+{
+	if (choking == p->am_choking)
+		return;
+	p->am_choking = choking;
+	if (choking)
+		p->nupq = 0;
+	uint8_t m[5];
+	send_bytes(p, m, bt_wire_put_simple(m, choking ? BT_WIRE_CHOKE : BT_WIRE_UNCHOKE));
+}
+
+bool bt_peer_am_choking(const struct bt_peer *p)
+{
+	return p->am_choking;
+}
+
+bool bt_peer_interested_in_us(const struct bt_peer *p)
+{
+	return p->peer_interested;
+}
+
+uint64_t bt_peer_uploaded(const struct bt_peer *p)
+{
+	return p->uploaded;
+}
+
+double bt_peer_up_rate(const struct bt_peer *p)
+{
+	return p->up_rate;
+}
+
+size_t bt_peer_upload_queue(const struct bt_peer *p)
+{
+	return p->nupq;
 }

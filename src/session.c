@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/listener.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,10 @@ struct bt_session {
 	struct bt_udp_tracker *udp;
 	struct event *sigint, *sigterm, *deadline;
 	enum bt_session_end end;
+	struct evconnlistener *listener;
+	uint16_t listen_port;
+	bt_accept_fn accept_fn;
+	void *accept_arg;
 	uint8_t peer_id[20];
 };
 
@@ -77,6 +85,8 @@ void bt_session_free(struct bt_session *s)
 {
 	if (!s)
 		return;
+	if (s->listener)
+		evconnlistener_free(s->listener);
 	bt_udp_tracker_free(s->udp);
 	bt_http_free(s->http);
 	if (s->sigint)
@@ -137,4 +147,70 @@ void bt_session_stop(struct bt_session *s)
 {
 	s->end = BT_SESSION_STOPPED;
 	event_base_loopbreak(s->base);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+		      void *arg)
+{
+	(void)l;
+	struct bt_session *s = arg;
+	s->accept_fn(s->accept_arg, fd, sa, (socklen_t)len);
+}
+
+static struct evconnlistener *bind_port(struct bt_session *s, const struct sockaddr *sa,
+					socklen_t len)
+{
+	return evconnlistener_new_bind(s->base, on_accept, s,
+				       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+					       LEV_OPT_REUSEABLE,
+				       64, sa, (int)len);
+}
+
+int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_accept_fn fn,
+		      void *arg, struct bt_err *err)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	socklen_t len;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (!ip || inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		if (!ip)
+			s4->sin_addr.s_addr = htonl(INADDR_ANY);
+		len = sizeof *s4;
+	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		len = sizeof *s6;
+	} else {
+		return bt_err_set(err, -EINVAL, "cannot listen on '%s': not an IP address", ip);
+	}
+	s->accept_fn = fn;
+	s->accept_arg = arg;
+	uint16_t first = port ? port : 6881, last = port ? port : 6889;
+	for (uint32_t p = first; p <= last && !s->listener; p++) {
+		if (ss.ss_family == AF_INET)
+			s4->sin_port = htons((uint16_t)p);
+		else
+			s6->sin6_port = htons((uint16_t)p);
+		s->listener = bind_port(s, (struct sockaddr *)&ss, len);
+	}
+	if (!s->listener && !port) {
+		s4->sin_port = 0; /* the same field for both families */
+		s->listener = bind_port(s, (struct sockaddr *)&ss, len);
+	}
+	if (!s->listener)
+		return bt_err_set(err, -errno, "cannot listen on %s port %u: %s",
+				  ip ? ip : "every address", port, strerror(errno));
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof bound;
+	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&bound, &blen);
+	s->listen_port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+							  : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	return 0;
+}
+
+uint16_t bt_session_listen_port(const struct bt_session *s)
+{
+	return s->listen_port;
 }

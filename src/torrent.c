@@ -1,5 +1,6 @@
 #include "bt/torrent.h"
 
+#include "bt/choker.h"
 #include "bt/hash.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A peer whose data failed verification this many times is banned. */
 #define MAX_STRIKES 2
@@ -30,6 +32,7 @@ struct candidate {
 	double retry_at;
 	bool banned;
 	bool handshaken;       /* ever got past the handshake */
+	bool incoming;         /* it dialled us: its port is not one to dial back */
 	uint64_t bytes;        /* block bytes received from it, all connections */
 	uint32_t strikes;
 	char last_error[128];
@@ -43,6 +46,7 @@ struct conn {
 	struct bt_bitfield counted;  /* the availability it contributes to the picker */
 	bool counted_in;
 	bool reaping;
+	bool optimistic; /* the choker's optimistic unchoke */
 };
 
 /* The buffer a started piece's blocks are assembled in. */
@@ -74,6 +78,9 @@ struct bt_torrent {
 	double started, last_data, first_byte;
 	double rate;
 	uint64_t rate_window;
+	struct bt_choker choker;
+	unsigned ticks;
+	uint64_t uploaded_closed; /* bytes sent to peers since gone */
 	bool finished, failed, stopping, stopped;
 	struct bt_block *pick_buf;
 };
@@ -165,6 +172,8 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	struct bt_torrent *t = c->t;
 	t->cands[c->cand].handshaken = true;
 	t->cands[c->cand].tries = 0;
+	if (t->opts.verbose)
+		fprintf(stderr, "torrent: peer %s: handshake done\n", t->cands[c->cand].name);
 	bt_peer_send_bitfield(p, &t->have);
 }
 
@@ -193,6 +202,14 @@ static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
 		bt_bitfield_set(&c->counted, piece);
 		bt_picker_peer_have(t->picker, piece);
 		c->counted_in = true;
+	}
+	/* Two seeds have nothing to say to each other. */
+	if (t->finished && bt_bitfield_full(bf)) {
+		snprintf(t->cands[c->cand].last_error, sizeof t->cands[c->cand].last_error,
+			 "a seed, as we are");
+		bt_peer_close(p);
+		schedule_reap(t, c);
+		return;
 	}
 	update_interest(t, c);
 	fill(t, c);
@@ -287,6 +304,11 @@ static void piece_complete(struct bt_torrent *t, uint32_t piece)
 		for (size_t i = 0; i < t->nconns; i++)
 			if (!t->conns[i]->reaping)
 				bt_peer_set_interested(t->conns[i]->peer, false);
+		if (t->tracker) {
+			bt_tracker_update(t->tracker, (int64_t)t->uploaded_closed,
+					  (int64_t)t->received_bytes, 0);
+			bt_tracker_completed(t->tracker);
+		}
 		t->ev.complete(t->arg);
 	}
 }
@@ -317,12 +339,61 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 		fill(t, c);
 }
 
+static void rechoke(struct bt_torrent *t)
+{
+	struct bt_choker_peer *cp = bt_xcalloc(t->nconns ? t->nconns : 1, sizeof *cp);
+	struct conn **who = bt_xcalloc(t->nconns ? t->nconns : 1, sizeof *who);
+	size_t n = 0;
+	for (size_t i = 0; i < t->nconns; i++) {
+		struct conn *c = t->conns[i];
+		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
+			continue;
+		cp[n] = (struct bt_choker_peer){ .interested = bt_peer_interested_in_us(c->peer),
+						 .down_rate = bt_peer_rate(c->peer),
+						 .up_rate = bt_peer_up_rate(c->peer),
+						 .optimistic = c->optimistic };
+		who[n++] = c;
+	}
+	bt_choker_run(&t->choker, cp, n, t->finished);
+	for (size_t i = 0; i < n; i++) {
+		who[i]->optimistic = cp[i].optimistic;
+		bt_peer_set_choking(who[i]->peer, !cp[i].unchoke || !t->ev.read_block);
+	}
+	free(cp);
+	free(who);
+}
+
+static void on_interest(void *arg, struct bt_peer *p, bool interested)
+{
+	struct conn *c = conn_of(p, arg);
+	struct bt_torrent *t = c->t;
+	if (!t->ev.read_block)
+		return;
+	/* A newcomer need not wait for the next round if a slot is free. */
+	size_t unchoked = 0;
+	for (size_t i = 0; i < t->nconns; i++)
+		unchoked += !t->conns[i]->reaping && !bt_peer_am_choking(t->conns[i]->peer);
+	if (interested && unchoked <= BT_CHOKER_SLOTS)
+		bt_peer_set_choking(p, false);
+	else if (!interested)
+		bt_peer_set_choking(p, true);
+}
+
+static int on_read_block(void *arg, struct bt_peer *p, const struct bt_block *b, uint8_t *dest)
+{
+	struct conn *c = conn_of(p, arg);
+	struct bt_torrent *t = c->t;
+	return t->ev.read_block(t->arg, b->piece, b->begin, b->length, dest);
+}
+
 static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
 	struct candidate *cd = &t->cands[c->cand];
 	snprintf(cd->last_error, sizeof cd->last_error, "%s", reason);
+	if (t->opts.verbose)
+		fprintf(stderr, "torrent: peer %s: closed: %s\n", cd->name, reason);
 	return_requests(t, p);
 	schedule_reap(t, c);
 	/* Its blocks go to the others at once. */
@@ -337,30 +408,47 @@ static const struct bt_peer_events peer_events = {
 	.has = on_has,
 	.block_dest = on_block_dest,
 	.block = on_block,
+	.interest = on_interest,
+	.read_block = on_read_block,
 	.closed = on_closed,
 };
 
-static void connect_cand(struct bt_torrent *t, size_t i)
+static struct bt_peer_config peer_config(const struct bt_torrent *t)
 {
-	struct candidate *cd = &t->cands[i];
 	struct bt_peer_config cfg = { .piece_count = t->m->piece_count,
+				      .piece_length = t->m->piece_length,
+				      .total_length = t->m->total_length,
+				      .ours = &t->have,
 				      .request_timeout_s = t->opts.request_timeout_s };
 	memcpy(cfg.info_hash, t->m->info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), 20);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
+	return cfg;
+}
+
+static struct conn *add_conn(struct bt_torrent *t, size_t cand)
+{
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
-	c->cand = i;
+	c->cand = cand;
 	bt_bitfield_init(&c->counted, t->m->piece_count);
-	cd->tries++;
-	c->peer = bt_peer_connect(bt_session_base(t->session), (struct sockaddr *)&cd->addr,
-				  cd->len, &cfg, &peer_events, c);
-	cd->peer = c->peer;
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;
 		t->conns = bt_xreallocarray(t->conns, t->conns_cap, sizeof *t->conns);
 	}
 	t->conns[t->nconns++] = c;
+	return c;
+}
+
+static void connect_cand(struct bt_torrent *t, size_t i)
+{
+	struct candidate *cd = &t->cands[i];
+	struct bt_peer_config cfg = peer_config(t);
+	struct conn *c = add_conn(t, i);
+	cd->tries++;
+	c->peer = bt_peer_connect(bt_session_base(t->session), (struct sockaddr *)&cd->addr,
+				  cd->len, &cfg, &peer_events, c);
+	cd->peer = c->peer;
 }
 
 static size_t live_conns(const struct bt_torrent *t)
@@ -373,13 +461,14 @@ static size_t live_conns(const struct bt_torrent *t)
 
 static void connect_more(struct bt_torrent *t)
 {
-	if (t->finished || t->failed || t->stopping)
+	if ((t->finished && !t->opts.seed) || t->failed || t->stopping)
 		return;
 	double now = now_s();
 	size_t live = live_conns(t);
 	for (size_t i = 0; i < t->ncands && live < t->opts.max_peers; i++) {
 		struct candidate *cd = &t->cands[i];
-		if (cd->peer || cd->banned || cd->tries >= MAX_TRIES || now < cd->retry_at)
+		if (cd->peer || cd->banned || cd->incoming || cd->tries >= MAX_TRIES ||
+		    now < cd->retry_at)
 			continue;
 		connect_cand(t, i);
 		live++;
@@ -402,6 +491,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		struct candidate *cd = &t->cands[c->cand];
 		cd->peer = NULL;
 		cd->retry_at = now + 2.0 * cd->tries;
+		t->uploaded_closed += bt_peer_uploaded(c->peer);
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
 		bt_bitfield_deinit(&c->counted);
@@ -443,8 +533,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	double now = now_s();
 	t->rate = 0.6 * t->rate + 0.4 * (double)t->rate_window;
 	t->rate_window = 0;
-	if (t->finished || t->failed || t->stopping)
+	if (t->failed || t->stopping)
 		return;
+	if (t->ev.read_block && t->ticks++ % BT_CHOKER_INTERVAL_S == 0)
+		rechoke(t);
+	if (t->finished) {
+		connect_more(t);
+		return;
+	}
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
@@ -543,6 +639,7 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	t->picker = bt_picker_new(m->piece_count, m->piece_length, m->total_length, &t->have, want,
 				  seed);
 	t->asm_of = bt_xcalloc(m->piece_count, sizeof *t->asm_of);
+	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
@@ -620,6 +717,8 @@ void bt_torrent_start(struct bt_torrent *t)
 	event_add(t->tick, &one);
 	if (bt_picker_done(t->picker)) {
 		t->finished = true;
+		if (t->tracker && t->opts.seed)
+			bt_tracker_start(t->tracker);
 		t->ev.complete(t->arg);
 		return;
 	}
@@ -659,6 +758,9 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	out->pieces_failed = t->pieces_failed;
 	out->rate = t->rate;
 	out->first_byte_s = t->first_byte;
+	out->uploaded_bytes = t->uploaded_closed;
+	for (size_t i = 0; i < t->nconns; i++)
+		out->uploaded_bytes += t->conns[i]->reaping ? 0 : bt_peer_uploaded(t->conns[i]->peer);
 	for (size_t i = 0; i < t->nconns; i++) {
 		const struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) < BT_PEER_AWAIT_FIRST_MSG ||
@@ -666,6 +768,7 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 			continue;
 		out->peers_connected++;
 		out->peers_unchoking += !bt_peer_choking_us(c->peer);
+		out->up_rate += bt_peer_up_rate(c->peer);
 	}
 	for (size_t i = 0; i < t->ncands; i++)
 		out->peers_used += t->cands[i].bytes > 0;
@@ -686,4 +789,35 @@ size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_
 	}
 	*out = v;
 	return n;
+}
+
+void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (t->stopping || t->failed || live_conns(t) >= t->opts.max_peers) {
+		close(fd);
+		return;
+	}
+	size_t before = t->ncands;
+	bt_torrent_add_peer(t, sa, len);
+	size_t i;
+	for (i = 0; i < t->ncands; i++)
+		if (t->cands[i].len == len && memcmp(&t->cands[i].addr, sa, len) == 0)
+			break;
+	if (i == t->ncands || t->cands[i].banned || t->cands[i].peer) {
+		close(fd);
+		return;
+	}
+	if (i >= before)
+		t->cands[i].incoming = true;
+	struct bt_peer_config cfg = peer_config(t);
+	struct conn *c = add_conn(t, i);
+	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, &peer_events, c);
+	t->cands[i].peer = c->peer;
+}
+
+void bt_torrent_set_port(struct bt_torrent *t, uint16_t port)
+{
+	t->opts.port = port;
+	if (t->tracker)
+		bt_tracker_set_port(t->tracker, port);
 }

@@ -368,3 +368,8 @@ const char *bt_tracker_working_url(const struct bt_tracker *t)
 {
 	return t->working_url;
 }
+
+void bt_tracker_set_port(struct bt_tracker *t, uint16_t port)
+{
+	t->req.port = port;
+}

@@ -31,6 +31,7 @@ extern const struct bt_cli_command bt_cmd_handshake;
 extern const struct bt_cli_command bt_cmd_download_piece;
 extern const struct bt_cli_command bt_cmd_download;
 extern const struct bt_cli_command bt_cmd_create;
+extern const struct bt_cli_command bt_cmd_seed;
 
 /* Prints "torrent: <command>: <message>" on stderr. */
 void bt_cli_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3);

@@ -6,6 +6,10 @@
  * upward through struct bt_peer_events and does what the torrent tells it (request, cancel,
  * have, interested); it never decides what to download.
  *
+ * Uploads are pulled, not pushed: a validated request waits in a bounded queue, and the next
+ * block is read (straight into the output buffer) only when that buffer has room, so a peer
+ * that asks for much but reads slowly costs one queue, not the data.
+ *
  * Framing: the 4-byte length and the id are judged (bt_wire_check) before the body is waited
  * for; the read low-watermark is raised to the message's size so the loop wakes once per
  * message; a PIECE's block is copied straight from the socket buffer into the destination the
@@ -50,6 +54,11 @@ struct bt_peer_events {
 	uint8_t *(*block_dest)(void *arg, struct bt_peer *p, const struct bt_block *b);
 	/* The block's bytes are now in the buffer block_dest gave. */
 	void (*block)(void *arg, struct bt_peer *p, const struct bt_block *b);
+	/* The peer became interested in us or lost interest. May be NULL. */
+	void (*interest)(void *arg, struct bt_peer *p, bool interested);
+	/* Fills dest with a block we serve (validated: in range, a piece we have). Return 0, or
+	 * a negative errno to close the connection. NULL: we serve nothing. */
+	int (*read_block)(void *arg, struct bt_peer *p, const struct bt_block *b, uint8_t *dest);
 	/* The connection ended; reason is one line. Do not free p from here. */
 	void (*closed)(void *arg, struct bt_peer *p, const char *reason);
 };
@@ -59,6 +68,8 @@ struct bt_peer_config {
 	uint8_t peer_id[20];
 	uint8_t reserved[8];
 	uint32_t piece_count;
+	int64_t piece_length, total_length;  /* to check the peer's requests */
+	const struct bt_bitfield *ours;      /* the pieces we have, to serve; may be NULL */
 	double connect_timeout_s;  /* connect + handshake; 0: 10 s */
 	double request_timeout_s;  /* requests outstanding and no block for this long; 0: 20 s */
 	double idle_timeout_s;     /* nothing at all received for this long; 0: 120 s */
@@ -97,6 +108,14 @@ size_t bt_peer_outstanding(const struct bt_peer *p);
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 /* How many requests this peer should have outstanding, from its measured rate. */
 size_t bt_peer_queue_target(const struct bt_peer *p);
+
+/* Choke or unchoke the peer (uploads). Choking drops its queued requests. */
+void bt_peer_set_choking(struct bt_peer *p, bool choking);
+bool bt_peer_am_choking(const struct bt_peer *p);
+bool bt_peer_interested_in_us(const struct bt_peer *p);
+uint64_t bt_peer_uploaded(const struct bt_peer *p);   /* block bytes sent */
+double bt_peer_up_rate(const struct bt_peer *p);      /* bytes/s, smoothed */
+size_t bt_peer_upload_queue(const struct bt_peer *p); /* requests waiting to be served */
 
 uint64_t bt_peer_downloaded(const struct bt_peer *p); /* block bytes received */
 double bt_peer_rate(const struct bt_peer *p);         /* bytes/s, smoothed */

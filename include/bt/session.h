@@ -1,6 +1,6 @@
 /*
  * session: what every command's engine runs on. One event_base, one evdns resolver, the http
- * and UDP tracker clients, a random peer id for this run ("-TC0001-" and 12 random bytes,
+ * and UDP tracker clients, the listener for incoming peers, a random peer id for this run ("-TC0001-" and 12 random bytes,
  * Azureus style), SIGINT/SIGTERM handling and an optional deadline. Commands create one session,
  * start their work on it, and call bt_session_run until the work calls bt_session_stop, a signal
  * arrives, or the deadline passes.
@@ -11,6 +11,7 @@
 #include "bt/util.h"
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct event_base;
 struct evdns_base;
@@ -34,6 +35,18 @@ struct evdns_base *bt_session_dns(struct bt_session *s);
 struct bt_http *bt_session_http(struct bt_session *s);
 struct bt_udp_tracker *bt_session_udp(struct bt_session *s);
 const uint8_t *bt_session_peer_id(const struct bt_session *s);
+
+/* An incoming connection: fd is ours to keep or close. */
+typedef void (*bt_accept_fn)(void *arg, int fd, const struct sockaddr *sa, socklen_t len);
+
+/*
+ * Listens for peers on ip (NULL: every address) and port; port 0 takes the first free one of
+ * 6881-6889, or else any free port. Returns 0 with err unset, or a negative errno.
+ */
+int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_accept_fn fn,
+		      void *arg, struct bt_err *err);
+/* The port listened on, or 0. */
+uint16_t bt_session_listen_port(const struct bt_session *s);
 
 /* Runs the loop; deadline_s <= 0 means no deadline. */
 enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s);

@@ -5,7 +5,12 @@
  * whose data fails verification. What to keep and where is the owner's business (the `download`
  * command writes through `storage`, `download_piece` to one file), through piece_verified.
  *
- * Peers come from the tracker and from bt_torrent_add_peer (--peer). Up to max_peers are
+ * It also uploads: our bitfield goes out after the handshake, HAVEs as pieces verify, and a
+ * choker (choker.h) decides every 10 s (and when a peer becomes interested) whom to serve;
+ * blocks are read through the owner's read_block. With opts.seed it keeps serving after the
+ * download is complete.
+ *
+ * Peers come from the tracker, from bt_torrent_add_peer (--peer) and from bt_torrent_accept. Up to max_peers are
  * connected at once; failed addresses are retried with a growing delay, a few times. Every
  * unchoked peer's request pipe is kept at its rate-based depth. Peers that fail are reaped by a
  * zero-delay event, never freed inside their own callbacks.
@@ -30,12 +35,18 @@ struct bt_torrent_opts {
 	bool use_trackers;
 	double stall_timeout_s;  /* fail when nothing arrives for this long; 0: 60 s */
 	double request_timeout_s; /* 0: the peer default (20 s) */
+	bool seed;               /* keep serving peers after the download is complete */
+	bool verbose;            /* a stderr line per peer connected and closed */
 };
 
 struct bt_torrent_events {
 	/* A piece passed verification; data holds its bytes for the call. Return 0, or a negative
 	 * errno with err set to stop the download (a disk error, say). */
 	int (*piece_verified)(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err);
+	/* Reads a block of a piece we have, to upload it. Return 0 or a negative errno. NULL: we
+	 * upload nothing. */
+	int (*read_block)(void *arg, uint32_t piece, uint32_t begin, uint32_t length,
+			  uint8_t *dest);
 	/* Every wanted piece is verified and stored. */
 	void (*complete)(void *arg);
 	/* The download cannot go on; reason is one line. */
@@ -51,6 +62,8 @@ struct bt_torrent_stats {
 	size_t peers_unchoking;   /* of those, unchoking us */
 	size_t peers_used;        /* peers that sent us at least one block */
 	double rate;              /* bytes/s, smoothed */
+	uint64_t uploaded_bytes;  /* block bytes sent in this run */
+	double up_rate;           /* bytes/s, smoothed */
 	double first_byte_s;      /* seconds from start to the first block, or -1 */
 };
 
@@ -69,6 +82,10 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 void bt_torrent_free(struct bt_torrent *t);
 
 void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, socklen_t len);
+/* Takes an incoming connection (the torrent closes it if it has no room). */
+void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len);
+/* The port announced to trackers, once the command knows what it listens on. */
+void bt_torrent_set_port(struct bt_torrent *t, uint16_t port);
 void bt_torrent_start(struct bt_torrent *t);
 /* Closes every peer and sends the tracker `completed` (if done) and `stopped`, bounded. */
 void bt_torrent_stop(struct bt_torrent *t);

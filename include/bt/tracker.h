@@ -67,6 +67,7 @@ struct bt_tracker *bt_tracker_new(struct event_base *base, const struct bt_track
 void bt_tracker_free(struct bt_tracker *t);
 
 void bt_tracker_update(struct bt_tracker *t, int64_t uploaded, int64_t downloaded, int64_t left);
+void bt_tracker_set_port(struct bt_tracker *t, uint16_t port);
 void bt_tracker_start(struct bt_tracker *t);
 /* Sends `completed` now (or as soon as the announce in flight ends). */
 void bt_tracker_completed(struct bt_tracker *t);
