@@ -37,6 +37,7 @@ struct fx {
 	struct bt_peer *peer;
 	struct rec r;
 	struct bt_peer_config cfg;
+	struct bt_bitfield ours;
 };
 
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
@@ -88,8 +89,19 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	snprintf(r->reason, sizeof r->reason, "%s", reason);
 }
 
-static const struct bt_peer_events events = { on_handshake, on_choked, on_has,
-					       on_dest,      on_block,   on_closed };
+static int on_read_block(void *arg, struct bt_peer *p, const struct bt_block *b, uint8_t *dest)
+{
+	(void)arg;
+	(void)p;
+	for (uint32_t i = 0; i < b->length; i++)
+		dest[i] = (uint8_t)(b->piece * 31 + b->begin + i);
+	return 0;
+}
+
+static const struct bt_peer_events events = { .handshake = on_handshake, .choked = on_choked,
+					       .has = on_has, .block_dest = on_dest,
+					       .block = on_block, .closed = on_closed,
+					       .read_block = on_read_block };
 
 /* Runs the loop until nothing is ready (a few passes). */
 static void spin(struct fx *f)
@@ -129,6 +141,12 @@ static int setup(void **state)
 	fcntl(f->remote, F_SETFL, O_NONBLOCK);
 	f->base = event_base_new();
 	f->cfg.piece_count = PIECES;
+	f->cfg.piece_length = 2 * BLOCK;
+	f->cfg.total_length = PIECES * 2 * BLOCK - 50; /* the last piece is 150 bytes */
+	bt_bitfield_init(&f->ours, PIECES);
+	bt_bitfield_set_all(&f->ours);
+	bt_bitfield_clear(&f->ours, 4);
+	f->cfg.ours = &f->ours;
 	memset(f->cfg.info_hash, 0xaa, 20);
 	memcpy(f->cfg.peer_id, "-TC0001-test-peer-id", 20);
 	memcpy(f->cfg.reserved, bt_wire_reserved_ext, 8);
@@ -141,6 +159,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	bt_peer_free(f->peer);
+	bt_bitfield_deinit(&f->ours);
 	close(f->remote);
 	event_base_free(f->base);
 	free(f);
@@ -367,6 +386,89 @@ static void test_connect_refused_reported_from_loop(void **state)
 	event_base_free(base);
 }
 
+static void send_request(struct fx *f, uint32_t index, uint32_t begin, uint32_t len)
+{
+	uint8_t m[17];
+	send_raw(f, m, bt_wire_put_request(m, BT_WIRE_REQUEST, index, begin, len));
+}
+
+static void test_serving_requests(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t buf[4096];
+	send_request(f, 1, 0, BLOCK); /* before we unchoke: ignored */
+	spin(f);
+	assert_int_equal(read_raw(f, buf, sizeof buf), 0);
+	assert_int_equal(bt_peer_upload_queue(f->peer), 0);
+
+	bt_peer_set_choking(f->peer, false);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_INTERESTED));
+	send_request(f, 1, BLOCK, BLOCK);
+	send_request(f, 4, 0, BLOCK);          /* a piece we lack: ignored */
+	send_request(f, PIECES - 1, 100, 50);  /* the short last piece's tail */
+	spin(f);
+	assert_true(bt_peer_interested_in_us(f->peer));
+	size_t n = read_raw(f, buf, sizeof buf);
+	assert_int_equal(n, 5 + 13 + BLOCK + 13 + 50);
+	assert_int_equal(buf[4], BT_WIRE_UNCHOKE);
+	struct bt_wire_msg msg;
+	size_t used;
+	assert_int_equal(bt_wire_decode(buf + 5, n - 5, 2, &msg, &used, NULL), BT_WIRE_OK);
+	assert_int_equal(msg.id, BT_WIRE_PIECE);
+	assert_int_equal(msg.index, 1);
+	assert_int_equal(msg.begin, BLOCK);
+	assert_int_equal(msg.payload[0], (uint8_t)(31 + BLOCK));
+	assert_int_equal(bt_wire_decode(buf + 5 + used, n - 5 - used, 2, &msg, &used, NULL),
+			 BT_WIRE_OK);
+	assert_int_equal(msg.index, PIECES - 1);
+	assert_int_equal(msg.length, 50);
+	assert_int_equal(bt_peer_uploaded(f->peer), BLOCK + 50);
+
+	/* Thousands of requests from a peer that does not read: the queue stays bounded. */
+	static const uint32_t have[] = { 0, 1, 2, 3, 5, 6, 7, 8 };
+	for (uint32_t i = 0; i < 5000; i++) {
+		send_request(f, have[i % 8], i / 8 % 100, 100 - i / 800); /* all different */
+		if (i % 100 == 99)
+			spin(f);
+	}
+	spin(f);
+	assert_int_equal(bt_peer_upload_queue(f->peer), 2048);
+	assert_int_equal(f->r.closed, 0);
+
+	/* Choking drops what is queued. */
+	bt_peer_set_choking(f->peer, true);
+	assert_int_equal(bt_peer_upload_queue(f->peer), 0);
+}
+
+static void expect_bad_request(void **state, uint32_t index, uint32_t begin, uint32_t len,
+			       const char *reason)
+{
+	struct fx *f = *state;
+	handshake(f);
+	bt_peer_set_choking(f->peer, false);
+	send_request(f, index, begin, len);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, reason);
+}
+
+static void test_request_out_of_range(void **state)
+{
+	expect_bad_request(state, PIECES, 0, BLOCK, "request for piece 10 of 10");
+}
+
+static void test_request_too_big(void **state)
+{
+	expect_bad_request(state, 0, 0, 1 << 20, "request for 1048576 bytes (at most 16384 allowed)");
+}
+
+static void test_request_past_piece_end(void **state)
+{
+	expect_bad_request(state, PIECES - 1, 100, 100, "request past the end of piece 9");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -381,6 +483,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ignored_messages_and_eof, setup, teardown),
 		cmocka_unit_test(test_connect_refused_reported_from_loop),
+		cmocka_unit_test_setup_teardown(test_serving_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_out_of_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_too_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_past_piece_end, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
