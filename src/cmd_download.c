@@ -8,6 +8,7 @@
 #include "bt/hash.h"
 #include "bt/metainfo.h"
 #include "bt/progress.h"
+#include "bt/ratelimit.h"
 #include "bt/session.h"
 #include "bt/storage.h"
 #include "bt/torrent.h"
@@ -48,6 +49,8 @@ static const char download_help[] =
 	"      --seed-time S        stop seeding after S seconds\n"
 	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
 	"      --force              resume from or overwrite an existing output\n"
+	"      --max-down RATE      download at most RATE bytes/s (e.g. 500K, 2M)\n"
+	"      --max-up RATE        upload at most RATE bytes/s\n"
 	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
 	"  -q, --quiet              no progress output\n"
 	"      --progress=MODE      auto (a redrawn line on a terminal, a line every 5 s\n"
@@ -88,6 +91,7 @@ static const char seed_help[] =
 	"      --max-peers N        peers connected at once (default 50)\n"
 	"      --seed-ratio R       stop once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop after S seconds\n"
+	"      --max-up RATE        upload at most RATE bytes/s (e.g. 500K, 2M)\n"
 	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
 	"  -q, --quiet              no progress output\n"
 	"      --progress=MODE      auto, json or none, as for 'torrent download'\n"
@@ -110,6 +114,7 @@ struct options {
 	double stall_timeout;
 	bool force, no_tracker, seed, verbose;
 	double seed_ratio, seed_time; /* 0: no limit */
+	double max_down, max_up;      /* bytes/s; 0: unlimited */
 	const char *listen_ip;
 	enum progress_mode progress;
 	enum mode mode;
@@ -143,7 +148,8 @@ static double now_s(void)
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { OPT_PEER = 256, OPT_MAX_PEERS, OPT_STALL, OPT_FORCE, OPT_PROGRESS, OPT_NO_TRACKER,
-	       OPT_SEED, OPT_SEED_RATIO, OPT_SEED_TIME, OPT_LISTEN, OPT_VERBOSE };
+	       OPT_SEED, OPT_SEED_RATIO, OPT_SEED_TIME, OPT_LISTEN, OPT_VERBOSE, OPT_MAX_DOWN,
+	       OPT_MAX_UP };
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "peer", required_argument, NULL, OPT_PEER },
@@ -159,6 +165,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "seed-time", required_argument, NULL, OPT_SEED_TIME },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "max-down", required_argument, NULL, OPT_MAX_DOWN },
+		{ "max-up", required_argument, NULL, OPT_MAX_UP },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -232,6 +240,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'v':
 			o->verbose = true;
+			break;
+		case OPT_MAX_DOWN:
+		case OPT_MAX_UP:
+			if (bt_rate_parse(optarg, c == OPT_MAX_DOWN ? &o->max_down : &o->max_up))
+				return bt_cli_usage_error(cmd, "--max-%s wants a rate like 500K or 2M "
+							       "(bytes per second, at least 1K), "
+							       "not '%s'",
+							  c == OPT_MAX_DOWN ? "down" : "up", optarg);
 			break;
 		case 'h':
 			fputs(o->mode == MODE_PIECE  ? piece_help
@@ -760,7 +776,8 @@ static int run_job(struct options *o)
 	struct bt_torrent_opts topts = { .max_peers = o->max_peers, .port = (uint16_t)o->port,
 					 .use_trackers = !o->no_tracker,
 					 .stall_timeout_s = o->stall_timeout, .seed = o->seed,
-					 .verbose = o->verbose };
+					 .verbose = o->verbose, .max_down = o->max_down,
+					 .max_up = o->max_up };
 	struct bt_torrent_events tev = { .piece_verified = store_piece,
 					 .read_block = j.storage ? read_block : NULL,
 					 .complete = on_complete,

@@ -34,6 +34,8 @@ struct bt_peer {
 	struct evbuffer *in, *out;
 	struct event *read_ev, *write_ev;
 	struct event *flush_ev; /* made active when output is queued: one write per loop pass */
+	struct event *throttle; /* a rate limit ran dry: wakes us when there is more */
+	bool read_throttled, send_throttled;
 	struct event *tick;
 	enum bt_peer_phase phase;
 	struct bt_peer_config cfg;
@@ -83,6 +85,16 @@ static void stop_io(struct bt_peer *p)
 	event_del(p->write_ev);
 	event_del(p->flush_ev);
 	event_del(p->tick);
+	event_del(p->throttle);
+}
+
+static void throttle_for(struct bt_peer *p, double seconds)
+{
+	if (seconds < 0.005)
+		seconds = 0.005;
+	struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
+	if (!event_pending(p->throttle, EV_TIMEOUT, NULL))
+		event_add(p->throttle, &tv);
 }
 
 /* The connection failed: stop everything and tell the owner once. */
@@ -351,18 +363,30 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	bool eof = false;
 	int error = 0;
 	for (int i = 0; i < READS_PER_WAKE; i++) {
+		/* Under a limit, read in 16 KiB steps at least: tiny reads only burn CPU. */
+		size_t allow = bt_rate_limit_take(p->cfg.down_limit, now_s(), READ_CHUNK);
+		if (allow < BT_BLOCK_SIZE && allow < READ_CHUNK) {
+			bt_rate_limit_give_back(p->cfg.down_limit, allow);
+			/* Out of download budget: stop reading until the bucket refills. */
+			event_del(p->read_ev);
+			p->read_throttled = true;
+			throttle_for(p, bt_rate_limit_wait(p->cfg.down_limit, now_s(), 16384));
+			break;
+		}
 		struct evbuffer_iovec v[2];
-		int nv = evbuffer_reserve_space(p->in, READ_CHUNK, v, 2);
+		int nv = evbuffer_reserve_space(p->in, (ssize_t)allow, v, 2);
 		if (nv <= 0)
 			bt_oom();
 		struct iovec iov[2];
 		size_t asked = 0;
 		for (int k = 0; k < nv; k++) {
+			size_t len = v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
 			iov[k].iov_base = v[k].iov_base;
-			iov[k].iov_len = v[k].iov_len;
-			asked += v[k].iov_len;
+			iov[k].iov_len = len;
+			asked += len;
 		}
 		ssize_t n = readv(fd, iov, nv);
+		bt_rate_limit_give_back(p->cfg.down_limit, asked - (n > 0 ? (size_t)n : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -379,6 +403,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 				v[k].iov_len = left;
 			left -= v[k].iov_len;
 		}
+		/* evbuffer_commit_space wants the vectors it gave: drop empty trailing ones. */
+		while (nv > 1 && v[nv - 1].iov_len == 0)
+			nv--;
 		evbuffer_commit_space(p->in, v, nv);
 		p->last_recv = now_s();
 		if ((size_t)n < asked)
@@ -402,6 +429,11 @@ static void pump_uploads(struct bt_peer *p)
 	while (p->nupq && !p->am_choking && p->phase == BT_PEER_ACTIVE &&
 	       evbuffer_get_length(p->out) < UPLOAD_LOW_WATER) {
 		struct bt_block b = p->upq[p->upq_head];
+		if (!bt_rate_limit_take_all(p->cfg.up_limit, now_s(), b.length)) {
+			p->send_throttled = true;
+			throttle_for(p, bt_rate_limit_wait(p->cfg.up_limit, now_s(), b.length));
+			return;
+		}
 		p->upq_head = (p->upq_head + 1) % MAX_UPLOAD_QUEUE;
 		p->nupq--;
 		uint8_t hdr[13];
@@ -443,6 +475,24 @@ static void flush(struct bt_peer *p)
 		return;
 	}
 	event_del(p->write_ev);
+}
+
+static void on_throttle_end(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_peer *p = arg;
+	if (p->phase == BT_PEER_CLOSING)
+		return;
+	if (p->read_throttled) {
+		p->read_throttled = false;
+		event_add(p->read_ev, NULL);
+	}
+	if (p->send_throttled) {
+		p->send_throttled = false;
+		pump_uploads(p);
+		schedule_flush(p);
+	}
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -556,9 +606,11 @@ static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 	p->out = evbuffer_new();
 	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
 	p->flush_ev = event_new(base, -1, 0, on_flush, p);
+	p->throttle = event_new(base, -1, 0, on_throttle_end, p);
 	p->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, p);
 	p->write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_writable, p);
-	if (!p->in || !p->out || !p->tick || !p->flush_ev || !p->read_ev || !p->write_ev)
+	if (!p->in || !p->out || !p->tick || !p->flush_ev || !p->throttle || !p->read_ev ||
+	    !p->write_ev)
 		bt_oom();
 	struct timeval one = { 1, 0 };
 	event_add(p->tick, &one);
@@ -621,6 +673,7 @@ void bt_peer_free(struct bt_peer *p)
 	event_free(p->read_ev);
 	event_free(p->write_ev);
 	event_free(p->flush_ev);
+	event_free(p->throttle);
 	event_free(p->tick);
 	evbuffer_free(p->in);
 	evbuffer_free(p->out);

@@ -79,6 +79,7 @@ struct bt_torrent {
 	double rate;
 	uint64_t rate_window;
 	struct bt_choker choker;
+	struct bt_rate_limit down_limit, up_limit;
 	unsigned ticks;
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
 	bool finished, failed, stopping, stopped;
@@ -419,6 +420,8 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 				      .piece_length = t->m->piece_length,
 				      .total_length = t->m->total_length,
 				      .ours = &t->have,
+				      .down_limit = (struct bt_rate_limit *)&t->down_limit,
+				      .up_limit = (struct bt_rate_limit *)&t->up_limit,
 				      .request_timeout_s = t->opts.request_timeout_s };
 	memcpy(cfg.info_hash, t->m->info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), 20);
@@ -640,6 +643,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 				  seed);
 	t->asm_of = bt_xcalloc(m->piece_count, sizeof *t->asm_of);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
+	bt_rate_limit_init(&t->down_limit, t->opts.max_down, now_s());
+	bt_rate_limit_init(&t->up_limit, t->opts.max_up, now_s());
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);

@@ -24,6 +24,7 @@
 
 #include "bt/bitfield.h"
 #include "bt/picker.h"
+#include "bt/ratelimit.h"
 #include "bt/wire.h"
 
 #include <stdbool.h>
@@ -70,6 +71,8 @@ struct bt_peer_config {
 	uint32_t piece_count;
 	int64_t piece_length, total_length;  /* to check the peer's requests */
 	const struct bt_bitfield *ours;      /* the pieces we have, to serve; may be NULL */
+	struct bt_rate_limit *down_limit;    /* shared buckets; NULL: unlimited */
+	struct bt_rate_limit *up_limit;
 	double connect_timeout_s;  /* connect + handshake; 0: 10 s */
 	double request_timeout_s;  /* requests outstanding and no block for this long; 0: 20 s */
 	double idle_timeout_s;     /* nothing at all received for this long; 0: 120 s */

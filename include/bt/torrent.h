@@ -37,6 +37,7 @@ struct bt_torrent_opts {
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;               /* keep serving peers after the download is complete */
 	bool verbose;            /* a stderr line per peer connected and closed */
+	double max_down, max_up; /* bytes/s over all peers; 0: unlimited */
 };
 
 struct bt_torrent_events {
