@@ -16,6 +16,7 @@ static const struct bt_cli_command *const commands[] = {
 	&bt_cmd_download,
 	&bt_cmd_create,
 	&bt_cmd_seed,
+	&bt_cmd_bench,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

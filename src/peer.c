@@ -20,7 +20,7 @@
 /* Requests from the peer we keep at most (libtorrent pipelines hundreds); more are ignored. */
 #define MAX_UPLOAD_QUEUE 2048
 /* Produce the next block for the peer only while less than this is waiting to be sent. */
-#define UPLOAD_LOW_WATER (64 * 1024)
+#define UPLOAD_LOW_WATER (512 * 1024)
 #define START_QUEUE 32
 /* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
 #define QUEUE_SECONDS 0.5

@@ -19,6 +19,12 @@
 
 /* A peer whose data failed verification this many times is banned. */
 #define MAX_STRIKES 2
+/*
+ * Assembly buffers kept for reuse. Freeing and allocating a piece-sized buffer per piece costs
+ * a page fault per 4 KiB (the allocator hands large blocks back to the kernel); keeping a few
+ * costs no more memory than the peak already used.
+ */
+#define POOL_MAX 16
 /* Connection attempts per address before it is given up. */
 #define MAX_TRIES 3
 
@@ -73,6 +79,8 @@ struct bt_torrent {
 	size_t nconns, conns_cap;
 
 	struct assembly *asm_of; /* per piece; data == NULL when not started */
+	uint8_t *pool[POOL_MAX];   /* spare assembly buffers of piece_length bytes */
+	size_t npool;
 	struct bt_tracker *tracker;
 	struct event *tick, *reap;
 	double started, last_data, first_byte;
@@ -122,6 +130,11 @@ static void return_requests(struct bt_torrent *t, struct bt_peer *p)
 	free(reqs);
 }
 
+static uint8_t *take_buffer(struct bt_torrent *t)
+{
+	return t->npool ? t->pool[--t->npool] : bt_xmalloc((size_t)t->m->piece_length);
+}
+
 static bool already_requested(void *ctx, const struct bt_block *b)
 {
 	return bt_peer_has_requested(ctx, b);
@@ -147,7 +160,7 @@ static void fill(struct bt_torrent *t, struct conn *c)
 	for (size_t i = 0; i < n; i++) {
 		struct assembly *a = &t->asm_of[t->pick_buf[i].piece];
 		if (!a->data)
-			a->data = bt_xmalloc((size_t)bt_meta_piece_size(t->m, t->pick_buf[i].piece));
+			a->data = take_buffer(t);
 		bt_peer_request(p, &t->pick_buf[i]);
 	}
 }
@@ -238,9 +251,12 @@ static void add_contributor(struct assembly *a, size_t cand)
 	a->contributors[a->ncontrib++] = cand;
 }
 
-static void release(struct assembly *a)
+static void release(struct bt_torrent *t, struct assembly *a)
 {
-	free(a->data);
+	if (a->data && t->npool < POOL_MAX)
+		t->pool[t->npool++] = a->data;
+	else
+		free(a->data);
 	free(a->contributors);
 	memset(a, 0, sizeof *a);
 }
@@ -273,7 +289,7 @@ static void piece_failed(struct bt_torrent *t, uint32_t piece)
 			}
 		}
 	}
-	release(a);
+	release(t, a);
 	bt_picker_piece_failed(t->picker, piece);
 }
 
@@ -289,11 +305,11 @@ static void piece_complete(struct bt_torrent *t, uint32_t piece)
 	}
 	struct bt_err err;
 	if (t->ev.piece_verified(t->arg, piece, a->data, &err)) {
-		release(a);
+		release(t, a);
 		fail_torrent(t, "%s", err.msg);
 		return;
 	}
-	release(a);
+	release(t, a);
 	bt_picker_piece_passed(t->picker, piece);
 	bt_bitfield_set(&t->have, piece);
 	t->verified_bytes += size;
@@ -676,7 +692,9 @@ void bt_torrent_free(struct bt_torrent *t)
 	}
 	free(t->conns);
 	for (uint32_t i = 0; i < t->m->piece_count; i++)
-		release(&t->asm_of[i]);
+		release(t, &t->asm_of[i]);
+	while (t->npool)
+		free(t->pool[--t->npool]);
 	free(t->asm_of);
 	free(t->cands);
 	free(t->pick_buf);

@@ -32,6 +32,7 @@ extern const struct bt_cli_command bt_cmd_download_piece;
 extern const struct bt_cli_command bt_cmd_download;
 extern const struct bt_cli_command bt_cmd_create;
 extern const struct bt_cli_command bt_cmd_seed;
+extern const struct bt_cli_command bt_cmd_bench;
 
 /* Prints "torrent: <command>: <message>" on stderr. */
 void bt_cli_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3);
