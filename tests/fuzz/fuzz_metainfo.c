@@ -47,6 +47,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (offset != m.total_length)
 		abort();
 	check_path(m.name);
+	/* The hashes live inside the stored info bytes; every piece has a sane size. */
+	if (m.piece_hashes < m.info_raw ||
+	    m.piece_hashes + (size_t)m.piece_count * 20 > m.info_raw + m.info_len)
+		abort();
+	for (uint32_t i = 0; i < m.piece_count; i++) {
+		int64_t ps = bt_meta_piece_size(&m, i);
+		if (ps <= 0 || ps > m.piece_length)
+			abort();
+	}
+	/* No two files that are written share a path, and none sits where a directory must be. */
+	for (size_t i = 0; i < m.file_count; i++) {
+		for (size_t j = i + 1; j < m.file_count && !m.files[i].pad; j++) {
+			if (m.files[j].pad)
+				continue;
+			const char *a = m.files[i].path, *b = m.files[j].path;
+			size_t la = strlen(a), lb = strlen(b);
+			if (!strcmp(a, b) || (la < lb && !strncmp(a, b, la) && b[la] == '/') ||
+			    (lb < la && !strncmp(a, b, lb) && a[lb] == '/'))
+				abort();
+		}
+	}
 	bt_meta_deinit(&m);
 	return 0;
 }
