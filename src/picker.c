@@ -39,6 +39,7 @@ struct bt_picker {
 	struct partial *partials;
 	size_t npartial, partial_cap;
 	uint32_t want_left;     /* pieces in WANT state */
+	size_t max_partial;     /* 0: no cap */
 	uint32_t not_have;      /* wanted pieces not yet verified */
 	uint64_t rng;
 };
@@ -211,6 +212,11 @@ void bt_picker_peer_have(struct bt_picker *p, uint32_t piece)
 		change_avail(p, piece, 1);
 }
 
+void bt_picker_set_max_partial(struct bt_picker *p, size_t max)
+{
+	p->max_partial = max;
+}
+
 bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has)
 {
 	for (uint32_t i = 0; i < p->count; i++)
@@ -279,7 +285,7 @@ size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct
 		if (pp->free_blocks && bt_bitfield_get(has, pp->piece))
 			n += take_free(p, pp, out + n, max - n);
 	}
-	while (n < max && p->want_left) {
+	while (n < max && p->want_left && (!p->max_partial || p->npartial < p->max_partial)) {
 		/*
 		 * The rarest level holding a piece this peer has; among its first few such pieces
 		 * one is taken at random (reservoir sampling), which keeps the tie-break random

@@ -25,6 +25,11 @@
  * costs no more memory than the peak already used.
  */
 #define POOL_MAX 16
+/*
+ * Memory for pieces being assembled, at most: this bounds the pieces started at once (never
+ * fewer than 1 nor more than 256), so memory stays flat whatever the torrent's size.
+ */
+#define ASSEMBLY_BUDGET ((int64_t)16 << 20)
 /* Connection attempts per address before it is given up. */
 #define MAX_TRIES 3
 
@@ -81,6 +86,7 @@ struct bt_torrent {
 	struct assembly *asm_of; /* per piece; data == NULL when not started */
 	uint8_t *pool[POOL_MAX];   /* spare assembly buffers of piece_length bytes */
 	size_t npool;
+	size_t max_partial;        /* pieces assembled at once; the pool never holds more */
 	struct bt_tracker *tracker;
 	struct event *tick, *reap;
 	double started, last_data, first_byte;
@@ -253,7 +259,7 @@ static void add_contributor(struct assembly *a, size_t cand)
 
 static void release(struct bt_torrent *t, struct assembly *a)
 {
-	if (a->data && t->npool < POOL_MAX)
+	if (a->data && t->npool < POOL_MAX && t->npool < t->max_partial)
 		t->pool[t->npool++] = a->data;
 	else
 		free(a->data);
@@ -658,6 +664,9 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	t->picker = bt_picker_new(m->piece_count, m->piece_length, m->total_length, &t->have, want,
 				  seed);
 	t->asm_of = bt_xcalloc(m->piece_count, sizeof *t->asm_of);
+	int64_t max_partial = ASSEMBLY_BUDGET / m->piece_length;
+	t->max_partial = max_partial < 1 ? 1 : max_partial > 256 ? 256 : (size_t)max_partial;
+	bt_picker_set_max_partial(t->picker, t->max_partial);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	bt_rate_limit_init(&t->down_limit, t->opts.max_down, now_s());
 	bt_rate_limit_init(&t->up_limit, t->opts.max_up, now_s());

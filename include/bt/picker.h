@@ -45,6 +45,12 @@ void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has);
 void bt_picker_remove_peer(struct bt_picker *p, const struct bt_bitfield *has);
 void bt_picker_peer_have(struct bt_picker *p, uint32_t piece);
 
+/*
+ * Caps the pieces started at once (each costs the torrent an assembly buffer): at the cap, only
+ * blocks of started pieces are handed out. 0: no cap.
+ */
+void bt_picker_set_max_partial(struct bt_picker *p, size_t max);
+
 /* Does the peer have a piece we still want? */
 bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has);
 

@@ -246,6 +246,29 @@ static void test_want_and_have_sets(void **state)
 	bt_bitfield_deinit(&s);
 }
 
+static void test_max_partial(void **state)
+{
+	(void)state;
+	struct bt_bitfield s = seeder(8);
+	struct bt_picker *p = bt_picker_new(8, 32 * KB, 8 * 32 * KB, NULL, NULL, 4);
+	bt_picker_add_peer(p, &s);
+	bt_picker_set_max_partial(p, 2);
+	struct bt_block out[16];
+	/* Two pieces of two blocks each, then nothing until one completes. */
+	assert_int_equal(bt_picker_pick(p, &s, out, 16, NULL, NULL), 4);
+	assert_int_equal(bt_picker_partial_count(p), 2);
+	assert_int_equal(bt_picker_pick(p, &s, out + 4, 12, NULL, NULL), 0);
+	assert_false(bt_picker_in_endgame(p));
+	bool complete;
+	assert_true(bt_picker_received(p, &out[0], &complete));
+	assert_true(bt_picker_received(p, &out[1], &complete));
+	assert_true(complete);
+	bt_picker_piece_passed(p, out[0].piece);
+	assert_int_equal(bt_picker_pick(p, &s, out + 4, 12, NULL, NULL), 2);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
 static void test_many_pieces_stay_fast(void **state)
 {
 	(void)state;
@@ -284,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_returned_received_passed_failed),
 		cmocka_unit_test(test_endgame),
 		cmocka_unit_test(test_want_and_have_sets),
+		cmocka_unit_test(test_max_partial),
 		cmocka_unit_test(test_many_pieces_stay_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
