@@ -283,7 +283,8 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		struct tracker_result *t = &run.trackers[i];
 		t->run = &run;
 		t->url = urls[i];
-		t->announce = bt_announce_start(&run.io, t->url, &run.req, (long)(timeout * 1000),
+		/* The command's deadline ends slow transfers; curl's own limit is only a backstop. */
+		t->announce = bt_announce_start(&run.io, t->url, &run.req, (long)(timeout * 1000) + 1000,
 						on_announced, t, &err);
 		if (t->announce)
 			run.pending++;

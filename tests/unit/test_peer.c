@@ -428,11 +428,16 @@ static void test_serving_requests(void **state)
 
 	/* Thousands of requests from a peer that does not read: the queue stays bounded. */
 	static const uint32_t have[] = { 0, 1, 2, 3, 5, 6, 7, 8 };
-	for (uint32_t i = 0; i < 5000; i++) {
-		send_request(f, have[i % 8], i / 8 % 100, 100 - i / 800); /* all different */
-		if (i % 100 == 99)
+	uint32_t sent = 0;
+	for (; sent < 40000 && bt_peer_upload_queue(f->peer) < 2048; sent++) {
+		/* All different: 8 pieces x 100 offsets x 50 lengths. */
+		send_request(f, have[sent % 8], sent / 8 % 100, 100 - sent / 800 % 50);
+		if (sent % 100 == 99)
 			spin(f);
 	}
+	assert_true(sent < 40000); /* the queue filled up: what was produced waits unsent */
+	for (uint32_t i = 0; i < 200; i++)
+		send_request(f, have[i % 8], i / 8 % 100, 51 + i % 40);
 	spin(f);
 	assert_int_equal(bt_peer_upload_queue(f->peer), 2048);
 	assert_int_equal(f->r.closed, 0);
