@@ -138,6 +138,7 @@ struct job {
 	struct event *progress_ev;
 	bool tty, line_drawn;
 	double started, last_plain;
+	double engine_started; /* when the torrent started, for its first-byte time */
 };
 
 static double now_s(void)
@@ -659,7 +660,9 @@ static void print_summary(struct job *j)
 			"{\"event\":\"summary\",\"received\":%llu,\"verified\":%llu,\"total\":%llu,"
 			"\"seconds\":%.3f,\"first_byte\":%.3f,\"pieces_failed\":%u,\"peers\":[",
 			(unsigned long long)s.received_bytes, (unsigned long long)s.verified_bytes,
-			(unsigned long long)s.wanted_bytes, elapsed, s.first_byte_s, s.pieces_failed);
+			(unsigned long long)s.wanted_bytes, elapsed,
+			s.first_byte_s < 0 ? -1 : s.first_byte_s + (j->engine_started - j->started),
+			s.pieces_failed);
 		for (size_t i = 0; i < n; i++)
 			fprintf(stderr, "%s{\"address\":\"%s\",\"bytes\":%llu,\"banned\":%s}",
 				i ? "," : "", ps[i].name, (unsigned long long)ps[i].bytes,
@@ -821,6 +824,7 @@ static int run_job(struct options *o)
 	struct timeval tv = { 0, 250000 }, sec = { 1, 0 };
 	event_add(j.progress_ev, j.tty && o->progress == PROGRESS_AUTO ? &tv : &sec);
 
+	j.engine_started = now_s();
 	bt_torrent_start(j.torrent);
 	enum bt_session_end end = BT_SESSION_STOPPED;
 	if (j.seeding || (!j.complete && !j.failed) || (j.complete && o->seed && !j.failed))

@@ -60,6 +60,18 @@ struct bt_peer {
 	double rate;
 	bool rate_known;
 	int connect_errno; /* connect failed at once: reported from the first tick */
+	/*
+	 * A block being read straight from the socket into its destination: its header is
+	 * consumed, `got` of its bytes are in place. dest NULL: the block was cancelled or taken
+	 * back while arriving, and its remaining bytes are read and dropped.
+	 */
+	struct {
+		bool active;
+		struct bt_block b;
+		uint8_t *dest;
+		uint32_t got;
+	} in_block;
+	uint8_t *scratch; /* where a dropped block's bytes go (one block) */
 };
 
 static double now_s(void)
@@ -133,6 +145,15 @@ static void send_bytes(struct bt_peer *p, const void *data, size_t n)
 	schedule_flush(p);
 }
 
+static void record_request(struct bt_peer *p, const struct bt_block *b)
+{
+	if (p->nreqs == p->reqs_cap) {
+		p->reqs_cap = p->reqs_cap ? p->reqs_cap * 2 : 32;
+		p->reqs = bt_xreallocarray(p->reqs, p->reqs_cap, sizeof *p->reqs);
+	}
+	p->reqs[p->nreqs++] = *b;
+}
+
 static void remove_request(struct bt_peer *p, size_t i)
 {
 	memmove(p->reqs + i, p->reqs + i + 1, (p->nreqs - i - 1) * sizeof *p->reqs);
@@ -146,6 +167,45 @@ static ssize_t find_request(const struct bt_peer *p, const struct bt_block *b)
 		    p->reqs[i].length == b->length)
 			return (ssize_t)i;
 	return -1;
+}
+
+/* A block has all its bytes in place (or was dropped): account for it and report it. */
+static bool block_arrived(struct bt_peer *p, const struct bt_block *b, bool delivered)
+{
+	p->downloaded += b->length;
+	p->window_bytes += b->length;
+	p->last_block = now_s();
+	if (delivered)
+		p->ev.block(p->arg, p, b);
+	return p->phase != BT_PEER_CLOSING;
+}
+
+/*
+ * The header of a PIECE message is here but most of its block is still in the kernel: take
+ * what has arrived and read the rest straight into the destination (see on_readable), which
+ * saves copying every block through the input buffer. Returns false if it does not apply.
+ */
+static bool start_block_stream(struct bt_peer *p, struct evbuffer *in, size_t total)
+{
+	uint8_t hdr[13];
+	evbuffer_copyout(in, hdr, sizeof hdr);
+	struct bt_block b = { .piece = bt_load_be32(hdr + 5), .begin = bt_load_be32(hdr + 9),
+			      .length = (uint32_t)(total - 13) };
+	ssize_t i = find_request(p, &b);
+	if (i < 0)
+		return false;
+	uint8_t *dest = p->ev.block_dest(p->arg, p, &b);
+	if (!dest)
+		return false;
+	remove_request(p, (size_t)i);
+	evbuffer_drain(in, 13);
+	size_t have = evbuffer_get_length(in);
+	evbuffer_remove(in, dest, have);
+	p->in_block.active = true;
+	p->in_block.b = b;
+	p->in_block.dest = dest;
+	p->in_block.got = (uint32_t)have;
+	return true;
 }
 
 static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
@@ -167,12 +227,7 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 		evbuffer_remove(in, dest, b.length);
 	else
 		evbuffer_drain(in, b.length);
-	p->downloaded += b.length;
-	p->window_bytes += b.length;
-	p->last_block = now_s();
-	if (dest)
-		p->ev.block(p->arg, p, &b);
-	return p->phase != BT_PEER_CLOSING;
+	return block_arrived(p, &b, dest != NULL);
 }
 
 static uint32_t piece_size(const struct bt_peer *p, uint32_t index)
@@ -330,6 +385,11 @@ static void process_input(struct bt_peer *p)
 			fail(p, "%s", err.msg);
 			return;
 		}
+		if (r == BT_WIRE_OK && len < total && len >= 13 && hdr[4] == BT_WIRE_PIECE &&
+		    total - len >= 4096 && p->phase == BT_PEER_ACTIVE) {
+			start_block_stream(p, in, total);
+			return;
+		}
 		if (r == BT_WIRE_NEED_MORE || len < total)
 			return;
 		if (p->phase == BT_PEER_AWAIT_FIRST_MSG)
@@ -373,24 +433,44 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			throttle_for(p, bt_rate_limit_wait(p->cfg.down_limit, now_s(), 16384));
 			break;
 		}
-		struct evbuffer_iovec v[2];
-		int nv = evbuffer_reserve_space(p->in, (ssize_t)allow, v, 2);
-		if (nv <= 0)
-			bt_oom();
-		struct iovec iov[2];
-		size_t asked = 0;
-		for (int k = 0; k < nv; k++) {
-			size_t len = v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
-			iov[k].iov_base = v[k].iov_base;
-			iov[k].iov_len = len;
-			asked += len;
+		/* The rest of a block being streamed goes first, straight to its place. */
+		struct iovec iov[3];
+		int ni = 0;
+		size_t direct = 0;
+		if (p->in_block.active) {
+			direct = p->in_block.b.length - p->in_block.got;
+			if (direct > allow)
+				direct = allow;
+			if (!p->in_block.dest && !p->scratch)
+				p->scratch = bt_xmalloc(BT_BLOCK_SIZE);
+			iov[ni].iov_base = (p->in_block.dest ? p->in_block.dest : p->scratch) +
+					   p->in_block.got;
+			iov[ni++].iov_len = direct;
 		}
-		ssize_t n = readv(fd, iov, nv);
+		struct evbuffer_iovec v[2];
+		int nv = 0;
+		size_t asked = direct;
+		if (allow > direct) {
+			nv = evbuffer_reserve_space(p->in, (ssize_t)(allow - direct), v, 2);
+			if (nv <= 0)
+				bt_oom();
+			for (int k = 0; k < nv; k++) {
+				size_t len = v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
+				iov[ni].iov_base = v[k].iov_base;
+				iov[ni++].iov_len = len;
+				asked += len;
+			}
+		}
+		ssize_t n = readv(fd, iov, ni);
 		bt_rate_limit_give_back(p->cfg.down_limit, asked - (n > 0 ? (size_t)n : 0));
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR) {
+			if (nv)
+				evbuffer_commit_space(p->in, v, 0);
 			continue;
+		}
 		if (n <= 0) {
-			evbuffer_commit_space(p->in, v, 0);
+			if (nv)
+				evbuffer_commit_space(p->in, v, 0);
 			if (n == 0)
 				eof = true;
 			else if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -398,6 +478,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		size_t left = (size_t)n;
+		if (direct) {
+			size_t took = left < direct ? left : direct;
+			p->in_block.got += (uint32_t)took;
+			left -= took;
+			if (p->in_block.got == p->in_block.b.length) {
+				p->in_block.active = false;
+				if (!block_arrived(p, &p->in_block.b, p->in_block.dest != NULL)) {
+					if (nv)
+						evbuffer_commit_space(p->in, v, 0);
+					return;
+				}
+			}
+		}
 		for (int k = 0; k < nv; k++) {
 			if (v[k].iov_len > left)
 				v[k].iov_len = left;
@@ -406,7 +499,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		/* evbuffer_commit_space wants the vectors it gave: drop empty trailing ones. */
 		while (nv > 1 && v[nv - 1].iov_len == 0)
 			nv--;
-		evbuffer_commit_space(p->in, v, nv);
+		if (nv)
+			evbuffer_commit_space(p->in, v, nv);
 		p->last_recv = now_s();
 		if ((size_t)n < asked)
 			break; /* the socket is drained */
@@ -682,6 +776,7 @@ void bt_peer_free(struct bt_peer *p)
 	bt_bitfield_deinit(&p->has);
 	free(p->reqs);
 	free(p->upq);
+	free(p->scratch);
 	free(p);
 }
 
@@ -751,19 +846,26 @@ void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have)
 
 void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
 {
-	if (p->nreqs == p->reqs_cap) {
-		p->reqs_cap = p->reqs_cap ? p->reqs_cap * 2 : 32;
-		p->reqs = bt_xreallocarray(p->reqs, p->reqs_cap, sizeof *p->reqs);
-	}
 	if (p->nreqs == 0)
 		p->last_block = now_s(); /* the request timer starts now */
-	p->reqs[p->nreqs++] = *b;
+	record_request(p, b);
 	uint8_t m[17];
 	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));
 }
 
+static bool is_in_block(const struct bt_peer *p, const struct bt_block *b)
+{
+	return p->in_block.active && p->in_block.dest &&
+	       same_block(&p->in_block.b, b->piece, b->begin, b->length);
+}
+
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
 {
+	if (is_in_block(p, b)) {
+		/* Too late to cancel: it is arriving. Its bytes will be dropped. */
+		p->in_block.dest = NULL;
+		return true;
+	}
 	ssize_t i = find_request(p, b);
 	if (i < 0)
 		return false;
@@ -775,7 +877,7 @@ bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
 
 bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b)
 {
-	return find_request(p, b) >= 0;
+	return find_request(p, b) >= 0 || is_in_block(p, b);
 }
 
 size_t bt_peer_outstanding(const struct bt_peer *p)
@@ -785,6 +887,11 @@ size_t bt_peer_outstanding(const struct bt_peer *p)
 
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
 {
+	if (p->in_block.active && p->in_block.dest) {
+		/* The block on its way is given back too; if it still arrives it is dropped. */
+		record_request(p, &p->in_block.b);
+		p->in_block.dest = NULL;
+	}
 	size_t n = p->nreqs;
 	*out = p->reqs;
 	p->reqs = NULL;

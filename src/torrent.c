@@ -556,7 +556,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct bt_torrent *t = arg;
 	double now = now_s();
-	t->rate = 0.6 * t->rate + 0.4 * (double)t->rate_window;
+	/* The first second's sample stands alone: averaging it with zero would halve it. */
+	t->rate = t->rate > 0 ? 0.6 * t->rate + 0.4 * (double)t->rate_window : (double)t->rate_window;
 	t->rate_window = 0;
 	if (t->failed || t->stopping)
 		return;
@@ -627,6 +628,9 @@ static void on_tracker_stopped(void *arg)
 {
 	struct bt_torrent *t = arg;
 	t->stopped = true;
+	/* The owner runs the loop only to let this announce out: it may end now. */
+	if (t->stopping)
+		bt_session_stop(t->session);
 }
 
 struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,

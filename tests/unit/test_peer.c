@@ -26,7 +26,7 @@ struct rec {
 	int handshakes, chokes, unchokes, has_calls, blocks, closed;
 	uint32_t last_has;
 	char reason[256];
-	uint8_t dest[BLOCK];
+	uint8_t dest[BT_BLOCK_SIZE];
 	struct bt_block last_block;
 	uint8_t remote_id[20];
 };
@@ -70,7 +70,7 @@ static uint8_t *on_dest(void *arg, struct bt_peer *p, const struct bt_block *b)
 {
 	(void)p;
 	struct rec *r = arg;
-	return b->length <= BLOCK ? r->dest : NULL;
+	return b->length <= BT_BLOCK_SIZE ? r->dest : NULL;
 }
 
 static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
@@ -386,6 +386,66 @@ static void test_connect_refused_reported_from_loop(void **state)
 	event_base_free(base);
 }
 
+/* A whole block whose header and first bytes come first, the rest later (read in place). */
+static void test_block_streamed_in_place(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	spin(f);
+	struct bt_block a = { 3, 0, BT_BLOCK_SIZE }, b = { 3, BT_BLOCK_SIZE, BT_BLOCK_SIZE };
+	bt_peer_request(f->peer, &a);
+	bt_peer_request(f->peer, &b);
+	spin(f);
+	uint8_t sink[64];
+	while (read_raw(f, sink, sizeof sink))
+		;
+	static uint8_t piece[13 + BT_BLOCK_SIZE];
+	bt_wire_put_piece_header(piece, 3, 0, BT_BLOCK_SIZE);
+	for (int i = 0; i < BT_BLOCK_SIZE; i++)
+		piece[13 + i] = (uint8_t)(i * 13 + 5);
+	send_raw(f, piece, 13 + 100);
+	spin(f);
+	assert_int_equal(f->r.blocks, 0);
+	assert_true(bt_peer_has_requested(f->peer, &a)); /* on its way: still ours */
+	for (size_t off = 113; off < sizeof piece; off += 5000) {
+		size_t n = sizeof piece - off < 5000 ? sizeof piece - off : 5000;
+		send_raw(f, piece + off, n);
+		spin(f);
+	}
+	assert_int_equal(f->r.blocks, 1);
+	assert_memory_equal(f->r.dest, piece + 13, BT_BLOCK_SIZE);
+	assert_int_equal(bt_peer_downloaded(f->peer), BT_BLOCK_SIZE);
+
+	/* The second block: cancelled while arriving, its bytes are dropped, the stream goes on. */
+	bt_wire_put_piece_header(piece, 3, BT_BLOCK_SIZE, BT_BLOCK_SIZE);
+	send_raw(f, piece, 13 + 100);
+	spin(f);
+	assert_true(bt_peer_cancel(f->peer, &b));
+	assert_false(bt_peer_has_requested(f->peer, &b));
+	send_raw(f, piece + 113, sizeof piece - 113);
+	send_raw(f, m, bt_wire_put_have(m, 2));
+	spin(f);
+	assert_int_equal(f->r.blocks, 1);
+	assert_int_equal(f->r.last_has, 2); /* the message after it was read as one */
+	assert_int_equal(f->r.closed, 0);
+
+	/* Taken back (a choke) while arriving: returned to the owner, then dropped. */
+	bt_peer_request(f->peer, &a);
+	bt_wire_put_piece_header(piece, 3, 0, BT_BLOCK_SIZE);
+	send_raw(f, piece, 13 + 100);
+	spin(f);
+	struct bt_block *reqs;
+	assert_int_equal(bt_peer_take_requests(f->peer, &reqs), 1);
+	assert_memory_equal(&reqs[0], &a, sizeof a);
+	free(reqs);
+	send_raw(f, piece + 113, sizeof piece - 113);
+	spin(f);
+	assert_int_equal(f->r.blocks, 1);
+	assert_int_equal(f->r.closed, 0);
+}
+
 static void send_request(struct fx *f, uint32_t index, uint32_t begin, uint32_t len)
 {
 	uint8_t m[17];
@@ -488,6 +548,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ignored_messages_and_eof, setup, teardown),
 		cmocka_unit_test(test_connect_refused_reported_from_loop),
+		cmocka_unit_test_setup_teardown(test_block_streamed_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_serving_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_out_of_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_too_big, setup, teardown),
