@@ -290,8 +290,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* Resolves "host:port" or "[v6]:port" (once, before the loop starts) and adds it. */
-static int add_peer_arg(struct bt_torrent *t, const char *cmd, const char *arg)
+struct peer_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* Resolves "host:port" or "[v6]:port" (once, before anything is written or started). */
+static int resolve_peer_arg(const char *cmd, const char *arg, struct peer_addr *out)
 {
 	char host[256];
 	const char *port;
@@ -320,7 +325,8 @@ static int add_peer_arg(struct bt_torrent *t, const char *cmd, const char *arg)
 		bt_cli_error(cmd, "--peer %s: %s", arg, gai_strerror(rc));
 		return BT_EXIT_FAILURE;
 	}
-	bt_torrent_add_peer(t, res->ai_addr, res->ai_addrlen);
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = (socklen_t)res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
 bad:
@@ -443,7 +449,8 @@ static int finalize(struct job *j)
 	struct bt_err err;
 	if (j->o->mode == MODE_SEED)
 		return 0;
-	if (j->storage && bt_storage_sync(j->storage, &err)) {
+	/* A resumed (--force) file may have been longer than the torrent: cut it to size. */
+	if (j->storage && (bt_storage_trim(j->storage, &err) || bt_storage_sync(j->storage, &err))) {
 		bt_cli_error(cmd, "%s", err.msg);
 		return BT_EXIT_FAILURE;
 	}
@@ -754,6 +761,14 @@ static int run_job(struct options *o)
 		index = (uint32_t)v;
 	}
 
+	struct peer_addr *peers = bt_xcalloc(o->npeers ? o->npeers : 1, sizeof *peers);
+	for (size_t i = 0; i < o->npeers; i++) {
+		if ((rc = resolve_peer_arg(cmd, o->peers[i], &peers[i]))) {
+			free(peers);
+			bt_meta_deinit(&m);
+			return rc;
+		}
+	}
 	struct job j = { .o = o, .m = &m, .piece_fd = -1, .tty = isatty(STDERR_FILENO) == 1 };
 	j.started = now_s();
 	struct bt_bitfield have, want;
@@ -799,10 +814,8 @@ static int run_job(struct options *o)
 					 .complete = on_complete,
 					 .failed = on_failed };
 	j.torrent = bt_torrent_new(j.session, &m, &have, &want, &topts, &tev, &j);
-	for (size_t i = 0; i < o->npeers && !rc; i++)
-		rc = add_peer_arg(j.torrent, cmd, o->peers[i]);
-	if (rc)
-		goto done;
+	for (size_t i = 0; i < o->npeers; i++)
+		bt_torrent_add_peer(j.torrent, (struct sockaddr *)&peers[i].ss, peers[i].len);
 	if (j.storage) {
 		if (bt_session_listen(j.session, o->listen_ip, (uint16_t)o->port, on_accept, &j,
 				      &err) == 0) {
@@ -877,6 +890,7 @@ done:
 	bt_bitfield_deinit(&have);
 	bt_bitfield_deinit(&want);
 	bt_meta_deinit(&m);
+	free(peers);
 	return rc;
 }
 

@@ -87,9 +87,11 @@ static int run(int argc, char **argv)
 		h0 = addr + 1;
 		h1 = colon && colon > addr && colon[-1] == ']' ? colon - 1 : NULL;
 	}
-	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= sizeof host || !colon[1] ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
-		return bt_cli_usage_error("handshake", "expected host:port, not '%s'", addr);
+	unsigned long port;
+	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= sizeof host ||
+	    bt_cli_parse_uint(colon + 1, 1, 65535, &port))
+		return bt_cli_usage_error("handshake", "expected host:port (port 1 to 65535), not '%s'",
+					  addr);
 	memcpy(host, h0, (size_t)(h1 - h0));
 	host[h1 - h0] = '\0';
 

@@ -644,9 +644,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		fail(p, "nothing received for %.0f s", p->cfg.idle_timeout_s);
 		return;
 	}
-	if (p->nreqs && !p->peer_choking &&
-	    now - (p->last_block > p->last_send ? p->last_block : p->last_send) >
-		    p->cfg.request_timeout_s) {
+	/* From the last block (or the first request after none were out), not from our own
+	 * sends: HAVEs and keep-alives say nothing about whether this peer answers. */
+	if (p->nreqs && !p->peer_choking && now - p->last_block > p->cfg.request_timeout_s) {
 		fail(p, "no block for %.0f s with %zu requests outstanding", p->cfg.request_timeout_s,
 		     p->nreqs);
 		return;

@@ -383,3 +383,15 @@ int bt_storage_sync(struct bt_storage *s, struct bt_err *err)
 	}
 	return 0;
 }
+
+int bt_storage_trim(struct bt_storage *s, struct bt_err *err)
+{
+	for (size_t i = 0; i < s->m->file_count; i++) {
+		struct stat st;
+		if (s->fds[i] < 0 || fstat(s->fds[i], &st) != 0 || st.st_size <= s->m->files[i].length)
+			continue;
+		if (ftruncate(s->fds[i], (off_t)s->m->files[i].length) != 0)
+			return fail_file(s, i, errno, err);
+	}
+	return 0;
+}

@@ -58,6 +58,7 @@ struct conn {
 	bool counted_in;
 	bool reaping;
 	bool optimistic; /* the choker's optimistic unchoke */
+	double started;
 };
 
 /* The buffer a started piece's blocks are assembled in. */
@@ -191,7 +192,6 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
 	t->cands[c->cand].handshaken = true;
-	t->cands[c->cand].tries = 0;
 	if (t->opts.verbose)
 		fprintf(stderr, "torrent: peer %s: handshake done\n", t->cands[c->cand].name);
 	bt_peer_send_bitfield(p, &t->have);
@@ -456,6 +456,7 @@ static struct conn *add_conn(struct bt_torrent *t, size_t cand)
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
 	c->cand = cand;
+	c->started = now_s();
 	bt_bitfield_init(&c->counted, t->m->piece_count);
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;
@@ -515,6 +516,10 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		}
 		struct candidate *cd = &t->cands[c->cand];
 		cd->peer = NULL;
+		/* A connection that served a good while earns a fresh set of tries; one that fails
+		 * soon after its handshake counts as a failed try like a refused one. */
+		if (now - c->started > 60)
+			cd->tries = 1;
 		cd->retry_at = now + 2.0 * cd->tries;
 		t->uploaded_closed += bt_peer_uploaded(c->peer);
 		if (c->counted_in)
@@ -537,7 +542,9 @@ static void describe_no_peers(const struct bt_torrent *t, char *out, size_t n)
 					t->cands[i].last_error[0] ? t->cands[i].last_error
 								  : "not tried");
 	if (t->ncands > 3 && len < n)
-		snprintf(out + len, n - len, "; and %zu more", t->ncands - 3);
+		len += (size_t)snprintf(out + len, n - len, "; and %zu more", t->ncands - 3);
+	if (t->tracker && len < n)
+		snprintf(out + len, n - len, "; tracker %s", bt_tracker_status(t->tracker));
 }
 
 static bool any_hope(const struct bt_torrent *t)
@@ -578,17 +585,20 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (t->tracker && live_conns(t) < t->opts.max_peers / 2)
 		bt_tracker_need_peers(t->tracker);
 	if (!any_hope(t)) {
-		char why[512];
+		char why[768];
 		describe_no_peers(t, why, sizeof why);
 		fail_torrent(t, "%s", why);
 		return;
 	}
 	if (now - t->last_data > t->opts.stall_timeout_s) {
-		char why[512];
-		if (live_conns(t) == 0)
+		char why[768];
+		struct bt_torrent_stats st;
+		bt_torrent_get_stats(t, &st);
+		if (st.peers_connected == 0)
 			describe_no_peers(t, why, sizeof why);
 		else
-			snprintf(why, sizeof why, "%zu peers connected", live_conns(t));
+			snprintf(why, sizeof why, "%zu peers connected, %zu unchoking us",
+				 st.peers_connected, st.peers_unchoking);
 		fail_torrent(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
 	}
 }

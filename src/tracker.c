@@ -144,6 +144,8 @@ struct bt_tracker {
 	char *working_url;
 	bool ever_answered;
 	bool completed_after_start; /* completed came before any tracker took `started` */
+	bool backing_off;           /* every URL failed: wait out the backoff, even for need_peers */
+	char status[320];           /* the last outcome, for a user's error message */
 };
 
 static double mono_now(void)
@@ -171,6 +173,21 @@ static void schedule(struct bt_tracker *t, double seconds)
 
 static void announce_now(struct bt_tracker *t);
 
+/* One URL failed: try the next one, or after a whole round of failures, back off. */
+static void attempt_failed(struct bt_tracker *t, const char *url, const char *error)
+{
+	snprintf(t->status, sizeof t->status, "%s: %s", url, error);
+	if (t->events.error)
+		t->events.error(t->arg, url, error);
+	if (bt_tiers_failed(&t->tiers)) {
+		uint32_t r = random_u32(NULL);
+		t->backing_off = true;
+		schedule(t, bt_tracker_backoff(t->tiers.failed_rounds, r / 4294967296.0));
+	} else {
+		schedule(t, 0); /* the next URL, from the loop */
+	}
+}
+
 static void on_tracker_done(const char *url, const struct bt_announce_reply *reply,
 			    const char *error, void *arg)
 {
@@ -183,18 +200,15 @@ static void on_tracker_done(const char *url, const struct bt_announce_reply *rep
 			t->events.stopped(t->arg);
 		return;
 	}
+	evtimer_del(t->timer); /* the attempt's time limit */
 	if (error) {
-		if (t->events.error)
-			t->events.error(t->arg, url, error);
-		if (bt_tiers_failed(&t->tiers)) {
-			uint32_t r = random_u32(NULL);
-			schedule(t, bt_tracker_backoff(t->tiers.failed_rounds, r / 4294967296.0));
-		} else {
-			schedule(t, 0); /* the next URL, from the loop */
-		}
+		attempt_failed(t, url, error);
 		return;
 	}
 	bt_tiers_succeeded(&t->tiers);
+	t->backing_off = false;
+	snprintf(t->status, sizeof t->status, "%s: answered with %zu peers", url,
+		 reply->peer_count);
 	free(t->working_url);
 	t->working_url = bt_xstrdup(url);
 	t->ever_answered = true;
@@ -228,13 +242,14 @@ static void announce_now(struct bt_tracker *t)
 					on_tracker_done, t, &err);
 	if (!t->inflight) {
 		/* A URL we cannot use at all counts as a failure of that URL. */
-		if (t->events.error)
-			t->events.error(t->arg, url, err.msg);
-		if (bt_tiers_failed(&t->tiers))
-			schedule(t, bt_tracker_backoff(t->tiers.failed_rounds, 0.5));
-		else
-			schedule(t, 0);
+		attempt_failed(t, url, err.msg);
+		return;
 	}
+	snprintf(t->status, sizeof t->status, "%s: no reply yet", url);
+	/* Bound every attempt (UDP has no limit of its own short of BEP 15's minutes). */
+	long ms = t->opts.attempt_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(t->timer, &tv);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -249,6 +264,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		t->state = IDLE;
 		if (t->events.stopped)
 			t->events.stopped(t->arg);
+		return;
+	}
+	if (t->inflight) {
+		/* The attempt ran out of time. */
+		char url[256], msg[64];
+		snprintf(url, sizeof url, "%s", bt_tiers_current(&t->tiers));
+		snprintf(msg, sizeof msg, "no reply within %ld s", t->opts.attempt_timeout_ms / 1000);
+		bt_announce_cancel(t->inflight);
+		t->inflight = NULL;
+		attempt_failed(t, url, msg);
 		return;
 	}
 	announce_now(t);
@@ -321,7 +346,7 @@ void bt_tracker_completed(struct bt_tracker *t)
 
 void bt_tracker_need_peers(struct bt_tracker *t)
 {
-	if (t->state != RUNNING || t->inflight || mono_now() < t->min_next_at)
+	if (t->state != RUNNING || t->inflight || t->backing_off || mono_now() < t->min_next_at)
 		return;
 	announce_now(t);
 }
@@ -372,4 +397,9 @@ const char *bt_tracker_working_url(const struct bt_tracker *t)
 void bt_tracker_set_port(struct bt_tracker *t, uint16_t port)
 {
 	t->req.port = port;
+}
+
+const char *bt_tracker_status(const struct bt_tracker *t)
+{
+	return t->status[0] ? t->status : "not asked yet";
 }

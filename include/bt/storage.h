@@ -65,6 +65,8 @@ int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *
 /* Writes one whole piece (its exact length); pad ranges are skipped. -EBADF if READONLY. */
 int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *data,
 			   struct bt_err *err);
+/* Cuts files longer than the torrent says to their length (after resuming from a longer one). */
+int bt_storage_trim(struct bt_storage *s, struct bt_err *err);
 /* fsync()s every file: called before a download is declared complete. */
 int bt_storage_sync(struct bt_storage *s, struct bt_err *err);
 

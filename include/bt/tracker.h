@@ -76,6 +76,8 @@ void bt_tracker_need_peers(struct bt_tracker *t);
 void bt_tracker_stop(struct bt_tracker *t);
 /* Seconds until the next scheduled announce, or -1 if none is scheduled. */
 double bt_tracker_next_in(const struct bt_tracker *t);
+/* What happened last, for messages: "<url>: <error>", "<url>: no reply yet", ... */
+const char *bt_tracker_status(const struct bt_tracker *t);
 /* The URL that answered last, or NULL. */
 const char *bt_tracker_working_url(const struct bt_tracker *t);
 
