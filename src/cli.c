@@ -1,5 +1,7 @@
 #include "bt/cli.h"
 
+#include "bt/metainfo.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,5 +88,23 @@ int bt_cli_parse_seconds(const char *s, double min, double max, double *out)
 	if (v < min || v > max)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainfo *m)
+{
+	uint8_t *data;
+	size_t len;
+	struct bt_err err;
+	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
+		bt_cli_error(command, "%s", err.msg);
+		return BT_EXIT_USAGE;
+	}
+	int rc = bt_meta_parse(m, data, len, &err);
+	free(data);
+	if (rc) {
+		bt_cli_error(command, "%s: %s", path, err.msg);
+		return BT_EXIT_USAGE;
+	}
 	return 0;
 }

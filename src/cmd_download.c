@@ -736,20 +736,11 @@ static int prepare_seed(struct job *j, struct bt_bitfield *have)
 static int run_job(struct options *o)
 {
 	const char *cmd = o->command;
-	uint8_t *data;
-	size_t len;
-	struct bt_err err;
-	if (bt_read_file(o->torrent_path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
-		bt_cli_error(cmd, "%s", err.msg);
-		return BT_EXIT_USAGE;
-	}
 	struct bt_metainfo m;
-	int rc = bt_meta_parse(&m, data, len, &err);
-	free(data);
-	if (rc) {
-		bt_cli_error(cmd, "%s: %s", o->torrent_path, err.msg);
-		return BT_EXIT_USAGE;
-	}
+	struct bt_err err;
+	int rc = bt_cli_load_torrent(cmd, o->torrent_path, &m);
+	if (rc)
+		return rc;
 	uint32_t index = 0;
 	if (o->mode == MODE_PIECE) {
 		unsigned long v;
@@ -894,34 +885,29 @@ done:
 	return rc;
 }
 
-static int run_download(int argc, char **argv)
+static int run_mode(int argc, char **argv, const char *name, enum mode mode)
 {
-	struct options o = { .command = "download", .mode = MODE_DOWNLOAD };
+	struct options o = { .command = name, .mode = mode };
 	int rc = parse_options(argc, argv, &o);
 	if (rc == 0)
 		rc = run_job(&o);
 	free(o.peers);
 	return rc < 0 ? BT_EXIT_OK : rc;
+}
+
+static int run_download(int argc, char **argv)
+{
+	return run_mode(argc, argv, "download", MODE_DOWNLOAD);
 }
 
 static int run_download_piece(int argc, char **argv)
 {
-	struct options o = { .command = "download_piece", .mode = MODE_PIECE };
-	int rc = parse_options(argc, argv, &o);
-	if (rc == 0)
-		rc = run_job(&o);
-	free(o.peers);
-	return rc < 0 ? BT_EXIT_OK : rc;
+	return run_mode(argc, argv, "download_piece", MODE_PIECE);
 }
 
 static int run_seed(int argc, char **argv)
 {
-	struct options o = { .command = "seed", .mode = MODE_SEED };
-	int rc = parse_options(argc, argv, &o);
-	if (rc == 0)
-		rc = run_job(&o);
-	free(o.peers);
-	return rc < 0 ? BT_EXIT_OK : rc;
+	return run_mode(argc, argv, "seed", MODE_SEED);
 }
 
 const struct bt_cli_command bt_cmd_seed = {

@@ -95,20 +95,10 @@ static int run(int argc, char **argv)
 	memcpy(host, h0, (size_t)(h1 - h0));
 	host[h1 - h0] = '\0';
 
-	uint8_t *data;
-	size_t len;
-	struct bt_err err;
-	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
-		bt_cli_error("handshake", "%s", err.msg);
-		return BT_EXIT_USAGE;
-	}
 	struct bt_metainfo m;
-	int rc = bt_meta_parse(&m, data, len, &err);
-	free(data);
-	if (rc) {
-		bt_cli_error("handshake", "%s: %s", path, err.msg);
-		return BT_EXIT_USAGE;
-	}
+	int rc = bt_cli_load_torrent("handshake", path, &m);
+	if (rc)
+		return rc;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, colon + 1, &hints, &res);
@@ -118,6 +108,7 @@ static int run(int argc, char **argv)
 		return BT_EXIT_FAILURE;
 	}
 	struct hs s = { 0 };
+	struct bt_err err;
 	s.session = bt_session_new(&err);
 	if (!s.session) {
 		freeaddrinfo(res);

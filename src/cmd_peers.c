@@ -392,20 +392,10 @@ static int run(int argc, char **argv)
 	if (argc - optind != 1)
 		return bt_cli_usage_error("peers", "expected one .torrent file");
 	const char *path = argv[optind];
-	uint8_t *data;
-	size_t len;
-	struct bt_err err;
-	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
-		bt_cli_error("peers", "%s", err.msg);
-		return BT_EXIT_USAGE;
-	}
 	struct bt_metainfo m;
-	int rc = bt_meta_parse(&m, data, len, &err);
-	free(data);
-	if (rc) {
-		bt_cli_error("peers", "%s: %s", path, err.msg);
-		return BT_EXIT_USAGE;
-	}
+	int rc = bt_cli_load_torrent("peers", path, &m);
+	if (rc)
+		return rc;
 	rc = run_peers(&m, timeout, (uint16_t)port, json);
 	bt_meta_deinit(&m);
 	return rc;

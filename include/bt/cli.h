@@ -57,6 +57,13 @@ int bt_cli_getopt(int argc, char **argv, const char *shortopts, const struct opt
 int bt_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 int bt_cli_parse_seconds(const char *s, double min, double max, double *out);
 
+struct bt_metainfo;
+/*
+ * Reads and parses a .torrent for a command. Returns 0, or BT_EXIT_USAGE after printing
+ * "torrent: <command>: <path>: <problem>".
+ */
+int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainfo *m);
+
 /* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
 void bt_cli_put_safe(FILE *f, const char *s);
 
