@@ -266,6 +266,8 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url,
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "torrent-client/" BT_VERSION);
+	if (opts && opts->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file);
 	r->next = h->reqs;
 	if (h->reqs)
 		h->reqs->prev = r;

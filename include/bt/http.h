@@ -24,6 +24,7 @@ struct bt_http_opts {
 	size_t max_body;        /* bytes after decoding; 0: 1 MiB */
 	long timeout_ms;        /* whole transfer; 0: 30 s */
 	long connect_timeout_ms; /* 0: 10 s */
+	const char *ca_file;     /* PEM certificates to trust for HTTPS; NULL: the system's */
 };
 
 struct bt_http_response {
