@@ -220,8 +220,8 @@ static int run(int argc, char **argv)
 			char hex[41], pl[32];
 			bt_hex_encode(hex, m.info_hash, 20);
 			bt_format_bytes(pl, sizeof pl, (double)m.piece_length);
-			printf("Created %s: info hash %s, %u pieces of %s.\n", output, hex,
-			       m.piece_count, pl);
+			printf("Created %s: info hash %s, %u piece%s of %s.\n", output, hex,
+			       m.piece_count, m.piece_count == 1 ? "" : "s", pl);
 			bt_meta_deinit(&m);
 		} else {
 			bt_cli_error("create", "internal error: the new torrent does not parse: %s",

@@ -702,7 +702,26 @@ class OpenTracker:
         os.chmod(path + '.new', 0o644)
         os.replace(path + '.new', path)
         os.kill(self.proc.pid, signal.SIGHUP)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout / 2)
+            return
+        except (RuntimeError, TimeoutError):
+            pass
+        # Debian's opentracker sometimes never reloads its list on SIGHUP: start it again on
+        # the same port (torrents already carry its URL) with the whole list.
+        last = None
+        for _ in range(3):
+            self.proc.stop()
+            self.proc = Proc([OPENTRACKER, '-i', LOOPBACK, '-p', str(self.port), '-P',
+                              str(self.port), '-d', self.dir, '-w', 'whitelist.txt'],
+                             os.path.join(os.path.dirname(self.dir),
+                                          'opentracker-%d-again.log' % self.port))
+            try:
+                self._wait_ready(timeout)
+                return
+            except (RuntimeError, TimeoutError) as e:
+                last = e
+        raise RuntimeError('opentracker did not take the new whitelist: %s' % last)
 
     def scrape(self, info_hash_hex):
         """(complete, incomplete) for one info hash."""
