@@ -43,7 +43,8 @@ static const char download_help[] =
 	"      --max-peers N        peers connected at once (default 50)\n"
 	"  -p, --port PORT          port to listen on for peers and to announce (default: the\n"
 	"                           first free of 6881-6889, else any free port)\n"
-	"      --listen IP          address to listen on (default: every address)\n"
+	"      --listen IP          address to listen on, and to connect and announce from\n"
+	"                           (default: every address, and the system's choice)\n"
 	"      --seed               keep seeding after the download until Ctrl-C or a limit\n"
 	"      --seed-ratio R       stop seeding once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop seeding after S seconds\n"
@@ -85,7 +86,8 @@ static const char seed_help[] =
 	"Options:\n"
 	"  -p, --port PORT          port to listen on and announce (default: the first free of\n"
 	"                           6881-6889, else any free port)\n"
-	"      --listen IP          address to listen on (default: every address)\n"
+	"      --listen IP          address to listen on, and to connect and announce from\n"
+	"                           (default: every address, and the system's choice)\n"
 	"      --peer HOST:PORT     also connect to this peer (repeatable)\n"
 	"      --no-tracker         do not announce to the trackers\n"
 	"      --max-peers N        peers connected at once (default 50)\n"
@@ -799,7 +801,7 @@ static int run_job(struct options *o)
 					 .use_trackers = !o->no_tracker,
 					 .stall_timeout_s = o->stall_timeout, .seed = o->seed,
 					 .verbose = o->verbose, .max_down = o->max_down,
-					 .max_up = o->max_up };
+					 .max_up = o->max_up, .source_ip = o->listen_ip };
 	struct bt_torrent_events tev = { .piece_verified = store_piece,
 					 .read_block = j.storage ? read_block : NULL,
 					 .complete = on_complete,

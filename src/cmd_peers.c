@@ -265,7 +265,7 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 	}
 	struct peers_run run = {
 		.session = s,
-		.io = { bt_session_http(s), bt_session_udp(s) },
+		.io = { .http = bt_session_http(s), .udp = bt_session_udp(s) },
 		.trackers = bt_xcalloc(count, sizeof *run.trackers),
 		.count = count,
 		.started = now_seconds(),

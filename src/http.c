@@ -268,6 +268,11 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url,
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "torrent-client/" BT_VERSION);
 	if (opts && opts->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file);
+	if (opts && opts->source_ip) {
+		char iface[80];
+		snprintf(iface, sizeof iface, "host!%s", opts->source_ip);
+		curl_easy_setopt(e, CURLOPT_INTERFACE, iface);
+	}
 	r->next = h->reqs;
 	if (h->reqs)
 		h->reqs->prev = r;

@@ -732,6 +732,13 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 	} else {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		/* Leave from the address we listen on (--listen), so peers and trackers see it. */
+		if (cfg->bind_addr && cfg->bind_addr->sa_family == sa->sa_family &&
+		    bind(fd, cfg->bind_addr, cfg->bind_len) != 0) {
+			p->connect_errno = errno;
+			event_active(p->tick, EV_TIMEOUT, 0);
+			return p;
+		}
 		if (connect(fd, sa, sa_len) == 0 || errno == EINPROGRESS) {
 			event_add(p->write_ev, NULL); /* writable = connected, or failed: SO_ERROR */
 			return p;

@@ -6,6 +6,7 @@
 #include "bt/picker.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
+#include "bt/udp_tracker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -95,6 +96,8 @@ struct bt_torrent {
 	uint64_t rate_window;
 	struct bt_choker choker;
 	struct bt_rate_limit down_limit, up_limit;
+	struct sockaddr_storage source; /* opts.source_ip as an address; family 0 if none */
+	socklen_t source_len;
 	unsigned ticks;
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
 	bool finished, failed, stopping, stopped;
@@ -444,7 +447,10 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 				      .ours = &t->have,
 				      .down_limit = (struct bt_rate_limit *)&t->down_limit,
 				      .up_limit = (struct bt_rate_limit *)&t->up_limit,
-				      .request_timeout_s = t->opts.request_timeout_s };
+				      .request_timeout_s = t->opts.request_timeout_s,
+				      .bind_addr = t->source_len ? (const struct sockaddr *)&t->source
+								 : NULL,
+				      .bind_len = t->source_len };
 	memcpy(cfg.info_hash, t->m->info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), 20);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
@@ -682,6 +688,18 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	t->max_partial = max_partial < 1 ? 1 : max_partial > 256 ? 256 : (size_t)max_partial;
 	bt_picker_set_max_partial(t->picker, t->max_partial);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
+	if (t->opts.source_ip) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&t->source;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->source;
+		if (inet_pton(AF_INET, t->opts.source_ip, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			t->source_len = sizeof *s4;
+		} else if (inet_pton(AF_INET6, t->opts.source_ip, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			t->source_len = sizeof *s6;
+		}
+		bt_udp_tracker_set_source(bt_session_udp(s), t->opts.source_ip);
+	}
 	bt_rate_limit_init(&t->down_limit, t->opts.max_down, now_s());
 	bt_rate_limit_init(&t->up_limit, t->opts.max_up, now_s());
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
@@ -696,7 +714,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		memcpy(req.peer_id, bt_session_peer_id(s), 20);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_tracker_io io = { bt_session_http(s), bt_session_udp(s) };
+		struct bt_tracker_io io = { bt_session_http(s), bt_session_udp(s),
+					    t->opts.source_ip };
 		struct bt_tracker_events tev = { on_tracker_peers, on_tracker_error,
 						 on_tracker_stopped };
 		t->tracker = bt_tracker_new(base, &io, m->tiers, m->tier_count, &req, NULL, &tev, t);

@@ -91,7 +91,8 @@ struct bt_announce *bt_announce_start(const struct bt_tracker_io *io, const char
 	a->arg = arg;
 	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
 		char *full = bt_tracker_http_url(url, req);
-		struct bt_http_opts opts = { .max_body = MAX_REPLY, .timeout_ms = timeout_ms };
+		struct bt_http_opts opts = { .max_body = MAX_REPLY, .timeout_ms = timeout_ms,
+					     .source_ip = io->source_ip };
 		a->http = bt_http_get(io->http, full, &opts, on_http_done, a);
 		free(full);
 	} else if (strncasecmp(url, "udp://", 6) == 0) {

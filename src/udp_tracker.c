@@ -6,6 +6,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ struct bt_udp_tracker {
 	struct cached_id cache[MAX_CACHE];
 	size_t cache_count;
 	int retry_base_ms;
+	char source[64]; /* local address to send from, or "" */
 };
 
 struct bt_udp_req {
@@ -176,6 +178,22 @@ static int socket_for(struct bt_udp_tracker *u, int family)
 	evutil_socket_t fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	if (u->source[0]) {
+		struct sockaddr_storage ss;
+		memset(&ss, 0, sizeof ss);
+		socklen_t len = 0;
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		if (family == AF_INET && inet_pton(AF_INET, u->source, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			len = sizeof *s4;
+		} else if (family == AF_INET6 && inet_pton(AF_INET6, u->source, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			len = sizeof *s6;
+		}
+		if (len)
+			bind(fd, (struct sockaddr *)&ss, len); /* failing that, the system's choice */
+	}
 	u->fd[i] = fd;
 	u->read_ev[i] = event_new(u->base, fd, EV_READ | EV_PERSIST, on_readable, u);
 	if (!u->read_ev[i])
@@ -347,6 +365,11 @@ void bt_udp_tracker_free(struct bt_udp_tracker *u)
 			close(u->fd[i]);
 	}
 	free(u);
+}
+
+void bt_udp_tracker_set_source(struct bt_udp_tracker *u, const char *ip)
+{
+	snprintf(u->source, sizeof u->source, "%s", ip ? ip : "");
 }
 
 void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms)

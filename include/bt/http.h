@@ -25,6 +25,7 @@ struct bt_http_opts {
 	long timeout_ms;        /* whole transfer; 0: 30 s */
 	long connect_timeout_ms; /* 0: 10 s */
 	const char *ca_file;     /* PEM certificates to trust for HTTPS; NULL: the system's */
+	const char *source_ip;   /* leave from this local address; NULL: the system's choice */
 };
 
 struct bt_http_response {

@@ -71,6 +71,8 @@ struct bt_peer_config {
 	uint32_t piece_count;
 	int64_t piece_length, total_length;  /* to check the peer's requests */
 	const struct bt_bitfield *ours;      /* the pieces we have, to serve; may be NULL */
+	const struct sockaddr *bind_addr;    /* source address for outgoing connections; NULL */
+	socklen_t bind_len;
 	struct bt_rate_limit *down_limit;    /* shared buckets; NULL: unlimited */
 	struct bt_rate_limit *up_limit;
 	double connect_timeout_s;  /* connect + handshake; 0: 10 s */

@@ -38,6 +38,7 @@ struct bt_torrent_opts {
 	bool seed;               /* keep serving peers after the download is complete */
 	bool verbose;            /* a stderr line per peer connected and closed */
 	double max_down, max_up; /* bytes/s over all peers; 0: unlimited */
+	const char *source_ip;   /* connections and announces leave from it (--listen); NULL */
 };
 
 struct bt_torrent_events {

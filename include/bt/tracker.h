@@ -18,6 +18,7 @@ struct bt_announce;
 struct bt_tracker_io {
 	struct bt_http *http;
 	struct bt_udp_tracker *udp;
+	const char *source_ip; /* HTTP announces leave from it; NULL: the system's choice */
 };
 
 /*

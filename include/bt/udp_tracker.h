@@ -28,6 +28,9 @@ struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_
 /* Cancels every request still pending (their callbacks are not called). */
 void bt_udp_tracker_free(struct bt_udp_tracker *u);
 
+/* Sends from this local IPv4 or IPv6 address (before the first request). */
+void bt_udp_tracker_set_source(struct bt_udp_tracker *u, const char *ip);
+
 /* The first retransmission delay, 15 s by default (BEP 15); tests may shorten it. */
 void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms);
 

@@ -183,7 +183,7 @@ static void test_tracker_lifecycle(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = { bt_http_new(base), bt_udp_tracker_new(base, dns) };
+	struct bt_tracker_io io = { .http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns) };
 	struct fake live;
 	fake_start(&live, base);
 	live.interval = 1;
@@ -248,7 +248,7 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = { bt_http_new(base), bt_udp_tracker_new(base, dns) };
+	struct bt_tracker_io io = { .http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns) };
 	char *dead_urls[] = { "http://127.0.0.1:1/a", "http://127.0.0.1:1/b" };
 	struct bt_meta_tier tiers[] = { tier(dead_urls, 2) };
 	struct bt_announce_req req = { .port = 6881 };
