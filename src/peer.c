@@ -657,22 +657,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t n)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-		snprintf(out, n, "%s:%u", host, ntohs(s4->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-		snprintf(out, n, "[%s]:%u", host, ntohs(s6->sin6_port));
-	} else {
-		snprintf(out, n, "local");
-	}
-}
-
 /* The parts every peer has, in phase CONNECTING with our handshake queued, on socket fd. */
 static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 				const struct bt_peer_config *cfg, const struct bt_peer_events *ev,
@@ -726,7 +710,7 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int saved = errno;
 	struct bt_peer *p = peer_new(base, fd, cfg, ev, arg);
-	format_addr(sa, p->name, sizeof p->name);
+	bt_sockaddr_format(sa, p->name, sizeof p->name);
 	if (fd < 0) {
 		p->connect_errno = saved;
 	} else {
@@ -758,7 +742,7 @@ struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_p
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-		format_addr((struct sockaddr *)&ss, p->name, sizeof p->name);
+		bt_sockaddr_format((struct sockaddr *)&ss, p->name, sizeof p->name);
 	else
 		snprintf(p->name, sizeof p->name, "fd %d", (int)fd);
 	set_phase(p, BT_PEER_AWAIT_HANDSHAKE);

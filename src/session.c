@@ -170,21 +170,11 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_ac
 		      void *arg, struct bt_err *err)
 {
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof ss);
-	socklen_t len;
+	socklen_t len = bt_sockaddr_from_ip(ip ? ip : "0.0.0.0", 0, &ss);
+	if (!len)
+		return bt_err_set(err, -EINVAL, "cannot listen on '%s': not an IP address", ip);
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	if (!ip || inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		if (!ip)
-			s4->sin_addr.s_addr = htonl(INADDR_ANY);
-		len = sizeof *s4;
-	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		len = sizeof *s6;
-	} else {
-		return bt_err_set(err, -EINVAL, "cannot listen on '%s': not an IP address", ip);
-	}
 	s->accept_fn = fn;
 	s->accept_arg = arg;
 	uint16_t first = port ? port : 6881, last = port ? port : 6889;

@@ -689,15 +689,7 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	bt_picker_set_max_partial(t->picker, t->max_partial);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	if (t->opts.source_ip) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&t->source;
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->source;
-		if (inet_pton(AF_INET, t->opts.source_ip, &s4->sin_addr) == 1) {
-			s4->sin_family = AF_INET;
-			t->source_len = sizeof *s4;
-		} else if (inet_pton(AF_INET6, t->opts.source_ip, &s6->sin6_addr) == 1) {
-			s6->sin6_family = AF_INET6;
-			t->source_len = sizeof *s6;
-		}
+		t->source_len = bt_sockaddr_from_ip(t->opts.source_ip, 0, &t->source);
 		bt_udp_tracker_set_source(bt_session_udp(s), t->opts.source_ip);
 	}
 	bt_rate_limit_init(&t->down_limit, t->opts.max_down, now_s());
@@ -763,16 +755,7 @@ void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, sockle
 	memset(cd, 0, sizeof *cd);
 	memcpy(&cd->addr, sa, len);
 	cd->len = len;
-	char host[INET6_ADDRSTRLEN] = "?";
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-		snprintf(cd->name, sizeof cd->name, "%s:%u", host, ntohs(s4->sin_port));
-	} else {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-		snprintf(cd->name, sizeof cd->name, "[%s]:%u", host, ntohs(s6->sin6_port));
-	}
+	bt_sockaddr_format(sa, cd->name, sizeof cd->name);
 }
 
 void bt_torrent_start(struct bt_torrent *t)

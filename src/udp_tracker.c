@@ -180,18 +180,8 @@ static int socket_for(struct bt_udp_tracker *u, int family)
 		return -errno;
 	if (u->source[0]) {
 		struct sockaddr_storage ss;
-		memset(&ss, 0, sizeof ss);
-		socklen_t len = 0;
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		if (family == AF_INET && inet_pton(AF_INET, u->source, &s4->sin_addr) == 1) {
-			s4->sin_family = AF_INET;
-			len = sizeof *s4;
-		} else if (family == AF_INET6 && inet_pton(AF_INET6, u->source, &s6->sin6_addr) == 1) {
-			s6->sin6_family = AF_INET6;
-			len = sizeof *s6;
-		}
-		if (len)
+		socklen_t len = bt_sockaddr_from_ip(u->source, 0, &ss);
+		if (len && ss.ss_family == family)
 			bind(fd, (struct sockaddr *)&ss, len); /* failing that, the system's choice */
 	}
 	u->fd[i] = fd;

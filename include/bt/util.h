@@ -100,6 +100,14 @@ void bt_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Parses exactly 2*n hex digits (either case). Returns 0 or -EINVAL. */
 int bt_hex_decode(uint8_t *out, const char *hex, size_t n);
 
+struct sockaddr;
+struct sockaddr_storage;
+
+/* Writes "1.2.3.4:5" or "[::1]:5" for an IPv4 or IPv6 socket address ("?" otherwise). */
+void bt_sockaddr_format(const struct sockaddr *sa, char *out, size_t n);
+/* Fills ss from a numeric IPv4 or IPv6 address and a port; returns its length, or 0. */
+unsigned bt_sockaddr_from_ip(const char *ip, uint16_t port, struct sockaddr_storage *ss);
+
 /*
  * Reads a whole file ("-" means standard input) of at most max_len bytes into a new buffer.
  * Returns 0, or a negative errno with a message naming the path; -EFBIG if it is larger.

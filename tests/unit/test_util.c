@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -107,6 +109,23 @@ static void test_read_file(void **state)
 	assert_int_equal(bt_read_file("/tmp", 100, &got, &len, &err), -EISDIR);
 }
 
+static void test_sockaddr(void **state)
+{
+	(void)state;
+	struct sockaddr_storage ss;
+	char out[64];
+	assert_int_equal(bt_sockaddr_from_ip("127.0.0.11", 6881, &ss), sizeof(struct sockaddr_in));
+	bt_sockaddr_format((struct sockaddr *)&ss, out, sizeof out);
+	assert_string_equal(out, "127.0.0.11:6881");
+	assert_int_equal(bt_sockaddr_from_ip("::1", 80, &ss), sizeof(struct sockaddr_in6));
+	bt_sockaddr_format((struct sockaddr *)&ss, out, sizeof out);
+	assert_string_equal(out, "[::1]:80");
+	assert_int_equal(bt_sockaddr_from_ip("localhost", 1, &ss), 0);
+	assert_int_equal(bt_sockaddr_from_ip("1.2.3", 1, &ss), 0);
+	bt_sockaddr_format((struct sockaddr *)&ss, out, sizeof out); /* family 0 */
+	assert_string_equal(out, "?");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -115,6 +134,7 @@ int main(void)
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_err_set),
 		cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_sockaddr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
