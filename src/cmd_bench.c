@@ -232,7 +232,7 @@ static void show_line(const char *line, double elapsed, bool tty)
 				 .rate = strtod(r + 7, NULL), .elapsed = elapsed };
 	char text[200];
 	bt_progress_line(text, sizeof text, &p);
-	fprintf(stderr, "\rbench: downloading %s\033[K", text);
+	fprintf(stderr, "\rtorrent: bench: downloading %s\033[K", text);
 }
 
 static bool files_equal(const char *a, const char *b)
@@ -274,7 +274,7 @@ static int run_bench(struct bench *b)
 	char size_text[32];
 	bt_format_bytes(size_text, sizeof size_text, (double)b->size);
 	if (!b->json)
-		fprintf(stderr, "bench: making %s of random data and its torrent in %s\n",
+		fprintf(stderr, "torrent: bench: making %s of random data and its torrent in %s\n",
 			size_text, b->dir);
 	struct bt_buf tbuf;
 	bt_buf_init(&tbuf);
@@ -296,7 +296,8 @@ static int run_bench(struct bench *b)
 	close(tfd);
 
 	if (!b->json)
-		fprintf(stderr, "bench: starting %u seeders on 127.0.0.11..127.0.0.%u\n", b->seeders,
+		fprintf(stderr, "torrent: bench: starting %u seeders on 127.0.0.11..127.0.0.%u\n",
+			b->seeders,
 			10 + b->seeders);
 	for (unsigned i = 0; i < b->seeders && !interrupted; i++) {
 		char ip[32], port[16];
@@ -430,7 +431,7 @@ out:
 	}
 	bt_buf_deinit(&tbuf);
 	if (b->keep)
-		fprintf(stderr, "bench: kept %s\n", b->dir);
+		fprintf(stderr, "torrent: bench: kept %s\n", b->dir);
 	else
 		nftw(b->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;
