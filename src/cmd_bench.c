@@ -71,8 +71,8 @@ struct bench {
 	int64_t piece_length;
 	unsigned seeders;
 	bool json, keep;
-	char dir[64];
-	char data[128], torrent[128], out[128];
+	char dir[512];
+	char data[600], torrent[600], out[600];
 	pid_t seed_pids[MAX_SEEDERS];
 	unsigned nseeds;
 	double seed_cpu_before[MAX_SEEDERS];
