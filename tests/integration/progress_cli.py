@@ -5,57 +5,28 @@ import json
 import os
 import pty
 import select
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
+import ownseed
+
 TORRENT = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
 SIZE = 5 << 20
-
-
-def free_port(ip):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
 class ProgressTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.data = os.path.join(cls.tmp.name, 'data.bin')
-        with open(cls.data, 'wb') as f:
-            f.write(os.urandom(SIZE))
-        cls.meta = os.path.join(cls.tmp.name, 'data.torrent')
-        subprocess.run([TORRENT, 'create', '-q', '-l', '256K', '-o', cls.meta, cls.data],
-                       check=True, capture_output=True, timeout=30)
-        ip = '127.0.9.21'
-        port = free_port(ip)
-        cls.seed = subprocess.Popen([TORRENT, 'seed', '--no-tracker', '--listen', ip, '-p',
-                                     str(port), '-q', cls.meta, cls.data],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cls.peer = '%s:%d' % (ip, port)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((ip, port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError('the seed did not start')
+        cls.data, cls.meta = ownseed.make_payload(TORRENT, cls.tmp.name, SIZE)
+        cls.seed, cls.peer = ownseed.start_seed(TORRENT, cls.meta, cls.data, '127.0.9.21')
 
     @classmethod
     def tearDownClass(cls):
-        cls.seed.send_signal(signal.SIGINT)
-        try:
-            cls.seed.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.seed.kill()
-            cls.seed.wait()
+        ownseed.stop(cls.seed)
         cls.tmp.cleanup()
 
     def argv(self, *extra):

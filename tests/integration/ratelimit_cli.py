@@ -2,63 +2,32 @@
 allows (a lower bound only: this checks that the limiter works, not how fast anything is)."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
+import ownseed
+
 TORRENT = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
 SIZE = 6 << 20
-
-
-def free_port(ip):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
 class RateLimitTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.data = os.path.join(cls.tmp.name, 'data.bin')
-        with open(cls.data, 'wb') as f:
-            f.write(os.urandom(SIZE))
-        cls.meta = os.path.join(cls.tmp.name, 'data.torrent')
-        subprocess.run([TORRENT, 'create', '-q', '-l', '256K', '-o', cls.meta, cls.data],
-                       check=True, capture_output=True, timeout=30)
+        cls.data, cls.meta = ownseed.make_payload(TORRENT, cls.tmp.name, SIZE)
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
     def seed(self, ip, *extra):
-        port = free_port(ip)
-        p = subprocess.Popen([TORRENT, 'seed', '--no-tracker', '--listen', ip, '-p', str(port),
-                              '-q', *extra, self.meta, self.data],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.addCleanup(self.stop, p)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((ip, port), timeout=1).close()
-                return '%s:%d' % (ip, port)
-            except OSError:
-                time.sleep(0.05)
-        self.fail('the seed did not start listening')
-
-    @staticmethod
-    def stop(p):
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        p, peer = ownseed.start_seed(TORRENT, self.meta, self.data, ip, *extra)
+        self.addCleanup(ownseed.stop, p)
+        return peer
 
     def download(self, peer, *extra):
         out = os.path.join(self.tmp.name, 'out-%d' % time.monotonic_ns())
