@@ -63,15 +63,17 @@ struct timing {
 	double min;
 	long rss_before; /* KiB */
 	long rss_after;
-	size_t held;     /* heap bytes the parsed result keeps alive */
+	size_t held; /* heap bytes the parsed result keeps alive */
 };
 
 static const char usage[] =
 	"Usage: bench_parse [--pieces N] [--files K] [--reps R] [--only meta|benc]\n"
 	"                   [--write PATH] [--read PATH]\n"
 	"\n"
-	"Generates a v1 torrent with N pieces of 256 KiB (default 100000) and random piece hashes,\n"
-	"single-file, or with K files when --files is given, then times R repetitions (default 20)\n"
+	"Generates a v1 torrent with N pieces of 256 KiB (default 100000) and random piece "
+	"hashes,\n"
+	"single-file, or with K files when --files is given, then times R repetitions (default "
+	"20)\n"
 	"of bt_benc_parse and of bt_meta_parse on it and reports time, throughput and memory.\n"
 	"  --only meta|benc  run one of the two, so that its peak RSS stands alone\n"
 	"  --write PATH      also save the torrent, so other clients can parse the same bytes\n"
@@ -189,7 +191,7 @@ static void generate(const struct options *o, struct input *in)
 	struct bt_buf b;
 	bt_buf_init(&b);
 	bt_buf_reserve(&b, size_bound(o));
-	*in = (struct input){ .generated = true, .total_length = total_length_for(o->pieces) };
+	*in = (struct input){.generated = true, .total_length = total_length_for(o->pieces)};
 
 	bt_benc_begin_dict(&b);
 	put_key_str(&b, "announce", "http://127.0.0.1:6969/announce");
@@ -218,7 +220,7 @@ static void generate(const struct options *o, struct input *in)
  */
 static int read_cold(const char *path, struct input *in)
 {
-	*in = (struct input){ 0 };
+	*in = (struct input){0};
 	struct bt_err err;
 	struct bt_metainfo m;
 	long rss0 = peak_rss_kib();
@@ -261,8 +263,7 @@ static int write_file(const char *path, const struct input *in)
 }
 
 /* Checks the result once, outside the timed loop, against what the generator wrote. */
-static int check_meta(const struct options *o, const struct input *in,
-		      const struct bt_metainfo *m)
+static int check_meta(const struct options *o, const struct input *in, const struct bt_metainfo *m)
 {
 	if (!in->generated)
 		return 0;
@@ -271,14 +272,14 @@ static int check_meta(const struct options *o, const struct input *in,
 	uint32_t files = o->files ? o->files : 1;
 	if (memcmp(want, m->info_hash, BT_SHA1_LEN) || m->piece_count != o->pieces ||
 	    m->file_count != files || m->total_length != in->total_length) {
-		fprintf(stderr, "bench_parse: the parsed torrent does not match what was generated\n");
+		fprintf(stderr,
+			"bench_parse: the parsed torrent does not match what was generated\n");
 		return -1;
 	}
 	return 0;
 }
 
-static int time_meta(const struct options *o, const struct input *in, double *t,
-		     struct timing *out)
+static int time_meta(const struct options *o, const struct input *in, double *t, struct timing *out)
 {
 	out->rss_before = peak_rss_kib();
 	for (uint32_t r = 0; r <= o->reps; r++) {
@@ -308,8 +309,7 @@ static int time_meta(const struct options *o, const struct input *in, double *t,
 	return 0;
 }
 
-static int time_benc(const struct options *o, const struct input *in, double *t,
-		     struct timing *out)
+static int time_benc(const struct options *o, const struct input *in, double *t, struct timing *out)
 {
 	out->rss_before = peak_rss_kib();
 	for (uint32_t r = 0; r <= o->reps; r++) {
@@ -366,16 +366,12 @@ static int parse_u32(const char *s, const char *what, uint32_t *out)
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
-		{ "pieces", required_argument, NULL, 'p' },
-		{ "files", required_argument, NULL, 'f' },
-		{ "reps", required_argument, NULL, 'r' },
-		{ "only", required_argument, NULL, 'o' },
-		{ "write", required_argument, NULL, 'w' },
-		{ "read", required_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"pieces", required_argument, NULL, 'p'}, {"files", required_argument, NULL, 'f'},
+		{"reps", required_argument, NULL, 'r'},	  {"only", required_argument, NULL, 'o'},
+		{"write", required_argument, NULL, 'w'},  {"read", required_argument, NULL, 'R'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
-	*o = (struct options){ .pieces = 100000, .reps = 20 };
+	*o = (struct options){.pieces = 100000, .reps = 20};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		int rc = 0;
@@ -459,7 +455,7 @@ int main(int argc, char **argv)
 	printf("RSS before the timed phases: %ld KiB\n", peak_rss_kib());
 
 	double *t = bt_xcalloc(o.reps, sizeof *t);
-	struct timing meta = { 0 }, benc = { 0 };
+	struct timing meta = {0}, benc = {0};
 	/*
 	 * bt_benc_parse goes first: bt_meta_parse runs it too, so the second phase's step above the
 	 * first one's peak is what metainfo adds, and the process's final peak is its peak.

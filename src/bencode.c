@@ -41,7 +41,8 @@ static const char *describe_byte(uint8_t c, char buf[8])
 static enum bt_benc_result unexpected(struct parser *ps, size_t at)
 {
 	char b[8];
-	bt_err_set(ps->err, -EINVAL, "unexpected %s at offset %zu", describe_byte(ps->p[at], b), at);
+	bt_err_set(ps->err, -EINVAL, "unexpected %s at offset %zu", describe_byte(ps->p[at], b),
+		   at);
 	return BT_BENC_BAD;
 }
 
@@ -61,7 +62,8 @@ static struct bt_benc_node *add_node(struct parser *ps, enum bt_benc_type type, 
 {
 	struct bt_benc_doc *doc = ps->doc;
 	if (doc->count >= ps->max_nodes) {
-		bt_err_set(ps->err, -E2BIG, "more than %zu values at offset %zu", ps->max_nodes, at);
+		bt_err_set(ps->err, -E2BIG, "more than %zu values at offset %zu", ps->max_nodes,
+			   at);
 		return NULL;
 	}
 	if (doc->count == ps->cap) {
@@ -259,7 +261,11 @@ enum bt_benc_result bt_benc_parse(struct bt_benc_doc *doc, const uint8_t *p, siz
 	doc->nodes = NULL;
 	doc->count = 0;
 	struct parser ps = {
-		.p = p, .len = len, .doc = doc, .max_nodes = max_nodes, .err = err,
+		.p = p,
+		.len = len,
+		.doc = doc,
+		.max_nodes = max_nodes,
+		.err = err,
 	};
 	struct open_container *stack = bt_xmalloc(sizeof *stack * (max_depth + 1));
 	enum bt_benc_result r = parse_value(&ps, stack, max_depth);
@@ -398,7 +404,7 @@ void bt_benc_encode(struct bt_buf *out, const struct bt_benc_node *n)
 		struct pair *pairs = bt_xreallocarray(NULL, n->count, sizeof *pairs);
 		const struct bt_benc_node *k = bt_benc_first(n);
 		for (uint32_t i = 0; i < n->count; i++, k = bt_benc_skip(k + 1))
-			pairs[i] = (struct pair){ .key = k, .order = i };
+			pairs[i] = (struct pair){.key = k, .order = i};
 		qsort(pairs, n->count, sizeof *pairs, compare_keys);
 		bt_benc_begin_dict(out);
 		for (uint32_t i = 0; i < n->count; i++) {

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #define MAX_SEEDERS 64
-#define BASE_PORT 17011
+#define BASE_PORT   17011
 
 static const char help[] =
 	"Usage: torrent bench [options]\n"
@@ -153,7 +153,8 @@ static double process_cpu(pid_t pid)
 
 static bool wait_listening(unsigned i, double deadline)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)(BASE_PORT + i)) };
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)(BASE_PORT + i))};
 	sin.sin_addr.s_addr = htonl(0x7f00000b + i);
 	while (now_s() < deadline && !interrupted) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -161,7 +162,7 @@ static bool wait_listening(unsigned i, double deadline)
 		close(fd);
 		if (ok)
 			return true;
-		struct timespec ts = { 0, 20 * 1000000 };
+		struct timespec ts = {0, 20 * 1000000};
 		nanosleep(&ts, NULL);
 	}
 	return false;
@@ -179,7 +180,7 @@ static void stop_seeders(struct bench *b)
 				waitpid(b->seed_pids[i], NULL, 0);
 				break;
 			}
-			struct timespec ts = { 0, 10 * 1000000 };
+			struct timespec ts = {0, 10 * 1000000};
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -227,9 +228,10 @@ static void show_line(const char *line, double elapsed, bool tty)
 		   *r = strstr(line, "\"rate\":");
 	if (!d || !t || !r || !tty)
 		return;
-	struct bt_progress p = { .done = strtoull(d + 7, NULL, 10),
-				 .total = strtoull(t + 8, NULL, 10),
-				 .rate = strtod(r + 7, NULL), .elapsed = elapsed };
+	struct bt_progress p = {.done = strtoull(d + 7, NULL, 10),
+				.total = strtoull(t + 8, NULL, 10),
+				.rate = strtod(r + 7, NULL),
+				.elapsed = elapsed};
 	char text[200];
 	bt_progress_line(text, sizeof text, &p);
 	fprintf(stderr, "\rtorrent: bench: downloading %s\033[K", text);
@@ -278,8 +280,8 @@ static int run_bench(struct bench *b)
 			size_text, b->dir);
 	struct bt_buf tbuf;
 	bt_buf_init(&tbuf);
-	struct bt_make_opts mo = { .path = b->data, .piece_length = b->piece_length,
-				   .no_date = true };
+	struct bt_make_opts mo = {
+		.path = b->data, .piece_length = b->piece_length, .no_date = true};
 	if (make_data(b, &err) || (!interrupted && bt_make_torrent(&mo, &tbuf, &err))) {
 		bt_cli_error("bench", "%s", err.msg);
 		goto out;
@@ -297,14 +299,14 @@ static int run_bench(struct bench *b)
 
 	if (!b->json)
 		fprintf(stderr, "torrent: bench: starting %u seeders on 127.0.0.11..127.0.0.%u\n",
-			b->seeders,
-			10 + b->seeders);
+			b->seeders, 10 + b->seeders);
 	for (unsigned i = 0; i < b->seeders && !interrupted; i++) {
 		char ip[32], port[16];
 		snprintf(ip, sizeof ip, "127.0.0.%u", 11 + i);
 		snprintf(port, sizeof port, "%u", BASE_PORT + i);
-		char *argv[] = { "torrent", "seed", "--listen", ip, "-p", port, "--no-tracker",
-				 "--assume-valid", "-q", b->torrent, b->data, NULL };
+		char *argv[] = {"torrent", "seed",     "--listen",     ip,
+				"-p",	   port,       "--no-tracker", "--assume-valid",
+				"-q",	   b->torrent, b->data,	       NULL};
 		b->seed_pids[b->nseeds++] = spawn(argv, -1);
 	}
 	double deadline = now_s() + 15;
@@ -319,7 +321,7 @@ static int run_bench(struct bench *b)
 
 	/* The downloader: its JSON progress comes through a pipe. */
 	char **argv = bt_xcalloc(8 + 2 * (size_t)b->seeders, sizeof *argv);
-	char (*peers)[32] = bt_xcalloc(b->seeders, sizeof *peers);
+	char(*peers)[32] = bt_xcalloc(b->seeders, sizeof *peers);
 	size_t a = 0;
 	argv[a++] = "torrent";
 	argv[a++] = "download";
@@ -340,13 +342,13 @@ static int run_bench(struct bench *b)
 	pid_t dl = spawn(argv, pipefd[1]);
 	close(pipefd[1]);
 	free(argv);
-	struct summary sum = { .first_byte = -1 };
+	struct summary sum = {.first_byte = -1};
 	struct bt_buf line;
 	bt_buf_init(&line);
 	int status = 0;
-	struct rusage ru = { 0 };
+	struct rusage ru = {0};
 	for (;;) {
-		struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+		struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
 		int pr = poll(&pfd, 1, 200);
 		if (interrupted) {
 			kill(dl, SIGTERM);
@@ -403,7 +405,8 @@ static int run_bench(struct bench *b)
 	} else {
 		char pl[32];
 		bt_format_bytes(pl, sizeof pl, (double)b->piece_length);
-		printf("size            %s (%u seeders, pieces of %s)\n", size_text, b->seeders, pl);
+		printf("size            %s (%u seeders, pieces of %s)\n", size_text, b->seeders,
+		       pl);
 		printf("verified        %s\n", ok ? "yes, byte for byte" : "NO");
 		printf("wall time       %.2f s\n", wall);
 		printf("throughput      %.1f MB/s\n", mbps);
@@ -415,13 +418,14 @@ static int run_bench(struct bench *b)
 		printf("share per seeder:\n");
 		for (unsigned i = 0; i < b->seeders; i++)
 			printf("  127.0.0.%-3u %5.1f%%\n", 11 + i,
-			       sum.received ? 100.0 * (double)sum.peer_bytes[i] / (double)sum.received
-					    : 0.0);
+			       sum.received
+				       ? 100.0 * (double)sum.peer_bytes[i] / (double)sum.received
+				       : 0.0);
 	}
 	if (!ok)
-		bt_cli_error("bench", "the download %s", WIFEXITED(status) && WEXITSTATUS(status) == 0
-								 ? "differs from the data"
-								 : "failed");
+		bt_cli_error("bench", "the download %s",
+			     WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "differs from the data"
+									   : "failed");
 	rc = ok ? BT_EXIT_OK : BT_EXIT_FAILURE;
 out:
 	stop_seeders(b);
@@ -441,15 +445,15 @@ static int run(int argc, char **argv)
 {
 	enum { OPT_JSON = 256, OPT_KEEP };
 	static const struct option opts[] = {
-		{ "size", required_argument, NULL, 's' },
-		{ "seeders", required_argument, NULL, 'n' },
-		{ "piece-length", required_argument, NULL, 'l' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "keep", no_argument, NULL, OPT_KEEP },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"size", required_argument, NULL, 's'},
+		{"seeders", required_argument, NULL, 'n'},
+		{"piece-length", required_argument, NULL, 'l'},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"keep", no_argument, NULL, OPT_KEEP},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	struct bench b = { .size = 1ull << 30, .piece_length = 1 << 20, .seeders = 8 };
+	struct bench b = {.size = 1ull << 30, .piece_length = 1 << 20, .seeders = 8};
 	int c;
 	double v;
 	unsigned long n;
@@ -457,23 +461,25 @@ static int run(int argc, char **argv)
 		switch (c) {
 		case 's':
 			if (bt_rate_parse(optarg, &v) || v < 16384 || v > 64.0 * (1ull << 30))
-				return bt_cli_usage_error("bench", "--size wants 16K to 64G, not '%s'",
-							  optarg);
+				return bt_cli_usage_error(
+					"bench", "--size wants 16K to 64G, not '%s'", optarg);
 			b.size = (uint64_t)v;
 			break;
 		case 'n':
 			if (bt_cli_parse_uint(optarg, 1, MAX_SEEDERS, &n))
-				return bt_cli_usage_error("bench", "--seeders wants 1 to %d, not '%s'",
+				return bt_cli_usage_error("bench",
+							  "--seeders wants 1 to %d, not '%s'",
 							  MAX_SEEDERS, optarg);
 			b.seeders = (unsigned)n;
 			break;
 		case 'l':
 			if (bt_rate_parse(optarg, &v) || v < 16384 || v > (64 << 20) ||
 			    ((uint64_t)v & ((uint64_t)v - 1)))
-				return bt_cli_usage_error("bench",
-							  "--piece-length wants a power of two from "
-							  "16K to 64M, not '%s'",
-							  optarg);
+				return bt_cli_usage_error(
+					"bench",
+					"--piece-length wants a power of two from "
+					"16K to 64M, not '%s'",
+					optarg);
 			b.piece_length = (int64_t)v;
 			break;
 		case OPT_JSON:
@@ -491,7 +497,7 @@ static int run(int argc, char **argv)
 	}
 	if (argc != optind)
 		return bt_cli_usage_error("bench", "takes no arguments");
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	return run_bench(&b);

@@ -37,7 +37,8 @@ static const char help[] =
 	"  -q, --quiet            no progress line\n"
 	"  -h, --help             show this help\n"
 	"\n"
-	"Exit status: 0 created, 1 the data could not be read or the output written, 2 bad usage.\n";
+	"Exit status: 0 created, 1 the data could not be read or the output written, 2 bad "
+	"usage.\n";
 
 struct progress_state {
 	bool show;
@@ -113,21 +114,21 @@ static int run(int argc, char **argv)
 {
 	enum { OPT_HIDDEN = 256, OPT_NO_DATE, OPT_FORCE };
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "announce", required_argument, NULL, 'a' },
-		{ "piece-length", required_argument, NULL, 'l' },
-		{ "private", no_argument, NULL, 'p' },
-		{ "comment", required_argument, NULL, 'c' },
-		{ "web-seed", required_argument, NULL, 'w' },
-		{ "name", required_argument, NULL, 'n' },
-		{ "include-hidden", no_argument, NULL, OPT_HIDDEN },
-		{ "no-date", no_argument, NULL, OPT_NO_DATE },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"output", required_argument, NULL, 'o'},
+		{"announce", required_argument, NULL, 'a'},
+		{"piece-length", required_argument, NULL, 'l'},
+		{"private", no_argument, NULL, 'p'},
+		{"comment", required_argument, NULL, 'c'},
+		{"web-seed", required_argument, NULL, 'w'},
+		{"name", required_argument, NULL, 'n'},
+		{"include-hidden", no_argument, NULL, OPT_HIDDEN},
+		{"no-date", no_argument, NULL, OPT_NO_DATE},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	struct bt_make_opts mo = { 0 };
+	struct bt_make_opts mo = {0};
 	const char *output = NULL;
 	bool force = false, quiet = false;
 	int c, rc = BT_EXIT_OK;
@@ -198,7 +199,7 @@ static int run(int argc, char **argv)
 		return rc < 0 ? BT_EXIT_OK : rc;
 	}
 	mo.path = argv[optind];
-	struct progress_state ps = { .show = !quiet && isatty(STDERR_FILENO) };
+	struct progress_state ps = {.show = !quiet && isatty(STDERR_FILENO)};
 	mo.progress = on_progress;
 	mo.progress_arg = &ps;
 

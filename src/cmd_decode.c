@@ -15,8 +15,10 @@ static const char help[] =
 	"\n"
 	"  Integers print exactly as written, however long. Lists become arrays, dictionaries\n"
 	"  objects (keys in the order they appear). Byte strings become JSON strings: valid UTF-8\n"
-	"  is kept as text, and each byte that is not part of valid UTF-8 is written as the escape\n"
-	"  \\udcXX, XX being the byte's value (the 'surrogateescape' rule), so the output is always\n"
+	"  is kept as text, and each byte that is not part of valid UTF-8 is written as the "
+	"escape\n"
+	"  \\udcXX, XX being the byte's value (the 'surrogateescape' rule), so the output is "
+	"always\n"
 	"  valid JSON and loses nothing: in Python,\n"
 	"  json.loads(out).encode('utf-8', 'surrogateescape') gives back the original bytes.\n"
 	"\n"
@@ -33,9 +35,9 @@ static const char help[] =
 static int run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "file", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"file", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	const char *file = NULL;
 	int c;

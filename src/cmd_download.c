@@ -132,7 +132,7 @@ struct job {
 	struct bt_session *session;
 	struct bt_torrent *torrent;
 	struct bt_storage *storage; /* download */
-	int piece_fd;               /* download_piece */
+	int piece_fd;		    /* download_piece */
 	char *final_path, *temp_path;
 	bool complete, failed, seeding;
 	double seeding_since;
@@ -152,29 +152,42 @@ static double now_s(void)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_PEER = 256, OPT_MAX_PEERS, OPT_STALL, OPT_FORCE, OPT_PROGRESS, OPT_NO_TRACKER,
-	       OPT_SEED, OPT_SEED_RATIO, OPT_SEED_TIME, OPT_LISTEN, OPT_VERBOSE, OPT_MAX_DOWN,
-	       OPT_MAX_UP, OPT_ASSUME_VALID };
+	enum {
+		OPT_PEER = 256,
+		OPT_MAX_PEERS,
+		OPT_STALL,
+		OPT_FORCE,
+		OPT_PROGRESS,
+		OPT_NO_TRACKER,
+		OPT_SEED,
+		OPT_SEED_RATIO,
+		OPT_SEED_TIME,
+		OPT_LISTEN,
+		OPT_VERBOSE,
+		OPT_MAX_DOWN,
+		OPT_MAX_UP,
+		OPT_ASSUME_VALID
+	};
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "peer", required_argument, NULL, OPT_PEER },
-		{ "no-tracker", no_argument, NULL, OPT_NO_TRACKER },
-		{ "max-peers", required_argument, NULL, OPT_MAX_PEERS },
-		{ "port", required_argument, NULL, 'p' },
-		{ "stall-timeout", required_argument, NULL, OPT_STALL },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "progress", required_argument, NULL, OPT_PROGRESS },
-		{ "seed", no_argument, NULL, OPT_SEED },
-		{ "seed-ratio", required_argument, NULL, OPT_SEED_RATIO },
-		{ "seed-time", required_argument, NULL, OPT_SEED_TIME },
-		{ "listen", required_argument, NULL, OPT_LISTEN },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "max-down", required_argument, NULL, OPT_MAX_DOWN },
-		{ "max-up", required_argument, NULL, OPT_MAX_UP },
-		{ "assume-valid", no_argument, NULL, OPT_ASSUME_VALID },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"output", required_argument, NULL, 'o'},
+		{"peer", required_argument, NULL, OPT_PEER},
+		{"no-tracker", no_argument, NULL, OPT_NO_TRACKER},
+		{"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+		{"port", required_argument, NULL, 'p'},
+		{"stall-timeout", required_argument, NULL, OPT_STALL},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"quiet", no_argument, NULL, 'q'},
+		{"progress", required_argument, NULL, OPT_PROGRESS},
+		{"seed", no_argument, NULL, OPT_SEED},
+		{"seed-ratio", required_argument, NULL, OPT_SEED_RATIO},
+		{"seed-time", required_argument, NULL, OPT_SEED_TIME},
+		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"verbose", no_argument, NULL, 'v'},
+		{"max-down", required_argument, NULL, OPT_MAX_DOWN},
+		{"max-up", required_argument, NULL, OPT_MAX_UP},
+		{"assume-valid", no_argument, NULL, OPT_ASSUME_VALID},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	const char *cmd = o->command;
 	bool piece = o->mode == MODE_PIECE;
@@ -196,8 +209,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_MAX_PEERS:
 			if (bt_cli_parse_uint(optarg, 1, 1000, &max_peers))
-				return bt_cli_usage_error(cmd, "--max-peers wants 1 to 1000, not '%s'",
-							  optarg);
+				return bt_cli_usage_error(
+					cmd, "--max-peers wants 1 to 1000, not '%s'", optarg);
 			break;
 		case 'p':
 			if (bt_cli_parse_uint(optarg, 1, 65535, &o->port))
@@ -207,7 +220,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_STALL:
 			if (bt_cli_parse_seconds(optarg, 1, 86400, &o->stall_timeout))
 				return bt_cli_usage_error(
-					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'", optarg);
+					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'",
+					optarg);
 			break;
 		case OPT_FORCE:
 			o->force = true;
@@ -223,8 +237,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			else if (strcmp(optarg, "none") == 0)
 				o->progress = PROGRESS_NONE;
 			else
-				return bt_cli_usage_error(cmd, "--progress wants auto, json or none, "
-							       "not '%s'",
+				return bt_cli_usage_error(cmd,
+							  "--progress wants auto, json or none, "
+							  "not '%s'",
 							  optarg);
 			break;
 		case OPT_SEED:
@@ -235,14 +250,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_SEED_RATIO:
 			if (bt_cli_parse_seconds(optarg, 0.01, 1e6, &o->seed_ratio))
-				return bt_cli_usage_error(cmd, "--seed-ratio wants a number like 1.5, "
-							       "not '%s'",
+				return bt_cli_usage_error(cmd,
+							  "--seed-ratio wants a number like 1.5, "
+							  "not '%s'",
 							  optarg);
 			break;
 		case OPT_SEED_TIME:
 			if (bt_cli_parse_seconds(optarg, 1, 1e9, &o->seed_time))
-				return bt_cli_usage_error(cmd, "--seed-time wants seconds, not '%s'",
-							  optarg);
+				return bt_cli_usage_error(
+					cmd, "--seed-time wants seconds, not '%s'", optarg);
 			break;
 		case OPT_LISTEN:
 			o->listen_ip = optarg;
@@ -253,10 +269,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_MAX_DOWN:
 		case OPT_MAX_UP:
 			if (bt_rate_parse(optarg, c == OPT_MAX_DOWN ? &o->max_down : &o->max_up))
-				return bt_cli_usage_error(cmd, "--max-%s wants a rate like 500K or 2M "
-							       "(bytes per second, at least 1K), "
-							       "not '%s'",
-							  c == OPT_MAX_DOWN ? "down" : "up", optarg);
+				return bt_cli_usage_error(cmd,
+							  "--max-%s wants a rate like 500K or 2M "
+							  "(bytes per second, at least 1K), "
+							  "not '%s'",
+							  c == OPT_MAX_DOWN ? "down" : "up",
+							  optarg);
 			break;
 		case 'h':
 			fputs(o->mode == MODE_PIECE  ? piece_help
@@ -271,11 +289,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->max_peers = (size_t)max_peers;
 	int want = o->mode == MODE_DOWNLOAD ? 1 : 2;
 	if (argc - optind != want)
-		return bt_cli_usage_error(cmd, o->mode == MODE_PIECE ? "expected a .torrent file and "
-									"a piece index"
-					       : o->mode == MODE_SEED ? "expected a .torrent file and "
-									"the data's path"
-								      : "expected one .torrent file");
+		return bt_cli_usage_error(cmd,
+					  o->mode == MODE_PIECE	 ? "expected a .torrent file and "
+								   "a piece index"
+					  : o->mode == MODE_SEED ? "expected a .torrent file and "
+								   "the data's path"
+								 : "expected one .torrent file");
 	o->torrent_path = argv[optind];
 	if (want == 2)
 		o->piece_arg = argv[optind + 1];
@@ -320,7 +339,7 @@ static int resolve_peer_arg(const char *cmd, const char *arg, struct peer_addr *
 	unsigned long pv;
 	if (bt_cli_parse_uint(port, 1, 65535, &pv))
 		goto bad;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc) {
@@ -342,9 +361,12 @@ static void show_progress(struct job *j, bool final)
 	struct bt_torrent_stats s;
 	bt_torrent_get_stats(j->torrent, &s);
 	double now = now_s();
-	struct bt_progress p = { .done = s.verified_bytes, .total = s.wanted_bytes, .rate = s.rate,
-				 .elapsed = now - j->started, .peers = s.peers_connected,
-				 .unchoking = s.peers_unchoking };
+	struct bt_progress p = {.done = s.verified_bytes,
+				.total = s.wanted_bytes,
+				.rate = s.rate,
+				.elapsed = now - j->started,
+				.peers = s.peers_connected,
+				.unchoking = s.peers_unchoking};
 	/* The last line shows the whole run's average rather than the last second's. */
 	if (final && p.elapsed > 0)
 		p.rate = (double)s.received_bytes / p.elapsed;
@@ -452,7 +474,8 @@ static int finalize(struct job *j)
 	if (j->o->mode == MODE_SEED)
 		return 0;
 	/* A resumed (--force) file may have been longer than the torrent: cut it to size. */
-	if (j->storage && (bt_storage_trim(j->storage, &err) || bt_storage_sync(j->storage, &err))) {
+	if (j->storage &&
+	    (bt_storage_trim(j->storage, &err) || bt_storage_sync(j->storage, &err))) {
 		bt_cli_error(cmd, "%s", err.msg);
 		return BT_EXIT_FAILURE;
 	}
@@ -530,7 +553,8 @@ static uint32_t check_pieces(struct job *j, struct bt_storage *st, struct bt_bit
 		uint8_t digest[BT_SHA1_LEN];
 		if (bt_storage_read(st, i, 0, buf, len, NULL) == 0) {
 			bt_sha1(buf, len, digest);
-			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN)) {
+			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN,
+				    BT_SHA1_LEN)) {
 				bt_bitfield_set(have, i);
 				good++;
 			}
@@ -589,10 +613,11 @@ static int prepare_download(struct job *j, struct bt_bitfield *have, bool *alrea
 			return 0;
 		}
 		if (!j->o->force) {
-			bt_cli_error(cmd,
-				     "'%s' exists and is not this torrent's complete data (%u of %u "
-				     "pieces match); use --force to resume from it",
-				     j->final_path, good, m->piece_count);
+			bt_cli_error(
+				cmd,
+				"'%s' exists and is not this torrent's complete data (%u of %u "
+				"pieces match); use --force to resume from it",
+				j->final_path, good, m->piece_count);
 			return BT_EXIT_FAILURE;
 		}
 		if (exists(j->temp_path)) {
@@ -615,7 +640,8 @@ static int prepare_download(struct job *j, struct bt_bitfield *have, bool *alrea
 	if (resuming) {
 		uint32_t good = check_pieces(j, j->storage, have);
 		if (j->o->progress != PROGRESS_NONE)
-			fprintf(stderr, "torrent: resuming '%s': %u of %u pieces already verified\n",
+			fprintf(stderr,
+				"torrent: resuming '%s': %u of %u pieces already verified\n",
 				j->temp_path, good, m->piece_count);
 	}
 	return 0;
@@ -637,7 +663,8 @@ static int prepare_piece(struct job *j, uint32_t index, bool *already_done)
 			uint8_t digest[BT_SHA1_LEN];
 			bt_sha1(data, n, digest);
 			free(data);
-			if (n == len && !memcmp(digest, j->m->piece_hashes + (size_t)index * 20, 20)) {
+			if (n == len &&
+			    !memcmp(digest, j->m->piece_hashes + (size_t)index * 20, 20)) {
 				*already_done = true;
 				return 0;
 			}
@@ -762,7 +789,7 @@ static int run_job(struct options *o)
 			return rc;
 		}
 	}
-	struct job j = { .o = o, .m = &m, .piece_fd = -1, .tty = isatty(STDERR_FILENO) == 1 };
+	struct job j = {.o = o, .m = &m, .piece_fd = -1, .tty = isatty(STDERR_FILENO) == 1};
 	j.started = now_s();
 	struct bt_bitfield have, want;
 	bt_bitfield_init(&have, m.piece_count);
@@ -772,7 +799,7 @@ static int run_job(struct options *o)
 	else
 		bt_bitfield_set_all(&want);
 	bool already_done = false;
-	rc = o->mode == MODE_PIECE ? prepare_piece(&j, index, &already_done)
+	rc = o->mode == MODE_PIECE  ? prepare_piece(&j, index, &already_done)
 	     : o->mode == MODE_SEED ? prepare_seed(&j, &have)
 				    : prepare_download(&j, &have, &already_done);
 	if (rc || (already_done && !o->seed))
@@ -797,15 +824,19 @@ static int run_job(struct options *o)
 		rc = BT_EXIT_FAILURE;
 		goto done;
 	}
-	struct bt_torrent_opts topts = { .max_peers = o->max_peers, .port = (uint16_t)o->port,
-					 .use_trackers = !o->no_tracker,
-					 .stall_timeout_s = o->stall_timeout, .seed = o->seed,
-					 .verbose = o->verbose, .max_down = o->max_down,
-					 .max_up = o->max_up, .source_ip = o->listen_ip };
-	struct bt_torrent_events tev = { .piece_verified = store_piece,
-					 .read_block = j.storage ? read_block : NULL,
-					 .complete = on_complete,
-					 .failed = on_failed };
+	struct bt_torrent_opts topts = {.max_peers = o->max_peers,
+					.port = (uint16_t)o->port,
+					.use_trackers = !o->no_tracker,
+					.stall_timeout_s = o->stall_timeout,
+					.seed = o->seed,
+					.verbose = o->verbose,
+					.max_down = o->max_down,
+					.max_up = o->max_up,
+					.source_ip = o->listen_ip};
+	struct bt_torrent_events tev = {.piece_verified = store_piece,
+					.read_block = j.storage ? read_block : NULL,
+					.complete = on_complete,
+					.failed = on_failed};
 	j.torrent = bt_torrent_new(j.session, &m, &have, &want, &topts, &tev, &j);
 	for (size_t i = 0; i < o->npeers; i++)
 		bt_torrent_add_peer(j.torrent, (struct sockaddr *)&peers[i].ss, peers[i].len);
@@ -827,7 +858,7 @@ static int run_job(struct options *o)
 		}
 	}
 	j.progress_ev = event_new(bt_session_base(j.session), -1, EV_PERSIST, on_progress, &j);
-	struct timeval tv = { 0, 250000 }, sec = { 1, 0 };
+	struct timeval tv = {0, 250000}, sec = {1, 0};
 	event_add(j.progress_ev, j.tty && o->progress == PROGRESS_AUTO ? &tv : &sec);
 
 	j.engine_started = now_s();
@@ -856,8 +887,9 @@ static int run_job(struct options *o)
 		if (!rc)
 			announce_result(&j, index);
 	} else if (end == BT_SESSION_INTERRUPTED) {
-		bt_cli_error(cmd, "interrupted; verified pieces are kept in '%s': run the same "
-				  "command again to resume",
+		bt_cli_error(cmd,
+			     "interrupted; verified pieces are kept in '%s': run the same "
+			     "command again to resume",
 			     j.temp_path);
 		rc = BT_EXIT_FAILURE;
 	} else {
@@ -889,7 +921,7 @@ done:
 
 static int run_mode(int argc, char **argv, const char *name, enum mode mode)
 {
-	struct options o = { .command = name, .mode = mode };
+	struct options o = {.command = name, .mode = mode};
 	int rc = parse_options(argc, argv, &o);
 	if (rc == 0)
 		rc = run_job(&o);

@@ -65,8 +65,8 @@ static void ignore_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 static int run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":h", opts)) != -1) {
@@ -90,8 +90,8 @@ static int run(int argc, char **argv)
 	unsigned long port;
 	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= sizeof host ||
 	    bt_cli_parse_uint(colon + 1, 1, 65535, &port))
-		return bt_cli_usage_error("handshake", "expected host:port (port 1 to 65535), not '%s'",
-					  addr);
+		return bt_cli_usage_error("handshake",
+					  "expected host:port (port 1 to 65535), not '%s'", addr);
 	memcpy(host, h0, (size_t)(h1 - h0));
 	host[h1 - h0] = '\0';
 
@@ -99,7 +99,7 @@ static int run(int argc, char **argv)
 	int rc = bt_cli_load_torrent("handshake", path, &m);
 	if (rc)
 		return rc;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, colon + 1, &hints, &res);
 	if (gai) {
@@ -107,7 +107,7 @@ static int run(int argc, char **argv)
 		bt_cli_error("handshake", "%s: %s", addr, gai_strerror(gai));
 		return BT_EXIT_FAILURE;
 	}
-	struct hs s = { 0 };
+	struct hs s = {0};
 	struct bt_err err;
 	s.session = bt_session_new(&err);
 	if (!s.session) {
@@ -116,13 +116,16 @@ static int run(int argc, char **argv)
 		bt_cli_error("handshake", "%s", err.msg);
 		return BT_EXIT_FAILURE;
 	}
-	struct bt_peer_config cfg = { .piece_count = m.piece_count };
+	struct bt_peer_config cfg = {.piece_count = m.piece_count};
 	memcpy(cfg.info_hash, m.info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(s.session), 20);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
-	struct bt_peer_events ev = { .handshake = on_handshake, .choked = ignore_choke,
-				     .has = ignore_has, .block_dest = no_dest,
-				     .block = ignore_block, .closed = on_closed };
+	struct bt_peer_events ev = {.handshake = on_handshake,
+				    .choked = ignore_choke,
+				    .has = ignore_has,
+				    .block_dest = no_dest,
+				    .block = ignore_block,
+				    .closed = on_closed};
 	struct bt_peer *p = bt_peer_connect(bt_session_base(s.session), res->ai_addr,
 					    res->ai_addrlen, &cfg, &ev, &s);
 	freeaddrinfo(res);

@@ -11,18 +11,21 @@ static const char help[] =
 	"Usage: torrent info [--json] <file.torrent>\n"
 	"\n"
 	"Shows what a .torrent file describes. The first lines are always, in this order:\n"
-	"  Tracker URL: <the announce URL, or the first of announce-list; '(none)' if trackerless>\n"
+	"  Tracker URL: <the announce URL, or the first of announce-list; '(none)' if "
+	"trackerless>\n"
 	"  Length: <total bytes of all files>\n"
 	"  Info Hash: <40 lowercase hex digits: SHA-1 of the info dictionary as stored>\n"
 	"  Piece Length: <bytes>\n"
 	"  Piece Hashes:\n"
 	"  <one 40-digit hash per line, in piece order>\n"
 	"then the name, piece count, private flag, creation date, creator, comment, every tracker\n"
-	"tier, web seeds, and the file list. Hybrid v1+v2 torrents (BEP 52) are shown through their\n"
+	"tier, web seeds, and the file list. Hybrid v1+v2 torrents (BEP 52) are shown through "
+	"their\n"
 	"v1 view; v2-only torrents are refused as not supported yet.\n"
 	"\n"
 	"Options:\n"
-	"  --json      print everything as one JSON object (strings as in 'torrent decode --help')\n"
+	"  --json      print everything as one JSON object (strings as in 'torrent decode "
+	"--help')\n"
 	"  -h, --help  show this help\n"
 	"\n"
 	"Exit status: 0 success, 2 bad usage, unreadable file or invalid torrent.\n";
@@ -208,9 +211,9 @@ static void print_json(const struct bt_metainfo *m)
 static int run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	bool json = false;
 	int c;

@@ -21,7 +21,8 @@ static const char help[] =
 	"\n"
 	"Asks the torrent's trackers for peers and prints each peer as ip:port (IPv6 as\n"
 	"[addr]:port), one per line, without duplicates. Every tracker of every tier (HTTP, HTTPS\n"
-	"and UDP) is asked at once; once one has answered with peers, the others get half a second\n"
+	"and UDP) is asked at once; once one has answered with peers, the others get half a "
+	"second\n"
 	"more, so a dead tracker costs nothing when a live one answers. Trackers that fail are\n"
 	"reported on stderr with their URL and the reason. On the way out each tracker that\n"
 	"answered is sent a 'stopped' announce, so this query does not linger in its swarm.\n"
@@ -33,7 +34,8 @@ static const char help[] =
 	"                         peers, interval, seeders, leechers, warning and error\n"
 	"  -h, --help             show this help\n"
 	"\n"
-	"Exit status: 0 if any tracker gave a peer, 1 if none did, 2 bad usage or invalid torrent.\n";
+	"Exit status: 0 if any tracker gave a peer, 1 if none did, 2 bad usage or invalid "
+	"torrent.\n";
 
 struct peers_run;
 
@@ -71,7 +73,7 @@ static double now_seconds(void)
 /* Our own announce comes back from trackers that list every peer, the asker included. */
 static bool is_us(const struct peers_run *run, const struct bt_peer_addr *a)
 {
-	static const uint8_t v6_loopback[16] = { [15] = 1 };
+	static const uint8_t v6_loopback[16] = {[15] = 1};
 	if (a->port != run->req.port)
 		return false;
 	return (a->family == 4 && a->addr[0] == 127) ||
@@ -86,8 +88,8 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 	bt_session_stop(run->session);
 }
 
-static void on_announced(const char *url, const struct bt_announce_reply *reply,
-			 const char *error, void *arg)
+static void on_announced(const char *url, const struct bt_announce_reply *reply, const char *error,
+			 void *arg)
 {
 	(void)url;
 	struct tracker_result *t = arg;
@@ -113,7 +115,7 @@ static void on_announced(const char *url, const struct bt_announce_reply *reply,
 	if (run->pending == 0) {
 		bt_session_stop(run->session);
 	} else if (t->peer_count && !evtimer_pending(run->grace, NULL)) {
-		struct timeval tv = { 0, (suseconds_t)(GRACE_SECONDS * 1e6) };
+		struct timeval tv = {0, (suseconds_t)(GRACE_SECONDS * 1e6)};
 		evtimer_add(run->grace, &tv);
 	}
 }
@@ -141,8 +143,9 @@ static void send_stopped(struct peers_run *run)
 		struct tracker_result *t = &run->trackers[i];
 		if (!t->answered || t->error)
 			continue;
-		t->announce = bt_announce_start(&run->io, t->url, &req,
-						(long)(STOPPED_SECONDS * 1000), on_stopped, t, NULL);
+		t->announce =
+			bt_announce_start(&run->io, t->url, &req, (long)(STOPPED_SECONDS * 1000),
+					  on_stopped, t, NULL);
 		run->pending += t->announce != NULL;
 	}
 	if (run->pending)
@@ -265,7 +268,7 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 	}
 	struct peers_run run = {
 		.session = s,
-		.io = { .http = bt_session_http(s), .udp = bt_session_udp(s) },
+		.io = {.http = bt_session_http(s), .udp = bt_session_udp(s)},
 		.trackers = bt_xcalloc(count, sizeof *run.trackers),
 		.count = count,
 		.started = now_seconds(),
@@ -283,9 +286,11 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		struct tracker_result *t = &run.trackers[i];
 		t->run = &run;
 		t->url = urls[i];
-		/* The command's deadline ends slow transfers; curl's own limit is only a backstop. */
-		t->announce = bt_announce_start(&run.io, t->url, &run.req, (long)(timeout * 1000) + 1000,
-						on_announced, t, &err);
+		/* The command's deadline ends slow transfers; curl's own limit is only a backstop.
+		 */
+		t->announce =
+			bt_announce_start(&run.io, t->url, &run.req, (long)(timeout * 1000) + 1000,
+					  on_announced, t, &err);
 		if (t->announce)
 			run.pending++;
 		else
@@ -353,11 +358,11 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 static int run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "timeout", required_argument, NULL, 't' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"timeout", required_argument, NULL, 't'},
+		{"port", required_argument, NULL, 'p'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	double timeout = 5;
 	unsigned long port = 6881;

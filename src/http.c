@@ -48,7 +48,8 @@ static void on_socket_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct sock_watch *w = arg;
 	struct bt_http *h = w->http;
-	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	int flags =
+		(what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 	curl_multi_socket_action(h->multi, fd, flags, &running);
 	drain(h);
@@ -101,7 +102,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0) {
 		evtimer_del(h->timer);
 	} else {
-		struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+		struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 		evtimer_add(h->timer, &tv);
 	}
 	return 0;
@@ -160,7 +161,7 @@ static int error_code(CURLcode c)
 
 static void finish(struct bt_http_req *r, CURLcode code)
 {
-	struct bt_http_response res = { 0 };
+	struct bt_http_response res = {0};
 	char msg[CURL_ERROR_SIZE + 64];
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
 	if (r->too_large) {
@@ -171,7 +172,8 @@ static void finish(struct bt_http_req *r, CURLcode code)
 		snprintf(msg, sizeof msg, "timed out after %ld ms", r->timeout_ms);
 	} else if (code != CURLE_OK) {
 		res.error = error_code(code);
-		snprintf(msg, sizeof msg, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+		snprintf(msg, sizeof msg, "%s",
+			 r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
 	} else if (res.status < 200 || res.status > 299) {
 		res.error = -EPROTO;
 		snprintf(msg, sizeof msg, "HTTP status %ld", res.status);
@@ -235,8 +237,8 @@ static bool scheme_allowed(const char *url)
 	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
-struct bt_http_req *bt_http_get(struct bt_http *h, const char *url,
-				const struct bt_http_opts *opts, bt_http_done_fn done, void *arg)
+struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct bt_http_opts *opts,
+				bt_http_done_fn done, void *arg)
 {
 	if (!scheme_allowed(url))
 		return NULL;
@@ -278,7 +280,8 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url,
 		h->reqs->prev = r;
 	h->reqs = r;
 	h->active++;
-	/* curl calls timer_cb at once with 0 ms: the transfer starts from the loop, not from here. */
+	/* curl calls timer_cb at once with 0 ms: the transfer starts from the loop, not from here.
+	 */
 	curl_multi_add_handle(h->multi, e);
 	return r;
 }

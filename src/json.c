@@ -54,10 +54,10 @@ void bt_json_put_bytes(struct bt_buf *out, const void *data, size_t n)
 		}
 		i++;
 		if (len == 0) {
-			char esc[] = { '\\', 'u', 'd', 'c', hex[c >> 4], hex[c & 15] };
+			char esc[] = {'\\', 'u', 'd', 'c', hex[c >> 4], hex[c & 15]};
 			bt_buf_add(out, esc, sizeof esc);
 		} else if (c == '"' || c == '\\') {
-			char esc[] = { '\\', (char)c };
+			char esc[] = {'\\', (char)c};
 			bt_buf_add(out, esc, 2);
 		} else if (c == '\n') {
 			bt_buf_add(out, "\\n", 2);
@@ -66,7 +66,7 @@ void bt_json_put_bytes(struct bt_buf *out, const void *data, size_t n)
 		} else if (c == '\t') {
 			bt_buf_add(out, "\\t", 2);
 		} else if (c < 0x20 || c == 0x7f) {
-			char esc[] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			bt_buf_add(out, esc, sizeof esc);
 		} else {
 			bt_buf_addc(out, (char)c);

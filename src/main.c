@@ -9,15 +9,8 @@
 #endif
 
 static const struct bt_cli_command *const commands[] = {
-	&bt_cmd_decode,
-	&bt_cmd_info,
-	&bt_cmd_peers,
-	&bt_cmd_handshake,
-	&bt_cmd_download_piece,
-	&bt_cmd_download,
-	&bt_cmd_create,
-	&bt_cmd_seed,
-	&bt_cmd_bench,
+	&bt_cmd_decode,	  &bt_cmd_info,	  &bt_cmd_peers, &bt_cmd_handshake, &bt_cmd_download_piece,
+	&bt_cmd_download, &bt_cmd_create, &bt_cmd_seed,	 &bt_cmd_bench,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -41,7 +34,8 @@ static void print_help(FILE *f)
 	      "Exit status:\n"
 	      "  0  success\n"
 	      "  1  operational failure (network, peers, disk, verification)\n"
-	      "  2  bad usage or invalid input (options, arguments, unreadable or malformed files)\n",
+	      "  2  bad usage or invalid input (options, arguments, unreadable or malformed "
+	      "files)\n",
 	      f);
 }
 

@@ -21,7 +21,7 @@
 #define READ_CHUNK (1 << 20)
 
 struct file_entry {
-	char *rel;   /* relative path, '/'-separated; "" for a single-file torrent */
+	char *rel; /* relative path, '/'-separated; "" for a single-file torrent */
 	int64_t length;
 };
 
@@ -36,7 +36,7 @@ static void add_file(struct file_list *l, const char *rel, int64_t length)
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = bt_xreallocarray(l->v, l->cap, sizeof *l->v);
 	}
-	l->v[l->n++] = (struct file_entry){ .rel = bt_xstrdup(rel), .length = length };
+	l->v[l->n++] = (struct file_entry){.rel = bt_xstrdup(rel), .length = length};
 }
 
 /* Component-wise order: "a/b" sorts before "a-b" because a '/' ends a component. */
@@ -80,7 +80,8 @@ static int walk(const char *root, const char *rel, const struct bt_make_opts *o,
 			rc = walk(root, child_rel, o, l, err);
 		} else if (S_ISREG(st.st_mode)) {
 			if (!bt_meta_component_ok((const uint8_t *)e->d_name, strlen(e->d_name)))
-				rc = bt_err_set(err, -EINVAL, "%s: name not allowed in a torrent", child);
+				rc = bt_err_set(err, -EINVAL, "%s: name not allowed in a torrent",
+						child);
 			else
 				add_file(l, child_rel, st.st_size);
 		}
@@ -129,7 +130,8 @@ static int hash_files(const char *root, bool single, const struct file_list *l, 
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
-				rc = n < 0 ? bt_err_set(err, -errno, "%s: %s", path, strerror(errno))
+				rc = n < 0 ? bt_err_set(err, -errno, "%s: %s", path,
+							strerror(errno))
 					   : bt_err_set(err, -EIO, "%s: changed while being read",
 							path);
 				break;
@@ -208,9 +210,10 @@ int bt_make_torrent(const struct bt_make_opts *o, struct bt_buf *out, struct bt_
 	const char *base = strrchr(root, '/') ? strrchr(root, '/') + 1 : root;
 	const char *name = o->name ? o->name : base;
 	if (!bt_meta_component_ok((const uint8_t *)name, strlen(name)))
-		return bt_err_set(err, -EINVAL, "'%s' cannot be a torrent's name (use --name)", name);
+		return bt_err_set(err, -EINVAL, "'%s' cannot be a torrent's name (use --name)",
+				  name);
 
-	struct file_list l = { 0 };
+	struct file_list l = {0};
 	bool single = S_ISREG(st.st_mode);
 	int rc = 0;
 	if (single)

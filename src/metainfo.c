@@ -53,8 +53,7 @@ static const char *label(char buf[32], int64_t i)
 	return buf;
 }
 
-static int get_length(const struct bt_benc_node *d, int64_t index, int64_t *out,
-		      struct bt_err *err)
+static int get_length(const struct bt_benc_node *d, int64_t index, int64_t *out, struct bt_err *err)
 {
 	char b[32];
 	const struct bt_benc_node *v = bt_benc_dict_get(d, "length");
@@ -102,7 +101,8 @@ static int check_path_clashes(const struct bt_metainfo *m, struct bt_err *err)
 		     slash = strchr(slash + 1, '/')) {
 			char *key = bt_xstrndup(paths[i], (size_t)(slash - paths[i]));
 			if (bsearch(&key, paths, n, sizeof *paths, compare_paths))
-				rc = BAD("info.files: '%.200s' is both a file and a directory", key);
+				rc = BAD("info.files: '%.200s' is both a file and a directory",
+					 key);
 			free(key);
 		}
 	}
@@ -110,8 +110,7 @@ static int check_path_clashes(const struct bt_metainfo *m, struct bt_err *err)
 	return rc;
 }
 
-static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
-		       struct bt_err *err)
+static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files, struct bt_err *err)
 {
 	if (files->type != BT_BENC_LIST)
 		return BAD("info.files: not a list");
@@ -154,7 +153,8 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 		if (rc)
 			break;
 		const struct bt_benc_node *attr = bt_benc_dict_get(f, "attr");
-		mf->pad = attr && attr->type == BT_BENC_STR && memchr(attr->str, 'p', attr->str_len);
+		mf->pad =
+			attr && attr->type == BT_BENC_STR && memchr(attr->str, 'p', attr->str_len);
 		mf->path = bt_xstrndup((const char *)path.data, path.len);
 		mf->offset = m->total_length;
 		m->file_count++;
@@ -168,7 +168,7 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files,
 static void add_tier(struct bt_metainfo *m, char **urls, size_t count)
 {
 	m->tiers = bt_xreallocarray(m->tiers, m->tier_count + 1, sizeof *m->tiers);
-	m->tiers[m->tier_count++] = (struct bt_meta_tier){ .urls = urls, .count = count };
+	m->tiers[m->tier_count++] = (struct bt_meta_tier){.urls = urls, .count = count};
 }
 
 /*
@@ -282,8 +282,8 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 		return BAD("info.pieces: length %zu is not a multiple of 20", pieces->str_len);
 	uint64_t need = ((uint64_t)m->total_length - 1) / (uint64_t)m->piece_length + 1;
 	if (pieces->str_len / BT_SHA1_LEN != need)
-		return BAD("info.pieces: holds %zu hashes, but %" PRId64 " bytes in pieces of %" PRId64
-			   " need %" PRIu64,
+		return BAD("info.pieces: holds %zu hashes, but %" PRId64
+			   " bytes in pieces of %" PRId64 " need %" PRIu64,
 			   pieces->str_len / BT_SHA1_LEN, m->total_length, m->piece_length, need);
 	m->piece_count = (uint32_t)need;
 	/* info_raw already holds the hashes: point into it rather than keep a second copy. */

@@ -21,12 +21,12 @@
 #define MAX_UPLOAD_QUEUE 2048
 /* Produce the next block for the peer only while less than this is waiting to be sent. */
 #define UPLOAD_LOW_WATER (512 * 1024)
-#define START_QUEUE 32
+#define START_QUEUE	 32
 /* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
-#define QUEUE_SECONDS 0.5
+#define QUEUE_SECONDS	  0.5
 #define KEEPALIVE_SECONDS 90
 /* One read asks for this much; a wake-up reads at most READS_PER_WAKE times. */
-#define READ_CHUNK (256 * 1024)
+#define READ_CHUNK     (256 * 1024)
 #define READS_PER_WAKE 4
 
 struct bt_peer {
@@ -46,7 +46,8 @@ struct bt_peer {
 	struct bt_bitfield has;
 	size_t bitfield_bytes;
 	bool am_interested, peer_choking, am_choking, peer_interested;
-	struct bt_block *upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at upq_head */
+	struct bt_block
+		*upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at upq_head */
 	size_t nupq, upq_head;
 	uint64_t uploaded, up_window;
 	double up_rate;
@@ -104,7 +105,7 @@ static void throttle_for(struct bt_peer *p, double seconds)
 {
 	if (seconds < 0.005)
 		seconds = 0.005;
-	struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
+	struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
 	if (!event_pending(p->throttle, EV_TIMEOUT, NULL))
 		event_add(p->throttle, &tv);
 }
@@ -189,8 +190,9 @@ static bool start_block_stream(struct bt_peer *p, struct evbuffer *in, size_t to
 {
 	uint8_t hdr[13];
 	evbuffer_copyout(in, hdr, sizeof hdr);
-	struct bt_block b = { .piece = bt_load_be32(hdr + 5), .begin = bt_load_be32(hdr + 9),
-			      .length = (uint32_t)(total - 13) };
+	struct bt_block b = {.piece = bt_load_be32(hdr + 5),
+			     .begin = bt_load_be32(hdr + 9),
+			     .length = (uint32_t)(total - 13)};
 	ssize_t i = find_request(p, &b);
 	if (i < 0)
 		return false;
@@ -212,8 +214,9 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 {
 	uint8_t hdr[13];
 	evbuffer_copyout(in, hdr, sizeof hdr);
-	struct bt_block b = { .piece = bt_load_be32(hdr + 5), .begin = bt_load_be32(hdr + 9),
-			      .length = (uint32_t)(total - 13) };
+	struct bt_block b = {.piece = bt_load_be32(hdr + 5),
+			     .begin = bt_load_be32(hdr + 9),
+			     .length = (uint32_t)(total - 13)};
 	ssize_t i = find_request(p, &b);
 	if (i < 0) {
 		/* Not (or no longer) requested from this peer, e.g. after a cancel: drop it. */
@@ -266,7 +269,7 @@ static bool take_request(struct bt_peer *p, const struct bt_wire_msg *m)
 			       m->length))
 			return true;
 	p->upq[(p->upq_head + p->nupq++) % MAX_UPLOAD_QUEUE] =
-		(struct bt_block){ m->index, m->begin, m->length };
+		(struct bt_block){m->index, m->begin, m->length};
 	return true;
 }
 
@@ -455,7 +458,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			if (nv <= 0)
 				bt_oom();
 			for (int k = 0; k < nv; k++) {
-				size_t len = v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
+				size_t len =
+					v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
 				iov[ni].iov_base = v[k].iov_base;
 				iov[ni++].iov_len = len;
 				asked += len;
@@ -647,8 +651,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	/* From the last block (or the first request after none were out), not from our own
 	 * sends: HAVEs and keep-alives say nothing about whether this peer answers. */
 	if (p->nreqs && !p->peer_choking && now - p->last_block > p->cfg.request_timeout_s) {
-		fail(p, "no block for %.0f s with %zu requests outstanding", p->cfg.request_timeout_s,
-		     p->nreqs);
+		fail(p, "no block for %.0f s with %zu requests outstanding",
+		     p->cfg.request_timeout_s, p->nreqs);
 		return;
 	}
 	if (now - p->last_send > KEEPALIVE_SECONDS) {
@@ -690,7 +694,7 @@ static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 	if (!p->in || !p->out || !p->tick || !p->flush_ev || !p->throttle || !p->read_ev ||
 	    !p->write_ev)
 		bt_oom();
-	struct timeval one = { 1, 0 };
+	struct timeval one = {1, 0};
 	event_add(p->tick, &one);
 
 	struct bt_handshake h;
@@ -724,7 +728,8 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 			return p;
 		}
 		if (connect(fd, sa, sa_len) == 0 || errno == EINPROGRESS) {
-			event_add(p->write_ev, NULL); /* writable = connected, or failed: SO_ERROR */
+			event_add(p->write_ev,
+				  NULL); /* writable = connected, or failed: SO_ERROR */
 			return p;
 		}
 		p->connect_errno = errno;
@@ -734,8 +739,8 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 	return p;
 }
 
-struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg, const struct bt_peer_events *ev,
-			      void *arg)
+struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg,
+			      const struct bt_peer_events *ev, void *arg)
 {
 	evutil_make_socket_nonblocking(fd);
 	struct bt_peer *p = peer_new(base, fd, cfg, ev, arg);
@@ -815,8 +820,8 @@ void bt_peer_set_interested(struct bt_peer *p, bool interested)
 		return;
 	p->am_interested = interested;
 	uint8_t m[5];
-	send_bytes(p, m, bt_wire_put_simple(m, interested ? BT_WIRE_INTERESTED
-							  : BT_WIRE_NOT_INTERESTED));
+	send_bytes(p, m,
+		   bt_wire_put_simple(m, interested ? BT_WIRE_INTERESTED : BT_WIRE_NOT_INTERESTED));
 }
 
 void bt_peer_send_have(struct bt_peer *p, uint32_t piece)

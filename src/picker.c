@@ -7,11 +7,11 @@
 #include <string.h>
 
 enum piece_state {
-	SKIP,     /* not wanted */
-	WANT,     /* wanted, not started: in an availability bucket */
+	SKIP,	  /* not wanted */
+	WANT,	  /* wanted, not started: in an availability bucket */
 	PARTIAL,  /* started: has a partial slot */
 	COMPLETE, /* every block received, being verified */
-	HAVE,     /* verified */
+	HAVE,	  /* verified */
 };
 
 #define RECEIVED 0x80
@@ -32,15 +32,15 @@ struct bt_picker {
 	int64_t piece_length, total_length;
 	uint8_t *state;
 	uint16_t *avail;
-	int32_t *next, *prev;   /* bucket lists of WANT pieces */
-	int32_t *head, *tail;   /* per availability level */
+	int32_t *next, *prev; /* bucket lists of WANT pieces */
+	int32_t *head, *tail; /* per availability level */
 	uint32_t levels;
-	int32_t *partial_of;    /* index into partials, or -1 */
+	int32_t *partial_of; /* index into partials, or -1 */
 	struct partial *partials;
 	size_t npartial, partial_cap;
-	uint32_t want_left;     /* pieces in WANT state */
-	size_t max_partial;     /* 0: no cap */
-	uint32_t not_have;      /* wanted pieces not yet verified */
+	uint32_t want_left; /* pieces in WANT state */
+	size_t max_partial; /* 0: no cap */
+	uint32_t not_have;  /* wanted pieces not yet verified */
 	uint64_t rng;
 };
 
@@ -260,7 +260,7 @@ static struct bt_block block_of(const struct bt_picker *p, uint32_t piece, uint3
 {
 	uint32_t begin = b * BT_BLOCK_SIZE, size = piece_size(p, piece);
 	uint32_t len = size - begin < BT_BLOCK_SIZE ? size - begin : BT_BLOCK_SIZE;
-	return (struct bt_block){ .piece = piece, .begin = begin, .length = len };
+	return (struct bt_block){.piece = piece, .begin = begin, .length = len};
 }
 
 static size_t take_free(struct bt_picker *p, struct partial *pp, struct bt_block *out, size_t max)

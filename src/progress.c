@@ -5,7 +5,7 @@
 
 void bt_format_bytes(char *out, size_t n, double bytes)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	size_t u = 0;
 	while (bytes >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
 		bytes /= 1024;
@@ -65,8 +65,7 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 {
 	double e = eta(p);
-	bt_buf_printf(out,
-		      "{\"done\":%llu,\"total\":%llu,\"percent\":%.2f,\"rate\":%.0f,\"eta\":",
+	bt_buf_printf(out, "{\"done\":%llu,\"total\":%llu,\"percent\":%.2f,\"rate\":%.0f,\"eta\":",
 		      (unsigned long long)p->done, (unsigned long long)p->total, percent(p),
 		      p->rate > 0 ? p->rate : 0);
 	if (e < 0)

@@ -132,8 +132,9 @@ enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s)
 	event_add(s->sigint, NULL);
 	event_add(s->sigterm, NULL);
 	if (deadline_s > 0) {
-		struct timeval tv = { (time_t)deadline_s,
-				      (suseconds_t)((deadline_s - (double)(time_t)deadline_s) * 1e6) };
+		struct timeval tv = {
+			(time_t)deadline_s,
+			(suseconds_t)((deadline_s - (double)(time_t)deadline_s) * 1e6)};
 		evtimer_add(s->deadline, &tv);
 	}
 	event_base_dispatch(s->base);
@@ -195,8 +196,9 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_ac
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof bound;
 	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&bound, &blen);
-	s->listen_port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-							  : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	s->listen_port =
+		ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+						 : ((struct sockaddr_in6 *)&bound)->sin6_port);
 	return 0;
 }
 

@@ -57,8 +57,8 @@ int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		int64_t n = f->length - at;
 		if (n > length - done)
 			n = length - done;
-		struct bt_segment seg = { .file = i, .file_offset = at, .length = n,
-					  .data_offset = done };
+		struct bt_segment seg = {
+			.file = i, .file_offset = at, .length = n, .data_offset = done};
 		int rc = fn(&seg, arg);
 		if (rc)
 			return rc;
@@ -276,7 +276,7 @@ void bt_storage_free(struct bt_storage *s)
 
 struct io {
 	struct bt_storage *s;
-	uint8_t *out;      /* reading */
+	uint8_t *out;	   /* reading */
 	const uint8_t *in; /* writing */
 	struct bt_err *err;
 };
@@ -343,19 +343,21 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 	return 0;
 }
 
-int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out,
-		    uint32_t len, struct bt_err *err)
+int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out, uint32_t len,
+		    struct bt_err *err)
 {
 	const struct bt_metainfo *m = s->m;
 	if (index >= m->piece_count)
-		return bt_err_set(err, -EINVAL, "storage: piece %" PRIu32 " out of range (%" PRIu32
-				  " pieces)", index, m->piece_count);
+		return bt_err_set(err, -EINVAL,
+				  "storage: piece %" PRIu32 " out of range (%" PRIu32 " pieces)",
+				  index, m->piece_count);
 	int64_t size = bt_meta_piece_size(m, index);
 	if ((int64_t)begin + len > size)
 		return bt_err_set(err, -EINVAL,
 				  "storage: %" PRIu32 " bytes at %" PRIu32 " overrun piece %" PRIu32
-				  " (%" PRId64 " bytes)", len, begin, index, size);
-	struct io io = { .s = s, .out = out, .err = err };
+				  " (%" PRId64 " bytes)",
+				  len, begin, index, size);
+	struct io io = {.s = s, .out = out, .err = err};
 	return bt_storage_map(m, (int64_t)index * m->piece_length + begin, len, read_segment, &io);
 }
 
@@ -366,9 +368,10 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 	if (s->flags & BT_STORAGE_READONLY)
 		return bt_err_set(err, -EBADF, "storage: opened read-only");
 	if (index >= m->piece_count)
-		return bt_err_set(err, -EINVAL, "storage: piece %" PRIu32 " out of range (%" PRIu32
-				  " pieces)", index, m->piece_count);
-	struct io io = { .s = s, .in = data, .err = err };
+		return bt_err_set(err, -EINVAL,
+				  "storage: piece %" PRIu32 " out of range (%" PRIu32 " pieces)",
+				  index, m->piece_count);
+	struct io io = {.s = s, .in = data, .err = err};
 	return bt_storage_map(m, (int64_t)index * m->piece_length, bt_meta_piece_size(m, index),
 			      write_segment, &io);
 }
@@ -388,7 +391,8 @@ int bt_storage_trim(struct bt_storage *s, struct bt_err *err)
 {
 	for (size_t i = 0; i < s->m->file_count; i++) {
 		struct stat st;
-		if (s->fds[i] < 0 || fstat(s->fds[i], &st) != 0 || st.st_size <= s->m->files[i].length)
+		if (s->fds[i] < 0 || fstat(s->fds[i], &st) != 0 ||
+		    st.st_size <= s->m->files[i].length)
 			continue;
 		if (ftruncate(s->fds[i], (off_t)s->m->files[i].length) != 0)
 			return fail_file(s, i, errno, err);

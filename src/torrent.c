@@ -39,13 +39,13 @@ struct candidate {
 	struct sockaddr_storage addr;
 	socklen_t len;
 	char name[64];
-	struct bt_peer *peer;  /* when connected (or connecting) */
+	struct bt_peer *peer; /* when connected (or connecting) */
 	int tries;
 	double retry_at;
 	bool banned;
-	bool handshaken;       /* ever got past the handshake */
-	bool incoming;         /* it dialled us: its port is not one to dial back */
-	uint64_t bytes;        /* block bytes received from it, all connections */
+	bool handshaken; /* ever got past the handshake */
+	bool incoming;	 /* it dialled us: its port is not one to dial back */
+	uint64_t bytes;	 /* block bytes received from it, all connections */
 	uint32_t strikes;
 	char last_error[128];
 };
@@ -54,8 +54,8 @@ struct candidate {
 struct conn {
 	struct bt_torrent *t;
 	struct bt_peer *peer;
-	size_t cand;                 /* index into candidates */
-	struct bt_bitfield counted;  /* the availability it contributes to the picker */
+	size_t cand;		    /* index into candidates */
+	struct bt_bitfield counted; /* the availability it contributes to the picker */
 	bool counted_in;
 	bool reaping;
 	bool optimistic; /* the choker's optimistic unchoke */
@@ -86,9 +86,9 @@ struct bt_torrent {
 	size_t nconns, conns_cap;
 
 	struct assembly *asm_of; /* per piece; data == NULL when not started */
-	uint8_t *pool[POOL_MAX];   /* spare assembly buffers of piece_length bytes */
+	uint8_t *pool[POOL_MAX]; /* spare assembly buffers of piece_length bytes */
 	size_t npool;
-	size_t max_partial;        /* pieces assembled at once; the pool never holds more */
+	size_t max_partial; /* pieces assembled at once; the pool never holds more */
 	struct bt_tracker *tracker;
 	struct event *tick, *reap;
 	double started, last_data, first_byte;
@@ -254,8 +254,8 @@ static void add_contributor(struct assembly *a, size_t cand)
 			return;
 	if (a->ncontrib == a->contrib_cap) {
 		a->contrib_cap = a->contrib_cap ? a->contrib_cap * 2 : 4;
-		a->contributors = bt_xreallocarray(a->contributors, a->contrib_cap,
-						   sizeof *a->contributors);
+		a->contributors =
+			bt_xreallocarray(a->contributors, a->contrib_cap, sizeof *a->contributors);
 	}
 	a->contributors[a->ncontrib++] = cand;
 }
@@ -284,7 +284,8 @@ static void piece_failed(struct bt_torrent *t, uint32_t piece)
 	t->pieces_failed++;
 	for (size_t i = 0; i < a->ncontrib; i++) {
 		struct candidate *cd = &t->cands[a->contributors[i]];
-		/* A peer that alone sent a bad piece is certainly lying; a shared one may not be. */
+		/* A peer that alone sent a bad piece is certainly lying; a shared one may not be.
+		 */
 		cd->strikes += a->ncontrib == 1 ? MAX_STRIKES : 1;
 		if (cd->strikes >= MAX_STRIKES && !cd->banned) {
 			cd->banned = true;
@@ -374,10 +375,10 @@ static void rechoke(struct bt_torrent *t)
 		struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
 			continue;
-		cp[n] = (struct bt_choker_peer){ .interested = bt_peer_interested_in_us(c->peer),
-						 .down_rate = bt_peer_rate(c->peer),
-						 .up_rate = bt_peer_up_rate(c->peer),
-						 .optimistic = c->optimistic };
+		cp[n] = (struct bt_choker_peer){.interested = bt_peer_interested_in_us(c->peer),
+						.down_rate = bt_peer_rate(c->peer),
+						.up_rate = bt_peer_up_rate(c->peer),
+						.optimistic = c->optimistic};
 		who[n++] = c;
 	}
 	bt_choker_run(&t->choker, cp, n, t->finished);
@@ -441,16 +442,16 @@ static const struct bt_peer_events peer_events = {
 
 static struct bt_peer_config peer_config(const struct bt_torrent *t)
 {
-	struct bt_peer_config cfg = { .piece_count = t->m->piece_count,
-				      .piece_length = t->m->piece_length,
-				      .total_length = t->m->total_length,
-				      .ours = &t->have,
-				      .down_limit = (struct bt_rate_limit *)&t->down_limit,
-				      .up_limit = (struct bt_rate_limit *)&t->up_limit,
-				      .request_timeout_s = t->opts.request_timeout_s,
-				      .bind_addr = t->source_len ? (const struct sockaddr *)&t->source
-								 : NULL,
-				      .bind_len = t->source_len };
+	struct bt_peer_config cfg = {
+		.piece_count = t->m->piece_count,
+		.piece_length = t->m->piece_length,
+		.total_length = t->m->total_length,
+		.ours = &t->have,
+		.down_limit = (struct bt_rate_limit *)&t->down_limit,
+		.up_limit = (struct bt_rate_limit *)&t->up_limit,
+		.request_timeout_s = t->opts.request_timeout_s,
+		.bind_addr = t->source_len ? (const struct sockaddr *)&t->source : NULL,
+		.bind_len = t->source_len};
 	memcpy(cfg.info_hash, t->m->info_hash, 20);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), 20);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
@@ -543,10 +544,9 @@ static void describe_no_peers(const struct bt_torrent *t, char *out, size_t n)
 {
 	size_t len = (size_t)snprintf(out, n, "no peers left to download from");
 	for (size_t i = 0; i < t->ncands && i < 3 && len < n; i++)
-		len += (size_t)snprintf(out + len, n - len, "%s %s: %s", i ? ";" : ":",
-					t->cands[i].name,
-					t->cands[i].last_error[0] ? t->cands[i].last_error
-								  : "not tried");
+		len += (size_t)snprintf(
+			out + len, n - len, "%s %s: %s", i ? ";" : ":", t->cands[i].name,
+			t->cands[i].last_error[0] ? t->cands[i].last_error : "not tried");
 	if (t->ncands > 3 && len < n)
 		len += (size_t)snprintf(out + len, n - len, "; and %zu more", t->ncands - 3);
 	if (t->tracker && len < n)
@@ -570,7 +570,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct bt_torrent *t = arg;
 	double now = now_s();
 	/* The first second's sample stands alone: averaging it with zero would halve it. */
-	t->rate = t->rate > 0 ? 0.6 * t->rate + 0.4 * (double)t->rate_window : (double)t->rate_window;
+	t->rate =
+		t->rate > 0 ? 0.6 * t->rate + 0.4 * (double)t->rate_window : (double)t->rate_window;
 	t->rate_window = 0;
 	if (t->failed || t->stopping)
 		return;
@@ -701,16 +702,17 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	if (!t->tick || !t->reap)
 		bt_oom();
 	if (t->opts.use_trackers && m->tier_count) {
-		struct bt_announce_req req = { .port = t->opts.port, .numwant = 200 };
+		struct bt_announce_req req = {.port = t->opts.port, .numwant = 200};
 		memcpy(req.info_hash, m->info_hash, 20);
 		memcpy(req.peer_id, bt_session_peer_id(s), 20);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_tracker_io io = { bt_session_http(s), bt_session_udp(s),
-					    t->opts.source_ip };
-		struct bt_tracker_events tev = { on_tracker_peers, on_tracker_error,
-						 on_tracker_stopped };
-		t->tracker = bt_tracker_new(base, &io, m->tiers, m->tier_count, &req, NULL, &tev, t);
+		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
+					   t->opts.source_ip};
+		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
+						on_tracker_stopped};
+		t->tracker =
+			bt_tracker_new(base, &io, m->tiers, m->tier_count, &req, NULL, &tev, t);
 	}
 	return t;
 }
@@ -761,7 +763,7 @@ void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, sockle
 void bt_torrent_start(struct bt_torrent *t)
 {
 	t->started = t->last_data = now_s();
-	struct timeval one = { 1, 0 };
+	struct timeval one = {1, 0};
 	event_add(t->tick, &one);
 	if (bt_picker_done(t->picker)) {
 		t->finished = true;
@@ -808,7 +810,8 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	out->first_byte_s = t->first_byte;
 	out->uploaded_bytes = t->uploaded_closed;
 	for (size_t i = 0; i < t->nconns; i++)
-		out->uploaded_bytes += t->conns[i]->reaping ? 0 : bt_peer_uploaded(t->conns[i]->peer);
+		out->uploaded_bytes +=
+			t->conns[i]->reaping ? 0 : bt_peer_uploaded(t->conns[i]->peer);
 	for (size_t i = 0; i < t->nconns; i++) {
 		const struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) < BT_PEER_AWAIT_FIRST_MSG ||

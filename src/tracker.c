@@ -23,8 +23,7 @@ struct bt_announce {
 	void *arg;
 };
 
-static void finish(struct bt_announce *a, const struct bt_announce_reply *reply,
-		   const char *error)
+static void finish(struct bt_announce *a, const struct bt_announce_reply *reply, const char *error)
 {
 	a->done(a->url, reply, error, a->arg);
 	free(a->url);
@@ -91,8 +90,9 @@ struct bt_announce *bt_announce_start(const struct bt_tracker_io *io, const char
 	a->arg = arg;
 	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
 		char *full = bt_tracker_http_url(url, req);
-		struct bt_http_opts opts = { .max_body = MAX_REPLY, .timeout_ms = timeout_ms,
-					     .source_ip = io->source_ip };
+		struct bt_http_opts opts = {.max_body = MAX_REPLY,
+					    .timeout_ms = timeout_ms,
+					    .source_ip = io->source_ip};
 		a->http = bt_http_get(io->http, full, &opts, on_http_done, a);
 		free(full);
 	} else if (strncasecmp(url, "udp://", 6) == 0) {
@@ -123,7 +123,7 @@ void bt_announce_cancel(struct bt_announce *a)
 }
 
 enum tracker_state {
-	IDLE,     /* not started, or stopped */
+	IDLE,	  /* not started, or stopped */
 	RUNNING,  /* announcing on schedule */
 	STOPPING, /* the stopped announce is in flight */
 };
@@ -140,13 +140,13 @@ struct bt_tracker {
 	enum bt_tracker_event pending_event; /* sent until a tracker takes it */
 	struct bt_announce *inflight;
 	struct event *timer;
-	double next_at;       /* monotonic time of the scheduled announce, or -1 */
-	double min_next_at;   /* not before this, unless an event must go out */
+	double next_at;	    /* monotonic time of the scheduled announce, or -1 */
+	double min_next_at; /* not before this, unless an event must go out */
 	char *working_url;
 	bool ever_answered;
 	bool completed_after_start; /* completed came before any tracker took `started` */
-	bool backing_off;           /* every URL failed: wait out the backoff, even for need_peers */
-	char status[320];           /* the last outcome, for a user's error message */
+	bool backing_off; /* every URL failed: wait out the backoff, even for need_peers */
+	char status[320]; /* the last outcome, for a user's error message */
 };
 
 static double mono_now(void)
@@ -166,8 +166,8 @@ static uint32_t random_u32(void *arg)
 
 static void schedule(struct bt_tracker *t, double seconds)
 {
-	struct timeval tv = { (time_t)seconds,
-			      (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6) };
+	struct timeval tv = {(time_t)seconds,
+			     (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
 	t->next_at = mono_now() + seconds;
 	evtimer_add(t->timer, &tv);
 }
@@ -218,10 +218,10 @@ static void on_tracker_done(const char *url, const struct bt_announce_reply *rep
 		t->completed_after_start = false;
 		t->pending_event = BT_TRACKER_EVENT_COMPLETED;
 	}
-	double interval = bt_tracker_interval(reply->interval, reply->min_interval,
-					      t->opts.min_interval_s);
-	double min_gap = reply->min_interval > 0 ? (double)reply->min_interval
-						 : t->opts.min_interval_s;
+	double interval =
+		bt_tracker_interval(reply->interval, reply->min_interval, t->opts.min_interval_s);
+	double min_gap =
+		reply->min_interval > 0 ? (double)reply->min_interval : t->opts.min_interval_s;
 	t->min_next_at = mono_now() + (min_gap < interval ? min_gap : interval);
 	schedule(t, t->pending_event ? 0 : interval);
 	if (reply->peer_count && t->events.peers)
@@ -249,7 +249,7 @@ static void announce_now(struct bt_tracker *t)
 	snprintf(t->status, sizeof t->status, "%s: no reply yet", url);
 	/* Bound every attempt (UDP has no limit of its own short of BEP 15's minutes). */
 	long ms = t->opts.attempt_timeout_ms;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(t->timer, &tv);
 }
 
@@ -271,7 +271,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		/* The attempt ran out of time. */
 		char url[256], msg[64];
 		snprintf(url, sizeof url, "%s", bt_tiers_current(&t->tiers));
-		snprintf(msg, sizeof msg, "no reply within %ld s", t->opts.attempt_timeout_ms / 1000);
+		snprintf(msg, sizeof msg, "no reply within %ld s",
+			 t->opts.attempt_timeout_ms / 1000);
 		bt_announce_cancel(t->inflight);
 		t->inflight = NULL;
 		attempt_failed(t, url, msg);
@@ -282,7 +283,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 struct bt_tracker *bt_tracker_new(struct event_base *base, const struct bt_tracker_io *io,
 				  const struct bt_meta_tier *tiers, size_t tier_count,
-				  const struct bt_announce_req *req, const struct bt_tracker_opts *opts,
+				  const struct bt_announce_req *req,
+				  const struct bt_tracker_opts *opts,
 				  const struct bt_tracker_events *events, void *arg)
 {
 	struct bt_tracker *t = bt_xcalloc(1, sizeof *t);
@@ -367,18 +369,19 @@ void bt_tracker_stop(struct bt_tracker *t)
 	t->state = STOPPING;
 	t->req.event = BT_TRACKER_EVENT_STOPPED;
 	t->req.numwant = 0;
-	t->inflight = bt_announce_start(&t->io, t->working_url, &t->req,
-					(long)(t->opts.stop_timeout_s * 1000), on_tracker_done, t,
-					NULL);
+	t->inflight =
+		bt_announce_start(&t->io, t->working_url, &t->req,
+				  (long)(t->opts.stop_timeout_s * 1000), on_tracker_done, t, NULL);
 	if (!t->inflight) {
 		t->state = IDLE;
 		if (t->events.stopped)
 			t->events.stopped(t->arg);
 		return;
 	}
-	struct timeval tv = { (time_t)t->opts.stop_timeout_s,
-			      (suseconds_t)((t->opts.stop_timeout_s -
-					     (double)(time_t)t->opts.stop_timeout_s) * 1e6) };
+	struct timeval tv = {
+		(time_t)t->opts.stop_timeout_s,
+		(suseconds_t)((t->opts.stop_timeout_s - (double)(time_t)t->opts.stop_timeout_s) *
+			      1e6)};
 	evtimer_add(t->timer, &tv);
 }
 

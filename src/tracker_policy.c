@@ -20,7 +20,7 @@ void bt_tiers_init(struct bt_tier_list *l, const struct bt_meta_tier *tiers, siz
 			urls[j] = tmp;
 		}
 		if (n)
-			l->tiers[l->count++] = (struct bt_meta_tier){ .urls = urls, .count = n };
+			l->tiers[l->count++] = (struct bt_meta_tier){.urls = urls, .count = n};
 		else
 			free(urls);
 	}

@@ -50,13 +50,13 @@ static void url_encode(struct bt_buf *b, const uint8_t *p, size_t n)
 		    c == '-' || c == '.' || c == '_' || c == '~') {
 			bt_buf_addc(b, (char)c);
 		} else {
-			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
 			bt_buf_add(b, e, 3);
 		}
 	}
 }
 
-static const char *const event_names[] = { NULL, "completed", "started", "stopped" };
+static const char *const event_names[] = {NULL, "completed", "started", "stopped"};
 
 char *bt_tracker_http_url(const char *announce, const struct bt_announce_req *req)
 {
@@ -100,7 +100,7 @@ static void add_compact(struct bt_announce_reply *r, size_t *cap, const uint8_t 
 {
 	size_t alen = family == 6 ? 16 : 4, step = alen + 2;
 	for (; n >= step; p += step, n -= step) {
-		struct bt_peer_addr a = { .family = (uint8_t)family };
+		struct bt_peer_addr a = {.family = (uint8_t)family};
 		memcpy(a.addr, p, alen);
 		a.port = bt_load_be16(p + alen);
 		if (a.port == 0)
@@ -156,7 +156,7 @@ int bt_tracker_parse_http(const uint8_t *body, size_t len, struct bt_announce_re
 			  struct bt_err *err)
 {
 	reply_init(reply);
-	struct bt_benc_limits lim = { .max_depth = 16, .max_nodes = (size_t)1 << 20 };
+	struct bt_benc_limits lim = {.max_depth = 16, .max_nodes = (size_t)1 << 20};
 	struct bt_benc_doc doc;
 	struct bt_err perr;
 	size_t used;

@@ -16,10 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-
-#define MAX_TRIES 9            /* first send and 8 retransmissions: 15·2⁸ s at the last */
+#define MAX_TRIES	  9    /* first send and 8 retransmissions: 15·2⁸ s at the last */
 #define CONNECTION_ID_TTL 60.0 /* seconds a connection id may be used (BEP 15) */
-#define MAX_CACHE 64
+#define MAX_CACHE	  64
 
 enum phase {
 	RESOLVING,
@@ -147,8 +146,7 @@ static const struct cached_id *cached(struct bt_udp_tracker *u, const struct bt_
 	double now = now_seconds();
 	for (size_t i = 0; i < u->cache_count; i++)
 		if (same_addr(&u->cache[i].addr, u->cache[i].addr_len, &r->addr, r->addr_len))
-			return now - u->cache[i].obtained < CONNECTION_ID_TTL ? &u->cache[i]
-									       : NULL;
+			return now - u->cache[i].obtained < CONNECTION_ID_TTL ? &u->cache[i] : NULL;
 	return NULL;
 }
 
@@ -164,8 +162,8 @@ static void remember(struct bt_udp_tracker *u, const struct bt_udp_req *r, uint6
 		else
 			i = 0; /* full: reuse the oldest slot we know of */
 	}
-	u->cache[i] = (struct cached_id){ .addr = r->addr, .addr_len = r->addr_len, .id = id,
-					  .obtained = now_seconds() };
+	u->cache[i] = (struct cached_id){
+		.addr = r->addr, .addr_len = r->addr_len, .id = id, .obtained = now_seconds()};
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -182,7 +180,8 @@ static int socket_for(struct bt_udp_tracker *u, int family)
 		struct sockaddr_storage ss;
 		socklen_t len = bt_sockaddr_from_ip(u->source, 0, &ss);
 		if (len && ss.ss_family == family)
-			bind(fd, (struct sockaddr *)&ss, len); /* failing that, the system's choice */
+			bind(fd, (struct sockaddr *)&ss,
+			     len); /* failing that, the system's choice */
 	}
 	u->fd[i] = fd;
 	u->read_ev[i] = event_new(u->base, fd, EV_READ | EV_PERSIST, on_readable, u);
@@ -226,7 +225,7 @@ static void send_current(struct bt_udp_req *r)
 		/* An unreachable network or a full buffer: the retry timer tries again. */
 	}
 	long ms = (long)u->retry_base_ms << r->tries;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	r->tries++;
 	evtimer_add(r->timer, &tv);
 }
@@ -270,7 +269,7 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct bt_udp_req *r = arg;
 	evtimer_assign(r->timer, r->u->base, on_timer, r);
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
 	r->dns_req = evdns_getaddrinfo(r->u->dns, r->host, r->port, &hints, on_resolved, r);
 }
 
@@ -389,7 +388,7 @@ struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
 	if (u->reqs)
 		u->reqs->prev = r;
 	u->reqs = r;
-	struct timeval zero = { 0, 0 };
+	struct timeval zero = {0, 0};
 	evtimer_add(r->timer, &zero);
 	return r;
 }

@@ -209,7 +209,8 @@ int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *l
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = bt_err_set(err, -errno, "cannot read '%s': %s", shown, strerror(errno));
+			rc = bt_err_set(err, -errno, "cannot read '%s': %s", shown,
+					strerror(errno));
 			break;
 		}
 		if (n == 0)

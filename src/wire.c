@@ -3,9 +3,10 @@
 #include <errno.h>
 #include <string.h>
 
-static const char protocol[] = "\x13" "BitTorrent protocol";
+static const char protocol[] = "\x13"
+			       "BitTorrent protocol";
 
-const uint8_t bt_wire_reserved_ext[8] = { 0, 0, 0, 0, 0, 0x10, 0, 0 };
+const uint8_t bt_wire_reserved_ext[8] = {0, 0, 0, 0, 0, 0x10, 0, 0};
 
 void bt_wire_handshake(uint8_t out[BT_HANDSHAKE_LEN], const struct bt_handshake *h)
 {
@@ -33,9 +34,9 @@ enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct b
 
 static const char *id_name(int id)
 {
-	static const char *const names[] = { "choke",   "unchoke", "interested", "not interested",
-					     "have",    "bitfield", "request",   "piece",
-					     "cancel",  "port" };
+	static const char *const names[] = {"choke",  "unchoke",  "interested", "not interested",
+					    "have",   "bitfield", "request",	"piece",
+					    "cancel", "port"};
 	if (id >= 0 && id <= 9)
 		return names[id];
 	return id == BT_WIRE_EXTENDED ? "extended" : "unknown";
@@ -95,7 +96,8 @@ enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_by
 }
 
 enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_bytes,
-				   struct bt_wire_msg *out, size_t *consumed_out, struct bt_err *err)
+				   struct bt_wire_msg *out, size_t *consumed_out,
+				   struct bt_err *err)
 {
 	size_t total;
 	enum bt_wire_result r = bt_wire_check(p, n, bitfield_bytes, &total, err);

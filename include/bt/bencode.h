@@ -35,8 +35,8 @@ struct bt_benc_node {
 	size_t raw_len;
 	const uint8_t *str; /* STR: the payload; INT: the digits as written, sign included */
 	size_t str_len;
-	uint32_t span;      /* nodes in this subtree, this one included */
-	uint32_t count;     /* LIST: elements; DICT: key/value pairs (2 * count child nodes) */
+	uint32_t span;	/* nodes in this subtree, this one included */
+	uint32_t count; /* LIST: elements; DICT: key/value pairs (2 * count child nodes) */
 	enum bt_benc_type type;
 };
 
@@ -50,14 +50,14 @@ struct bt_benc_limits {
 	size_t max_nodes;   /* values in the whole document */
 };
 
-#define BT_BENC_DEPTH_CAP 1024
+#define BT_BENC_DEPTH_CAP     1024
 #define BT_BENC_DEFAULT_DEPTH 256
 #define BT_BENC_DEFAULT_NODES ((size_t)1 << 22)
 
 enum bt_benc_result {
 	BT_BENC_OK = 0,
 	BT_BENC_NEED_MORE, /* the input ends inside a value: a longer input may parse */
-	BT_BENC_BAD,       /* the input can never parse; err says what and at which offset */
+	BT_BENC_BAD,	   /* the input can never parse; err says what and at which offset */
 };
 
 /*

@@ -13,16 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_CHOKER_SLOTS 4
+#define BT_CHOKER_SLOTS		    4
 #define BT_CHOKER_OPTIMISTIC_ROUNDS 3
-#define BT_CHOKER_INTERVAL_S 10
+#define BT_CHOKER_INTERVAL_S	    10
 
 struct bt_choker_peer {
-	bool interested;    /* in us */
-	double down_rate;   /* bytes/s they send us */
-	double up_rate;     /* bytes/s we send them */
-	bool unchoke;       /* out: the decision */
-	bool optimistic;    /* in: the current optimistic pick; out: the new one */
+	bool interested;  /* in us */
+	double down_rate; /* bytes/s they send us */
+	double up_rate;	  /* bytes/s we send them */
+	bool unchoke;	  /* out: the decision */
+	bool optimistic;  /* in: the current optimistic pick; out: the new one */
 };
 
 struct bt_choker {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_SHA1_LEN 20
+#define BT_SHA1_LEN   20
 #define BT_SHA256_LEN 32
 
 void bt_sha1(const void *p, size_t n, uint8_t out[BT_SHA1_LEN]);

@@ -21,16 +21,16 @@ struct bt_http;
 struct bt_http_req;
 
 struct bt_http_opts {
-	size_t max_body;        /* bytes after decoding; 0: 1 MiB */
-	long timeout_ms;        /* whole transfer; 0: 30 s */
+	size_t max_body;	 /* bytes after decoding; 0: 1 MiB */
+	long timeout_ms;	 /* whole transfer; 0: 30 s */
 	long connect_timeout_ms; /* 0: 10 s */
-	const char *ca_file;     /* PEM certificates to trust for HTTPS; NULL: the system's */
-	const char *source_ip;   /* leave from this local address; NULL: the system's choice */
+	const char *ca_file;	 /* PEM certificates to trust for HTTPS; NULL: the system's */
+	const char *source_ip;	 /* leave from this local address; NULL: the system's choice */
 };
 
 struct bt_http_response {
-	int error;           /* 0, or a negative errno-style code; message says what happened */
-	long status;         /* the HTTP status of the last response, 0 if none */
+	int error;	     /* 0, or a negative errno-style code; message says what happened */
+	long status;	     /* the HTTP status of the last response, 0 if none */
 	const uint8_t *body; /* valid only during the callback */
 	size_t len;
 	const char *message; /* on error: "timed out after 5000 ms", "reply larger than ..." */
@@ -47,8 +47,8 @@ void bt_http_free(struct bt_http *h);
  * unless the request is cancelled first. opts may be NULL. Returns NULL only for a URL that is
  * not http:// or https:// (done is then not called).
  */
-struct bt_http_req *bt_http_get(struct bt_http *h, const char *url,
-				const struct bt_http_opts *opts, bt_http_done_fn done, void *arg);
+struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct bt_http_opts *opts,
+				bt_http_done_fn done, void *arg);
 /* Stops a transfer whose callback has not run yet; its callback will not run. */
 void bt_http_cancel(struct bt_http_req *req);
 /* Transfers in flight. */

@@ -14,17 +14,17 @@
 #include <stdint.h>
 
 struct bt_make_opts {
-	const char *path;         /* file or directory */
-	const char *name;         /* NULL: the path's last component */
-	int64_t piece_length;     /* 0: chosen from the total size */
-	char **trackers;          /* one tier each; "a,b" puts a and b in one tier */
+	const char *path;     /* file or directory */
+	const char *name;     /* NULL: the path's last component */
+	int64_t piece_length; /* 0: chosen from the total size */
+	char **trackers;      /* one tier each; "a,b" puts a and b in one tier */
 	size_t tracker_count;
 	char **web_seeds;
 	size_t web_seed_count;
-	const char *comment;      /* NULL: none */
+	const char *comment; /* NULL: none */
 	bool is_private;
 	bool include_hidden;
-	bool no_date;             /* leave out "creation date" (reproducible output) */
+	bool no_date; /* leave out "creation date" (reproducible output) */
 	/* Called every few MiB while hashing; may be NULL. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;

@@ -28,10 +28,10 @@
 #define BT_META_MAX_FILE_SIZE ((size_t)64 << 20)
 
 struct bt_meta_file {
-	char *path;     /* relative, components joined by '/'; for a single-file torrent, the name */
+	char *path; /* relative, components joined by '/'; for a single-file torrent, the name */
 	int64_t length;
 	int64_t offset; /* of its first byte in the torrent's concatenated data */
-	bool pad;       /* BEP 47 padding: zeros that are never written to disk */
+	bool pad;	/* BEP 47 padding: zeros that are never written to disk */
 };
 
 struct bt_meta_tier {
@@ -48,13 +48,13 @@ struct bt_metainfo {
 	int64_t piece_length;
 	uint32_t piece_count;
 	const uint8_t *piece_hashes; /* piece_count * 20 bytes, inside info_raw */
-	int64_t total_length;  /* of all files, pad files included */
+	int64_t total_length;	     /* of all files, pad files included */
 
 	bool multi_file;
 	struct bt_meta_file *files;
 	size_t file_count;
 
-	char *announce;            /* the `announce` key, or NULL */
+	char *announce;		    /* the `announce` key, or NULL */
 	struct bt_meta_tier *tiers; /* BEP 12 tiers; one tier of `announce` if no announce-list */
 	size_t tier_count;
 	char **web_seeds;
@@ -64,7 +64,7 @@ struct bt_metainfo {
 	bool has_creation_date;
 	int64_t creation_date; /* seconds since the epoch */
 	char *created_by;      /* NULL when absent */
-	char *comment;         /* NULL when absent */
+	char *comment;	       /* NULL when absent */
 
 	uint8_t *info_raw; /* the info dictionary's bytes, as in the file */
 	size_t info_len;

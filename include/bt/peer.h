@@ -69,15 +69,15 @@ struct bt_peer_config {
 	uint8_t peer_id[20];
 	uint8_t reserved[8];
 	uint32_t piece_count;
-	int64_t piece_length, total_length;  /* to check the peer's requests */
-	const struct bt_bitfield *ours;      /* the pieces we have, to serve; may be NULL */
-	const struct sockaddr *bind_addr;    /* source address for outgoing connections; NULL */
+	int64_t piece_length, total_length; /* to check the peer's requests */
+	const struct bt_bitfield *ours;	    /* the pieces we have, to serve; may be NULL */
+	const struct sockaddr *bind_addr;   /* source address for outgoing connections; NULL */
 	socklen_t bind_len;
-	struct bt_rate_limit *down_limit;    /* shared buckets; NULL: unlimited */
+	struct bt_rate_limit *down_limit; /* shared buckets; NULL: unlimited */
 	struct bt_rate_limit *up_limit;
-	double connect_timeout_s;  /* connect + handshake; 0: 10 s */
-	double request_timeout_s;  /* requests outstanding and no block for this long; 0: 20 s */
-	double idle_timeout_s;     /* nothing at all received for this long; 0: 120 s */
+	double connect_timeout_s; /* connect + handshake; 0: 10 s */
+	double request_timeout_s; /* requests outstanding and no block for this long; 0: 20 s */
+	double idle_timeout_s;	  /* nothing at all received for this long; 0: 120 s */
 };
 
 struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
@@ -123,6 +123,6 @@ double bt_peer_up_rate(const struct bt_peer *p);      /* bytes/s, smoothed */
 size_t bt_peer_upload_queue(const struct bt_peer *p); /* requests waiting to be served */
 
 uint64_t bt_peer_downloaded(const struct bt_peer *p); /* block bytes received */
-double bt_peer_rate(const struct bt_peer *p);         /* bytes/s, smoothed */
+double bt_peer_rate(const struct bt_peer *p);	      /* bytes/s, smoothed */
 
 #endif

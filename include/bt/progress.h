@@ -13,8 +13,8 @@
 
 struct bt_progress {
 	uint64_t done, total; /* bytes */
-	double rate;          /* bytes/s */
-	double elapsed;       /* seconds */
+	double rate;	      /* bytes/s */
+	double elapsed;	      /* seconds */
 	size_t peers, unchoking;
 };
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 struct bt_rate_limit {
-	double rate;  /* bytes per second; 0 means unlimited */
+	double rate; /* bytes per second; 0 means unlimited */
 	double burst;
 	double tokens;
 	double last;

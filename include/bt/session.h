@@ -1,9 +1,9 @@
 /*
  * session: what every command's engine runs on. One event_base, one evdns resolver, the http
- * and UDP tracker clients, the listener for incoming peers, a random peer id for this run ("-TC0001-" and 12 random bytes,
- * Azureus style), SIGINT/SIGTERM handling and an optional deadline. Commands create one session,
- * start their work on it, and call bt_session_run until the work calls bt_session_stop, a signal
- * arrives, or the deadline passes.
+ * and UDP tracker clients, the listener for incoming peers, a random peer id for this run
+ * ("-TC0001-" and 12 random bytes, Azureus style), SIGINT/SIGTERM handling and an optional
+ * deadline. Commands create one session, start their work on it, and call bt_session_run until the
+ * work calls bt_session_stop, a signal arrives, or the deadline passes.
  */
 #ifndef BT_SESSION_H
 #define BT_SESSION_H
@@ -22,9 +22,9 @@ struct bt_session;
 #define BT_PEER_ID_PREFIX "-TC0001-"
 
 enum bt_session_end {
-	BT_SESSION_STOPPED,     /* bt_session_stop was called */
+	BT_SESSION_STOPPED,	/* bt_session_stop was called */
 	BT_SESSION_INTERRUPTED, /* SIGINT or SIGTERM */
-	BT_SESSION_DEADLINE,    /* the deadline passed */
+	BT_SESSION_DEADLINE,	/* the deadline passed */
 };
 
 struct bt_session *bt_session_new(struct bt_err *err);

@@ -23,10 +23,10 @@
 
 /* One contiguous run of a file that a byte range of the torrent covers. */
 struct bt_segment {
-	size_t file;          /* index into m->files */
-	int64_t file_offset;  /* where in that file */
+	size_t file;	     /* index into m->files */
+	int64_t file_offset; /* where in that file */
 	int64_t length;
-	int64_t data_offset;  /* where in the caller's range (0 = its first byte) */
+	int64_t data_offset; /* where in the caller's range (0 = its first byte) */
 };
 
 /*
@@ -41,7 +41,7 @@ int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 struct bt_storage;
 
 enum bt_storage_flags {
-	BT_STORAGE_CREATE = 1,   /* create missing files and directories at full length */
+	BT_STORAGE_CREATE = 1,	 /* create missing files and directories at full length */
 	BT_STORAGE_READONLY = 2, /* open existing files only, for reading (seeding, checking) */
 };
 
@@ -60,8 +60,8 @@ void bt_storage_free(struct bt_storage *s);
  * Reads len bytes at offset `begin` within piece `index`; pad ranges read as zeros, and so does
  * anything past the end of a file someone shortened. -EINVAL if the range is not in the piece.
  */
-int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out,
-		    uint32_t len, struct bt_err *err);
+int bt_storage_read(struct bt_storage *s, uint32_t index, uint32_t begin, void *out, uint32_t len,
+		    struct bt_err *err);
 /* Writes one whole piece (its exact length); pad ranges are skipped. -EBADF if READONLY. */
 int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *data,
 			   struct bt_err *err);

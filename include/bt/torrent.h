@@ -10,10 +10,10 @@
  * blocks are read through the owner's read_block. With opts.seed it keeps serving after the
  * download is complete.
  *
- * Peers come from the tracker, from bt_torrent_add_peer (--peer) and from bt_torrent_accept. Up to max_peers are
- * connected at once; failed addresses are retried with a growing delay, a few times. Every
- * unchoked peer's request pipe is kept at its rate-based depth. Peers that fail are reaped by a
- * zero-delay event, never freed inside their own callbacks.
+ * Peers come from the tracker, from bt_torrent_add_peer (--peer) and from bt_torrent_accept. Up to
+ * max_peers are connected at once; failed addresses are retried with a growing delay, a few times.
+ * Every unchoked peer's request pipe is kept at its rate-based depth. Peers that fail are reaped by
+ * a zero-delay event, never freed inside their own callbacks.
  */
 #ifndef BT_TORRENT_H
 #define BT_TORRENT_H
@@ -30,15 +30,15 @@ struct bt_session;
 struct bt_torrent;
 
 struct bt_torrent_opts {
-	size_t max_peers;        /* 0: 50 */
-	uint16_t port;           /* announced to trackers; 0: 6881 */
+	size_t max_peers; /* 0: 50 */
+	uint16_t port;	  /* announced to trackers; 0: 6881 */
 	bool use_trackers;
-	double stall_timeout_s;  /* fail when nothing arrives for this long; 0: 60 s */
+	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: 60 s */
 	double request_timeout_s; /* 0: the peer default (20 s) */
-	bool seed;               /* keep serving peers after the download is complete */
-	bool verbose;            /* a stderr line per peer connected and closed */
-	double max_down, max_up; /* bytes/s over all peers; 0: unlimited */
-	const char *source_ip;   /* connections and announces leave from it (--listen); NULL */
+	bool seed;		  /* keep serving peers after the download is complete */
+	bool verbose;		  /* a stderr line per peer connected and closed */
+	double max_down, max_up;  /* bytes/s over all peers; 0: unlimited */
+	const char *source_ip;	  /* connections and announces leave from it (--listen); NULL */
 };
 
 struct bt_torrent_events {
@@ -56,17 +56,17 @@ struct bt_torrent_events {
 };
 
 struct bt_torrent_stats {
-	uint64_t wanted_bytes;    /* total of the wanted pieces */
-	uint64_t verified_bytes;  /* of those, verified (resumed pieces included) */
-	uint64_t received_bytes;  /* block bytes received in this run */
-	uint32_t pieces_failed;   /* pieces that failed verification */
-	size_t peers_connected;   /* past the handshake */
-	size_t peers_unchoking;   /* of those, unchoking us */
-	size_t peers_used;        /* peers that sent us at least one block */
-	double rate;              /* bytes/s, smoothed */
-	uint64_t uploaded_bytes;  /* block bytes sent in this run */
-	double up_rate;           /* bytes/s, smoothed */
-	double first_byte_s;      /* seconds from start to the first block, or -1 */
+	uint64_t wanted_bytes;	 /* total of the wanted pieces */
+	uint64_t verified_bytes; /* of those, verified (resumed pieces included) */
+	uint64_t received_bytes; /* block bytes received in this run */
+	uint32_t pieces_failed;	 /* pieces that failed verification */
+	size_t peers_connected;	 /* past the handshake */
+	size_t peers_unchoking;	 /* of those, unchoking us */
+	size_t peers_used;	 /* peers that sent us at least one block */
+	double rate;		 /* bytes/s, smoothed */
+	uint64_t uploaded_bytes; /* block bytes sent in this run */
+	double up_rate;		 /* bytes/s, smoothed */
+	double first_byte_s;	 /* seconds from start to the first block, or -1 */
 };
 
 struct bt_torrent_peer_stat {

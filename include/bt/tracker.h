@@ -49,9 +49,9 @@ void bt_announce_cancel(struct bt_announce *a);
 struct bt_tracker;
 
 struct bt_tracker_opts {
-	double min_interval_s;   /* our floor under the tracker's interval; 0: 60 s */
+	double min_interval_s;	 /* our floor under the tracker's interval; 0: 60 s */
 	long attempt_timeout_ms; /* one announce to one URL; 0: 20 s (UDP gets one retry) */
-	double stop_timeout_s;   /* bound on the stopped announce; 0: 2 s */
+	double stop_timeout_s;	 /* bound on the stopped announce; 0: 2 s */
 };
 
 struct bt_tracker_events {
@@ -63,7 +63,8 @@ struct bt_tracker_events {
 /* req gives the info hash, peer id, port, key and numwant; its counters are set by update. */
 struct bt_tracker *bt_tracker_new(struct event_base *base, const struct bt_tracker_io *io,
 				  const struct bt_meta_tier *tiers, size_t tier_count,
-				  const struct bt_announce_req *req, const struct bt_tracker_opts *opts,
+				  const struct bt_announce_req *req,
+				  const struct bt_tracker_opts *opts,
 				  const struct bt_tracker_events *events, void *arg);
 void bt_tracker_free(struct bt_tracker *t);
 

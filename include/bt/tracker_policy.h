@@ -21,8 +21,8 @@
 struct bt_tier_list {
 	struct bt_meta_tier *tiers; /* owned copies */
 	size_t count;
-	size_t tier, index;         /* the URL to try next */
-	unsigned failed_rounds;     /* rounds in a row in which every URL failed */
+	size_t tier, index;	/* the URL to try next */
+	unsigned failed_rounds; /* rounds in a row in which every URL failed */
 };
 
 /* Copies the tiers and shuffles each with rand_fn (which returns uniform 32-bit values). */

@@ -47,15 +47,15 @@ void bt_peer_addr_format(const struct bt_peer_addr *a, char *out);
 bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr *b);
 
 struct bt_announce_reply {
-	char *failure;      /* "failure reason": the announce failed; nothing else is set */
-	char *warning;      /* "warning message", or NULL */
-	int64_t interval;   /* seconds, or -1 when absent */
+	char *failure;	  /* "failure reason": the announce failed; nothing else is set */
+	char *warning;	  /* "warning message", or NULL */
+	int64_t interval; /* seconds, or -1 when absent */
 	int64_t min_interval;
 	int64_t complete;   /* seeders, or -1 */
 	int64_t incomplete; /* leechers, or -1 */
 	struct bt_peer_addr *peers;
 	size_t peer_count;
-	size_t bad_peers;   /* entries skipped: malformed, port 0, trailing bytes */
+	size_t bad_peers; /* entries skipped: malformed, port 0, trailing bytes */
 };
 
 void bt_announce_reply_deinit(struct bt_announce_reply *r);
@@ -75,8 +75,8 @@ int bt_tracker_parse_http(const uint8_t *body, size_t len, struct bt_announce_re
 			  struct bt_err *err);
 
 /* BEP 15 */
-#define BT_UDP_PROTOCOL_ID 0x41727101980ULL
-#define BT_UDP_CONNECT_LEN 16
+#define BT_UDP_PROTOCOL_ID  0x41727101980ULL
+#define BT_UDP_CONNECT_LEN  16
 #define BT_UDP_ANNOUNCE_LEN 98
 
 enum bt_udp_action {
@@ -92,7 +92,8 @@ void bt_udp_announce_request(uint8_t out[BT_UDP_ANNOUNCE_LEN], uint64_t connecti
 
 enum bt_udp_result {
 	BT_UDP_OK,     /* the expected reply: connection_id or the announce reply is filled in */
-	BT_UDP_IGNORE, /* not for us (short, other transaction id, unexpected action): keep waiting */
+	BT_UDP_IGNORE, /* not for us (short, other transaction id, unexpected action): keep waiting
+			*/
 	BT_UDP_FAILED, /* an error action: reply->failure holds the tracker's message */
 };
 

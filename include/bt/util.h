@@ -22,13 +22,14 @@ struct bt_err {
 
 #if defined(__GNUC__)
 #define BT_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define BT_NORETURN __attribute__((noreturn))
+#define BT_NORETURN	__attribute__((noreturn))
 #else
 #define BT_PRINTF(f, a)
 #define BT_NORETURN
 #endif
 
-/* Sets err->msg (if err is non-NULL) and returns `code`, so callers can `return bt_err_set(...)`. */
+/* Sets err->msg (if err is non-NULL) and returns `code`, so callers can `return bt_err_set(...)`.
+ */
 int bt_err_set(struct bt_err *err, int code, const char *fmt, ...) BT_PRINTF(3, 4);
 
 void *bt_xmalloc(size_t n);

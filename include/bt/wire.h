@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define BT_HANDSHAKE_LEN 68
-#define BT_BLOCK_SIZE 16384
+#define BT_BLOCK_SIZE	 16384
 /* The longest message body we take: a piece message's header and one block. */
 #define BT_WIRE_MAX_BODY (9 + BT_BLOCK_SIZE)
 /* Extended messages may carry one block of metadata (BEP 9) plus their bencoded header. */
@@ -57,12 +57,12 @@ enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct b
 					    struct bt_err *err);
 
 struct bt_wire_msg {
-	int id;           /* enum bt_wire_id, or another id (unknown: to be ignored) */
-	uint32_t index;   /* HAVE, REQUEST, PIECE, CANCEL */
-	uint32_t begin;   /* REQUEST, PIECE, CANCEL */
-	uint32_t length;  /* REQUEST, CANCEL; for PIECE the block's length */
-	uint16_t port;    /* PORT */
-	uint8_t ext_id;   /* EXTENDED */
+	int id;			/* enum bt_wire_id, or another id (unknown: to be ignored) */
+	uint32_t index;		/* HAVE, REQUEST, PIECE, CANCEL */
+	uint32_t begin;		/* REQUEST, PIECE, CANCEL */
+	uint32_t length;	/* REQUEST, CANCEL; for PIECE the block's length */
+	uint16_t port;		/* PORT */
+	uint8_t ext_id;		/* EXTENDED */
 	const uint8_t *payload; /* BITFIELD bits, PIECE block, EXTENDED body, unknown body */
 	size_t payload_len;
 };
@@ -76,7 +76,8 @@ enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_by
 				  size_t *total_out, struct bt_err *err);
 /* Decodes one whole message (as sized by bt_wire_check) from p[0..n). */
 enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_bytes,
-				   struct bt_wire_msg *out, size_t *consumed_out, struct bt_err *err);
+				   struct bt_wire_msg *out, size_t *consumed_out,
+				   struct bt_err *err);
 
 /* Encoders return the number of bytes written. */
 size_t bt_wire_put_keepalive(uint8_t out[4]);

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct bt_benc_limits lim = { .max_depth = 64, .max_nodes = 1 << 16 };
+	struct bt_benc_limits lim = {.max_depth = 64, .max_nodes = 1 << 16};
 	struct bt_benc_doc doc;
 	size_t consumed;
 	if (bt_benc_parse(&doc, data, size, &lim, &consumed, NULL) == BT_BENC_OK) {

@@ -18,7 +18,7 @@ static enum bt_benc_result parse_str(struct bt_benc_doc *doc, const char *s, str
 static void expect_json(const char *in, const char *want)
 {
 	struct bt_benc_doc doc;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse_str(&doc, in, &err), BT_BENC_OK);
 	struct bt_buf b;
 	bt_buf_init(&b);
@@ -31,7 +31,7 @@ static void expect_json(const char *in, const char *want)
 static void expect_error(const char *in, enum bt_benc_result want, const char *msg)
 {
 	struct bt_benc_doc doc;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse_str(&doc, in, &err), want);
 	assert_null(doc.nodes);
 	assert_int_equal(doc.count, 0);
@@ -148,11 +148,9 @@ static void test_int_range(void **state)
 		int rc;
 		int64_t v;
 	} cases[] = {
-		{ "i9223372036854775807e", 0, INT64_MAX },
-		{ "i-9223372036854775808e", 0, INT64_MIN },
-		{ "i9223372036854775808e", -ERANGE, 0 },
-		{ "i-9223372036854775809e", -ERANGE, 0 },
-		{ "i99999999999999999999e", -ERANGE, 0 },
+		{"i9223372036854775807e", 0, INT64_MAX}, {"i-9223372036854775808e", 0, INT64_MIN},
+		{"i9223372036854775808e", -ERANGE, 0},	 {"i-9223372036854775809e", -ERANGE, 0},
+		{"i99999999999999999999e", -ERANGE, 0},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct bt_benc_doc doc;
@@ -190,7 +188,7 @@ static void test_limits(void **state)
 	assert_string_equal(err.msg, "nesting deeper than 256 at offset 256");
 	free(deep);
 
-	struct bt_benc_limits lim = { .max_depth = 2, .max_nodes = 4 };
+	struct bt_benc_limits lim = {.max_depth = 2, .max_nodes = 4};
 	assert_int_equal(bt_benc_parse(&doc, (const uint8_t *)"llee", 4, &lim, NULL, NULL),
 			 BT_BENC_OK);
 	bt_benc_doc_deinit(&doc);
@@ -282,7 +280,8 @@ static void test_round_trip_random(void **state)
 		random_value(&in, 6, &seed);
 		struct bt_benc_doc doc;
 		size_t used = 0;
-		assert_int_equal(bt_benc_parse(&doc, in.data, in.len, NULL, &used, NULL), BT_BENC_OK);
+		assert_int_equal(bt_benc_parse(&doc, in.data, in.len, NULL, &used, NULL),
+				 BT_BENC_OK);
 		assert_int_equal(used, in.len);
 		bt_benc_encode(&out, bt_benc_root(&doc));
 		assert_int_equal(out.len, in.len);

@@ -23,7 +23,7 @@ static void test_reciprocation_and_optimistic(void **state)
 	struct bt_choker_peer p[8];
 	memset(p, 0, sizeof p);
 	for (size_t i = 0; i < 8; i++) {
-		p[i].interested = i != 7;      /* peer 7 is not interested */
+		p[i].interested = i != 7;	  /* peer 7 is not interested */
 		p[i].down_rate = (double)i * 100; /* peers 6,5,4,3 give us the most */
 		p[i].up_rate = (double)(8 - i) * 100;
 	}

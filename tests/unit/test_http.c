@@ -153,7 +153,7 @@ static void on_safety(evutil_socket_t fd, short what, void *arg)
 static void run(struct fixture *f)
 {
 	struct event *safety = evtimer_new(f->base, on_safety, f->base);
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = {10, 0};
 	evtimer_add(safety, &tv);
 	while (bt_http_active(f->http) > 0 && !event_base_got_break(f->base))
 		event_base_loop(f->base, EVLOOP_ONCE);
@@ -161,8 +161,8 @@ static void run(struct fixture *f)
 	event_free(safety);
 }
 
-static struct bt_http_req *get(struct fixture *f, const char *path,
-			       const struct bt_http_opts *opts, struct result *r)
+static struct bt_http_req *get(struct fixture *f, const char *path, const struct bt_http_opts *opts,
+			       struct result *r)
 {
 	char url[128];
 	snprintf(url, sizeof url, "%s%s", f->url, path);
@@ -172,7 +172,7 @@ static struct bt_http_req *get(struct fixture *f, const char *path,
 static void test_get_ok(void **state)
 {
 	struct fixture *f = *state;
-	struct result r = { 0 };
+	struct result r = {0};
 	assert_non_null(get(f, "/ok", NULL, &r));
 	assert_int_equal(r.calls, 0); /* never called from inside bt_http_get */
 	run(f);
@@ -202,8 +202,8 @@ static void test_many_concurrent(void **state)
 static void test_size_caps(void **state)
 {
 	struct fixture *f = *state;
-	struct bt_http_opts opts = { .max_body = 1 << 20 };
-	struct result big = { 0 }, bomb = { 0 };
+	struct bt_http_opts opts = {.max_body = 1 << 20};
+	struct result big = {0}, bomb = {0};
 	get(f, "/big", &opts, &big);
 	get(f, "/bomb", &opts, &bomb);
 	run(f);
@@ -217,7 +217,7 @@ static void test_size_caps(void **state)
 static void test_redirects(void **state)
 {
 	struct fixture *f = *state;
-	struct result ok = { 0 }, loop = { 0 }, file = { 0 };
+	struct result ok = {0}, loop = {0}, file = {0};
 	get(f, "/redirect", NULL, &ok);
 	get(f, "/loop", NULL, &loop);
 	get(f, "/to-file", NULL, &file);
@@ -232,7 +232,7 @@ static void test_redirects(void **state)
 static void test_errors(void **state)
 {
 	struct fixture *f = *state;
-	struct result missing = { 0 }, refused = { 0 };
+	struct result missing = {0}, refused = {0};
 	get(f, "/nothing-here", NULL, &missing);
 	/* Port 1 on loopback: nothing listens there. */
 	bt_http_get(f->http, "http://127.0.0.1:1/announce", NULL, on_done, &refused);
@@ -250,8 +250,8 @@ static void test_errors(void **state)
 static void test_timeout(void **state)
 {
 	struct fixture *f = *state;
-	struct bt_http_opts opts = { .timeout_ms = 300 };
-	struct result r = { 0 };
+	struct bt_http_opts opts = {.timeout_ms = 300};
+	struct result r = {0};
 	get(f, "/silent", &opts, &r);
 	run(f);
 	assert_int_equal(r.calls, 1);
@@ -270,10 +270,12 @@ static void test_https(void **state)
 {
 	struct fixture *f = *state;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	assert_int_equal(SSL_CTX_use_certificate_file(ctx, TEST_DATA_DIR "/tls-cert.pem",
-						      SSL_FILETYPE_PEM), 1);
-	assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, TEST_DATA_DIR "/tls-key.pem",
-						     SSL_FILETYPE_PEM), 1);
+	assert_int_equal(
+		SSL_CTX_use_certificate_file(ctx, TEST_DATA_DIR "/tls-cert.pem", SSL_FILETYPE_PEM),
+		1);
+	assert_int_equal(
+		SSL_CTX_use_PrivateKey_file(ctx, TEST_DATA_DIR "/tls-key.pem", SSL_FILETYPE_PEM),
+		1);
 	struct evhttp *tls = evhttp_new(f->base);
 	evhttp_set_bevcb(tls, tls_bev, ctx);
 	evhttp_set_gencb(tls, handle, f);
@@ -285,8 +287,8 @@ static void test_https(void **state)
 	char url[96];
 	snprintf(url, sizeof url, "https://127.0.0.1:%u/ok", ntohs(sin.sin_port));
 
-	struct bt_http_opts trust = { .ca_file = TEST_DATA_DIR "/tls-cert.pem" };
-	struct result ok = { 0 }, untrusted = { 0 };
+	struct bt_http_opts trust = {.ca_file = TEST_DATA_DIR "/tls-cert.pem"};
+	struct result ok = {0}, untrusted = {0};
 	bt_http_get(f->http, url, &trust, on_done, &ok);
 	bt_http_get(f->http, url, NULL, on_done, &untrusted);
 	run(f);
@@ -310,11 +312,11 @@ static void on_cancel_timer(evutil_socket_t fd, short what, void *arg)
 static void test_cancel_in_flight(void **state)
 {
 	struct fixture *f = *state;
-	struct result silent = { 0 }, ok = { 0 };
+	struct result silent = {0}, ok = {0};
 	struct bt_http_req *req = get(f, "/silent", NULL, &silent);
 	get(f, "/ok", NULL, &ok);
 	struct event *t = evtimer_new(f->base, on_cancel_timer, req);
-	struct timeval tv = { 0, 200000 };
+	struct timeval tv = {0, 200000};
 	evtimer_add(t, &tv);
 	run(f);
 	event_free(t);

@@ -33,7 +33,7 @@ static void test_valid_utf8_is_kept(void **state)
 {
 	(void)state;
 	EXPECT("caf\xc3\xa9", "\"caf\xc3\xa9\"");
-	EXPECT("\xe2\x82\xac", "\"\xe2\x82\xac\"");         /* U+20AC */
+	EXPECT("\xe2\x82\xac", "\"\xe2\x82\xac\"");	    /* U+20AC */
 	EXPECT("\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""); /* U+1F600 */
 	EXPECT("\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""); /* U+10FFFF */
 }
@@ -43,10 +43,10 @@ static void test_invalid_bytes_are_surrogate_escaped(void **state)
 	(void)state;
 	EXPECT("\xff", "\"\\udcff\"");
 	EXPECT("\x80", "\"\\udc80\"");
-	EXPECT("a\xc3", "\"a\\udcc3\"");                       /* truncated sequence */
-	EXPECT("\xc0\xaf", "\"\\udcc0\\udcaf\"");              /* overlong '/' */
-	EXPECT("\xe0\x80\xaf", "\"\\udce0\\udc80\\udcaf\"");   /* overlong */
-	EXPECT("\xed\xa0\x80", "\"\\udced\\udca0\\udc80\"");   /* a surrogate */
+	EXPECT("a\xc3", "\"a\\udcc3\"");				/* truncated sequence */
+	EXPECT("\xc0\xaf", "\"\\udcc0\\udcaf\"");			/* overlong '/' */
+	EXPECT("\xe0\x80\xaf", "\"\\udce0\\udc80\\udcaf\"");		/* overlong */
+	EXPECT("\xed\xa0\x80", "\"\\udced\\udca0\\udc80\"");		/* a surrogate */
 	EXPECT("\xf4\x90\x80\x80", "\"\\udcf4\\udc90\\udc80\\udc80\""); /* past U+10FFFF */
 	EXPECT("\xc3\xa9\xff\xc3\xa9", "\"\xc3\xa9\\udcff\xc3\xa9\"");
 }

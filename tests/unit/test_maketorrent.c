@@ -85,9 +85,12 @@ static void test_directory(void **state)
 	write_random("album/.hidden/x", 10, 5);
 	char root[128];
 	snprintf(root, sizeof root, "%s/album", dir);
-	char *trackers[] = { "http://t1/a", "udp://t2:1,http://t3/a" };
-	struct bt_make_opts o = { .path = root, .trackers = trackers, .tracker_count = 2,
-				  .comment = "c", .no_date = true };
+	char *trackers[] = {"http://t1/a", "udp://t2:1,http://t3/a"};
+	struct bt_make_opts o = {.path = root,
+				 .trackers = trackers,
+				 .tracker_count = 2,
+				 .comment = "c",
+				 .no_date = true};
 	struct bt_buf out;
 	bt_buf_init(&out);
 	struct bt_err err;
@@ -95,7 +98,7 @@ static void test_directory(void **state)
 	struct bt_metainfo m;
 	assert_int_equal(bt_meta_parse(&m, out.data, out.len, &err), 0);
 	assert_string_equal(m.name, "album");
-	assert_int_equal(m.file_count, 4); /* the hidden one left out */
+	assert_int_equal(m.file_count, 4);		 /* the hidden one left out */
 	assert_string_equal(m.files[0].path, "a/z.bin"); /* component order: "a/" before "a-b" */
 	assert_string_equal(m.files[1].path, "a-b.bin");
 	assert_string_equal(m.files[2].path, "b.bin");
@@ -140,7 +143,7 @@ static void test_single_file_and_errors(void **state)
 	write_random("one.iso", 300000, 9);
 	char path[128];
 	snprintf(path, sizeof path, "%s/one.iso", dir);
-	struct bt_make_opts o = { .path = path, .name = "renamed.iso" };
+	struct bt_make_opts o = {.path = path, .name = "renamed.iso"};
 	struct bt_buf out;
 	bt_buf_init(&out);
 	struct bt_err err;
@@ -157,7 +160,7 @@ static void test_single_file_and_errors(void **state)
 
 	bt_buf_init(&out);
 	snprintf(path, sizeof path, "%s/missing", dir);
-	o = (struct bt_make_opts){ .path = path };
+	o = (struct bt_make_opts){.path = path};
 	assert_int_equal(bt_make_torrent(&o, &out, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "missing: No such file or directory"));
 	write_random("emptydir/.x", 1, 1);

@@ -37,7 +37,7 @@ static void expect_invalid(const char *info, int code, const char *msg_part)
 {
 	char *t = torrent_with_info(info);
 	struct bt_metainfo m;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	int rc = parse(&m, t, &err);
 	if (rc != code || !strstr(err.msg, msg_part))
 		fail_msg("info %s: got %d '%s', want %d '...%s...'", info, rc, err.msg, code,
@@ -50,11 +50,12 @@ static void expect_invalid(const char *info, int code, const char *msg_part)
 static void test_single_file(void **state)
 {
 	(void)state;
-	const char *t = "d8:announce20:http://t.example/ann7:comment2:hi10:created by4:test"
-			"13:creation datei1700000000e"
-			"4:infod6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20 "ee";
+	const char *t =
+		"d8:announce20:http://t.example/ann7:comment2:hi10:created by4:test"
+		"13:creation datei1700000000e"
+		"4:infod6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20 "ee";
 	struct bt_metainfo m;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse(&m, t, &err), 0);
 	char hex[41];
 	hex_of(m.info_hash, 20, hex);
@@ -76,8 +77,9 @@ static void test_single_file(void **state)
 	assert_int_equal(m.creation_date, 1700000000);
 	assert_false(m.is_private);
 	assert_false(m.hybrid);
-	assert_int_equal(m.info_len, strlen("d6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:"
-					    HASHES20 "e"));
+	assert_int_equal(
+		m.info_len,
+		strlen("d6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20 "e"));
 	assert_int_equal(bt_meta_piece_size(&m, 0), 1);
 	bt_meta_deinit(&m);
 	assert_null(m.name);
@@ -86,8 +88,8 @@ static void test_single_file(void **state)
 static void test_unsorted_keys_hash_raw_bytes(void **state)
 {
 	(void)state;
-	const char *t = "d4:infod4:name1:a6:lengthi1e6:pieces20:" HASHES20
-			"12:piece lengthi16384eee";
+	const char *t =
+		"d4:infod4:name1:a6:lengthi1e6:pieces20:" HASHES20 "12:piece lengthi16384eee";
 	struct bt_metainfo m;
 	assert_int_equal(parse(&m, t, NULL), 0);
 	char hex[65];
@@ -102,16 +104,17 @@ static void test_multi_file_offsets_and_pads(void **state)
 {
 	(void)state;
 	/* 3 + 16381 (pad) + 16384 + 5 = 32773 bytes: 3 pieces of 16 KiB. */
-	const char *info = "d5:filesl"
-			   "d6:lengthi3e4:pathl3:dir5:a.txtee"
-			   "d4:attr1:p6:lengthi16381e4:pathl4:.pad5:16381ee"
-			   "d6:lengthi16384e4:pathl1:bee"
-			   "d4:attr2:xh6:lengthi5e4:pathl1:c1:d1:eee"
-			   "e4:name4:root12:piece lengthi16384e6:pieces60:" HASHES20 HASHES20 HASHES20
-			   "7:privatei1ee";
+	const char *info =
+		"d5:filesl"
+		"d6:lengthi3e4:pathl3:dir5:a.txtee"
+		"d4:attr1:p6:lengthi16381e4:pathl4:.pad5:16381ee"
+		"d6:lengthi16384e4:pathl1:bee"
+		"d4:attr2:xh6:lengthi5e4:pathl1:c1:d1:eee"
+		"e4:name4:root12:piece lengthi16384e6:pieces60:" HASHES20 HASHES20 HASHES20
+		"7:privatei1ee";
 	char *t = torrent_with_info(info);
 	struct bt_metainfo m;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse(&m, t, &err), 0);
 	assert_true(m.multi_file);
 	assert_true(m.is_private);
@@ -136,13 +139,12 @@ static void test_multi_file_offsets_and_pads(void **state)
 static void test_trackers_and_web_seeds(void **state)
 {
 	(void)state;
-	const char *t =
-		"d13:announce-listll9:http://a1el9:http://b19:http://b2eleli42eel0:ee"
-		"4:infod6:lengthi1e4:name1:a12:piece lengthi1e6:pieces20:" HASHES20 "e"
-		"8:url-listl9:http://w10:e"
-		"e";
+	const char *t = "d13:announce-listll9:http://a1el9:http://b19:http://b2eleli42eel0:ee"
+			"4:infod6:lengthi1e4:name1:a12:piece lengthi1e6:pieces20:" HASHES20 "e"
+			"8:url-listl9:http://w10:e"
+			"e";
 	struct bt_metainfo m;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse(&m, t, &err), 0);
 	assert_null(m.announce);
 	assert_string_equal(bt_meta_tracker(&m), "http://a1");
@@ -166,21 +168,24 @@ static void test_trackers_and_web_seeds(void **state)
 static void test_hybrid_and_v2(void **state)
 {
 	(void)state;
-	char *t = torrent_with_info("d9:file treed1:ad0:d6:lengthi1eeee6:lengthi1e12:meta versioni2e"
-				    "4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20 "e");
+	char *t =
+		torrent_with_info("d9:file treed1:ad0:d6:lengthi1eeee6:lengthi1e12:meta versioni2e"
+				  "4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20 "e");
 	struct bt_metainfo m;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	assert_int_equal(parse(&m, t, &err), 0);
 	assert_true(m.hybrid);
-	uint8_t zero[32] = { 0 };
+	uint8_t zero[32] = {0};
 	assert_memory_not_equal(m.info_hash_v2, zero, 32);
 	bt_meta_deinit(&m);
 	free(t);
 
-	expect_invalid("d9:file treede12:meta versioni2e4:name1:a12:piece lengthi16384ee",
-		       -ENOTSUP, "v2-only torrents (BEP 52) are not supported yet");
-	expect_invalid("d6:lengthi1e12:meta versioni3e4:name1:a12:piece lengthi16384e6:pieces20:"
-		       HASHES20 "e", -ENOTSUP, "meta version 3 is not supported");
+	expect_invalid("d9:file treede12:meta versioni2e4:name1:a12:piece lengthi16384ee", -ENOTSUP,
+		       "v2-only torrents (BEP 52) are not supported yet");
+	expect_invalid(
+		"d6:lengthi1e12:meta versioni3e4:name1:a12:piece lengthi16384e6:pieces20:" HASHES20
+		"e",
+		-ENOTSUP, "meta version 3 is not supported");
 }
 
 static void test_invalid_torrents(void **state)
@@ -200,16 +205,18 @@ static void test_invalid_torrents(void **state)
 	assert_string_equal(err.msg, "bencode: unexpected end of input at offset 8");
 
 #define P1 "12:piece lengthi16384e6:pieces20:" HASHES20
-	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi0e6:pieces20:" HASHES20 "e",
-		       -EINVAL, "info.piece length: 0 is out of range");
-	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi-16e6:pieces20:" HASHES20 "e",
-		       -EINVAL, "info.piece length: -16 is out of range");
-	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi99999999999999999999e6:pieces20:"
-		       HASHES20 "e", -EINVAL, "info.piece length: 99999999999999999999 is out");
+	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi0e6:pieces20:" HASHES20 "e", -EINVAL,
+		       "info.piece length: 0 is out of range");
+	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi-16e6:pieces20:" HASHES20 "e", -EINVAL,
+		       "info.piece length: -16 is out of range");
+	expect_invalid(
+		"d6:lengthi1e4:name1:a12:piece lengthi99999999999999999999e6:pieces20:" HASHES20
+		"e",
+		-EINVAL, "info.piece length: 99999999999999999999 is out");
 	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi536870912e6:pieces20:" HASHES20 "e",
 		       -EINVAL, "out of range (1 to 268435456)");
-	expect_invalid("d6:lengthi1e4:name1:a12:piece length1:x6:pieces20:" HASHES20 "e",
-		       -EINVAL, "info.piece length: not an integer");
+	expect_invalid("d6:lengthi1e4:name1:a12:piece length1:x6:pieces20:" HASHES20 "e", -EINVAL,
+		       "info.piece length: not an integer");
 	expect_invalid("d6:lengthi1e4:name1:ae", -EINVAL, "info: missing 'piece length'");
 	expect_invalid("d6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces19:AAAAAAAAAAAAAAAAAAAe",
 		       -EINVAL, "info.pieces: length 19 is not a multiple of 20");
@@ -231,9 +238,11 @@ static void test_invalid_torrents(void **state)
 	expect_invalid("d5:filesld4:pathl1:beee4:name1:a" P1 "e", -EINVAL,
 		       "info.files[0]: missing 'length'");
 	expect_invalid("d5:filesld6:lengthi1e4:pathl1:beed6:lengthi-5e4:pathl1:ceee4:name1:a" P1
-		       "e", -EINVAL, "info.files[1].length: -5 is out of range");
+		       "e",
+		       -EINVAL, "info.files[1].length: -5 is out of range");
 	expect_invalid("d5:filesld6:lengthi9223372036854775807e4:pathl1:beed6:lengthi1e"
-		       "4:pathl1:ceee4:name1:a" P1 "e", -EINVAL, "info: total length overflows");
+		       "4:pathl1:ceee4:name1:a" P1 "e",
+		       -EINVAL, "info: total length overflows");
 	expect_invalid("d5:filesld6:lengthi1eee4:name1:a" P1 "e", -EINVAL,
 		       "info.files[0].path: missing");
 	expect_invalid("d5:filesld6:lengthi1e4:pathleee4:name1:a" P1 "e", -EINVAL,
@@ -254,10 +263,12 @@ static void test_invalid_torrents(void **state)
 		       "info.files[0].path[0]: path component is not a string");
 	expect_invalid("d5:filesld6:lengthi1e4:pathl1:xeed6:lengthi1e4:pathl1:xeee4:name1:a" P1 "e",
 		       -EINVAL, "info.files: two files at 'x'");
-	expect_invalid("d5:filesld6:lengthi1e4:pathl1:xeed6:lengthi1e4:pathl1:x1:y1:zeee4:name1:a"
-		       P1 "e", -EINVAL, "info.files: 'x' is both a file and a directory");
+	expect_invalid(
+		"d5:filesld6:lengthi1e4:pathl1:xeed6:lengthi1e4:pathl1:x1:y1:zeee4:name1:a" P1 "e",
+		-EINVAL, "info.files: 'x' is both a file and a directory");
 	expect_invalid("d5:filesld6:lengthi1e4:pathl1:a1:beed6:lengthi1e4:pathl1:a1:b1:ceee"
-		       "4:name1:a" P1 "e", -EINVAL, "info.files: 'a/b' is both a file and a directory");
+		       "4:name1:a" P1 "e",
+		       -EINVAL, "info.files: 'a/b' is both a file and a directory");
 	expect_invalid("d6:lengthi1e4:name2:.." P1 "e", -EINVAL,
 		       "info.name: '..' is not allowed in a path");
 	expect_invalid("d6:lengthi1e4:name4:/etc" P1 "e", -EINVAL,
@@ -282,16 +293,16 @@ static void test_nul_in_component(void **state)
 static void test_every_truncation_fails_cleanly(void **state)
 {
 	(void)state;
-	const char *info = "d5:filesld6:lengthi3e4:pathl3:dir5:a.txteed6:lengthi16384e"
-			   "4:pathl1:beee4:name4:root12:piece lengthi16384e6:pieces40:" HASHES20
-			   HASHES20 "e";
+	const char *info =
+		"d5:filesld6:lengthi3e4:pathl3:dir5:a.txteed6:lengthi16384e"
+		"4:pathl1:beee4:name4:root12:piece lengthi16384e6:pieces40:" HASHES20 HASHES20 "e";
 	char *t = torrent_with_info(info);
 	size_t n = strlen(t);
 	struct bt_metainfo m;
 	assert_int_equal(bt_meta_parse(&m, (const uint8_t *)t, n, NULL), 0);
 	bt_meta_deinit(&m);
 	for (size_t cut = 0; cut < n; cut++) {
-		struct bt_err err = { "" };
+		struct bt_err err = {""};
 		assert_int_equal(bt_meta_parse(&m, (const uint8_t *)t, cut, &err), -EINVAL);
 		assert_true(strncmp(err.msg, "bencode: ", 9) == 0);
 		assert_null(m.name);

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #define PIECES 10
-#define BLOCK 100
+#define BLOCK  100
 
 struct rec {
 	int handshakes, chokes, unchokes, has_calls, blocks, closed;
@@ -98,10 +98,13 @@ static int on_read_block(void *arg, struct bt_peer *p, const struct bt_block *b,
 	return 0;
 }
 
-static const struct bt_peer_events events = { .handshake = on_handshake, .choked = on_choked,
-					       .has = on_has, .block_dest = on_dest,
-					       .block = on_block, .closed = on_closed,
-					       .read_block = on_read_block };
+static const struct bt_peer_events events = {.handshake = on_handshake,
+					     .choked = on_choked,
+					     .has = on_has,
+					     .block_dest = on_dest,
+					     .block = on_block,
+					     .closed = on_closed,
+					     .read_block = on_read_block};
 
 /* Runs the loop until nothing is ready (a few passes). */
 static void spin(struct fx *f)
@@ -283,7 +286,7 @@ static void test_request_piece_cancel_choke(void **state)
 	assert_false(bt_peer_choking_us(f->peer));
 
 	bt_peer_set_interested(f->peer, true);
-	struct bt_block a = { 1, 0, BLOCK }, b = { 1, BLOCK, BLOCK }, c = { 2, 0, BLOCK };
+	struct bt_block a = {1, 0, BLOCK}, b = {1, BLOCK, BLOCK}, c = {2, 0, BLOCK};
 	bt_peer_request(f->peer, &a);
 	bt_peer_request(f->peer, &b);
 	bt_peer_request(f->peer, &c);
@@ -337,7 +340,7 @@ static void test_oversized_length_dropped_at_once(void **state)
 {
 	struct fx *f = *state;
 	handshake(f);
-	const uint8_t huge[] = { 0x7f, 0xff, 0xff, 0xff, BT_WIRE_PIECE };
+	const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, BT_WIRE_PIECE};
 	send_raw(f, huge, sizeof huge);
 	spin(f);
 	assert_int_equal(f->r.closed, 1);
@@ -351,9 +354,9 @@ static void test_ignored_messages_and_eof(void **state)
 	uint8_t m[32];
 	size_t n = bt_wire_put_keepalive(m);
 	send_raw(f, m, n);
-	const uint8_t unknown[] = { 0, 0, 0, 3, 42, 'x', 'y' };
+	const uint8_t unknown[] = {0, 0, 0, 3, 42, 'x', 'y'};
 	send_raw(f, unknown, sizeof unknown);
-	const uint8_t port[] = { 0, 0, 0, 3, 9, 0x1a, 0xe1 };
+	const uint8_t port[] = {0, 0, 0, 3, 9, 0x1a, 0xe1};
 	send_raw(f, port, sizeof port);
 	n = bt_wire_put_extended_header(m, 0, 2);
 	memcpy(m + n, "de", 2);
@@ -370,12 +373,12 @@ static void test_connect_refused_reported_from_loop(void **state)
 {
 	(void)state;
 	struct event_base *base = event_base_new();
-	struct rec r = { 0 };
-	struct bt_peer_config cfg = { .piece_count = PIECES };
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(1),
-				   .sin_addr.s_addr = htonl(0x7f000001) };
-	struct bt_peer *p = bt_peer_connect(base, (struct sockaddr *)&sin, sizeof sin, &cfg,
-					    &events, &r);
+	struct rec r = {0};
+	struct bt_peer_config cfg = {.piece_count = PIECES};
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET, .sin_port = htons(1), .sin_addr.s_addr = htonl(0x7f000001)};
+	struct bt_peer *p =
+		bt_peer_connect(base, (struct sockaddr *)&sin, sizeof sin, &cfg, &events, &r);
 	assert_int_equal(r.closed, 0); /* never from inside the call */
 	assert_string_equal(bt_peer_name(p), "127.0.0.1:1");
 	for (int i = 0; i < 50 && !r.closed; i++)
@@ -394,7 +397,7 @@ static void test_block_streamed_in_place(void **state)
 	uint8_t m[16];
 	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
 	spin(f);
-	struct bt_block a = { 3, 0, BT_BLOCK_SIZE }, b = { 3, BT_BLOCK_SIZE, BT_BLOCK_SIZE };
+	struct bt_block a = {3, 0, BT_BLOCK_SIZE}, b = {3, BT_BLOCK_SIZE, BT_BLOCK_SIZE};
 	bt_peer_request(f->peer, &a);
 	bt_peer_request(f->peer, &b);
 	spin(f);
@@ -466,8 +469,8 @@ static void test_serving_requests(void **state)
 	uint8_t m[8];
 	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_INTERESTED));
 	send_request(f, 1, BLOCK, BLOCK);
-	send_request(f, 4, 0, BLOCK);          /* a piece we lack: ignored */
-	send_request(f, PIECES - 1, 100, 50);  /* the short last piece's tail */
+	send_request(f, 4, 0, BLOCK);	      /* a piece we lack: ignored */
+	send_request(f, PIECES - 1, 100, 50); /* the short last piece's tail */
 	spin(f);
 	assert_true(bt_peer_interested_in_us(f->peer));
 	size_t n = read_raw(f, buf, sizeof buf);
@@ -487,7 +490,7 @@ static void test_serving_requests(void **state)
 	assert_int_equal(bt_peer_uploaded(f->peer), BLOCK + 50);
 
 	/* Thousands of requests from a peer that does not read: the queue stays bounded. */
-	static const uint32_t have[] = { 0, 1, 2, 3, 5, 6, 7, 8 };
+	static const uint32_t have[] = {0, 1, 2, 3, 5, 6, 7, 8};
 	uint32_t sent = 0;
 	for (; sent < 40000 && bt_peer_upload_queue(f->peer) < 2048; sent++) {
 		/* All different: 8 pieces x 100 offsets x 50 lengths. */
@@ -526,7 +529,8 @@ static void test_request_out_of_range(void **state)
 
 static void test_request_too_big(void **state)
 {
-	expect_bad_request(state, 0, 0, 1 << 20, "request for 1048576 bytes (at most 16384 allowed)");
+	expect_bad_request(state, 0, 0, 1 << 20,
+			   "request for 1048576 bytes (at most 16384 allowed)");
 }
 
 static void test_request_past_piece_end(void **state)

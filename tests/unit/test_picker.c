@@ -64,7 +64,8 @@ static void test_rarest_first(void **state)
 {
 	(void)state;
 	struct bt_picker *p = bt_picker_new(4, 16 * KB, 64 * KB, NULL, NULL, 7);
-	struct bt_bitfield a = peer_with(4, "0123"), b = peer_with(4, "123"), c = peer_with(4, "23");
+	struct bt_bitfield a = peer_with(4, "0123"), b = peer_with(4, "123"),
+			   c = peer_with(4, "23");
 	bt_picker_add_peer(p, &a);
 	bt_picker_add_peer(p, &b);
 	bt_picker_add_peer(p, &c);
@@ -96,7 +97,7 @@ static void test_random_tie_break(void **state)
 {
 	(void)state;
 	struct bt_bitfield s = seeder(64);
-	int seen[64] = { 0 }, distinct = 0;
+	int seen[64] = {0}, distinct = 0;
 	for (uint64_t seed = 1; seed <= 32; seed++) {
 		struct bt_picker *p = bt_picker_new(64, 16 * KB, 64 * 16 * KB, NULL, NULL, seed);
 		bt_picker_add_peer(p, &s);
@@ -151,9 +152,9 @@ static void test_returned_received_passed_failed(void **state)
 	assert_false(bt_picker_received(p, &out[0], &complete)); /* a duplicate */
 	assert_true(bt_picker_received(p, &out[1], &complete));
 	assert_true(complete);
-	struct bt_block bogus = { .piece = first, .begin = 100, .length = 10 };
+	struct bt_block bogus = {.piece = first, .begin = 100, .length = 10};
 	assert_false(bt_picker_received(p, &bogus, &complete));
-	bogus = (struct bt_block){ .piece = 9, .begin = 0, .length = 16 * KB };
+	bogus = (struct bt_block){.piece = 9, .begin = 0, .length = 16 * KB};
 	assert_false(bt_picker_received(p, &bogus, &complete));
 
 	/* Verification failed: the piece is wanted again, both blocks. */
@@ -194,7 +195,7 @@ static void test_endgame(void **state)
 	bt_picker_add_peer(p, &s);
 	bt_picker_add_peer(p, &s);
 	bt_picker_add_peer(p, &s);
-	struct requested a = { 0 }, b = { 0 }, c = { 0 };
+	struct requested a = {0}, b = {0}, c = {0};
 	a.n = bt_picker_pick(p, &s, a.blocks, 8, already, &a);
 	assert_int_equal(a.n, 2);
 	assert_true(bt_picker_in_endgame(p));

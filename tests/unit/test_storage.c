@@ -89,7 +89,7 @@ static void parse_single(struct bt_metainfo *m, const char *name, int64_t length
 		      (long long)length, strlen(name), name, (long long)piece_length);
 	add_pieces(&b, length, piece_length);
 	bt_buf_adds(&b, "ee");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	if (bt_meta_parse(m, b.data, b.len, &err))
 		fail_msg("parse: %s", err.msg);
 	bt_buf_deinit(&b);
@@ -124,7 +124,7 @@ static void parse_multi(struct bt_metainfo *m, const struct tfile *files, size_t
 	bt_buf_printf(&b, "e4:name4:root12:piece lengthi%llde", (long long)piece_length);
 	add_pieces(&b, total, piece_length);
 	bt_buf_adds(&b, "ee");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	if (bt_meta_parse(m, b.data, b.len, &err))
 		fail_msg("parse: %s", err.msg);
 	bt_buf_deinit(&b);
@@ -160,7 +160,7 @@ static uint8_t *pattern(size_t n)
 static uint8_t *slurp(const char *path, size_t *len)
 {
 	uint8_t *data;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	if (bt_read_file(path, 1 << 24, &data, len, &err))
 		fail_msg("%s", err.msg);
 	return data;
@@ -217,8 +217,8 @@ static void expect_seg(const struct seg_log *l, size_t k, size_t file, int64_t f
 		fail_msg("segment %zu: got file %zu at %lld, %lld bytes, data %lld; want file %zu "
 			 "at %lld, %lld bytes, data %lld",
 			 k, s->file, (long long)s->file_offset, (long long)s->length,
-			 (long long)s->data_offset, file, (long long)file_offset,
-			 (long long)length, (long long)data_offset);
+			 (long long)s->data_offset, file, (long long)file_offset, (long long)length,
+			 (long long)data_offset);
 }
 
 /*
@@ -226,11 +226,15 @@ static void expect_seg(const struct seg_log *l, size_t k, size_t file, int64_t f
  * |  a   |  b   |  pad (4)   |   c    |   with empty files at 0, 5 (twice), 8 and 22.
  */
 static struct bt_meta_file map_files[] = {
-	{ .path = "empty0", .length = 0 }, { .path = "a", .length = 5 },
-	{ .path = "e1", .length = 0 },     { .path = "e2", .length = 0 },
-	{ .path = "b", .length = 3 },      { .path = "e3", .length = 0 },
-	{ .path = ".pad/4", .length = 4, .pad = true },
-	{ .path = "c", .length = 10 },     { .path = "e4", .length = 0 },
+	{.path = "empty0", .length = 0},
+	{.path = "a", .length = 5},
+	{.path = "e1", .length = 0},
+	{.path = "e2", .length = 0},
+	{.path = "b", .length = 3},
+	{.path = "e3", .length = 0},
+	{.path = ".pad/4", .length = 4, .pad = true},
+	{.path = "c", .length = 10},
+	{.path = "e4", .length = 0},
 };
 enum { A = 1, B = 4, PAD = 6, C = 7 };
 
@@ -242,7 +246,7 @@ static void test_map_across_files(void **state)
 	assert_int_equal(m.total_length, 22);
 
 	/* From inside a, across the empty files, b, the pad, into c. */
-	struct seg_log l = { .count = 0 };
+	struct seg_log l = {.count = 0};
 	assert_int_equal(bt_storage_map(&m, 3, 13, log_seg, &l), 0);
 	assert_int_equal(l.count, 4);
 	expect_seg(&l, 0, A, 3, 2, 0);
@@ -258,7 +262,7 @@ static void test_map_across_files(void **state)
 	expect_seg(&l, 3, C, 0, 10, 12);
 
 	/* The callback's first non-zero return stops the walk and is returned. */
-	l = (struct seg_log){ .stop_at = 2 };
+	l = (struct seg_log){.stop_at = 2};
 	assert_int_equal(bt_storage_map(&m, 0, 22, log_seg, &l), 7);
 	assert_int_equal(l.count, 2);
 }
@@ -268,7 +272,7 @@ static void test_map_exact_boundaries(void **state)
 	(void)state;
 	struct bt_metainfo m;
 	fill_meta(&m, map_files, sizeof map_files / sizeof map_files[0], 8);
-	struct seg_log l = { .count = 0 };
+	struct seg_log l = {.count = 0};
 
 	/* Starting exactly where b starts (three files start at 5: e1, e2, b). */
 	assert_int_equal(bt_storage_map(&m, 5, 3, log_seg, &l), 0);
@@ -315,14 +319,14 @@ static void test_map_last_short_piece(void **state)
 {
 	(void)state;
 	/* 7 + 20 + 9 = 36 bytes in pieces of 16: the last piece is 4 bytes, all in "c". */
-	const struct tfile files[] = { { "a", 7, false }, { "b", 20, false }, { "c", 9, false } };
+	const struct tfile files[] = {{"a", 7, false}, {"b", 20, false}, {"c", 9, false}};
 	struct bt_metainfo m;
 	parse_multi(&m, files, 3, 16);
 	assert_int_equal(m.piece_count, 3);
 	int64_t last = bt_meta_piece_size(&m, 2);
 	assert_int_equal(last, 4);
 
-	struct seg_log l = { .count = 0 };
+	struct seg_log l = {.count = 0};
 	assert_int_equal(bt_storage_map(&m, 2 * m.piece_length, last, log_seg, &l), 0);
 	assert_int_equal(l.count, 1);
 	expect_seg(&l, 0, 2, 5, 4, 0);
@@ -383,7 +387,7 @@ static void test_map_many_files_is_fast(void **state)
 	for (int k = 0; k < CALLS; k++) {
 		x = x * 6364136223846793005u + 1442695040888963407u;
 		int64_t at = (int64_t)((x >> 33) % N);
-		struct first_seg f = { .calls = 0 };
+		struct first_seg f = {.calls = 0};
 		assert_int_equal(bt_storage_map(&m, at, 1, keep_first, &f), 0);
 		size_t want_file = (size_t)(at / 3 * 3) + (at % 3 == 0 ? 1 : 2);
 		int64_t want_off = at % 3 == 2 ? 1 : 0;
@@ -412,7 +416,7 @@ static void test_single_file_roundtrip(void **state)
 	parse_single(&m, "file.bin", 40, 16); /* pieces of 16, 16, 8 */
 	char *root = join(dir, "x/y/file.bin");
 	uint8_t *data = pattern(40);
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
@@ -451,9 +455,9 @@ static void test_single_file_roundtrip(void **state)
  * c/d/e/four 32..41 | z/last-empty 41. Pieces of 8: 6 pieces, the last one byte.
  */
 static const struct tfile multi_files[] = {
-	{ "first-empty", 0, false }, { "a/b/one", 7, false },   { "a/two", 0, false },
-	{ "three", 20, false },      { ".pad/0", 5, true },     { "c/d/e/four", 9, false },
-	{ "z/last-empty", 0, false },
+	{"first-empty", 0, false},  {"a/b/one", 7, false}, {"a/two", 0, false},
+	{"three", 20, false},	    {".pad/0", 5, true},   {"c/d/e/four", 9, false},
+	{"z/last-empty", 0, false},
 };
 enum { MULTI_TOTAL = 41 };
 
@@ -466,7 +470,7 @@ static void test_multi_file_roundtrip(void **state)
 	assert_int_equal(m.piece_count, 6);
 	char *root = join(dir, "out/root");
 	uint8_t *data = pattern(MULTI_TOTAL); /* non-zero in the pad range too */
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
@@ -480,8 +484,8 @@ static void test_multi_file_roundtrip(void **state)
 		const char *rel;
 		size_t off, len;
 	} expect[] = {
-		{ "first-empty", 0, 0 }, { "a/b/one", 0, 7 },      { "a/two", 7, 0 },
-		{ "three", 7, 20 },      { "c/d/e/four", 32, 9 }, { "z/last-empty", 41, 0 },
+		{"first-empty", 0, 0}, {"a/b/one", 0, 7},     {"a/two", 7, 0},
+		{"three", 7, 20},      {"c/d/e/four", 32, 9}, {"z/last-empty", 41, 0},
 	};
 	for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
 		char *p = join(root, expect[i].rel);
@@ -540,12 +544,12 @@ static void test_many_files_share_directories(void **state)
 	char names[N][32];
 	for (int i = 0; i < N; i++) {
 		snprintf(names[i], sizeof names[i], "d%d/e%d/f%d", i / 100, i / 10 % 3, i);
-		files[i] = (struct tfile){ names[i], 1 + i % 2, false };
+		files[i] = (struct tfile){names[i], 1 + i % 2, false};
 	}
 	struct bt_metainfo m;
 	parse_multi(&m, files, N, 64);
 	char *root = join(dir, "r/");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
 	bt_storage_free(s);
@@ -564,11 +568,11 @@ static void test_many_files_share_directories(void **state)
 static void test_zero_length_file_created(void **state)
 {
 	const char *dir = *state;
-	const struct tfile files[] = { { "sub/empty", 0, false }, { "data", 3, false } };
+	const struct tfile files[] = {{"sub/empty", 0, false}, {"data", 3, false}};
 	struct bt_metainfo m;
 	parse_multi(&m, files, 2, 16);
 	char *root = join(dir, "t");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
 	bt_storage_free(s);
@@ -582,14 +586,14 @@ static void test_zero_length_file_created(void **state)
 static void test_only_pads_still_makes_root(void **state)
 {
 	const char *dir = *state;
-	const struct tfile files[] = { { ".pad/3", 3, true } };
+	const struct tfile files[] = {{".pad/3", 3, true}};
 	struct bt_metainfo m;
 	parse_multi(&m, files, 1, 16);
 	char *root = join(dir, "p/q");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
-	uint8_t buf[3] = { 1, 2, 3 };
+	uint8_t buf[3] = {1, 2, 3};
 	assert_int_equal(bt_storage_write_piece(s, 0, buf, &err), 0);
 	assert_int_equal(bt_storage_read(s, 0, 0, buf, 3, &err), 0);
 	assert_memory_equal(buf, "\0\0\0", 3);
@@ -614,7 +618,7 @@ static void test_missing_file_is_named(void **state)
 	assert_int_equal(mkdir(root, 0777), 0);
 	assert_int_equal(mkdir(a, 0777), 0);
 	free(a);
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = (struct bt_storage *)&err; /* not NULL: open must reset it */
 
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_READONLY, &err), -ENOENT);
@@ -672,11 +676,11 @@ static void test_unwritable_directory_is_named(void **state)
 		assert_int_equal(setegid(65534), 0);
 		assert_int_equal(seteuid(65534), 0);
 	}
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 
 	/* Multi-file: the directory that cannot be made is named. */
-	const struct tfile files[] = { { "sub/f", 3, false } };
+	const struct tfile files[] = {{"sub/f", 3, false}};
 	struct bt_metainfo m;
 	parse_multi(&m, files, 1, 16);
 	char *root = join(ro, "out");
@@ -703,11 +707,11 @@ static void test_unwritable_directory_is_named(void **state)
 static void test_not_a_directory_or_file(void **state)
 {
 	const char *dir = *state;
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 
 	/* A regular file where the torrent needs a directory. */
-	const struct tfile files[] = { { "x/a/b", 3, false } };
+	const struct tfile files[] = {{"x/a/b", 3, false}};
 	struct bt_metainfo m;
 	parse_multi(&m, files, 1, 16);
 	char *root = join(dir, "root");
@@ -751,7 +755,7 @@ static void test_existing_longer_file_left_alone(void **state)
 	memset(old, 'x', sizeof old);
 	write_file(root, old, sizeof old);
 	uint8_t *data = pattern(40);
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
@@ -780,12 +784,12 @@ static void test_existing_shorter_file(void **state)
 	uint8_t old[10];
 	memset(old, 'y', sizeof old);
 	write_file(root, old, sizeof old);
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 
 	/* READONLY and plain opens never resize; reading past the end gives zeros. */
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_READONLY, &err), 0);
-	uint8_t buf[16], want[16] = { 0 };
+	uint8_t buf[16], want[16] = {0};
 	memset(buf, 0xee, sizeof buf);
 	memset(want, 'y', 10);
 	assert_int_equal(bt_storage_read(s, 0, 0, buf, 16, &err), 0);
@@ -805,7 +809,7 @@ static void test_existing_shorter_file(void **state)
 	uint8_t *disk = slurp(root, &len);
 	assert_int_equal(len, 40);
 	assert_memory_equal(disk, want, 16);
-	uint8_t zeros[24] = { 0 };
+	uint8_t zeros[24] = {0};
 	assert_memory_equal(disk + 16, zeros, 24);
 	free(disk);
 	free(root);
@@ -829,7 +833,7 @@ static void test_preallocates_where_supported(void **state)
 	struct bt_metainfo m;
 	parse_single(&m, "f", LEN, 1 << 18);
 	char *root = join(dir, "big.bin");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
 	bt_storage_free(s);
@@ -853,13 +857,13 @@ static void test_growth_failure_is_named(void **state)
 	struct rlimit old;
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
 	void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
-	struct rlimit lim = { .rlim_cur = 48 << 10, .rlim_max = old.rlim_max };
+	struct rlimit lim = {.rlim_cur = 48 << 10, .rlim_max = old.rlim_max};
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
 
 	struct bt_metainfo m;
 	parse_single(&m, "f", 128 << 10, 32 << 10);
 	char *root = join(dir, "big.bin");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	int rc = bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err);
 	char got_open[BT_ERR_MAX];
@@ -899,18 +903,19 @@ static void test_bad_arguments(void **state)
 	struct bt_metainfo m;
 	parse_single(&m, "f", 40, 16);
 	char *root = join(dir, "f.bin");
-	struct bt_err err = { "" };
+	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 
-	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE | BT_STORAGE_READONLY,
-					 &err), -EINVAL);
+	assert_int_equal(
+		bt_storage_open(&s, &m, root, BT_STORAGE_CREATE | BT_STORAGE_READONLY, &err),
+		-EINVAL);
 	assert_int_equal(bt_storage_open(&s, &m, root, 4, &err), -EINVAL);
 	assert_int_equal(bt_storage_open(&s, &m, "", BT_STORAGE_CREATE, &err), -EINVAL);
 	assert_string_equal(err.msg, "storage: empty output path");
 	assert_int_equal(file_size(root), -1);
 
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, NULL), 0);
-	uint8_t buf[16] = { 0 };
+	uint8_t buf[16] = {0};
 	assert_int_equal(bt_storage_read(s, 3, 0, buf, 1, &err), -EINVAL);
 	assert_int_equal(bt_storage_read(s, 2, 0, buf, 9, &err), -EINVAL); /* the last is 8 */
 	assert_int_equal(bt_storage_read(s, 1, 15, buf, 2, &err), -EINVAL);

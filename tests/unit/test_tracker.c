@@ -30,20 +30,20 @@ static uint32_t counter_rand(void *arg)
 
 static struct bt_meta_tier tier(char **urls, size_t n)
 {
-	return (struct bt_meta_tier){ .urls = urls, .count = n };
+	return (struct bt_meta_tier){.urls = urls, .count = n};
 }
 
 static void test_tiers_policy(void **state)
 {
 	(void)state;
-	char *t1[] = { "a1", "a2", "a3" }, *t2[] = { "b1" };
-	struct bt_meta_tier tiers[] = { tier(t1, 3), tier(NULL, 0), tier(t2, 1) };
+	char *t1[] = {"a1", "a2", "a3"}, *t2[] = {"b1"};
+	struct bt_meta_tier tiers[] = {tier(t1, 3), tier(NULL, 0), tier(t2, 1)};
 	uint32_t seed = 0;
 	struct bt_tier_list l;
 	bt_tiers_init(&l, tiers, 3, counter_rand, &seed);
 	assert_int_equal(l.count, 2); /* the empty tier is dropped */
 	/* Shuffled: every URL of tier 1 still there exactly once. */
-	int seen[3] = { 0 };
+	int seen[3] = {0};
 	for (size_t i = 0; i < 3; i++)
 		seen[l.tiers[0].urls[i][1] - '1']++;
 	assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
@@ -172,7 +172,7 @@ static void on_safety(evutil_socket_t fd, short what, void *arg)
 static void run_loop(struct event_base *base, double max_s)
 {
 	struct event *safety = evtimer_new(base, on_safety, base);
-	struct timeval tv = { (time_t)max_s, 0 };
+	struct timeval tv = {(time_t)max_s, 0};
 	evtimer_add(safety, &tv);
 	event_base_dispatch(base);
 	event_free(safety);
@@ -183,17 +183,17 @@ static void test_tracker_lifecycle(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = { .http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns) };
+	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
 	struct fake live;
 	fake_start(&live, base);
 	live.interval = 1;
-	char *dead_urls[] = { "http://127.0.0.1:1/announce", "ftp://127.0.0.1/x" };
-	char *live_urls[] = { live.url };
-	struct bt_meta_tier tiers[] = { tier(dead_urls, 2), tier(live_urls, 1) };
-	struct bt_announce_req req = { .port = 6881, .left = 100, .numwant = 50 };
-	struct bt_tracker_opts opts = { .min_interval_s = 0.3, .attempt_timeout_ms = 2000 };
-	struct observed o = { .base = base, .break_after_peers = 1 };
-	struct bt_tracker_events ev = { on_peers, on_error, on_stopped };
+	char *dead_urls[] = {"http://127.0.0.1:1/announce", "ftp://127.0.0.1/x"};
+	char *live_urls[] = {live.url};
+	struct bt_meta_tier tiers[] = {tier(dead_urls, 2), tier(live_urls, 1)};
+	struct bt_announce_req req = {.port = 6881, .left = 100, .numwant = 50};
+	struct bt_tracker_opts opts = {.min_interval_s = 0.3, .attempt_timeout_ms = 2000};
+	struct observed o = {.base = base, .break_after_peers = 1};
+	struct bt_tracker_events ev = {on_peers, on_error, on_stopped};
 	struct bt_tracker *t = bt_tracker_new(base, &io, tiers, 2, &req, &opts, &ev, &o);
 
 	bt_tracker_start(t);
@@ -248,19 +248,19 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = { .http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns) };
-	char *dead_urls[] = { "http://127.0.0.1:1/a", "http://127.0.0.1:1/b" };
-	struct bt_meta_tier tiers[] = { tier(dead_urls, 2) };
-	struct bt_announce_req req = { .port = 6881 };
-	struct observed o = { .base = base };
-	struct bt_tracker_events ev = { on_peers, on_errors_break, on_stopped };
+	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
+	char *dead_urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"};
+	struct bt_meta_tier tiers[] = {tier(dead_urls, 2)};
+	struct bt_announce_req req = {.port = 6881};
+	struct observed o = {.base = base};
+	struct bt_tracker_events ev = {on_peers, on_errors_break, on_stopped};
 	struct bt_tracker *t = bt_tracker_new(base, &io, tiers, 1, &req, NULL, &ev, &o);
 	bt_tracker_start(t);
 	run_loop(base, 5);
 	assert_int_equal(o.errors, 2);
 	/* The second failure ended a round: backoff 15 s with ±25 % jitter. */
 	struct event *none = evtimer_new(base, on_safety, base);
-	struct timeval zero = { 0, 1000 };
+	struct timeval zero = {0, 1000};
 	evtimer_add(none, &zero);
 	event_base_dispatch(base);
 	event_free(none);

@@ -12,8 +12,13 @@
 static struct bt_announce_req sample_req(void)
 {
 	struct bt_announce_req r = {
-		.port = 6881, .uploaded = 1, .downloaded = 2, .left = 1234567890123,
-		.event = BT_TRACKER_EVENT_STARTED, .numwant = 50, .key = 0xdeadbeef,
+		.port = 6881,
+		.uploaded = 1,
+		.downloaded = 2,
+		.left = 1234567890123,
+		.event = BT_TRACKER_EVENT_STARTED,
+		.numwant = 50,
+		.key = 0xdeadbeef,
 	};
 	for (int i = 0; i < 20; i++) {
 		r.info_hash[i] = (uint8_t)(i * 13);
@@ -23,8 +28,8 @@ static struct bt_announce_req sample_req(void)
 }
 
 #define QUERY                                                                                      \
-	"info_hash=%00%0D%1A%274AN%5Bhu%82%8F%9C%A9%B6%C3%D0%DD%EA%F7"                          \
-	"&peer_id=ABCDEFGHIJKLMNOPQRST&port=6881&uploaded=1&downloaded=2&left=1234567890123"      \
+	"info_hash=%00%0D%1A%274AN%5Bhu%82%8F%9C%A9%B6%C3%D0%DD%EA%F7"                             \
+	"&peer_id=ABCDEFGHIJKLMNOPQRST&port=6881&uploaded=1&downloaded=2&left=1234567890123"       \
 	"&compact=1&event=started&numwant=50&key=deadbeef"
 
 static void expect_url(const char *announce, const char *want)
@@ -72,15 +77,17 @@ static void expect_peer(const struct bt_peer_addr *a, const char *want)
 static void test_http_compact_reply(void **state)
 {
 	(void)state;
-	static const char body[] = "d8:completei3e10:incompletei1e8:intervali1800e12:min intervali60e"
-				   "5:peers18:\x7f\x00\x00\x01\x1a\xe1\x0a\x00\x00\x02\x00\x50"
-				   "\x01\x02\x03\x04\x00\x00"
-				   "6:peers618:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-				   "\x00\x00\x01\x1f\x90"
-				   "15:warning message4:slowe\n";
+	static const char body[] =
+		"d8:completei3e10:incompletei1e8:intervali1800e12:min intervali60e"
+		"5:peers18:\x7f\x00\x00\x01\x1a\xe1\x0a\x00\x00\x02\x00\x50"
+		"\x01\x02\x03\x04\x00\x00"
+		"6:peers618:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+		"\x00\x00\x01\x1f\x90"
+		"15:warning message4:slowe\n";
 	struct bt_announce_reply r;
 	struct bt_err err;
-	assert_int_equal(bt_tracker_parse_http((const uint8_t *)body, sizeof body - 1, &r, &err), 0);
+	assert_int_equal(bt_tracker_parse_http((const uint8_t *)body, sizeof body - 1, &r, &err),
+			 0);
 	assert_null(r.failure);
 	assert_string_equal(r.warning, "slow");
 	assert_int_equal(r.interval, 1800);
@@ -101,11 +108,11 @@ static void test_http_dict_peers_skip_bad_entries(void **state)
 	const char *body = "d8:intervali900e5:peersl"
 			   "d2:ip9:127.0.0.27:peer id20:AAAAAAAAAAAAAAAAAAAA4:porti6881ee"
 			   "d2:ip3:::14:porti51413ee"
-			   "d2:ip11:example.com4:porti1ee"   /* names are not resolved */
-			   "d2:ip9:127.0.0.34:porti0ee"      /* port 0 */
-			   "d2:ip9:127.0.0.34:porti65536ee"  /* port too large */
-			   "d4:porti1ee"                     /* no ip */
-			   "i5e"                             /* not a dict */
+			   "d2:ip11:example.com4:porti1ee"  /* names are not resolved */
+			   "d2:ip9:127.0.0.34:porti0ee"	    /* port 0 */
+			   "d2:ip9:127.0.0.34:porti65536ee" /* port too large */
+			   "d4:porti1ee"		    /* no ip */
+			   "i5e"			    /* not a dict */
 			   "d2:ip9:127.0.0.44:porti1ee"
 			   "ee";
 	struct bt_announce_reply r;
@@ -123,7 +130,8 @@ static void test_http_odd_compact_length(void **state)
 	(void)state;
 	static const char body[] = "d5:peers8:\x7f\x00\x00\x01\x1a\xe1\xffxe";
 	struct bt_announce_reply r;
-	assert_int_equal(bt_tracker_parse_http((const uint8_t *)body, sizeof body - 1, &r, NULL), 0);
+	assert_int_equal(bt_tracker_parse_http((const uint8_t *)body, sizeof body - 1, &r, NULL),
+			 0);
 	assert_int_equal(r.peer_count, 1);
 	assert_int_equal(r.bad_peers, 1);
 	assert_int_equal(r.interval, -1);
@@ -159,7 +167,8 @@ static void test_udp_requests(void **state)
 	(void)state;
 	uint8_t c[BT_UDP_CONNECT_LEN];
 	bt_udp_connect_request(c, 0x01020304);
-	assert_memory_equal(c, "\x00\x00\x04\x17\x27\x10\x19\x80\x00\x00\x00\x00\x01\x02\x03\x04", 16);
+	assert_memory_equal(c, "\x00\x00\x04\x17\x27\x10\x19\x80\x00\x00\x00\x00\x01\x02\x03\x04",
+			    16);
 
 	struct bt_announce_req req = sample_req();
 	uint8_t a[BT_UDP_ANNOUNCE_LEN];
@@ -184,7 +193,7 @@ static void test_udp_replies(void **state)
 	(void)state;
 	uint64_t cid = 0;
 	struct bt_announce_reply r;
-	const uint8_t conn[] = { 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8 };
+	const uint8_t conn[] = {0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8};
 	assert_int_equal(bt_udp_parse_reply(conn, 16, 9, BT_UDP_CONNECT, false, &cid, NULL),
 			 BT_UDP_OK);
 	assert_true(cid == 0x0102030405060708ULL);
@@ -198,8 +207,8 @@ static void test_udp_replies(void **state)
 	assert_int_equal(bt_udp_parse_reply(conn, 16, 9, BT_UDP_ANNOUNCE, false, &cid, &r),
 			 BT_UDP_IGNORE);
 
-	const uint8_t ann[] = { 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 7, 8, 0, 0, 0, 2, 0, 0, 0, 3,
-				127, 0, 0, 1, 0x1a, 0xe1, 127, 0, 0, 2, 0x1a, 0xe2, 9 };
+	const uint8_t ann[] = {0, 0, 0, 1,   0, 0, 0, 5,    0,	  0,   7, 8, 0, 0,    0,    2, 0,
+			       0, 0, 3, 127, 0, 0, 1, 0x1a, 0xe1, 127, 0, 0, 2, 0x1a, 0xe2, 9};
 	assert_int_equal(bt_udp_parse_reply(ann, sizeof ann, 5, BT_UDP_ANNOUNCE, false, NULL, &r),
 			 BT_UDP_OK);
 	assert_int_equal(r.interval, 0x708);
@@ -212,29 +221,29 @@ static void test_udp_replies(void **state)
 	assert_int_equal(bt_udp_parse_reply(ann, 19, 5, BT_UDP_ANNOUNCE, false, NULL, &r),
 			 BT_UDP_IGNORE);
 
-	const uint8_t ann6[] = { 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1,
-				 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1a, 0xe1 };
+	const uint8_t ann6[] = {0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 60, 0, 0, 0, 0, 0, 0,	  0,
+				1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 1, 0x1a, 0xe1};
 	assert_int_equal(bt_udp_parse_reply(ann6, sizeof ann6, 5, BT_UDP_ANNOUNCE, true, NULL, &r),
 			 BT_UDP_OK);
 	assert_int_equal(r.peer_count, 1);
 	expect_peer(&r.peers[0], "[::1]:6881");
 	bt_announce_reply_deinit(&r);
 
-	const uint8_t error[] = { 0, 0, 0, 3, 0, 0, 0, 5, 'n', 'o', 'p', 'e' };
-	assert_int_equal(bt_udp_parse_reply(error, sizeof error, 5, BT_UDP_ANNOUNCE, false, NULL,
-					    &r),
-			 BT_UDP_FAILED);
+	const uint8_t error[] = {0, 0, 0, 3, 0, 0, 0, 5, 'n', 'o', 'p', 'e'};
+	assert_int_equal(
+		bt_udp_parse_reply(error, sizeof error, 5, BT_UDP_ANNOUNCE, false, NULL, &r),
+		BT_UDP_FAILED);
 	assert_string_equal(r.failure, "nope");
 	bt_announce_reply_deinit(&r);
-	assert_int_equal(bt_udp_parse_reply(error, sizeof error, 6, BT_UDP_ANNOUNCE, false, NULL,
-					    &r),
-			 BT_UDP_IGNORE);
+	assert_int_equal(
+		bt_udp_parse_reply(error, sizeof error, 6, BT_UDP_ANNOUNCE, false, NULL, &r),
+		BT_UDP_IGNORE);
 }
 
 static void test_peer_addr_equal(void **state)
 {
 	(void)state;
-	struct bt_peer_addr a = { .family = 4, .addr = { 127, 0, 0, 1 }, .port = 1 };
+	struct bt_peer_addr a = {.family = 4, .addr = {127, 0, 0, 1}, .port = 1};
 	struct bt_peer_addr b = a;
 	assert_true(bt_peer_addr_equal(&a, &b));
 	b.port = 2;

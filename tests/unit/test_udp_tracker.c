@@ -62,7 +62,7 @@ static void on_packet(evutil_socket_t fd, short what, void *arg)
 		} else {
 			if (f->mode == WRONG_TID_FIRST && f->announces == 1) {
 				/* A stale reply first; the client must wait for the right one. */
-				uint8_t stale[26] = { 0, 0, 0, 1 };
+				uint8_t stale[26] = {0, 0, 0, 1};
 				bt_store_be32(stale + 4, tid + 1);
 				sendto(fd, stale, sizeof stale, 0, (struct sockaddr *)&from, flen);
 				sendto(fd, stale, 5, 0, (struct sockaddr *)&from, flen);
@@ -86,7 +86,7 @@ static void fake_start(struct fake *f, struct event_base *base, enum mode mode)
 	f->mode = mode;
 	f->cid = 0x1122334455667788ULL;
 	f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
 	assert_int_equal(bind(f->fd, (struct sockaddr *)&sin, sizeof sin), 0);
 	socklen_t len = sizeof sin;
 	getsockname(f->fd, (struct sockaddr *)&sin, &len);
@@ -158,20 +158,20 @@ static void env_down(struct env *e)
 static void run(struct env *e)
 {
 	struct event *safety = evtimer_new(e->base, on_safety, e->base);
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = {10, 0};
 	evtimer_add(safety, &tv);
 	event_base_dispatch(e->base);
 	event_free(safety);
 }
 
-static const struct bt_announce_req req = { .port = 6881, .left = 1, .numwant = -1 };
+static const struct bt_announce_req req = {.port = 6881, .left = 1, .numwant = -1};
 
 static void test_announce_and_cached_connection_id(void **state)
 {
 	(void)state;
 	struct env e;
 	env_up(&e, NORMAL);
-	struct outcome o = { .base = e.base, .want = 1 };
+	struct outcome o = {.base = e.base, .want = 1};
 	assert_non_null(bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL));
 	assert_int_equal(o.calls, 0);
 	run(&e);
@@ -194,7 +194,7 @@ static void test_wrong_transaction_id_ignored(void **state)
 	(void)state;
 	struct env e;
 	env_up(&e, WRONG_TID_FIRST);
-	struct outcome o = { .base = e.base, .want = 1 };
+	struct outcome o = {.base = e.base, .want = 1};
 	bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
 	run(&e);
 	assert_int_equal(o.calls, 1);
@@ -208,7 +208,7 @@ static void test_error_action(void **state)
 	(void)state;
 	struct env e;
 	env_up(&e, ERROR_ACTION);
-	struct outcome o = { .base = e.base, .want = 1 };
+	struct outcome o = {.base = e.base, .want = 1};
 	bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
 	run(&e);
 	assert_int_equal(o.error, -EPROTO);
@@ -223,7 +223,7 @@ static void test_retransmit_then_give_up(void **state)
 	struct env e;
 	env_up(&e, SILENT);
 	bt_udp_tracker_set_retry_base(e.u, 5); /* 5 ms·2ⁿ instead of 15 s·2ⁿ: 2.6 s in all */
-	struct outcome o = { .base = e.base, .want = 1 };
+	struct outcome o = {.base = e.base, .want = 1};
 	bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
 	run(&e);
 	assert_int_equal(o.calls, 1);
@@ -238,11 +238,11 @@ static void test_cancel_and_bad_urls(void **state)
 	(void)state;
 	struct env e;
 	env_up(&e, SILENT);
-	struct outcome o = { .base = e.base, .want = 1 };
+	struct outcome o = {.base = e.base, .want = 1};
 	struct bt_udp_req *r = bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
 	bt_udp_cancel(r);
 	struct event *t = evtimer_new(e.base, on_safety, e.base);
-	struct timeval tv = { 0, 100000 };
+	struct timeval tv = {0, 100000};
 	evtimer_add(t, &tv);
 	event_base_dispatch(e.base);
 	event_free(t);
@@ -258,9 +258,9 @@ static void test_cancel_and_bad_urls(void **state)
 	assert_string_equal(err.msg, "not a udp://host:port URL");
 
 	char host[64], port[8];
-	assert_int_equal(bt_url_host_port("udp://[::1]:6969/announce", host, sizeof host, port,
-					  sizeof port),
-			 0);
+	assert_int_equal(
+		bt_url_host_port("udp://[::1]:6969/announce", host, sizeof host, port, sizeof port),
+		0);
 	assert_string_equal(host, "::1");
 	assert_string_equal(port, "6969");
 	assert_int_equal(bt_url_host_port("udp://tracker.example:80?x", host, sizeof host, port,

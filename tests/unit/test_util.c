@@ -129,12 +129,9 @@ static void test_sockaddr(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_big_endian),
-		cmocka_unit_test(test_buf_grows_and_terminates),
-		cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_err_set),
-		cmocka_unit_test(test_read_file),
-		cmocka_unit_test(test_sockaddr),
+		cmocka_unit_test(test_big_endian), cmocka_unit_test(test_buf_grows_and_terminates),
+		cmocka_unit_test(test_hex),	   cmocka_unit_test(test_err_set),
+		cmocka_unit_test(test_read_file),  cmocka_unit_test(test_sockaddr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,7 +60,10 @@ static void test_handshake(void **state)
 	memcpy(h.peer_id, "-TC0001-abcdefghijkl", 20);
 	uint8_t buf[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(buf, &h);
-	assert_memory_equal(buf, "\x13" "BitTorrent protocol\0\0\0\0\0\x10\0\0", 28);
+	assert_memory_equal(buf,
+			    "\x13"
+			    "BitTorrent protocol\0\0\0\0\0\x10\0\0",
+			    28);
 
 	struct bt_handshake got;
 	struct bt_err err;
@@ -131,7 +134,7 @@ static void test_every_message(void **state)
 	assert_int_equal(m.length, 5);
 	assert_memory_equal(m.payload, "hello", 5);
 
-	const uint8_t port[] = { 0, 0, 0, 3, 9, 0x1a, 0xe1 };
+	const uint8_t port[] = {0, 0, 0, 3, 9, 0x1a, 0xe1};
 	decode_split(port, sizeof port, 2, &m);
 	assert_int_equal(m.id, BT_WIRE_PORT);
 	assert_int_equal(m.port, 6881);
@@ -144,7 +147,7 @@ static void test_every_message(void **state)
 	assert_int_equal(m.payload_len, 4);
 
 	/* An unknown id is framed and handed up to be ignored. */
-	const uint8_t unknown[] = { 0, 0, 0, 3, 42, 'x', 'y' };
+	const uint8_t unknown[] = {0, 0, 0, 3, 42, 'x', 'y'};
 	decode_split(unknown, sizeof unknown, 2, &m);
 	assert_int_equal(m.id, 42);
 	assert_int_equal(m.payload_len, 2);
