@@ -59,13 +59,6 @@ static void on_signal(int sig)
 	interrupted = 1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 struct bench {
 	uint64_t size;
 	int64_t piece_length;
@@ -156,7 +149,7 @@ static bool wait_listening(unsigned i, double deadline)
 	struct sockaddr_in sin = {.sin_family = AF_INET,
 				  .sin_port = htons((uint16_t)(BASE_PORT + i))};
 	sin.sin_addr.s_addr = htonl(0x7f00000b + i);
-	while (now_s() < deadline && !interrupted) {
+	while (bt_now() < deadline && !interrupted) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		int ok = connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
 		close(fd);
@@ -172,10 +165,10 @@ static void stop_seeders(struct bench *b)
 {
 	for (unsigned i = 0; i < b->nseeds; i++)
 		kill(b->seed_pids[i], SIGTERM);
-	double deadline = now_s() + 5;
+	double deadline = bt_now() + 5;
 	for (unsigned i = 0; i < b->nseeds; i++) {
 		while (waitpid(b->seed_pids[i], NULL, WNOHANG) == 0) {
-			if (now_s() > deadline) {
+			if (bt_now() > deadline) {
 				kill(b->seed_pids[i], SIGKILL);
 				waitpid(b->seed_pids[i], NULL, 0);
 				break;
@@ -309,7 +302,7 @@ static int run_bench(struct bench *b)
 				"-q",	   b->torrent, b->data,	       NULL};
 		b->seed_pids[b->nseeds++] = spawn(argv, -1);
 	}
-	double deadline = now_s() + 15;
+	double deadline = bt_now() + 15;
 	for (unsigned i = 0; i < b->seeders; i++) {
 		if (!wait_listening(i, deadline)) {
 			if (!interrupted)
@@ -338,7 +331,7 @@ static int run_bench(struct bench *b)
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
 		bt_oom();
-	double t0 = now_s();
+	double t0 = bt_now();
 	pid_t dl = spawn(argv, pipefd[1]);
 	close(pipefd[1]);
 	free(argv);
@@ -369,13 +362,13 @@ static int run_bench(struct bench *b)
 				continue;
 			}
 			if (line.len) {
-				show_line((char *)line.data, now_s() - t0, tty);
+				show_line((char *)line.data, bt_now() - t0, tty);
 				parse_summary((char *)line.data, &sum, b->seeders);
 			}
 			line.len = 0;
 		}
 	}
-	double wall = now_s() - t0;
+	double wall = bt_now() - t0;
 	close(pipefd[0]);
 	bt_buf_deinit(&line);
 	free(peers);

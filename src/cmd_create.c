@@ -219,7 +219,7 @@ static int run(int argc, char **argv)
 		struct bt_metainfo m;
 		if (bt_meta_parse(&m, out.data, out.len, &err) == 0) {
 			char hex[41], pl[32];
-			bt_hex_encode(hex, m.info_hash, 20);
+			bt_hex_encode(hex, m.info_hash, BT_HASH_LEN);
 			bt_format_bytes(pl, sizeof pl, (double)m.piece_length);
 			printf("Created %s: info hash %s, %u piece%s of %s.\n", output, hex,
 			       m.piece_count, m.piece_count == 1 ? "" : "s", pl);

@@ -143,13 +143,6 @@ struct job {
 	double engine_started; /* when the torrent started, for its first-byte time */
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum {
@@ -360,7 +353,7 @@ static void show_progress(struct job *j, bool final)
 		return;
 	struct bt_torrent_stats s;
 	bt_torrent_get_stats(j->torrent, &s);
-	double now = now_s();
+	double now = bt_now();
 	struct bt_progress p = {.done = s.verified_bytes,
 				.total = s.wanted_bytes,
 				.rate = s.rate,
@@ -405,7 +398,7 @@ static void show_seeding(struct job *j)
 {
 	struct bt_torrent_stats s;
 	bt_torrent_get_stats(j->torrent, &s);
-	double now = now_s();
+	double now = bt_now();
 	if (j->o->progress == PROGRESS_JSON) {
 		fprintf(stderr,
 			"{\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,\"peers\":%zu,"
@@ -445,7 +438,7 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
 	bt_torrent_get_stats(j->torrent, &s);
 	if ((j->o->seed_ratio > 0 &&
 	     (double)s.uploaded_bytes >= j->o->seed_ratio * (double)j->m->total_length) ||
-	    (j->o->seed_time > 0 && now_s() - j->seeding_since >= j->o->seed_time))
+	    (j->o->seed_time > 0 && bt_now() - j->seeding_since >= j->o->seed_time))
 		bt_session_stop(j->session);
 }
 
@@ -521,7 +514,7 @@ static void on_complete(void *arg)
 		announce_result(j, 0);
 	}
 	j->seeding = true;
-	j->seeding_since = now_s();
+	j->seeding_since = bt_now();
 }
 
 static void on_failed(void *arg, const char *reason)
@@ -547,7 +540,7 @@ static uint32_t check_pieces(struct job *j, struct bt_storage *st, struct bt_bit
 	const struct bt_metainfo *m = j->m;
 	uint8_t *buf = bt_xmalloc((size_t)m->piece_length);
 	uint32_t good = 0;
-	double last = now_s();
+	double last = bt_now();
 	for (uint32_t i = 0; i < m->piece_count; i++) {
 		uint32_t len = (uint32_t)bt_meta_piece_size(m, i);
 		uint8_t digest[BT_SHA1_LEN];
@@ -559,9 +552,9 @@ static uint32_t check_pieces(struct job *j, struct bt_storage *st, struct bt_bit
 				good++;
 			}
 		}
-		if (j->o->progress == PROGRESS_AUTO && j->tty && now_s() - last > 0.25) {
+		if (j->o->progress == PROGRESS_AUTO && j->tty && bt_now() - last > 0.25) {
 			fprintf(stderr, "\rchecking %u of %u pieces\033[K", i + 1, m->piece_count);
-			last = now_s();
+			last = bt_now();
 			j->line_drawn = true;
 		}
 	}
@@ -664,7 +657,8 @@ static int prepare_piece(struct job *j, uint32_t index, bool *already_done)
 			bt_sha1(data, n, digest);
 			free(data);
 			if (n == len &&
-			    !memcmp(digest, j->m->piece_hashes + (size_t)index * 20, 20)) {
+			    !memcmp(digest, j->m->piece_hashes + (size_t)index * BT_SHA1_LEN,
+				    BT_SHA1_LEN)) {
 				*already_done = true;
 				return 0;
 			}
@@ -685,7 +679,7 @@ static void print_summary(struct job *j)
 {
 	struct bt_torrent_stats s;
 	bt_torrent_get_stats(j->torrent, &s);
-	double elapsed = now_s() - j->started;
+	double elapsed = bt_now() - j->started;
 	char size[32], rate[32];
 	bt_format_bytes(size, sizeof size, (double)s.received_bytes);
 	bt_format_rate(rate, sizeof rate, elapsed > 0 ? (double)s.received_bytes / elapsed : 0);
@@ -790,7 +784,7 @@ static int run_job(struct options *o)
 		}
 	}
 	struct job j = {.o = o, .m = &m, .piece_fd = -1, .tty = isatty(STDERR_FILENO) == 1};
-	j.started = now_s();
+	j.started = bt_now();
 	struct bt_bitfield have, want;
 	bt_bitfield_init(&have, m.piece_count);
 	bt_bitfield_init(&want, m.piece_count);
@@ -815,7 +809,7 @@ static int run_job(struct options *o)
 		}
 		bt_bitfield_set_all(&have);
 		j.seeding = true;
-		j.seeding_since = now_s();
+		j.seeding_since = bt_now();
 	}
 
 	j.session = bt_session_new(&err);
@@ -861,7 +855,7 @@ static int run_job(struct options *o)
 	struct timeval tv = {0, 250000}, sec = {1, 0};
 	event_add(j.progress_ev, j.tty && o->progress == PROGRESS_AUTO ? &tv : &sec);
 
-	j.engine_started = now_s();
+	j.engine_started = bt_now();
 	bt_torrent_start(j.torrent);
 	enum bt_session_end end = BT_SESSION_STOPPED;
 	if (j.seeding || (!j.complete && !j.failed) || (j.complete && o->seed && !j.failed))

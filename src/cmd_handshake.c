@@ -20,7 +20,7 @@ static const char help[] =
 struct hs {
 	struct bt_session *session;
 	bool done;
-	uint8_t peer_id[20];
+	uint8_t peer_id[BT_PEER_ID_LEN];
 	char reason[256];
 };
 
@@ -29,7 +29,7 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	(void)p;
 	struct hs *s = arg;
 	s->done = true;
-	memcpy(s->peer_id, h->peer_id, 20);
+	memcpy(s->peer_id, h->peer_id, BT_PEER_ID_LEN);
 	bt_session_stop(s->session);
 }
 
@@ -116,9 +116,9 @@ static int run(int argc, char **argv)
 		bt_cli_error("handshake", "%s", err.msg);
 		return BT_EXIT_FAILURE;
 	}
-	struct bt_peer_config cfg = {.piece_count = m.piece_count};
-	memcpy(cfg.info_hash, m.info_hash, 20);
-	memcpy(cfg.peer_id, bt_session_peer_id(s.session), 20);
+	struct bt_peer_config cfg = {.geo = bt_meta_geometry(&m)};
+	memcpy(cfg.info_hash, m.info_hash, BT_HASH_LEN);
+	memcpy(cfg.peer_id, bt_session_peer_id(s.session), BT_PEER_ID_LEN);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
 	struct bt_peer_events ev = {.handshake = on_handshake,
 				    .choked = ignore_choke,
@@ -135,7 +135,7 @@ static int run(int argc, char **argv)
 	bt_meta_deinit(&m);
 	if (s.done) {
 		char hex[41];
-		bt_hex_encode(hex, s.peer_id, 20);
+		bt_hex_encode(hex, s.peer_id, BT_PEER_ID_LEN);
 		printf("Peer ID: %s\n", hex);
 		return BT_EXIT_OK;
 	}

@@ -63,13 +63,6 @@ struct peers_run {
 	double started;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Our own announce comes back from trackers that list every peer, the asker included. */
 static bool is_us(const struct peers_run *run, const struct bt_peer_addr *a)
 {
@@ -96,7 +89,7 @@ static void on_announced(const char *url, const struct bt_announce_reply *reply,
 	struct peers_run *run = t->run;
 	t->announce = NULL;
 	t->answered = reply != NULL;
-	t->elapsed = now_seconds() - run->started;
+	t->elapsed = bt_now() - run->started;
 	if (error)
 		t->error = bt_xstrdup(error);
 	if (reply) {
@@ -271,11 +264,11 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		.io = {.http = bt_session_http(s), .udp = bt_session_udp(s)},
 		.trackers = bt_xcalloc(count, sizeof *run.trackers),
 		.count = count,
-		.started = now_seconds(),
+		.started = bt_now(),
 	};
 	run.grace = evtimer_new(bt_session_base(s), on_grace, &run);
-	memcpy(run.req.info_hash, m->info_hash, 20);
-	memcpy(run.req.peer_id, bt_session_peer_id(s), 20);
+	memcpy(run.req.info_hash, m->info_hash, BT_HASH_LEN);
+	memcpy(run.req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
 	run.req.port = port;
 	run.req.left = m->total_length;
 	run.req.event = BT_TRACKER_EVENT_STARTED;
@@ -303,7 +296,7 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 			continue;
 		bt_announce_cancel(t->announce);
 		t->announce = NULL;
-		t->elapsed = now_seconds() - run.started;
+		t->elapsed = bt_now() - run.started;
 		char msg[96];
 		if (end == BT_SESSION_DEADLINE)
 			snprintf(msg, sizeof msg, "no reply within %g s", timeout);

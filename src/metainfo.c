@@ -279,7 +279,8 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 	if (pieces->type != BT_BENC_STR)
 		return BAD("info.pieces: not a string");
 	if (pieces->str_len % BT_SHA1_LEN)
-		return BAD("info.pieces: length %zu is not a multiple of 20", pieces->str_len);
+		return BAD("info.pieces: length %zu is not a multiple of %d", pieces->str_len,
+			   BT_SHA1_LEN);
 	uint64_t need = ((uint64_t)m->total_length - 1) / (uint64_t)m->piece_length + 1;
 	if (pieces->str_len / BT_SHA1_LEN != need)
 		return BAD("info.pieces: holds %zu hashes, but %" PRId64
@@ -370,7 +371,6 @@ const char *bt_meta_tracker(const struct bt_metainfo *m)
 
 int64_t bt_meta_piece_size(const struct bt_metainfo *m, uint32_t i)
 {
-	if (i + 1 < m->piece_count)
-		return m->piece_length;
-	return m->total_length - (int64_t)(m->piece_count - 1) * m->piece_length;
+	struct bt_geometry g = bt_meta_geometry(m);
+	return bt_geometry_piece_size(&g, i);
 }

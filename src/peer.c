@@ -42,7 +42,7 @@ struct bt_peer {
 	struct bt_peer_events ev;
 	void *arg;
 	char name[64];
-	uint8_t remote_id[20];
+	uint8_t remote_id[BT_PEER_ID_LEN];
 	struct bt_bitfield has;
 	size_t bitfield_bytes;
 	bool am_interested, peer_choking, am_choking, peer_interested;
@@ -75,13 +75,6 @@ struct bt_peer {
 	uint8_t *scratch; /* where a dropped block's bytes go (one block) */
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void set_phase(struct bt_peer *p, enum bt_peer_phase next)
 {
 	/* Phases only move forward; CLOSING may come from any of them. */
@@ -105,9 +98,9 @@ static void throttle_for(struct bt_peer *p, double seconds)
 {
 	if (seconds < 0.005)
 		seconds = 0.005;
-	struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
+	struct timeval tv;
 	if (!event_pending(p->throttle, EV_TIMEOUT, NULL))
-		event_add(p->throttle, &tv);
+		event_add(p->throttle, bt_timeval(&tv, seconds));
 }
 
 /* The connection failed: stop everything and tell the owner once. */
@@ -142,7 +135,7 @@ static void send_bytes(struct bt_peer *p, const void *data, size_t n)
 	if (p->phase == BT_PEER_CLOSING)
 		return;
 	evbuffer_add(p->out, data, n);
-	p->last_send = now_s();
+	p->last_send = bt_now();
 	schedule_flush(p);
 }
 
@@ -175,7 +168,7 @@ static bool block_arrived(struct bt_peer *p, const struct bt_block *b, bool deli
 {
 	p->downloaded += b->length;
 	p->window_bytes += b->length;
-	p->last_block = now_s();
+	p->last_block = bt_now();
 	if (delivered)
 		p->ev.block(p->arg, p, b);
 	return p->phase != BT_PEER_CLOSING;
@@ -233,13 +226,6 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	return block_arrived(p, &b, dest != NULL);
 }
 
-static uint32_t piece_size(const struct bt_peer *p, uint32_t index)
-{
-	if (index + 1 < p->cfg.piece_count)
-		return (uint32_t)p->cfg.piece_length;
-	return (uint32_t)(p->cfg.total_length - (int64_t)index * p->cfg.piece_length);
-}
-
 static bool same_block(const struct bt_block *a, uint32_t index, uint32_t begin, uint32_t len)
 {
 	return a->piece == index && a->begin == begin && a->length == len;
@@ -248,15 +234,15 @@ static bool same_block(const struct bt_block *a, uint32_t index, uint32_t begin,
 /* A request from the peer: checked, then queued (or ignored, as the protocol allows). */
 static bool take_request(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	if (m->index >= p->cfg.piece_count) {
-		fail(p, "request for piece %u of %u", m->index, p->cfg.piece_count);
+	if (m->index >= p->cfg.geo.piece_count) {
+		fail(p, "request for piece %u of %u", m->index, p->cfg.geo.piece_count);
 		return false;
 	}
 	if (m->length == 0 || m->length > BT_BLOCK_SIZE) {
 		fail(p, "request for %u bytes (at most %u allowed)", m->length, BT_BLOCK_SIZE);
 		return false;
 	}
-	if ((uint64_t)m->begin + m->length > piece_size(p, m->index)) {
+	if ((uint64_t)m->begin + m->length > bt_geometry_piece_size(&p->cfg.geo, m->index)) {
 		fail(p, "request past the end of piece %u", m->index);
 		return false;
 	}
@@ -302,8 +288,8 @@ static bool dispatch(struct bt_peer *p, const struct bt_wire_msg *m)
 		break;
 	}
 	case BT_WIRE_HAVE:
-		if (m->index >= p->cfg.piece_count) {
-			fail(p, "have for piece %u of %u", m->index, p->cfg.piece_count);
+		if (m->index >= p->cfg.geo.piece_count) {
+			fail(p, "have for piece %u of %u", m->index, p->cfg.geo.piece_count);
 			return false;
 		}
 		if (!bt_bitfield_get(&p->has, m->index)) {
@@ -360,11 +346,11 @@ static bool read_handshake(struct bt_peer *p, struct evbuffer *in)
 		break;
 	}
 	evbuffer_drain(in, BT_HANDSHAKE_LEN);
-	if (memcmp(h.info_hash, p->cfg.info_hash, 20) != 0) {
+	if (memcmp(h.info_hash, p->cfg.info_hash, BT_HASH_LEN) != 0) {
 		fail(p, "handshake for another torrent");
 		return false;
 	}
-	memcpy(p->remote_id, h.peer_id, 20);
+	memcpy(p->remote_id, h.peer_id, BT_PEER_ID_LEN);
 	set_phase(p, BT_PEER_AWAIT_FIRST_MSG);
 	p->ev.handshake(p->arg, p, &h);
 	return p->phase != BT_PEER_CLOSING;
@@ -427,13 +413,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	int error = 0;
 	for (int i = 0; i < READS_PER_WAKE; i++) {
 		/* Under a limit, read in 16 KiB steps at least: tiny reads only burn CPU. */
-		size_t allow = bt_rate_limit_take(p->cfg.down_limit, now_s(), READ_CHUNK);
+		size_t allow = bt_rate_limit_take(p->cfg.down_limit, bt_now(), READ_CHUNK);
 		if (allow < BT_BLOCK_SIZE && allow < READ_CHUNK) {
 			bt_rate_limit_give_back(p->cfg.down_limit, allow);
 			/* Out of download budget: stop reading until the bucket refills. */
 			event_del(p->read_ev);
 			p->read_throttled = true;
-			throttle_for(p, bt_rate_limit_wait(p->cfg.down_limit, now_s(), 16384));
+			throttle_for(p, bt_rate_limit_wait(p->cfg.down_limit, bt_now(), 16384));
 			break;
 		}
 		/* The rest of a block being streamed goes first, straight to its place. */
@@ -505,7 +491,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			nv--;
 		if (nv)
 			evbuffer_commit_space(p->in, v, nv);
-		p->last_recv = now_s();
+		p->last_recv = bt_now();
 		if ((size_t)n < asked)
 			break; /* the socket is drained */
 	}
@@ -527,9 +513,9 @@ static void pump_uploads(struct bt_peer *p)
 	while (p->nupq && !p->am_choking && p->phase == BT_PEER_ACTIVE &&
 	       evbuffer_get_length(p->out) < UPLOAD_LOW_WATER) {
 		struct bt_block b = p->upq[p->upq_head];
-		if (!bt_rate_limit_take_all(p->cfg.up_limit, now_s(), b.length)) {
+		if (!bt_rate_limit_take_all(p->cfg.up_limit, bt_now(), b.length)) {
 			p->send_throttled = true;
-			throttle_for(p, bt_rate_limit_wait(p->cfg.up_limit, now_s(), b.length));
+			throttle_for(p, bt_rate_limit_wait(p->cfg.up_limit, bt_now(), b.length));
 			return;
 		}
 		p->upq_head = (p->upq_head + 1) % MAX_UPLOAD_QUEUE;
@@ -550,7 +536,7 @@ static void pump_uploads(struct bt_peer *p)
 		evbuffer_commit_space(p->out, &v, 1);
 		p->uploaded += b.length;
 		p->up_window += b.length;
-		p->last_send = now_s();
+		p->last_send = bt_now();
 		schedule_flush(p);
 	}
 }
@@ -628,7 +614,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		fail(p, "connect: %s", strerror(p->connect_errno));
 		return;
 	}
-	double now = now_s();
+	double now = bt_now();
 	/* Rate: an exponential average of one-second samples. */
 	double sample = (double)p->window_bytes;
 	p->window_bytes = 0;
@@ -681,9 +667,9 @@ static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 	p->am_choking = true;
 	p->upq = bt_xcalloc(MAX_UPLOAD_QUEUE, sizeof *p->upq);
 	p->phase = BT_PEER_CONNECTING;
-	bt_bitfield_init(&p->has, cfg->piece_count);
-	p->bitfield_bytes = bt_bitfield_bytes(cfg->piece_count);
-	p->started = p->last_recv = p->last_block = p->last_send = now_s();
+	bt_bitfield_init(&p->has, cfg->geo.piece_count);
+	p->bitfield_bytes = bt_bitfield_bytes(cfg->geo.piece_count);
+	p->started = p->last_recv = p->last_block = p->last_send = bt_now();
 	p->in = evbuffer_new();
 	p->out = evbuffer_new();
 	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
@@ -699,8 +685,8 @@ static struct bt_peer *peer_new(struct event_base *base, evutil_socket_t fd,
 
 	struct bt_handshake h;
 	memcpy(h.reserved, cfg->reserved, 8);
-	memcpy(h.info_hash, cfg->info_hash, 20);
-	memcpy(h.peer_id, cfg->peer_id, 20);
+	memcpy(h.info_hash, cfg->info_hash, BT_HASH_LEN);
+	memcpy(h.peer_id, cfg->peer_id, BT_PEER_ID_LEN);
 	uint8_t hs[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(hs, &h);
 	evbuffer_add(p->out, hs, sizeof hs); /* sent as soon as the connection is up */
@@ -843,7 +829,7 @@ void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have)
 void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
 {
 	if (p->nreqs == 0)
-		p->last_block = now_s(); /* the request timer starts now */
+		p->last_block = bt_now(); /* the request timer starts now */
 	record_request(p, b);
 	uint8_t m[17];
 	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));

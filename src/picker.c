@@ -1,7 +1,6 @@
 #include "bt/picker.h"
 
 #include "bt/util.h"
-#include "bt/wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +28,7 @@ struct partial {
 
 struct bt_picker {
 	uint32_t count;
-	int64_t piece_length, total_length;
+	struct bt_geometry geo;
 	uint8_t *state;
 	uint16_t *avail;
 	int32_t *next, *prev; /* bucket lists of WANT pieces */
@@ -53,16 +52,9 @@ static uint64_t next_random(struct bt_picker *p)
 	return p->rng * 0x2545F4914F6CDD1DULL;
 }
 
-static uint32_t piece_size(const struct bt_picker *p, uint32_t i)
-{
-	if (i + 1 < p->count)
-		return (uint32_t)p->piece_length;
-	return (uint32_t)(p->total_length - (int64_t)(p->count - 1) * p->piece_length);
-}
-
 static uint32_t blocks_in(const struct bt_picker *p, uint32_t i)
 {
-	return (piece_size(p, i) + BT_BLOCK_SIZE - 1) / BT_BLOCK_SIZE;
+	return bt_geometry_block_count(&p->geo, i);
 }
 
 static void ensure_level(struct bt_picker *p, uint32_t level)
@@ -114,14 +106,13 @@ static void bucket_remove(struct bt_picker *p, uint32_t i)
 		p->tail[a] = p->prev[i];
 }
 
-struct bt_picker *bt_picker_new(uint32_t piece_count, int64_t piece_length, int64_t total_length,
-				const struct bt_bitfield *have, const struct bt_bitfield *want,
-				uint64_t seed)
+struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bitfield *have,
+				const struct bt_bitfield *want, uint64_t seed)
 {
 	struct bt_picker *p = bt_xcalloc(1, sizeof *p);
+	uint32_t piece_count = g->piece_count;
 	p->count = piece_count;
-	p->piece_length = piece_length;
-	p->total_length = total_length;
+	p->geo = *g;
 	/* splitmix64 of the seed, so nearby seeds give unrelated sequences (and never 0). */
 	uint64_t z = seed + 0x9E3779B97F4A7C15ULL;
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -258,9 +249,7 @@ static void drop_partial(struct bt_picker *p, uint32_t i)
 
 static struct bt_block block_of(const struct bt_picker *p, uint32_t piece, uint32_t b)
 {
-	uint32_t begin = b * BT_BLOCK_SIZE, size = piece_size(p, piece);
-	uint32_t len = size - begin < BT_BLOCK_SIZE ? size - begin : BT_BLOCK_SIZE;
-	return (struct bt_block){.piece = piece, .begin = begin, .length = len};
+	return bt_geometry_block(&p->geo, piece, b);
 }
 
 static size_t take_free(struct bt_picker *p, struct partial *pp, struct bt_block *out, size_t max)

@@ -26,7 +26,7 @@ struct bt_session {
 	uint16_t listen_port;
 	bt_accept_fn accept_fn;
 	void *accept_arg;
-	uint8_t peer_id[20];
+	uint8_t peer_id[BT_PEER_ID_LEN];
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -132,10 +132,8 @@ enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s)
 	event_add(s->sigint, NULL);
 	event_add(s->sigterm, NULL);
 	if (deadline_s > 0) {
-		struct timeval tv = {
-			(time_t)deadline_s,
-			(suseconds_t)((deadline_s - (double)(time_t)deadline_s) * 1e6)};
-		evtimer_add(s->deadline, &tv);
+		struct timeval tv;
+		evtimer_add(s->deadline, bt_timeval(&tv, deadline_s));
 	}
 	event_base_dispatch(s->base);
 	event_del(s->deadline);

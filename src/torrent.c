@@ -104,13 +104,6 @@ struct bt_torrent {
 	struct bt_block *pick_buf;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void fail_torrent(struct bt_torrent *t, const char *fmt, ...) BT_PRINTF(2, 3);
 static void fail_torrent(struct bt_torrent *t, const char *fmt, ...)
 {
@@ -344,7 +337,7 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
-	double now = now_s();
+	double now = bt_now();
 	if (t->first_byte < 0)
 		t->first_byte = now - t->started;
 	t->last_data = now;
@@ -443,17 +436,15 @@ static const struct bt_peer_events peer_events = {
 static struct bt_peer_config peer_config(const struct bt_torrent *t)
 {
 	struct bt_peer_config cfg = {
-		.piece_count = t->m->piece_count,
-		.piece_length = t->m->piece_length,
-		.total_length = t->m->total_length,
+		.geo = bt_meta_geometry(t->m),
 		.ours = &t->have,
 		.down_limit = (struct bt_rate_limit *)&t->down_limit,
 		.up_limit = (struct bt_rate_limit *)&t->up_limit,
 		.request_timeout_s = t->opts.request_timeout_s,
 		.bind_addr = t->source_len ? (const struct sockaddr *)&t->source : NULL,
 		.bind_len = t->source_len};
-	memcpy(cfg.info_hash, t->m->info_hash, 20);
-	memcpy(cfg.peer_id, bt_session_peer_id(t->session), 20);
+	memcpy(cfg.info_hash, t->m->info_hash, BT_HASH_LEN);
+	memcpy(cfg.peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
 	return cfg;
 }
@@ -463,7 +454,7 @@ static struct conn *add_conn(struct bt_torrent *t, size_t cand)
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
 	c->cand = cand;
-	c->started = now_s();
+	c->started = bt_now();
 	bt_bitfield_init(&c->counted, t->m->piece_count);
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;
@@ -496,7 +487,7 @@ static void connect_more(struct bt_torrent *t)
 {
 	if ((t->finished && !t->opts.seed) || t->failed || t->stopping)
 		return;
-	double now = now_s();
+	double now = bt_now();
 	size_t live = live_conns(t);
 	for (size_t i = 0; i < t->ncands && live < t->opts.max_peers; i++) {
 		struct candidate *cd = &t->cands[i];
@@ -513,7 +504,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct bt_torrent *t = arg;
-	double now = now_s();
+	double now = bt_now();
 	size_t kept = 0;
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
@@ -568,7 +559,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct bt_torrent *t = arg;
-	double now = now_s();
+	double now = bt_now();
 	/* The first second's sample stands alone: averaging it with zero would halve it. */
 	t->rate =
 		t->rate > 0 ? 0.6 * t->rate + 0.4 * (double)t->rate_window : (double)t->rate_window;
@@ -682,8 +673,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	}
 	uint64_t seed;
 	bt_random_bytes(&seed, sizeof seed);
-	t->picker = bt_picker_new(m->piece_count, m->piece_length, m->total_length, &t->have, want,
-				  seed);
+	struct bt_geometry geo = bt_meta_geometry(m);
+	t->picker = bt_picker_new(&geo, &t->have, want, seed);
 	t->asm_of = bt_xcalloc(m->piece_count, sizeof *t->asm_of);
 	int64_t max_partial = ASSEMBLY_BUDGET / m->piece_length;
 	t->max_partial = max_partial < 1 ? 1 : max_partial > 256 ? 256 : (size_t)max_partial;
@@ -693,8 +684,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		t->source_len = bt_sockaddr_from_ip(t->opts.source_ip, 0, &t->source);
 		bt_udp_tracker_set_source(bt_session_udp(s), t->opts.source_ip);
 	}
-	bt_rate_limit_init(&t->down_limit, t->opts.max_down, now_s());
-	bt_rate_limit_init(&t->up_limit, t->opts.max_up, now_s());
+	bt_rate_limit_init(&t->down_limit, t->opts.max_down, bt_now());
+	bt_rate_limit_init(&t->up_limit, t->opts.max_up, bt_now());
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
@@ -703,8 +694,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		bt_oom();
 	if (t->opts.use_trackers && m->tier_count) {
 		struct bt_announce_req req = {.port = t->opts.port, .numwant = 200};
-		memcpy(req.info_hash, m->info_hash, 20);
-		memcpy(req.peer_id, bt_session_peer_id(s), 20);
+		memcpy(req.info_hash, m->info_hash, BT_HASH_LEN);
+		memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
 		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
@@ -762,7 +753,7 @@ void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, sockle
 
 void bt_torrent_start(struct bt_torrent *t)
 {
-	t->started = t->last_data = now_s();
+	t->started = t->last_data = bt_now();
 	struct timeval one = {1, 0};
 	event_add(t->tick, &one);
 	if (bt_picker_done(t->picker)) {

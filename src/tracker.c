@@ -149,13 +149,6 @@ struct bt_tracker {
 	char status[320]; /* the last outcome, for a user's error message */
 };
 
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint32_t random_u32(void *arg)
 {
 	(void)arg;
@@ -166,10 +159,9 @@ static uint32_t random_u32(void *arg)
 
 static void schedule(struct bt_tracker *t, double seconds)
 {
-	struct timeval tv = {(time_t)seconds,
-			     (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
-	t->next_at = mono_now() + seconds;
-	evtimer_add(t->timer, &tv);
+	struct timeval tv;
+	t->next_at = bt_now() + seconds;
+	evtimer_add(t->timer, bt_timeval(&tv, seconds));
 }
 
 static void announce_now(struct bt_tracker *t);
@@ -222,7 +214,7 @@ static void on_tracker_done(const char *url, const struct bt_announce_reply *rep
 		bt_tracker_interval(reply->interval, reply->min_interval, t->opts.min_interval_s);
 	double min_gap =
 		reply->min_interval > 0 ? (double)reply->min_interval : t->opts.min_interval_s;
-	t->min_next_at = mono_now() + (min_gap < interval ? min_gap : interval);
+	t->min_next_at = bt_now() + (min_gap < interval ? min_gap : interval);
 	schedule(t, t->pending_event ? 0 : interval);
 	if (reply->peer_count && t->events.peers)
 		t->events.peers(t->arg, reply->peers, reply->peer_count);
@@ -349,7 +341,7 @@ void bt_tracker_completed(struct bt_tracker *t)
 
 void bt_tracker_need_peers(struct bt_tracker *t)
 {
-	if (t->state != RUNNING || t->inflight || t->backing_off || mono_now() < t->min_next_at)
+	if (t->state != RUNNING || t->inflight || t->backing_off || bt_now() < t->min_next_at)
 		return;
 	announce_now(t);
 }
@@ -378,10 +370,8 @@ void bt_tracker_stop(struct bt_tracker *t)
 			t->events.stopped(t->arg);
 		return;
 	}
-	struct timeval tv = {
-		(time_t)t->opts.stop_timeout_s,
-		(suseconds_t)((t->opts.stop_timeout_s - (double)(time_t)t->opts.stop_timeout_s) *
-			      1e6)};
+	struct timeval tv;
+	bt_timeval(&tv, t->opts.stop_timeout_s);
 	evtimer_add(t->timer, &tv);
 }
 
@@ -389,7 +379,7 @@ double bt_tracker_next_in(const struct bt_tracker *t)
 {
 	if (t->next_at < 0)
 		return -1;
-	double d = t->next_at - mono_now();
+	double d = t->next_at - bt_now();
 	return d < 0 ? 0 : d;
 }
 

@@ -70,9 +70,9 @@ char *bt_tracker_http_url(const char *announce, const struct bt_announce_req *re
 	else if (base > 0 && announce[base - 1] != '?' && announce[base - 1] != '&')
 		bt_buf_addc(&b, '&');
 	bt_buf_adds(&b, "info_hash=");
-	url_encode(&b, req->info_hash, 20);
+	url_encode(&b, req->info_hash, BT_HASH_LEN);
 	bt_buf_adds(&b, "&peer_id=");
-	url_encode(&b, req->peer_id, 20);
+	url_encode(&b, req->peer_id, BT_PEER_ID_LEN);
 	bt_buf_printf(&b,
 		      "&port=%u&uploaded=%" PRId64 "&downloaded=%" PRId64 "&left=%" PRId64
 		      "&compact=1",
@@ -219,8 +219,8 @@ void bt_udp_announce_request(uint8_t out[BT_UDP_ANNOUNCE_LEN], uint64_t connecti
 	bt_store_be64(out, connection_id);
 	bt_store_be32(out + 8, BT_UDP_ANNOUNCE);
 	bt_store_be32(out + 12, transaction_id);
-	memcpy(out + 16, req->info_hash, 20);
-	memcpy(out + 36, req->peer_id, 20);
+	memcpy(out + 16, req->info_hash, BT_HASH_LEN);
+	memcpy(out + 36, req->peer_id, BT_PEER_ID_LEN);
 	bt_store_be64(out + 56, (uint64_t)req->downloaded);
 	bt_store_be64(out + 64, (uint64_t)req->left);
 	bt_store_be64(out + 72, (uint64_t)req->uploaded);

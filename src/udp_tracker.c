@@ -63,13 +63,6 @@ struct bt_udp_req {
 	void *arg;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint32_t random_u32(void)
 {
 	uint32_t v;
@@ -143,7 +136,7 @@ static void finish(struct bt_udp_req *r, const struct bt_announce_reply *reply, 
 
 static const struct cached_id *cached(struct bt_udp_tracker *u, const struct bt_udp_req *r)
 {
-	double now = now_seconds();
+	double now = bt_now();
 	for (size_t i = 0; i < u->cache_count; i++)
 		if (same_addr(&u->cache[i].addr, u->cache[i].addr_len, &r->addr, r->addr_len))
 			return now - u->cache[i].obtained < CONNECTION_ID_TTL ? &u->cache[i] : NULL;
@@ -163,7 +156,7 @@ static void remember(struct bt_udp_tracker *u, const struct bt_udp_req *r, uint6
 			i = 0; /* full: reuse the oldest slot we know of */
 	}
 	u->cache[i] = (struct cached_id){
-		.addr = r->addr, .addr_len = r->addr_len, .id = id, .obtained = now_seconds()};
+		.addr = r->addr, .addr_len = r->addr_len, .id = id, .obtained = bt_now()};
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);

@@ -1,5 +1,8 @@
 #include "bt/util.h"
 
+#include <sys/time.h>
+#include <time.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -264,4 +267,20 @@ unsigned bt_sockaddr_from_ip(const char *ip, uint16_t port, struct sockaddr_stor
 		return sizeof *s6;
 	}
 	return 0;
+}
+
+double bt_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct timeval *bt_timeval(struct timeval *tv, double seconds)
+{
+	if (!(seconds > 0))
+		seconds = 0;
+	tv->tv_sec = (time_t)seconds;
+	tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
+	return tv;
 }

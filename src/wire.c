@@ -8,27 +8,30 @@ static const char protocol[] = "\x13"
 
 const uint8_t bt_wire_reserved_ext[8] = {0, 0, 0, 0, 0, 0x10, 0, 0};
 
+/* The handshake's fields: the 20-byte protocol string, then these. */
+enum { HS_PROTOCOL_LEN = 20, HS_RESERVED = 20, HS_INFO_HASH = 28, HS_PEER_ID = 48 };
+
 void bt_wire_handshake(uint8_t out[BT_HANDSHAKE_LEN], const struct bt_handshake *h)
 {
-	memcpy(out, protocol, 20);
-	memcpy(out + 20, h->reserved, 8);
-	memcpy(out + 28, h->info_hash, 20);
-	memcpy(out + 48, h->peer_id, 20);
+	memcpy(out, protocol, HS_PROTOCOL_LEN);
+	memcpy(out + HS_RESERVED, h->reserved, 8);
+	memcpy(out + HS_INFO_HASH, h->info_hash, BT_HASH_LEN);
+	memcpy(out + HS_PEER_ID, h->peer_id, BT_PEER_ID_LEN);
 }
 
 enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct bt_handshake *out,
 					    struct bt_err *err)
 {
-	size_t check = n < 20 ? n : 20;
+	size_t check = n < HS_PROTOCOL_LEN ? n : HS_PROTOCOL_LEN;
 	if (memcmp(p, protocol, check) != 0) {
 		bt_err_set(err, -EPROTO, "not a BitTorrent handshake");
 		return BT_WIRE_BAD;
 	}
 	if (n < BT_HANDSHAKE_LEN)
 		return BT_WIRE_NEED_MORE;
-	memcpy(out->reserved, p + 20, 8);
-	memcpy(out->info_hash, p + 28, 20);
-	memcpy(out->peer_id, p + 48, 20);
+	memcpy(out->reserved, p + HS_RESERVED, 8);
+	memcpy(out->info_hash, p + HS_INFO_HASH, BT_HASH_LEN);
+	memcpy(out->peer_id, p + HS_PEER_ID, BT_PEER_ID_LEN);
 	return BT_WIRE_OK;
 }
 

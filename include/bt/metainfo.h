@@ -15,6 +15,7 @@
 #ifndef BT_METAINFO_H
 #define BT_METAINFO_H
 
+#include "bt/geometry.h"
 #include "bt/hash.h"
 #include "bt/util.h"
 
@@ -81,6 +82,14 @@ void bt_meta_deinit(struct bt_metainfo *m);
 /* The first tracker URL (`announce`, or the first of the first tier), or NULL. */
 const char *bt_meta_tracker(const struct bt_metainfo *m);
 /* The length of piece i (the last one may be shorter). */
+/* The torrent's piece and block geometry. */
+static inline struct bt_geometry bt_meta_geometry(const struct bt_metainfo *m)
+{
+	return (struct bt_geometry){.piece_count = m->piece_count,
+				    .piece_length = m->piece_length,
+				    .total_length = m->total_length};
+}
+
 int64_t bt_meta_piece_size(const struct bt_metainfo *m, uint32_t i);
 /* Checks one path component the way torrent paths are checked. */
 bool bt_meta_component_ok(const uint8_t *p, size_t n);

@@ -65,13 +65,12 @@ struct bt_peer_events {
 };
 
 struct bt_peer_config {
-	uint8_t info_hash[20];
-	uint8_t peer_id[20];
+	uint8_t info_hash[BT_HASH_LEN];
+	uint8_t peer_id[BT_PEER_ID_LEN];
 	uint8_t reserved[8];
-	uint32_t piece_count;
-	int64_t piece_length, total_length; /* to check the peer's requests */
-	const struct bt_bitfield *ours;	    /* the pieces we have, to serve; may be NULL */
-	const struct sockaddr *bind_addr;   /* source address for outgoing connections; NULL */
+	struct bt_geometry geo;		  /* to size the bitfield and check the peer's requests */
+	const struct bt_bitfield *ours;	  /* the pieces we have, to serve; may be NULL */
+	const struct sockaddr *bind_addr; /* source address for outgoing connections; NULL */
 	socklen_t bind_len;
 	struct bt_rate_limit *down_limit; /* shared buckets; NULL: unlimited */
 	struct bt_rate_limit *up_limit;

@@ -17,6 +17,7 @@
 #define BT_PICKER_H
 
 #include "bt/bitfield.h"
+#include "bt/geometry.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,21 +25,14 @@
 
 #define BT_PICKER_ENDGAME_DUPS 2
 
-struct bt_block {
-	uint32_t piece;
-	uint32_t begin;
-	uint32_t length;
-};
-
 struct bt_picker;
 
 /*
  * have: pieces we already hold (may be NULL); want: pieces to download (NULL: all). seed feeds
  * the random tie-break (tests pass a fixed one).
  */
-struct bt_picker *bt_picker_new(uint32_t piece_count, int64_t piece_length, int64_t total_length,
-				const struct bt_bitfield *have, const struct bt_bitfield *want,
-				uint64_t seed);
+struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bitfield *have,
+				const struct bt_bitfield *want, uint64_t seed);
 void bt_picker_free(struct bt_picker *p);
 
 void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has);

@@ -23,8 +23,8 @@ enum bt_tracker_event {
 };
 
 struct bt_announce_req {
-	uint8_t info_hash[20];
-	uint8_t peer_id[20];
+	uint8_t info_hash[BT_HASH_LEN];
+	uint8_t peer_id[BT_PEER_ID_LEN];
 	uint16_t port;
 	int64_t uploaded;
 	int64_t downloaded;

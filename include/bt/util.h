@@ -15,6 +15,10 @@
 
 #define BT_ERR_MAX 256
 
+/* An info hash (SHA-1 of the info dictionary, BEP 3) and a peer id are both 20 bytes. */
+#define BT_HASH_LEN    20
+#define BT_PEER_ID_LEN 20
+
 /* A human-readable reason for a failure. Functions taking a `struct bt_err *` accept NULL. */
 struct bt_err {
 	char msg[BT_ERR_MAX];
@@ -100,6 +104,13 @@ uint8_t *bt_buf_steal(struct bt_buf *b, size_t *len_out);
 void bt_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Parses exactly 2*n hex digits (either case). Returns 0 or -EINVAL. */
 int bt_hex_decode(uint8_t *out, const char *hex, size_t n);
+
+/* Seconds on the monotonic clock: the one time source for timeouts, rates and schedules. */
+double bt_now(void);
+
+struct timeval;
+/* Fills tv with a duration in seconds (negative counts as 0); returns tv, for event_add. */
+struct timeval *bt_timeval(struct timeval *tv, double seconds);
 
 struct sockaddr;
 struct sockaddr_storage;

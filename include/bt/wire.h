@@ -9,6 +9,7 @@
 #ifndef BT_WIRE_H
 #define BT_WIRE_H
 
+#include "bt/geometry.h"
 #include "bt/util.h"
 
 #include <stdbool.h>
@@ -16,7 +17,6 @@
 #include <stdint.h>
 
 #define BT_HANDSHAKE_LEN 68
-#define BT_BLOCK_SIZE	 16384
 /* The longest message body we take: a piece message's header and one block. */
 #define BT_WIRE_MAX_BODY (9 + BT_BLOCK_SIZE)
 /* Extended messages may carry one block of metadata (BEP 9) plus their bencoded header. */
@@ -45,8 +45,8 @@ enum bt_wire_result {
 
 struct bt_handshake {
 	uint8_t reserved[8];
-	uint8_t info_hash[20];
-	uint8_t peer_id[20];
+	uint8_t info_hash[BT_HASH_LEN];
+	uint8_t peer_id[BT_PEER_ID_LEN];
 };
 
 /* Reserved bytes with only the extension protocol bit (BEP 10) set. */

@@ -143,9 +143,8 @@ static int setup(void **state)
 	f->remote = sv[1];
 	fcntl(f->remote, F_SETFL, O_NONBLOCK);
 	f->base = event_base_new();
-	f->cfg.piece_count = PIECES;
-	f->cfg.piece_length = 2 * BLOCK;
-	f->cfg.total_length = PIECES * 2 * BLOCK - 50; /* the last piece is 150 bytes */
+	/* the last piece is 150 bytes */
+	assert_int_equal(bt_geometry_init(&f->cfg.geo, 2 * BLOCK, PIECES * 2 * BLOCK - 50), 0);
 	bt_bitfield_init(&f->ours, PIECES);
 	bt_bitfield_set_all(&f->ours);
 	bt_bitfield_clear(&f->ours, 4);
@@ -374,7 +373,9 @@ static void test_connect_refused_reported_from_loop(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct rec r = {0};
-	struct bt_peer_config cfg = {.piece_count = PIECES};
+	struct bt_peer_config cfg = {.geo = {.piece_count = PIECES,
+					     .piece_length = 2 * BLOCK,
+					     .total_length = PIECES * 2 * BLOCK}};
 	struct sockaddr_in sin = {
 		.sin_family = AF_INET, .sin_port = htons(1), .sin_addr.s_addr = htonl(0x7f000001)};
 	struct bt_peer *p =

@@ -13,6 +13,17 @@
 
 #define KB 1024
 
+/* A picker over count pieces of plen bytes, total bytes in all (the count is checked). */
+static struct bt_picker *new_picker(uint32_t count, int64_t plen, int64_t total,
+				    const struct bt_bitfield *have, const struct bt_bitfield *want,
+				    uint64_t seed)
+{
+	struct bt_geometry g;
+	assert_int_equal(bt_geometry_init(&g, plen, total), 0);
+	assert_int_equal(g.piece_count, count);
+	return bt_picker_new(&g, have, want, seed);
+}
+
 static struct bt_bitfield peer_with(uint32_t n, const char *pieces)
 {
 	struct bt_bitfield b;
@@ -35,7 +46,7 @@ static void test_block_sizes(void **state)
 	(void)state;
 	/* 3 pieces of 40 KiB, the last 10 KiB + 1 byte: blocks 16,16,8 | 16,16,8 | 10.0009 */
 	int64_t total = 2 * 40 * KB + 10 * KB + 1;
-	struct bt_picker *p = bt_picker_new(3, 40 * KB, total, NULL, NULL, 1);
+	struct bt_picker *p = new_picker(3, 40 * KB, total, NULL, NULL, 1);
 	struct bt_bitfield s = seeder(3);
 	bt_picker_add_peer(p, &s);
 	struct bt_block out[16];
@@ -63,7 +74,7 @@ static void test_block_sizes(void **state)
 static void test_rarest_first(void **state)
 {
 	(void)state;
-	struct bt_picker *p = bt_picker_new(4, 16 * KB, 64 * KB, NULL, NULL, 7);
+	struct bt_picker *p = new_picker(4, 16 * KB, 64 * KB, NULL, NULL, 7);
 	struct bt_bitfield a = peer_with(4, "0123"), b = peer_with(4, "123"),
 			   c = peer_with(4, "23");
 	bt_picker_add_peer(p, &a);
@@ -82,7 +93,7 @@ static void test_rarest_first(void **state)
 	assert_int_equal(order[3], 3);
 	/* A peer only gets pieces it has. */
 	bt_picker_free(p);
-	p = bt_picker_new(4, 16 * KB, 64 * KB, NULL, NULL, 7);
+	p = new_picker(4, 16 * KB, 64 * KB, NULL, NULL, 7);
 	bt_picker_add_peer(p, &c);
 	assert_int_equal(bt_picker_pick(p, &c, out, 1, NULL, NULL), 1);
 	assert_true(out[0].piece == 2 || out[0].piece == 3);
@@ -99,7 +110,7 @@ static void test_random_tie_break(void **state)
 	struct bt_bitfield s = seeder(64);
 	int seen[64] = {0}, distinct = 0;
 	for (uint64_t seed = 1; seed <= 32; seed++) {
-		struct bt_picker *p = bt_picker_new(64, 16 * KB, 64 * 16 * KB, NULL, NULL, seed);
+		struct bt_picker *p = new_picker(64, 16 * KB, 64 * 16 * KB, NULL, NULL, seed);
 		bt_picker_add_peer(p, &s);
 		struct bt_block out[1];
 		bt_picker_pick(p, &s, out, 1, NULL, NULL);
@@ -113,7 +124,7 @@ static void test_random_tie_break(void **state)
 static void test_partial_pieces_first(void **state)
 {
 	(void)state;
-	struct bt_picker *p = bt_picker_new(8, 64 * KB, 8 * 64 * KB, NULL, NULL, 3);
+	struct bt_picker *p = new_picker(8, 64 * KB, 8 * 64 * KB, NULL, NULL, 3);
 	struct bt_bitfield s = seeder(8);
 	bt_picker_add_peer(p, &s);
 	bt_picker_add_peer(p, &s);
@@ -133,7 +144,7 @@ static void test_partial_pieces_first(void **state)
 static void test_returned_received_passed_failed(void **state)
 {
 	(void)state;
-	struct bt_picker *p = bt_picker_new(2, 32 * KB, 64 * KB, NULL, NULL, 5);
+	struct bt_picker *p = new_picker(2, 32 * KB, 64 * KB, NULL, NULL, 5);
 	struct bt_bitfield s = seeder(2);
 	bt_picker_add_peer(p, &s);
 	assert_true(bt_picker_interesting(p, &s));
@@ -190,7 +201,7 @@ static bool already(void *ctx, const struct bt_block *b)
 static void test_endgame(void **state)
 {
 	(void)state;
-	struct bt_picker *p = bt_picker_new(1, 32 * KB, 32 * KB, NULL, NULL, 9);
+	struct bt_picker *p = new_picker(1, 32 * KB, 32 * KB, NULL, NULL, 9);
 	struct bt_bitfield s = seeder(1);
 	bt_picker_add_peer(p, &s);
 	bt_picker_add_peer(p, &s);
@@ -223,7 +234,7 @@ static void test_want_and_have_sets(void **state)
 	bt_bitfield_init(&want, 10);
 	bt_bitfield_init(&have, 10);
 	bt_bitfield_set(&want, 7);
-	struct bt_picker *p = bt_picker_new(10, 16 * KB, 160 * KB, NULL, &want, 1);
+	struct bt_picker *p = new_picker(10, 16 * KB, 160 * KB, NULL, &want, 1);
 	bt_picker_add_peer(p, &s);
 	struct bt_block out[8];
 	assert_int_equal(bt_picker_pick(p, &s, out, 8, NULL, NULL), 1);
@@ -234,7 +245,7 @@ static void test_want_and_have_sets(void **state)
 	for (uint32_t i = 0; i < 10; i++)
 		if (i != 4)
 			bt_bitfield_set(&have, i);
-	p = bt_picker_new(10, 16 * KB, 160 * KB, &have, NULL, 1);
+	p = new_picker(10, 16 * KB, 160 * KB, &have, NULL, 1);
 	bt_picker_add_peer(p, &s);
 	struct bt_bitfield only_have = peer_with(10, "0123");
 	assert_false(bt_picker_interesting(p, &only_have));
@@ -251,7 +262,7 @@ static void test_max_partial(void **state)
 {
 	(void)state;
 	struct bt_bitfield s = seeder(8);
-	struct bt_picker *p = bt_picker_new(8, 32 * KB, 8 * 32 * KB, NULL, NULL, 4);
+	struct bt_picker *p = new_picker(8, 32 * KB, 8 * 32 * KB, NULL, NULL, 4);
 	bt_picker_add_peer(p, &s);
 	bt_picker_set_max_partial(p, 2);
 	struct bt_block out[16];
@@ -276,7 +287,7 @@ static void test_many_pieces_stay_fast(void **state)
 	/* 262144 pieces (4 GiB of 16 KiB pieces), one seeder: picking each is O(1). */
 	uint32_t n = 1 << 18;
 	struct bt_bitfield s = seeder(n);
-	struct bt_picker *p = bt_picker_new(n, 16 * KB, (int64_t)n * 16 * KB, NULL, NULL, 2);
+	struct bt_picker *p = new_picker(n, 16 * KB, (int64_t)n * 16 * KB, NULL, NULL, 2);
 	bt_picker_add_peer(p, &s);
 	struct bt_block out[64];
 	uint64_t picked = 0;
