@@ -6,6 +6,7 @@
  */
 #include "bt/cli.h"
 #include "bt/hash.h"
+#include "bt/log.h"
 #include "bt/metainfo.h"
 #include "bt/progress.h"
 #include "bt/ratelimit.h"
@@ -812,6 +813,8 @@ static int run_job(struct options *o)
 		j.seeding_since = bt_now();
 	}
 
+	if (o->verbose)
+		bt_log_set_level(BT_LOG_DEBUG);
 	j.session = bt_session_new(&err);
 	if (!j.session) {
 		bt_cli_error(cmd, "%s", err.msg);
@@ -823,7 +826,6 @@ static int run_job(struct options *o)
 					.use_trackers = !o->no_tracker,
 					.stall_timeout_s = o->stall_timeout,
 					.seed = o->seed,
-					.verbose = o->verbose,
 					.max_down = o->max_down,
 					.max_up = o->max_up,
 					.source_ip = o->listen_ip};

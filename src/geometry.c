@@ -31,7 +31,7 @@ struct bt_block bt_geometry_block(const struct bt_geometry *g, uint32_t i, uint3
 {
 	uint32_t size = bt_geometry_piece_size(g, i), begin = k * BT_BLOCK_SIZE;
 	uint32_t len = size - begin < BT_BLOCK_SIZE ? size - begin : BT_BLOCK_SIZE;
-	return (struct bt_block){ .piece = i, .begin = begin, .length = len };
+	return (struct bt_block){.piece = i, .begin = begin, .length = len};
 }
 
 int64_t bt_geometry_piece_offset(const struct bt_geometry *g, uint32_t i)

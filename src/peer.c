@@ -1,5 +1,6 @@
 #include "bt/peer.h"
 
+#include "bt/log.h"
 #include "bt/util.h"
 
 #include <arpa/inet.h>
@@ -79,7 +80,7 @@ static void set_phase(struct bt_peer *p, enum bt_peer_phase next)
 {
 	/* Phases only move forward; CLOSING may come from any of them. */
 	if (next != BT_PEER_CLOSING && next != p->phase + 1) {
-		fprintf(stderr, "torrent: internal error: peer phase %d -> %d\n", p->phase, next);
+		bt_log(BT_LOG_ERROR, "peer", "internal error: phase %d -> %d", p->phase, next);
 		abort();
 	}
 	p->phase = next;

@@ -2,6 +2,7 @@
 
 #include "bt/choker.h"
 #include "bt/hash.h"
+#include "bt/log.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
 #include "bt/session.h"
@@ -118,6 +119,13 @@ static void fail_torrent(struct bt_torrent *t, const char *fmt, ...)
 	t->ev.failed(t->arg, reason);
 }
 
+/* "peer 1.2.3.4:5", the subject of a peer's log lines. */
+static const char *peer_subject(const char *name, char *buf, size_t n)
+{
+	snprintf(buf, n, "peer %s", name);
+	return buf;
+}
+
 static struct conn *conn_of(struct bt_peer *p, void *arg)
 {
 	(void)p;
@@ -188,8 +196,9 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
 	t->cands[c->cand].handshaken = true;
-	if (t->opts.verbose)
-		fprintf(stderr, "torrent: peer %s: handshake done\n", t->cands[c->cand].name);
+	char subject[80];
+	bt_log(BT_LOG_DEBUG, peer_subject(t->cands[c->cand].name, subject, sizeof subject),
+	       "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
 }
 
@@ -412,8 +421,8 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	struct bt_torrent *t = c->t;
 	struct candidate *cd = &t->cands[c->cand];
 	snprintf(cd->last_error, sizeof cd->last_error, "%s", reason);
-	if (t->opts.verbose)
-		fprintf(stderr, "torrent: peer %s: closed: %s\n", cd->name, reason);
+	char subject[80];
+	bt_log(BT_LOG_DEBUG, peer_subject(cd->name, subject, sizeof subject), "closed: %s", reason);
 	return_requests(t, p);
 	schedule_reap(t, c);
 	/* Its blocks go to the others at once. */
@@ -629,7 +638,9 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 static void on_tracker_error(void *arg, const char *url, const char *message)
 {
 	(void)arg;
-	fprintf(stderr, "torrent: tracker %s: %s\n", url, message);
+	char subject[600];
+	snprintf(subject, sizeof subject, "tracker %s", url);
+	bt_log(BT_LOG_WARN, subject, "%s", message);
 }
 
 static void on_tracker_stopped(void *arg)

@@ -36,7 +36,6 @@ struct bt_torrent_opts {
 	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: 60 s */
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;		  /* keep serving peers after the download is complete */
-	bool verbose;		  /* a stderr line per peer connected and closed */
 	double max_down, max_up;  /* bytes/s over all peers; 0: unlimited */
 	const char *source_ip;	  /* connections and announces leave from it (--listen); NULL */
 };

@@ -46,11 +46,11 @@ static void test_block_valid(void **state)
 	assert_true(bt_geometry_block_valid(&g, &ok));
 	assert_true(bt_geometry_block_valid(&g, &last));
 	struct bt_block bad[] = {
-		{2, 0, 1},		  /* no such piece */
-		{0, 0, 0},		  /* empty */
-		{0, 0, 16385},		  /* longer than a block */
-		{1, 100, 51},		  /* past the end of the last piece */
-		{0, UINT32_MAX, 16384},	  /* begin + length overflows 32 bits */
+		{2, 0, 1},		/* no such piece */
+		{0, 0, 0},		/* empty */
+		{0, 0, 16385},		/* longer than a block */
+		{1, 100, 51},		/* past the end of the last piece */
+		{0, UINT32_MAX, 16384}, /* begin + length overflows 32 bits */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_false(bt_geometry_block_valid(&g, &bad[i]));
