@@ -2,6 +2,7 @@
 
 #include "bt/metainfo.h"
 
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,4 +108,43 @@ int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainf
 		return BT_EXIT_USAGE;
 	}
 	return 0;
+}
+
+/* Resolves "host:port" or "[v6]:port" (once, before anything is written or started). */
+int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storage *out,
+			socklen_t *len_out)
+{
+	char host[256];
+	const char *port;
+	if (arg[0] == '[') {
+		const char *close = strchr(arg, ']');
+		if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof host)
+			goto bad;
+		memcpy(host, arg + 1, (size_t)(close - arg - 1));
+		host[close - arg - 1] = '\0';
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(arg, ':');
+		if (!colon || (size_t)(colon - arg) >= sizeof host || colon == arg)
+			goto bad;
+		memcpy(host, arg, (size_t)(colon - arg));
+		host[colon - arg] = '\0';
+		port = colon + 1;
+	}
+	unsigned long pv;
+	if (bt_cli_parse_uint(port, 1, 65535, &pv))
+		goto bad;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		bt_cli_error(cmd, "--peer %s: %s", arg, gai_strerror(rc));
+		return BT_EXIT_FAILURE;
+	}
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	*len_out = (socklen_t)res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+bad:
+	return bt_cli_usage_error(cmd, "--peer wants HOST:PORT or [IPv6]:PORT, not '%s'", arg);
 }

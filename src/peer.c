@@ -727,7 +727,8 @@ struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *
 }
 
 struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg,
-			      const struct bt_peer_events *ev, void *arg)
+			      const struct bt_handshake *theirs, const struct bt_peer_events *ev,
+			      void *arg)
 {
 	evutil_make_socket_nonblocking(fd);
 	struct bt_peer *p = peer_new(base, fd, cfg, ev, arg);
@@ -740,6 +741,13 @@ struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_p
 	set_phase(p, BT_PEER_AWAIT_HANDSHAKE);
 	event_add(p->read_ev, NULL);
 	event_active(p->flush_ev, EV_TIMEOUT, 0);
+	if (theirs) {
+		/* Read by the session's router: judged like any handshake, from the loop. */
+		uint8_t hs[BT_HANDSHAKE_LEN];
+		bt_wire_handshake(hs, theirs);
+		evbuffer_prepend(p->in, hs, sizeof hs);
+		event_active(p->read_ev, EV_READ, 0);
+	}
 	return p;
 }
 

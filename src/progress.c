@@ -1,5 +1,7 @@
 #include "bt/progress.h"
 
+#include "bt/json.h"
+
 #include <math.h>
 #include <stdio.h>
 
@@ -58,6 +60,11 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	bt_format_bytes(total, sizeof total, (double)p->total);
 	bt_format_rate(rate, sizeof rate, p->rate);
 	bt_format_eta(left, sizeof left, eta(p));
+	int used = p->name ? snprintf(out, n, "%s: ", p->name) : 0;
+	if (used < 0 || (size_t)used >= n)
+		return;
+	out += used;
+	n -= (size_t)used;
 	snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)", percent(p),
 		 done, total, rate, left, p->peers, p->unchoking);
 }
@@ -65,7 +72,13 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 {
 	double e = eta(p);
-	bt_buf_printf(out, "{\"done\":%llu,\"total\":%llu,\"percent\":%.2f,\"rate\":%.0f,\"eta\":",
+	bt_buf_adds(out, "{");
+	if (p->name) {
+		bt_buf_adds(out, "\"name\":");
+		bt_json_put_str(out, p->name);
+		bt_buf_adds(out, ",");
+	}
+	bt_buf_printf(out, "\"done\":%llu,\"total\":%llu,\"percent\":%.2f,\"rate\":%.0f,\"eta\":",
 		      (unsigned long long)p->done, (unsigned long long)p->total, percent(p),
 		      p->rate > 0 ? p->rate : 0);
 	if (e < 0)

@@ -2,6 +2,9 @@
 
 #include "bt/hash.h"
 #include "bt/http.h"
+#include "bt/log.h"
+#include "bt/ratelimit.h"
+#include "bt/router.h"
 #include "bt/udp_tracker.h"
 
 #include <errno.h>
@@ -14,6 +17,26 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <ifaddrs.h>
+#include <unistd.h>
+
+/* Incoming connections still sending their handshake: at most this many, each for this long. */
+#define MAX_PENDING	64
+#define PENDING_TIMEOUT 10.0
+
+/* An accepted connection whose handshake the router has not judged yet. */
+struct pending {
+	struct bt_session *s;
+	evutil_socket_t fd;
+	struct event *ev;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	size_t got;
+	double since;
+	LIST_ENTRY(pending) link;
+};
 
 struct bt_session {
 	struct event_base *base;
@@ -24,10 +47,21 @@ struct bt_session {
 	enum bt_session_end end;
 	struct evconnlistener *listener;
 	uint16_t listen_port;
-	bt_accept_fn accept_fn;
-	void *accept_arg;
+	struct sockaddr_storage listen_addr; /* as bound: a wildcard or one address */
+	struct sockaddr_storage *local;	     /* with a wildcard: this host's addresses */
+	size_t nlocal;
+	struct bt_router router;
+	LIST_HEAD(, pending) pending;
+	size_t npending;
+	uint64_t rejected; /* incoming connections closed by the router */
+	struct bt_rate_limit down_limit, up_limit;
+	struct sockaddr_storage source; /* family 0: none */
+	socklen_t source_len;
+	char source_ip[64];
 	uint8_t peer_id[BT_PEER_ID_LEN];
 };
+
+static void drop_pending(struct pending *pd, bool close_fd);
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -76,6 +110,10 @@ struct bt_session *bt_session_new(struct bt_err *err)
 	/* A peer that hangs up must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
+	bt_router_init(&s->router);
+	LIST_INIT(&s->pending);
+	bt_rate_limit_init(&s->down_limit, 0, bt_now());
+	bt_rate_limit_init(&s->up_limit, 0, bt_now());
 	memcpy(s->peer_id, BT_PEER_ID_PREFIX, 8);
 	bt_random_bytes(s->peer_id + 8, 12);
 	return s;
@@ -87,6 +125,10 @@ void bt_session_free(struct bt_session *s)
 		return;
 	if (s->listener)
 		evconnlistener_free(s->listener);
+	while (!LIST_EMPTY(&s->pending))
+		drop_pending(LIST_FIRST(&s->pending), true);
+	bt_router_deinit(&s->router);
+	free(s->local);
 	bt_udp_tracker_free(s->udp);
 	bt_http_free(s->http);
 	if (s->sigint)
@@ -148,12 +190,86 @@ void bt_session_stop(struct bt_session *s)
 	event_base_loopbreak(s->base);
 }
 
+static void drop_pending(struct pending *pd, bool close_fd)
+{
+	LIST_REMOVE(pd, link);
+	pd->s->npending--;
+	event_free(pd->ev);
+	if (close_fd)
+		close(pd->fd);
+	free(pd);
+}
+
+static void reject(struct pending *pd, const char *why)
+{
+	char name[64], subject[80];
+	bt_sockaddr_format((struct sockaddr *)&pd->addr, name, sizeof name);
+	snprintf(subject, sizeof subject, "peer %s", name);
+	bt_log(BT_LOG_DEBUG, subject, "closed: %s", why);
+	pd->s->rejected++;
+	drop_pending(pd, true);
+}
+
+/* Reads the handshake of an accepted connection, exactly its 68 bytes, and routes it. */
+static void on_pending(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *pd = arg;
+	if ((what & EV_TIMEOUT) || bt_now() - pd->since > PENDING_TIMEOUT) {
+		reject(pd, "no handshake in time");
+		return;
+	}
+	ssize_t n = recv(fd, pd->buf + pd->got, sizeof pd->buf - pd->got, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		reject(pd, n == 0 ? "closed before its handshake" : strerror(errno));
+		return;
+	}
+	pd->got += (size_t)n;
+	struct bt_handshake h;
+	const struct bt_router_entry *e;
+	struct bt_err err;
+	switch (bt_router_route(&pd->s->router, pd->buf, pd->got, &h, &e, &err)) {
+	case BT_ROUTE_NEED_MORE:
+		return;
+	case BT_ROUTE_REJECT:
+		reject(pd, err.msg);
+		return;
+	case BT_ROUTE_OK:
+		break;
+	}
+	struct sockaddr_storage addr = pd->addr;
+	socklen_t len = pd->addr_len;
+	bt_incoming_fn fn = e->fn;
+	void *fn_arg = e->arg;
+	drop_pending(pd, false);
+	fn(fn_arg, fd, (struct sockaddr *)&addr, len, &h);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
 	(void)l;
 	struct bt_session *s = arg;
-	s->accept_fn(s->accept_arg, fd, sa, (socklen_t)len);
+	if (s->npending >= MAX_PENDING || (size_t)len > sizeof(struct sockaddr_storage)) {
+		s->rejected++;
+		close(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	struct pending *pd = bt_xcalloc(1, sizeof *pd);
+	pd->s = s;
+	pd->fd = fd;
+	memcpy(&pd->addr, sa, (size_t)len);
+	pd->addr_len = (socklen_t)len;
+	pd->since = bt_now();
+	pd->ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_pending, pd);
+	if (!pd->ev)
+		bt_oom();
+	struct timeval tv;
+	event_add(pd->ev, bt_timeval(&tv, PENDING_TIMEOUT));
+	LIST_INSERT_HEAD(&s->pending, pd, link);
+	s->npending++;
 }
 
 static struct evconnlistener *bind_port(struct bt_session *s, const struct sockaddr *sa,
@@ -165,8 +281,64 @@ static struct evconnlistener *bind_port(struct bt_session *s, const struct socka
 				       64, sa, (int)len);
 }
 
-int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_accept_fn fn,
-		      void *arg, struct bt_err *err)
+static const void *ip_of(const struct sockaddr *sa, size_t *len_out)
+{
+	if (sa->sa_family == AF_INET) {
+		*len_out = 4;
+		return &((const struct sockaddr_in *)sa)->sin_addr;
+	}
+	if (sa->sa_family == AF_INET6) {
+		*len_out = 16;
+		return &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	}
+	*len_out = 0;
+	return NULL;
+}
+
+static uint16_t port_of(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
+static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+	size_t la, lb;
+	const void *pa = ip_of(a, &la), *pb = ip_of(b, &lb);
+	return pa && a->sa_family == b->sa_family && la == lb && memcmp(pa, pb, la) == 0;
+}
+
+static bool is_wildcard(const struct sockaddr *sa)
+{
+	static const uint8_t zero[16];
+	size_t len;
+	const void *ip = ip_of(sa, &len);
+	return ip && memcmp(ip, zero, len) == 0;
+}
+
+/* With a wildcard listener, every address of this host reaches us on our port. */
+static void learn_local_addresses(struct bt_session *s)
+{
+	struct ifaddrs *ifa;
+	if (getifaddrs(&ifa) != 0)
+		return;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		s->local = bt_xreallocarray(s->local, s->nlocal + 1, sizeof *s->local);
+		memset(&s->local[s->nlocal], 0, sizeof *s->local);
+		memcpy(&s->local[s->nlocal++], i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
+int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struct bt_err *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = bt_sockaddr_from_ip(ip ? ip : "0.0.0.0", 0, &ss);
@@ -174,8 +346,6 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_ac
 		return bt_err_set(err, -EINVAL, "cannot listen on '%s': not an IP address", ip);
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	s->accept_fn = fn;
-	s->accept_arg = arg;
 	uint16_t first = port ? port : 6881, last = port ? port : 6889;
 	for (uint32_t p = first; p <= last && !s->listener; p++) {
 		if (ss.ss_family == AF_INET)
@@ -194,13 +364,83 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_ac
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof bound;
 	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&bound, &blen);
+	s->listen_addr = bound;
+	if (is_wildcard((struct sockaddr *)&bound))
+		learn_local_addresses(s);
 	s->listen_port =
 		ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
 						 : ((struct sockaddr_in6 *)&bound)->sin6_port);
 	return 0;
 }
 
+bool bt_session_is_self(const struct bt_session *s, const struct sockaddr *sa)
+{
+	if (!s->listener || port_of(sa) != s->listen_port)
+		return false;
+	const struct sockaddr *bound = (const struct sockaddr *)&s->listen_addr;
+	if (!is_wildcard(bound))
+		return same_ip(bound, sa);
+	for (size_t i = 0; i < s->nlocal; i++)
+		if (same_ip((const struct sockaddr *)&s->local[i], sa))
+			return true;
+	return false;
+}
+
 uint16_t bt_session_listen_port(const struct bt_session *s)
 {
 	return s->listen_port;
+}
+
+int bt_session_register(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN],
+			bt_incoming_fn fn, void *arg)
+{
+	return bt_router_add(&s->router, info_hash, fn, arg);
+}
+
+void bt_session_unregister(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN])
+{
+	bt_router_remove(&s->router, info_hash);
+}
+
+uint64_t bt_session_rejected(const struct bt_session *s)
+{
+	return s->rejected;
+}
+
+void bt_session_set_limits(struct bt_session *s, double max_down, double max_up)
+{
+	bt_rate_limit_init(&s->down_limit, max_down, bt_now());
+	bt_rate_limit_init(&s->up_limit, max_up, bt_now());
+}
+
+struct bt_rate_limit *bt_session_down_limit(struct bt_session *s)
+{
+	return &s->down_limit;
+}
+
+struct bt_rate_limit *bt_session_up_limit(struct bt_session *s)
+{
+	return &s->up_limit;
+}
+
+int bt_session_set_source(struct bt_session *s, const char *ip, struct bt_err *err)
+{
+	socklen_t len = bt_sockaddr_from_ip(ip, 0, &s->source);
+	if (!len)
+		return bt_err_set(err, -EINVAL, "'%s' is not an IP address", ip);
+	s->source_len = len;
+	snprintf(s->source_ip, sizeof s->source_ip, "%s", ip);
+	bt_udp_tracker_set_source(s->udp, ip);
+	return 0;
+}
+
+const struct sockaddr *bt_session_source(const struct bt_session *s, socklen_t *len_out)
+{
+	*len_out = s->source_len;
+	return s->source_len ? (const struct sockaddr *)&s->source : NULL;
+}
+
+const char *bt_session_source_ip(const struct bt_session *s)
+{
+	return s->source_len ? s->source_ip : NULL;
 }

@@ -96,9 +96,7 @@ struct bt_torrent {
 	double rate;
 	uint64_t rate_window;
 	struct bt_choker choker;
-	struct bt_rate_limit down_limit, up_limit;
-	struct sockaddr_storage source; /* opts.source_ip as an address; family 0 if none */
-	socklen_t source_len;
+	bool registered; /* with the session's router, for incoming connections */
 	unsigned ticks;
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
 	bool finished, failed, stopping, stopped;
@@ -192,9 +190,17 @@ static void schedule_reap(struct bt_torrent *t, struct conn *c)
 
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
 {
-	(void)h;
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
+	if (memcmp(h->peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN) == 0) {
+		/* We dialled ourselves: that address is never dialled again. */
+		struct candidate *cd = &t->cands[c->cand];
+		cd->banned = true;
+		snprintf(cd->last_error, sizeof cd->last_error, "ourselves");
+		bt_peer_close(p);
+		schedule_reap(t, c);
+		return;
+	}
 	t->cands[c->cand].handshaken = true;
 	char subject[80];
 	bt_log(BT_LOG_DEBUG, peer_subject(t->cands[c->cand].name, subject, sizeof subject),
@@ -447,11 +453,11 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 	struct bt_peer_config cfg = {
 		.geo = bt_meta_geometry(t->m),
 		.ours = &t->have,
-		.down_limit = (struct bt_rate_limit *)&t->down_limit,
-		.up_limit = (struct bt_rate_limit *)&t->up_limit,
+		.down_limit = bt_session_down_limit(t->session),
+		.up_limit = bt_session_up_limit(t->session),
 		.request_timeout_s = t->opts.request_timeout_s,
-		.bind_addr = t->source_len ? (const struct sockaddr *)&t->source : NULL,
-		.bind_len = t->source_len};
+	};
+	cfg.bind_addr = bt_session_source(t->session, &cfg.bind_len);
 	memcpy(cfg.info_hash, t->m->info_hash, BT_HASH_LEN);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
@@ -630,6 +636,8 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 			s6->sin6_port = htons(peers[i].port);
 			len = sizeof *s6;
 		}
+		if (bt_session_is_self(t->session, (struct sockaddr *)&ss))
+			continue;
 		bt_torrent_add_peer(t, (struct sockaddr *)&ss, len);
 	}
 	connect_more(t);
@@ -647,9 +655,9 @@ static void on_tracker_stopped(void *arg)
 {
 	struct bt_torrent *t = arg;
 	t->stopped = true;
-	/* The owner runs the loop only to let this announce out: it may end now. */
-	if (t->stopping)
-		bt_session_stop(t->session);
+	/* The owner may be running the loop only to let this announce out. */
+	if (t->stopping && t->ev.stopped)
+		t->ev.stopped(t->arg);
 }
 
 struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,
@@ -691,12 +699,6 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	t->max_partial = max_partial < 1 ? 1 : max_partial > 256 ? 256 : (size_t)max_partial;
 	bt_picker_set_max_partial(t->picker, t->max_partial);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
-	if (t->opts.source_ip) {
-		t->source_len = bt_sockaddr_from_ip(t->opts.source_ip, 0, &t->source);
-		bt_udp_tracker_set_source(bt_session_udp(s), t->opts.source_ip);
-	}
-	bt_rate_limit_init(&t->down_limit, t->opts.max_down, bt_now());
-	bt_rate_limit_init(&t->up_limit, t->opts.max_up, bt_now());
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
@@ -710,7 +712,7 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
 		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
-					   t->opts.source_ip};
+					   bt_session_source_ip(s)};
 		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
 						on_tracker_stopped};
 		t->tracker =
@@ -723,6 +725,8 @@ void bt_torrent_free(struct bt_torrent *t)
 {
 	if (!t)
 		return;
+	if (t->registered)
+		bt_session_unregister(t->session, t->m->info_hash);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
 		bt_peer_free(t->conns[i]->peer);
@@ -762,8 +766,15 @@ void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, sockle
 	bt_sockaddr_format(sa, cd->name, sizeof cd->name);
 }
 
+static void on_incoming(void *arg, int fd, const struct sockaddr *sa, socklen_t len,
+			const struct bt_handshake *h)
+{
+	bt_torrent_accept(arg, fd, sa, len, h);
+}
+
 void bt_torrent_start(struct bt_torrent *t)
 {
+	t->registered = bt_session_register(t->session, t->m->info_hash, on_incoming, t) == 0;
 	t->started = t->last_data = bt_now();
 	struct timeval one = {1, 0};
 	event_add(t->tick, &one);
@@ -844,7 +855,8 @@ size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_
 	return n;
 }
 
-void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len)
+void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len,
+		       const struct bt_handshake *h)
 {
 	if (t->stopping || t->failed || live_conns(t) >= t->opts.max_peers) {
 		close(fd);
@@ -864,7 +876,7 @@ void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, 
 		t->cands[i].incoming = true;
 	struct bt_peer_config cfg = peer_config(t);
 	struct conn *c = add_conn(t, i);
-	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, &peer_events, c);
+	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, h, &peer_events, c);
 	t->cands[i].peer = c->peer;
 }
 

@@ -9,6 +9,7 @@
 #include "bt/util.h"
 
 #include <getopt.h>
+#include <sys/socket.h>
 #include <stdio.h>
 
 enum bt_exit {
@@ -66,5 +67,13 @@ int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainf
 
 /* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
 void bt_cli_put_safe(FILE *f, const char *s);
+
+/*
+ * Resolves a --peer argument, "host:port" or "[v6]:port", into out (getaddrinfo, once, before
+ * anything starts). Returns 0, BT_EXIT_USAGE for a malformed one or BT_EXIT_FAILURE for a name
+ * that does not resolve, after printing the error.
+ */
+int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storage *out,
+			socklen_t *len_out);
 
 #endif

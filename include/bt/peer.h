@@ -82,9 +82,11 @@ struct bt_peer_config {
 struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
 				socklen_t sa_len, const struct bt_peer_config *cfg,
 				const struct bt_peer_events *ev, void *arg);
-/* Takes over an already connected socket (which it will close), as for an accepted one. */
+/* Takes over an already connected socket (which it will close), as for an accepted one. theirs:
+ * the handshake the session already read from it (NULL: read it here). */
 struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg,
-			      const struct bt_peer_events *ev, void *arg);
+			      const struct bt_handshake *theirs, const struct bt_peer_events *ev,
+			      void *arg);
 void bt_peer_free(struct bt_peer *p);
 
 /* Ends the connection now, without calling `closed` (the owner is the one asking). */

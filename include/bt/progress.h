@@ -16,6 +16,7 @@ struct bt_progress {
 	double rate;	      /* bytes/s */
 	double elapsed;	      /* seconds */
 	size_t peers, unchoking;
+	const char *name; /* the torrent's, when several are shown; NULL otherwise */
 };
 
 /* "1.5 MiB", "512 B", "3.2 GiB" */

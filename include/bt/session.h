@@ -1,15 +1,22 @@
 /*
- * session: what every command's engine runs on. One event_base, one evdns resolver, the http
- * and UDP tracker clients, the listener for incoming peers, a random peer id for this run
- * ("-TC0001-" and 12 random bytes, Azureus style), SIGINT/SIGTERM handling and an optional
- * deadline. Commands create one session, start their work on it, and call bt_session_run until the
- * work calls bt_session_stop, a signal arrives, or the deadline passes.
+ * session: what every torrent of a process shares. One event_base, one evdns resolver, the http
+ * and UDP tracker clients, one listener for incoming peers with its handshake router (each
+ * accepted connection's 68-byte handshake is read here and the socket handed to the torrent
+ * registered for its info hash; anything else is closed before we send a byte), the global
+ * rate buckets (--max-down, --max-up over every torrent), the source address connections and
+ * announces leave from (--listen), a random peer id for this run ("-TC0001-" and 12 random
+ * bytes, Azureus style), SIGINT/SIGTERM handling and an optional deadline. Torrents know the
+ * session; the session knows torrents only through their registrations. Front doors create one
+ * session, start their work on it, and call bt_session_run until the work calls
+ * bt_session_stop, a signal arrives, or the deadline passes.
  */
 #ifndef BT_SESSION_H
 #define BT_SESSION_H
 
+#include "bt/router.h"
 #include "bt/util.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -18,6 +25,7 @@ struct evdns_base;
 struct bt_http;
 struct bt_udp_tracker;
 struct bt_session;
+struct bt_rate_limit;
 
 #define BT_PEER_ID_PREFIX "-TC0001-"
 
@@ -36,15 +44,33 @@ struct bt_http *bt_session_http(struct bt_session *s);
 struct bt_udp_tracker *bt_session_udp(struct bt_session *s);
 const uint8_t *bt_session_peer_id(const struct bt_session *s);
 
-/* An incoming connection: fd is ours to keep or close. */
-typedef void (*bt_accept_fn)(void *arg, int fd, const struct sockaddr *sa, socklen_t len);
-
 /*
  * Listens for peers on ip (NULL: every address) and port; port 0 takes the first free one of
- * 6881-6889, or else any free port. Returns 0 with err unset, or a negative errno.
+ * 6881-6889, or else any free port. Incoming connections are routed by the info hash of their
+ * handshake to the registered torrents. Returns 0 with err unset, or a negative errno.
  */
-int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, bt_accept_fn fn,
-		      void *arg, struct bt_err *err);
+int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struct bt_err *err);
+
+/* Incoming connections for this info hash go to fn. Returns 0, or -EEXIST. */
+int bt_session_register(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN],
+			bt_incoming_fn fn, void *arg);
+void bt_session_unregister(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN]);
+/* Incoming connections closed without being routed (not a handshake, unknown info hash). */
+uint64_t bt_session_rejected(const struct bt_session *s);
+
+/* The global rate limits in bytes/s (0: unlimited), shared by every peer of every torrent. */
+void bt_session_set_limits(struct bt_session *s, double max_down, double max_up);
+struct bt_rate_limit *bt_session_down_limit(struct bt_session *s);
+struct bt_rate_limit *bt_session_up_limit(struct bt_session *s);
+
+/* Connections and announces leave from this IP (--listen). 0 or -EINVAL. */
+int bt_session_set_source(struct bt_session *s, const char *ip, struct bt_err *err);
+/* The source address (port 0) or NULL; and its text form or NULL. */
+const struct sockaddr *bt_session_source(const struct bt_session *s, socklen_t *len_out);
+const char *bt_session_source_ip(const struct bt_session *s);
+
+/* True when sa is our own listening address and port (a tracker listing us, say). */
+bool bt_session_is_self(const struct bt_session *s, const struct sockaddr *sa);
 /* The port listened on, or 0. */
 uint16_t bt_session_listen_port(const struct bt_session *s);
 

@@ -20,6 +20,7 @@
 
 #include "bt/bitfield.h"
 #include "bt/metainfo.h"
+#include "bt/wire.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,8 +37,6 @@ struct bt_torrent_opts {
 	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: 60 s */
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;		  /* keep serving peers after the download is complete */
-	double max_down, max_up;  /* bytes/s over all peers; 0: unlimited */
-	const char *source_ip;	  /* connections and announces leave from it (--listen); NULL */
 };
 
 struct bt_torrent_events {
@@ -52,6 +51,8 @@ struct bt_torrent_events {
 	void (*complete)(void *arg);
 	/* The download cannot go on; reason is one line. */
 	void (*failed)(void *arg, const char *reason);
+	/* After bt_torrent_stop: the stopped announce has ended. May be NULL. */
+	void (*stopped)(void *arg);
 };
 
 struct bt_torrent_stats {
@@ -84,7 +85,8 @@ void bt_torrent_free(struct bt_torrent *t);
 
 void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, socklen_t len);
 /* Takes an incoming connection (the torrent closes it if it has no room). */
-void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len);
+void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len,
+		       const struct bt_handshake *h);
 /* The port announced to trackers, once the command knows what it listens on. */
 void bt_torrent_set_port(struct bt_torrent *t, uint16_t port);
 void bt_torrent_start(struct bt_torrent *t);

@@ -347,7 +347,7 @@ class Usage(Case):
         self.check('download', '-o', 'out', os.path.join(W, 'no-such.torrent'))
         self.check('download_piece', '-o', 'out', META.path)
         self.check('download_piece', '-o', 'out', os.path.join(W, 'no-such.torrent'), '0')
-        self.check('download', META.path, MULTI.path)
+        self.check('download', '-o', 'out', META.path, MULTI.path)
         bad = os.path.join(W, 'garbage.torrent')
         with open(bad, 'wb') as f:
             f.write(b'd4:infoi3ee')

@@ -152,7 +152,7 @@ static int setup(void **state)
 	memset(f->cfg.info_hash, 0xaa, 20);
 	memcpy(f->cfg.peer_id, "-TC0001-test-peer-id", 20);
 	memcpy(f->cfg.reserved, bt_wire_reserved_ext, 8);
-	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, &events, &f->r);
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, NULL, &events, &f->r);
 	*state = f;
 	return 0;
 }

@@ -1,0 +1,490 @@
+#include "bt/download.h"
+
+#include "bt/hash.h"
+#include "bt/session.h"
+#include "bt/storage.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct bt_download {
+	struct bt_session *s;
+	const struct bt_metainfo *m;
+	struct bt_download_opts o;
+	struct bt_download_events ev;
+	void *arg;
+	enum bt_download_state state;
+	struct bt_torrent *torrent;
+	struct bt_storage *storage; /* whole-torrent and seed jobs */
+	int piece_fd;		    /* piece jobs: the temporary file */
+	char *final_path, *temp_path;
+	struct bt_bitfield have, want;
+	bool was_complete, stopping, stopped;
+	int64_t resumed;
+	double seeding_since;
+	struct event *tick; /* seed limits */
+	char reason[512];
+};
+
+static void set_state(struct bt_download *d, enum bt_download_state state)
+{
+	if (d->state == state)
+		return;
+	d->state = state;
+	if (d->ev.changed)
+		d->ev.changed(d->arg, d);
+}
+
+static void fail(struct bt_download *d, const char *fmt, ...) BT_PRINTF(2, 3);
+static void fail(struct bt_download *d, const char *fmt, ...)
+{
+	if (bt_download_ended(d))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+	va_end(ap);
+	set_state(d, BT_DOWNLOAD_FAILED);
+	bt_download_stop(d);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static char *path_printf(const char *fmt, ...) BT_PRINTF(1, 2);
+static char *path_printf(const char *fmt, ...)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	va_list ap;
+	va_start(ap, fmt);
+	char tmp[4096];
+	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	bt_buf_adds(&b, tmp);
+	return (char *)bt_buf_steal(&b, NULL);
+}
+
+struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
+				    const struct bt_download_opts *opts,
+				    const struct bt_download_events *ev, void *arg)
+{
+	struct bt_download *d = bt_xcalloc(1, sizeof *d);
+	d->s = s;
+	d->m = m;
+	d->o = *opts;
+	if (ev)
+		d->ev = *ev;
+	d->arg = arg;
+	d->piece_fd = -1;
+	d->resumed = -1;
+	d->seeding_since = -1;
+	bt_bitfield_init(&d->have, m->piece_count);
+	bt_bitfield_init(&d->want, m->piece_count);
+	if (d->o.kind == BT_DOWNLOAD_PIECE)
+		bt_bitfield_set(&d->want, d->o.piece);
+	else
+		bt_bitfield_set_all(&d->want);
+	if (d->o.kind == BT_DOWNLOAD_SEED)
+		d->o.seed = true;
+	return d;
+}
+
+void bt_download_free(struct bt_download *d)
+{
+	if (!d)
+		return;
+	bt_torrent_free(d->torrent);
+	if (d->tick)
+		event_free(d->tick);
+	bt_storage_free(d->storage);
+	if (d->piece_fd >= 0) {
+		close(d->piece_fd);
+		if (d->state != BT_DOWNLOAD_DONE)
+			unlink(d->temp_path);
+	}
+	free(d->final_path);
+	free(d->temp_path);
+	bt_bitfield_deinit(&d->have);
+	bt_bitfield_deinit(&d->want);
+	free(d);
+}
+
+/* Rechecks the pieces in storage into `have`, reporting progress. Returns how many are good. */
+static uint32_t check_pieces(struct bt_download *d, struct bt_storage *st)
+{
+	const struct bt_metainfo *m = d->m;
+	uint8_t *buf = bt_xmalloc((size_t)m->piece_length);
+	uint32_t good = 0;
+	double last = 0;
+	for (uint32_t i = 0; i < m->piece_count; i++) {
+		uint32_t len = (uint32_t)bt_meta_piece_size(m, i);
+		uint8_t digest[BT_SHA1_LEN];
+		if (bt_storage_read(st, i, 0, buf, len, NULL) == 0) {
+			bt_sha1(buf, len, digest);
+			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN)) {
+				bt_bitfield_set(&d->have, i);
+				good++;
+			}
+		}
+		if (d->ev.checking && (bt_now() - last > 0.25 || i + 1 == m->piece_count)) {
+			d->ev.checking(d->arg, d, i + 1, m->piece_count);
+			last = bt_now();
+		}
+	}
+	free(buf);
+	return good;
+}
+
+static void clear_have(struct bt_download *d)
+{
+	memset(d->have.bits, 0, bt_bitfield_bytes(d->have.nbits));
+	d->have.count = 0;
+}
+
+static int prepare_torrent(struct bt_download *d, struct bt_err *err)
+{
+	const struct bt_metainfo *m = d->m;
+	const char *dir = d->o.dir;
+	if (d->o.output)
+		d->final_path = m->multi_file ? path_printf("%s/%s", d->o.output, m->name)
+					      : bt_xstrdup(d->o.output);
+	else if (dir)
+		d->final_path = path_printf("%s/%s", dir, m->name);
+	else
+		d->final_path = m->multi_file ? path_printf("./%s", m->name) : bt_xstrdup(m->name);
+	d->temp_path = path_printf("%s.part", d->final_path);
+	const char *parent = d->o.output && m->multi_file ? d->o.output : dir;
+	if (parent && !exists(parent) && mkdir(parent, 0777) != 0)
+		return bt_err_set(err, -errno, "cannot create '%s': %s", parent, strerror(errno));
+
+	if (exists(d->final_path)) {
+		struct bt_storage *st;
+		uint32_t good = 0;
+		if (bt_storage_open(&st, m, d->final_path, BT_STORAGE_READONLY, NULL) == 0) {
+			good = check_pieces(d, st);
+			bt_storage_free(st);
+		}
+		if (good == m->piece_count) {
+			d->was_complete = true;
+			return 0;
+		}
+		if (!d->o.force)
+			return bt_err_set(err, -EEXIST,
+					  "'%s' exists and is not this torrent's complete data (%u of "
+					  "%u pieces match); use --force to resume from it",
+					  d->final_path, good, m->piece_count);
+		if (exists(d->temp_path))
+			return bt_err_set(err, -EEXIST, "both '%s' and '%s' exist; remove one",
+					  d->final_path, d->temp_path);
+		if (rename(d->final_path, d->temp_path) != 0)
+			return bt_err_set(err, -errno, "cannot rename '%s': %s", d->final_path,
+					  strerror(errno));
+		clear_have(d);
+	}
+	bool resuming = exists(d->temp_path);
+	int rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
+	if (rc)
+		return rc;
+	if (resuming)
+		d->resumed = check_pieces(d, d->storage);
+	return 0;
+}
+
+static int prepare_piece(struct bt_download *d, struct bt_err *err)
+{
+	uint32_t index = d->o.piece;
+	d->final_path = bt_xstrdup(d->o.output);
+	d->temp_path = path_printf("%s.part", d->final_path);
+	size_t len = (size_t)bt_meta_piece_size(d->m, index);
+	if (exists(d->final_path) && !d->o.force) {
+		uint8_t *data;
+		size_t n;
+		if (bt_read_file(d->final_path, len, &data, &n, NULL) == 0) {
+			uint8_t digest[BT_SHA1_LEN];
+			bt_sha1(data, n, digest);
+			free(data);
+			if (n == len && !memcmp(digest, d->m->piece_hashes + (size_t)index * BT_SHA1_LEN,
+						BT_SHA1_LEN)) {
+				d->was_complete = true;
+				return 0;
+			}
+		}
+		return bt_err_set(err, -EEXIST,
+				  "'%s' exists and is not piece %u; use --force to overwrite it",
+				  d->final_path, index);
+	}
+	d->piece_fd = open(d->temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (d->piece_fd < 0)
+		return bt_err_set(err, -errno, "cannot create '%s': %s", d->temp_path,
+				  strerror(errno));
+	return 0;
+}
+
+/* Names the pieces of `have` that are missing, for the error a seed of bad data gets. */
+static void list_missing(const struct bt_download *d, char *list, size_t size)
+{
+	size_t n = 0, shown = 0;
+	list[0] = '\0';
+	for (uint32_t i = 0; i < d->m->piece_count && n < size - 16; i++) {
+		if (bt_bitfield_get(&d->have, i))
+			continue;
+		if (shown++ == 10) {
+			snprintf(list + n, size - n, ", ...");
+			break;
+		}
+		n += (size_t)snprintf(list + n, size - n, "%s%u", shown > 1 ? ", " : "", i);
+	}
+}
+
+static int prepare_seed(struct bt_download *d, struct bt_err *err)
+{
+	const struct bt_metainfo *m = d->m;
+	if (d->o.data_path)
+		d->final_path = bt_xstrdup(d->o.data_path);
+	else if (d->o.dir)
+		d->final_path = path_printf("%s/%s", d->o.dir, m->name);
+	else
+		d->final_path = bt_xstrdup(m->name);
+	int rc = bt_storage_open(&d->storage, m, d->final_path, BT_STORAGE_READONLY, err);
+	if (rc)
+		return rc;
+	if (d->o.assume_valid) {
+		/* Data we just made (bench): its pieces are known good, skip the re-hash. */
+		bt_bitfield_set_all(&d->have);
+		return 0;
+	}
+	uint32_t good = check_pieces(d, d->storage);
+	if (good == m->piece_count)
+		return 0;
+	char list[256];
+	list_missing(d, list, sizeof list);
+	return bt_err_set(err, -EINVAL, "'%s' does not match the torrent: %u of %u pieces differ (%s)",
+			  d->final_path, m->piece_count - good, m->piece_count, list);
+}
+
+int bt_download_prepare(struct bt_download *d, struct bt_err *err)
+{
+	int rc = d->o.kind == BT_DOWNLOAD_PIECE	  ? prepare_piece(d, err)
+		 : d->o.kind == BT_DOWNLOAD_SEED ? prepare_seed(d, err)
+						 : prepare_torrent(d, err);
+	if (rc || !d->was_complete)
+		return rc;
+	if (!d->o.seed) {
+		set_state(d, BT_DOWNLOAD_DONE);
+		return 0;
+	}
+	/* Complete already: seed from the final name. */
+	rc = bt_storage_open(&d->storage, d->m, d->final_path, BT_STORAGE_READONLY, err);
+	if (!rc)
+		bt_bitfield_set_all(&d->have);
+	return rc;
+}
+
+static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err)
+{
+	struct bt_download *d = arg;
+	if (d->storage)
+		return bt_storage_write_piece(d->storage, piece, data, err);
+	size_t len = (size_t)bt_meta_piece_size(d->m, piece);
+	for (size_t off = 0; off < len;) {
+		ssize_t n = pwrite(d->piece_fd, data + off, len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return bt_err_set(err, -errno, "%s: %s", d->temp_path, strerror(errno));
+		if (n == 0)
+			return bt_err_set(err, -EIO, "%s: nothing written", d->temp_path);
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int read_block(void *arg, uint32_t piece, uint32_t begin, uint32_t length, uint8_t *dest)
+{
+	struct bt_download *d = arg;
+	return bt_storage_read(d->storage, piece, begin, dest, length, NULL);
+}
+
+/* Makes the complete data durable and gives it its final name. */
+static int finalize(struct bt_download *d, struct bt_err *err)
+{
+	/* A resumed (--force) file may have been longer than the torrent: cut it to size. */
+	if (d->storage) {
+		int rc = bt_storage_trim(d->storage, err);
+		if (!rc)
+			rc = bt_storage_sync(d->storage, err);
+		if (rc)
+			return rc;
+	}
+	if (d->piece_fd >= 0 && fsync(d->piece_fd) != 0)
+		return bt_err_set(err, -errno, "%s: %s", d->temp_path, strerror(errno));
+	if (rename(d->temp_path, d->final_path) != 0)
+		return bt_err_set(err, -errno, "cannot rename '%s' to '%s': %s", d->temp_path,
+				  d->final_path, strerror(errno));
+	return 0;
+}
+
+static void start_seeding(struct bt_download *d)
+{
+	d->seeding_since = bt_now();
+	struct timeval one = {1, 0};
+	event_add(d->tick, &one);
+	set_state(d, BT_DOWNLOAD_SEEDING);
+}
+
+static void on_complete(void *arg)
+{
+	struct bt_download *d = arg;
+	if (d->state != BT_DOWNLOAD_RUNNING)
+		return;
+	if (d->o.kind != BT_DOWNLOAD_SEED && !d->was_complete) {
+		struct bt_err err;
+		if (finalize(d, &err)) {
+			fail(d, "%s", err.msg);
+			return;
+		}
+	}
+	if (d->o.seed) {
+		start_seeding(d);
+		return;
+	}
+	set_state(d, BT_DOWNLOAD_DONE);
+	bt_download_stop(d);
+}
+
+static void on_failed(void *arg, const char *reason)
+{
+	fail(arg, "%s", reason);
+}
+
+static void on_torrent_stopped(void *arg)
+{
+	struct bt_download *d = arg;
+	if (d->stopped)
+		return;
+	d->stopped = true;
+	if (d->ev.stopped)
+		d->ev.stopped(d->arg, d);
+}
+
+/* Once a second while seeding: has a limit been reached? */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_download *d = arg;
+	if (d->state != BT_DOWNLOAD_SEEDING)
+		return;
+	struct bt_torrent_stats st;
+	bt_torrent_get_stats(d->torrent, &st);
+	if ((d->o.seed_ratio > 0 &&
+	     (double)st.uploaded_bytes >= d->o.seed_ratio * (double)d->m->total_length) ||
+	    (d->o.seed_time > 0 && bt_now() - d->seeding_since >= d->o.seed_time)) {
+		set_state(d, BT_DOWNLOAD_DONE);
+		bt_download_stop(d);
+	}
+}
+
+void bt_download_start(struct bt_download *d)
+{
+	if (d->state != BT_DOWNLOAD_NEW)
+		return;
+	struct bt_torrent_opts topts = d->o.torrent;
+	topts.seed = d->o.seed;
+	topts.port = bt_session_listen_port(d->s);
+	struct bt_torrent_events tev = {.piece_verified = store_piece,
+					.read_block = d->storage ? read_block : NULL,
+					.complete = on_complete,
+					.failed = on_failed,
+					.stopped = on_torrent_stopped};
+	d->torrent = bt_torrent_new(d->s, d->m, &d->have, &d->want, &topts, &tev, d);
+	for (size_t i = 0; i < d->o.npeers; i++)
+		bt_torrent_add_peer(d->torrent, (const struct sockaddr *)&d->o.peers[i],
+				    d->o.peer_lens[i]);
+	d->tick = event_new(bt_session_base(d->s), -1, EV_PERSIST, on_tick, d);
+	if (!d->tick)
+		bt_oom();
+	d->state = BT_DOWNLOAD_RUNNING;
+	bt_torrent_start(d->torrent);
+}
+
+void bt_download_stop(struct bt_download *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	if (d->tick)
+		event_del(d->tick);
+	if (!d->torrent) {
+		on_torrent_stopped(d);
+		return;
+	}
+	bt_torrent_stop(d->torrent);
+	if (bt_torrent_stopped(d->torrent))
+		on_torrent_stopped(d);
+}
+
+bool bt_download_stopped(const struct bt_download *d)
+{
+	return d->stopped;
+}
+
+enum bt_download_state bt_download_state(const struct bt_download *d)
+{
+	return d->state;
+}
+
+bool bt_download_ended(const struct bt_download *d)
+{
+	return d->state == BT_DOWNLOAD_DONE || d->state == BT_DOWNLOAD_FAILED;
+}
+
+const char *bt_download_reason(const struct bt_download *d)
+{
+	return d->reason;
+}
+
+const char *bt_download_final_path(const struct bt_download *d)
+{
+	return d->final_path;
+}
+
+const char *bt_download_temp_path(const struct bt_download *d)
+{
+	return d->temp_path;
+}
+
+const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d)
+{
+	return d->m;
+}
+
+int64_t bt_download_resumed(const struct bt_download *d)
+{
+	return d->resumed;
+}
+
+bool bt_download_was_complete(const struct bt_download *d)
+{
+	return d->was_complete;
+}
+
+double bt_download_seeding_for(const struct bt_download *d)
+{
+	return d->seeding_since < 0 ? -1 : bt_now() - d->seeding_since;
+}
+
+struct bt_torrent *bt_download_torrent(const struct bt_download *d)
+{
+	return d->torrent;
+}

@@ -1,0 +1,187 @@
+#include "bt/jobview.h"
+
+#include "bt/json.h"
+#include "bt/progress.h"
+#include "bt/torrent.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *name_of(const struct bt_download *d)
+{
+	return bt_download_metainfo(d)->name;
+}
+
+void bt_jobview_end_line(struct bt_jobview *v)
+{
+	if (v->line_drawn) {
+		fputc('\n', stderr);
+		v->line_drawn = false;
+	}
+}
+
+/* Log lines (-v) must not land in the middle of a redrawn progress line. */
+void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject, const char *msg)
+{
+	(void)level;
+	bt_jobview_end_line(arg);
+	fprintf(stderr, "torrent: %s: %s\n", subject, msg);
+}
+
+static void put_line(struct bt_jobview *v, const char *line, bool final)
+{
+	if (v->tty) {
+		fprintf(stderr, "\r%s\033[K", line);
+		v->line_drawn = true;
+		if (final)
+			bt_jobview_end_line(v);
+	} else {
+		fprintf(stderr, "torrent: %s\n", line);
+	}
+}
+
+static void progress_of(const struct bt_jobview *v, const struct bt_download *d, bool final,
+			struct bt_progress *p)
+{
+	struct bt_torrent_stats s = {0};
+	if (bt_download_torrent(d))
+		bt_torrent_get_stats(bt_download_torrent(d), &s);
+	*p = (struct bt_progress){.done = s.verified_bytes, .total = s.wanted_bytes, .rate = s.rate,
+				  .elapsed = bt_now() - v->started, .peers = s.peers_connected,
+				  .unchoking = s.peers_unchoking};
+	/* The last line shows the whole run's average rather than the last second's. */
+	if (final && p->elapsed > 0)
+		p->rate = (double)s.received_bytes / p->elapsed;
+	if (v->n > 1)
+		p->name = name_of(d);
+}
+
+/* The progress of every torrent still downloading, and with several, their total. */
+void bt_jobview_progress(struct bt_jobview *v, bool final)
+{
+	if (v->mode == BT_VIEW_NONE)
+		return;
+	double now = bt_now();
+	if (v->mode == BT_VIEW_AUTO && !v->tty && !final && now - v->last_plain < 5)
+		return;
+	v->last_plain = now;
+	struct bt_progress total = {.elapsed = now - v->started, .name = "total"};
+	size_t shown = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		enum bt_download_state st = bt_download_state(v->jobs[i]);
+		if (st != BT_DOWNLOAD_RUNNING && !(final && st == BT_DOWNLOAD_DONE))
+			continue;
+		struct bt_progress p;
+		progress_of(v, v->jobs[i], final, &p);
+		total.done += p.done, total.total += p.total, total.rate += p.rate;
+		total.peers += p.peers, total.unchoking += p.unchoking;
+		shown++;
+		if (v->mode == BT_VIEW_JSON) {
+			struct bt_buf b;
+			bt_buf_init(&b);
+			bt_progress_json(&b, &p);
+			fprintf(stderr, "%s\n", (char *)b.data);
+			bt_buf_deinit(&b);
+		} else if (!v->tty || v->n == 1) {
+			char line[512];
+			bt_progress_line(line, sizeof line, &p);
+			put_line(v, line, final);
+		}
+	}
+	if (v->n > 1 && shown && v->mode != BT_VIEW_JSON && v->tty) {
+		char line[512];
+		bt_progress_line(line, sizeof line, &total);
+		put_line(v, line, final);
+	}
+}
+
+void bt_jobview_seeding(struct bt_jobview *v)
+{
+	double now = bt_now();
+	if (v->mode == BT_VIEW_NONE ||
+	    (v->mode == BT_VIEW_AUTO && !v->tty && now - v->last_plain < 5))
+		return;
+	v->last_plain = now;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct bt_download *d = v->jobs[i];
+		struct bt_torrent *t = bt_download_torrent(d);
+		if (bt_download_state(d) != BT_DOWNLOAD_SEEDING || !t)
+			continue;
+		struct bt_torrent_stats s;
+		bt_torrent_get_stats(t, &s);
+		if (v->mode == BT_VIEW_JSON) {
+			fprintf(stderr,
+				"{\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,\"peers\":%"
+				"zu,"
+				"\"elapsed\":%.2f}\n",
+				(unsigned long long)s.uploaded_bytes, s.up_rate, s.peers_connected,
+				bt_download_seeding_for(d));
+			continue;
+		}
+		char up[32], rate[32], line[400];
+		bt_format_bytes(up, sizeof up, (double)s.uploaded_bytes);
+		bt_format_rate(rate, sizeof rate, s.up_rate);
+		snprintf(line, sizeof line, "%s%sseeding: %s uploaded  %s  peers %zu  ratio %.2f",
+			 v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", up, rate,
+			 s.peers_connected, (double)s.uploaded_bytes / (double)bt_download_metainfo(d)->total_length);
+		put_line(v, line, false);
+	}
+}
+
+void bt_jobview_checking(struct bt_jobview *v, uint32_t done, uint32_t total)
+{
+	if (v->mode != BT_VIEW_AUTO || !v->tty)
+		return;
+	fprintf(stderr, "\rchecking %u of %u pieces\033[K", done, total);
+	v->line_drawn = true;
+	if (done == total)
+		bt_jobview_end_line(v);
+}
+
+void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
+{
+	struct bt_torrent *t = bt_download_torrent(d);
+	if (!t || v->mode == BT_VIEW_NONE)
+		return;
+	struct bt_torrent_stats s;
+	bt_torrent_get_stats(t, &s);
+	double elapsed = bt_now() - v->started;
+	if (v->mode == BT_VIEW_JSON) {
+		struct bt_torrent_peer_stat *ps;
+		size_t n = bt_torrent_peer_stats(t, &ps);
+		struct bt_buf name;
+		bt_buf_init(&name);
+		if (v->n > 1) {
+			bt_buf_adds(&name, "\"name\":");
+			bt_json_put_str(&name, name_of(d));
+			bt_buf_adds(&name, ",");
+		}
+		fprintf(stderr,
+			"{\"event\":\"summary\",%s\"received\":%llu,\"verified\":%llu,"
+			"\"total\":%llu,\"seconds\":%.3f,\"first_byte\":%.3f,\"pieces_failed\":%u,"
+			"\"peers\":[",
+			name.len ? (char *)name.data : "", (unsigned long long)s.received_bytes,
+			(unsigned long long)s.verified_bytes, (unsigned long long)s.wanted_bytes,
+			elapsed,
+			s.first_byte_s < 0 ? -1 : s.first_byte_s + (v->engine_started - v->started),
+			s.pieces_failed);
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "%s{\"address\":\"%s\",\"bytes\":%llu,\"banned\":%s}",
+				i ? "," : "", ps[i].name, (unsigned long long)ps[i].bytes,
+				ps[i].banned ? "true" : "false");
+		fprintf(stderr, "]}\n");
+		free(ps);
+		bt_buf_deinit(&name);
+		return;
+	}
+	char size[32], rate[32];
+	bt_format_bytes(size, sizeof size, (double)s.received_bytes);
+	bt_format_rate(rate, sizeof rate, elapsed > 0 ? (double)s.received_bytes / elapsed : 0);
+	fprintf(stderr,
+		"torrent: %s%sreceived %s in %.1f s (%s average) from %zu peer%s; %u piece%s "
+		"failed verification\n",
+		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate,
+		s.peers_used, s.peers_used == 1 ? "" : "s", s.pieces_failed,
+		s.pieces_failed == 1 ? "" : "s");
+}
+
