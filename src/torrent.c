@@ -7,7 +7,7 @@
 #include "bt/picker.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
-#include "bt/udp_tracker.h"
+#include "bt/udp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -693,7 +693,7 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	if (t->opts.source_ip) {
 		t->source_len = bt_sockaddr_from_ip(t->opts.source_ip, 0, &t->source);
-		bt_udp_tracker_set_source(bt_session_udp(s), t->opts.source_ip);
+		bt_udp_set_source(bt_session_udp_socket(s), t->opts.source_ip);
 	}
 	bt_rate_limit_init(&t->down_limit, t->opts.max_down, bt_now());
 	bt_rate_limit_init(&t->up_limit, t->opts.max_up, bt_now());

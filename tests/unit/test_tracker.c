@@ -6,6 +6,7 @@
 #include "bt/tracker.h"
 
 #include "bt/http.h"
+#include "bt/udp.h"
 #include "bt/udp_tracker.h"
 
 #include <event2/buffer.h>
@@ -183,7 +184,9 @@ static void test_tracker_lifecycle(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
+	struct bt_udp *udp = bt_udp_new(base);
+	struct bt_tracker_io io = {.http = bt_http_new(base),
+				   .udp = bt_udp_tracker_new(base, dns, udp)};
 	struct fake live;
 	fake_start(&live, base);
 	live.interval = 1;
@@ -229,6 +232,7 @@ static void test_tracker_lifecycle(void **state)
 	bt_tracker_free(t);
 	evhttp_free(live.http);
 	bt_udp_tracker_free(io.udp);
+	bt_udp_free(udp);
 	bt_http_free(io.http);
 	evdns_base_free(dns, 0);
 	event_base_free(base);
@@ -248,7 +252,9 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
+	struct bt_udp *udp = bt_udp_new(base);
+	struct bt_tracker_io io = {.http = bt_http_new(base),
+				   .udp = bt_udp_tracker_new(base, dns, udp)};
 	char *dead_urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"};
 	struct bt_meta_tier tiers[] = {tier(dead_urls, 2)};
 	struct bt_announce_req req = {.port = 6881};
@@ -272,6 +278,7 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	assert_int_equal(o.stopped, 1);
 	bt_tracker_free(t);
 	bt_udp_tracker_free(io.udp);
+	bt_udp_free(udp);
 	bt_http_free(io.http);
 	evdns_base_free(dns, 0);
 	event_base_free(base);
