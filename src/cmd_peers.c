@@ -3,7 +3,7 @@
 #include "bt/json.h"
 #include "bt/metainfo.h"
 #include "bt/session.h"
-#include "bt/tracker.h"
+#include "bt/announce.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -54,7 +54,7 @@ struct tracker_result {
 
 struct peers_run {
 	struct bt_session *session;
-	struct bt_tracker_io io;
+	struct bt_announce_io io;
 	struct bt_announce_req req;
 	struct tracker_result *trackers;
 	size_t count;

@@ -709,8 +709,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
-					   t->opts.source_ip};
+		struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s),
+					    t->opts.source_ip};
 		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
 						on_tracker_stopped};
 		t->tracker =

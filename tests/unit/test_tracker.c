@@ -185,8 +185,8 @@ static void test_tracker_lifecycle(void **state)
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
 	struct bt_udp *udp = bt_udp_new(base);
-	struct bt_tracker_io io = {.http = bt_http_new(base),
-				   .udp = bt_udp_tracker_new(base, dns, udp)};
+	struct bt_announce_io io = {.http = bt_http_new(base),
+				    .udp = bt_udp_tracker_new(base, dns, udp)};
 	struct fake live;
 	fake_start(&live, base);
 	live.interval = 1;
@@ -253,8 +253,8 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
 	struct bt_udp *udp = bt_udp_new(base);
-	struct bt_tracker_io io = {.http = bt_http_new(base),
-				   .udp = bt_udp_tracker_new(base, dns, udp)};
+	struct bt_announce_io io = {.http = bt_http_new(base),
+				    .udp = bt_udp_tracker_new(base, dns, udp)};
 	char *dead_urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"};
 	struct bt_meta_tier tiers[] = {tier(dead_urls, 2)};
 	struct bt_announce_req req = {.port = 6881};
