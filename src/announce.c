@@ -4,6 +4,7 @@
 #include "bt/udp_tracker.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 struct bt_announce {
 	char *url;
+	uint16_t port; /* the port announced: our own entry's */
 	struct bt_http_req *http;
 	struct bt_udp_req *udp;
 	bt_announce_done_fn done;
@@ -38,6 +40,14 @@ static void report(struct bt_announce *a, const struct bt_announce_reply *reply)
 	}
 }
 
+/* Our own entry in the tracker's list: where the request left from, and the port announced. */
+static void set_self(struct bt_announce_reply *reply, const char *local_ip, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	if (local_ip && bt_sockaddr_from_ip(local_ip, port, &ss))
+		bt_peer_addr_from_sockaddr((struct sockaddr *)&ss, &reply->self);
+}
+
 static void on_http_done(const struct bt_http_response *res, void *arg)
 {
 	struct bt_announce *a = arg;
@@ -58,6 +68,7 @@ static void on_http_done(const struct bt_http_response *res, void *arg)
 		finish(a, NULL, msg);
 		return;
 	}
+	set_self(&reply, res->local_ip, a->port);
 	if (res->error && !reply.failure) {
 		finish(a, NULL, res->message);
 	} else {
@@ -83,6 +94,7 @@ struct bt_announce *bt_announce_start(const struct bt_announce_io *io, const cha
 {
 	struct bt_announce *a = bt_xcalloc(1, sizeof *a);
 	a->url = bt_xstrdup(url);
+	a->port = req->port;
 	a->done = done;
 	a->arg = arg;
 	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {

@@ -610,8 +610,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+			     const struct bt_peer_addr *self)
 {
+	(void)self;
 	struct bt_torrent *t = arg;
 	for (size_t i = 0; i < n; i++) {
 		struct sockaddr_storage ss;

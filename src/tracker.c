@@ -103,7 +103,7 @@ static void on_tracker_done(const char *url, const struct bt_announce_reply *rep
 	t->min_next_at = bt_now() + (min_gap < interval ? min_gap : interval);
 	schedule(t, t->pending_event ? 0 : interval);
 	if (reply->peer_count && t->events.peers)
-		t->events.peers(t->arg, reply->peers, reply->peer_count);
+		t->events.peers(t->arg, reply->peers, reply->peer_count, &reply->self);
 }
 
 static void announce_now(struct bt_tracker *t)

@@ -23,9 +23,10 @@ struct bt_announce_io {
 
 /*
  * Called once, from the loop. reply is the tracker's parsed answer (borrowed for the call) or
- * NULL when there was none; error is NULL on success, otherwise one line saying what went wrong
- * ("failure reason: ...", "HTTP status 404", "bad reply: ...", "timed out after 5000 ms"). A
- * tracker's "failure reason" comes with both.
+ * NULL when there was none; reply->self is our own entry in its peer list (the local address
+ * the request left from and the port announced; family 0 if unknown). error is NULL on success,
+ * otherwise one line saying what went wrong ("failure reason: ...", "HTTP status 404", "bad
+ * reply: ...", "timed out after 5000 ms"). A tracker's "failure reason" comes with both.
  */
 typedef void (*bt_announce_done_fn)(const char *url, const struct bt_announce_reply *reply,
 				    const char *error, void *arg);

@@ -24,7 +24,12 @@ struct bt_tracker_opts {
 };
 
 struct bt_tracker_events {
-	void (*peers)(void *arg, const struct bt_peer_addr *peers, size_t n);
+	/*
+	 * A tracker's peers; self is our own entry as that tracker lists it (family 0 if unknown),
+	 * which may be among them.
+	 */
+	void (*peers)(void *arg, const struct bt_peer_addr *peers, size_t n,
+		      const struct bt_peer_addr *self);
 	void (*error)(void *arg, const char *url, const char *message); /* may be NULL */
 	void (*stopped)(void *arg); /* after bt_tracker_stop's announce ended; may be NULL */
 };

@@ -137,12 +137,15 @@ struct observed {
 	int errors;
 	int stopped;
 	int break_after_peers;
+	struct bt_peer_addr self;
 };
 
-static void on_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static void on_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+		     const struct bt_peer_addr *self)
 {
 	struct observed *o = arg;
 	(void)peers;
+	o->self = *self;
 	o->peers_calls++;
 	o->last_peer_count = n;
 	if (o->peers_calls >= o->break_after_peers)
@@ -207,6 +210,9 @@ static void test_tracker_lifecycle(void **state)
 	assert_string_equal(bt_tracker_working_url(t), live.url);
 	assert_int_equal(live.count, 1);
 	assert_string_equal(live.events[0], "started");
+	/* Our own entry: the HTTP announce left from 127.0.0.1, and it announced port 6881. */
+	struct bt_peer_addr self = {.family = 4, .addr = {127, 0, 0, 1}, .port = 6881};
+	assert_true(bt_peer_addr_equal(&o.self, &self));
 	/* interval=1 from the tracker: the next regular announce is about a second away. */
 	assert_true(bt_tracker_next_in(t) > 0.5 && bt_tracker_next_in(t) <= 1.0);
 
