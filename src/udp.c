@@ -300,9 +300,13 @@ int bt_udp_source_for(const struct bt_udp *u, const struct sockaddr *to, socklen
 		*len_out = own_len;
 		return 0;
 	}
-	/* The kernel picks the source of a connected socket as it would for our sendto. */
-	const struct sockaddr *src =
-		u->source.ss_family == to->sa_family ? (const struct sockaddr *)&u->source : NULL;
+	/*
+	 * The kernel picks the source of a connected socket as it would for our sendto. A socket
+	 * still to be opened will be bound to the source address, so the throwaway one is too.
+	 */
+	const struct sockaddr *src = !have_own && u->source.ss_family == to->sa_family
+					     ? (const struct sockaddr *)&u->source
+					     : NULL;
 	evutil_socket_t fd = open_socket(to->sa_family, src, u->source_len);
 	if (fd < 0 && src)
 		fd = open_socket(to->sa_family, NULL, 0);
