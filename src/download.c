@@ -131,7 +131,8 @@ static uint32_t check_pieces(struct bt_download *d, struct bt_storage *st)
 		uint8_t digest[BT_SHA1_LEN];
 		if (bt_storage_read(st, i, 0, buf, len, NULL) == 0) {
 			bt_sha1(buf, len, digest);
-			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN)) {
+			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN,
+				    BT_SHA1_LEN)) {
 				bt_bitfield_set(&d->have, i);
 				good++;
 			}
@@ -179,10 +180,11 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 			return 0;
 		}
 		if (!d->o.force)
-			return bt_err_set(err, -EEXIST,
-					  "'%s' exists and is not this torrent's complete data (%u of "
-					  "%u pieces match); use --force to resume from it",
-					  d->final_path, good, m->piece_count);
+			return bt_err_set(
+				err, -EEXIST,
+				"'%s' exists and is not this torrent's complete data (%u of "
+				"%u pieces match); use --force to resume from it",
+				d->final_path, good, m->piece_count);
 		if (exists(d->temp_path))
 			return bt_err_set(err, -EEXIST, "both '%s' and '%s' exist; remove one",
 					  d->final_path, d->temp_path);
@@ -213,8 +215,9 @@ static int prepare_piece(struct bt_download *d, struct bt_err *err)
 			uint8_t digest[BT_SHA1_LEN];
 			bt_sha1(data, n, digest);
 			free(data);
-			if (n == len && !memcmp(digest, d->m->piece_hashes + (size_t)index * BT_SHA1_LEN,
-						BT_SHA1_LEN)) {
+			if (n == len &&
+			    !memcmp(digest, d->m->piece_hashes + (size_t)index * BT_SHA1_LEN,
+				    BT_SHA1_LEN)) {
 				d->was_complete = true;
 				return 0;
 			}
@@ -268,13 +271,14 @@ static int prepare_seed(struct bt_download *d, struct bt_err *err)
 		return 0;
 	char list[256];
 	list_missing(d, list, sizeof list);
-	return bt_err_set(err, -EINVAL, "'%s' does not match the torrent: %u of %u pieces differ (%s)",
+	return bt_err_set(err, -EINVAL,
+			  "'%s' does not match the torrent: %u of %u pieces differ (%s)",
 			  d->final_path, m->piece_count - good, m->piece_count, list);
 }
 
 int bt_download_prepare(struct bt_download *d, struct bt_err *err)
 {
-	int rc = d->o.kind == BT_DOWNLOAD_PIECE	  ? prepare_piece(d, err)
+	int rc = d->o.kind == BT_DOWNLOAD_PIECE	 ? prepare_piece(d, err)
 		 : d->o.kind == BT_DOWNLOAD_SEED ? prepare_seed(d, err)
 						 : prepare_torrent(d, err);
 	if (rc || !d->was_complete)

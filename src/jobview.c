@@ -46,8 +46,11 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 	struct bt_torrent_stats s = {0};
 	if (bt_download_torrent(d))
 		bt_torrent_get_stats(bt_download_torrent(d), &s);
-	*p = (struct bt_progress){.done = s.verified_bytes, .total = s.wanted_bytes, .rate = s.rate,
-				  .elapsed = bt_now() - v->started, .peers = s.peers_connected,
+	*p = (struct bt_progress){.done = s.verified_bytes,
+				  .total = s.wanted_bytes,
+				  .rate = s.rate,
+				  .elapsed = bt_now() - v->started,
+				  .peers = s.peers_connected,
 				  .unchoking = s.peers_unchoking};
 	/* The last line shows the whole run's average rather than the last second's. */
 	if (final && p->elapsed > 0)
@@ -123,7 +126,8 @@ void bt_jobview_seeding(struct bt_jobview *v)
 		bt_format_rate(rate, sizeof rate, s.up_rate);
 		snprintf(line, sizeof line, "%s%sseeding: %s uploaded  %s  peers %zu  ratio %.2f",
 			 v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", up, rate,
-			 s.peers_connected, (double)s.uploaded_bytes / (double)bt_download_metainfo(d)->total_length);
+			 s.peers_connected,
+			 (double)s.uploaded_bytes / (double)bt_download_metainfo(d)->total_length);
 		put_line(v, line, false);
 	}
 }
@@ -180,8 +184,6 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 	fprintf(stderr,
 		"torrent: %s%sreceived %s in %.1f s (%s average) from %zu peer%s; %u piece%s "
 		"failed verification\n",
-		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate,
-		s.peers_used, s.peers_used == 1 ? "" : "s", s.pieces_failed,
-		s.pieces_failed == 1 ? "" : "s");
+		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate, s.peers_used,
+		s.peers_used == 1 ? "" : "s", s.pieces_failed, s.pieces_failed == 1 ? "" : "s");
 }
-

@@ -7,7 +7,7 @@
 #include "bt/picker.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
-#include "bt/udp_tracker.h"
+#include "bt/udp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -616,10 +616,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+			     const struct bt_peer_addr *self)
 {
 	struct bt_torrent *t = arg;
 	for (size_t i = 0; i < n; i++) {
+		/* Our own entry (the address the announce left from, our port) is never dialled. */
+		if (self && self->family && self->family == peers[i].family &&
+		    self->port == peers[i].port &&
+		    memcmp(self->addr, peers[i].addr, peers[i].family == 4 ? 4 : 16) == 0)
+			continue;
 		struct sockaddr_storage ss;
 		memset(&ss, 0, sizeof ss);
 		socklen_t len;
@@ -711,8 +717,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
-					   bt_session_source_ip(s)};
+		struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s),
+					    bt_session_source_ip(s)};
 		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
 						on_tracker_stopped};
 		t->tracker =

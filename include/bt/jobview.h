@@ -34,8 +34,7 @@ struct bt_jobview {
 
 void bt_jobview_end_line(struct bt_jobview *v);
 /* A bt_log sink; arg is the view. */
-void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject,
-			 const char *msg);
+void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject, const char *msg);
 /* The jobs that are downloading (final: and those just done), at most as often as the mode
  * wants unless final. */
 void bt_jobview_progress(struct bt_jobview *v, bool final);
