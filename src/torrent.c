@@ -864,7 +864,7 @@ void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, 
 		t->cands[i].incoming = true;
 	struct bt_peer_config cfg = peer_config(t);
 	struct conn *c = add_conn(t, i);
-	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, &peer_events, c);
+	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, NULL, &peer_events, c);
 	t->cands[i].peer = c->peer;
 }
 
