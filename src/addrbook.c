@@ -30,6 +30,7 @@ struct slot {
 	int heap_pos; /* index in the dial heap, or -1 */
 	uint64_t seq; /* queueing order: ties in retry_at go first in, first out */
 	enum list list;
+	bool hopeful; /* counted in counts.hopeful */
 	TAILQ_ENTRY(slot) link;
 };
 
@@ -280,6 +281,11 @@ static enum list list_for(const struct bt_addrbook_entry *e)
  */
 static void relist(struct bt_addrbook *ab, struct slot *s)
 {
+	bool hopeful = !s->e.banned && !s->e.self && s->e.tries < BT_ADDRBOOK_MAX_TRIES;
+	if (hopeful != s->hopeful) {
+		ab->counts.hopeful += hopeful ? 1 : (size_t)-1;
+		s->hopeful = hopeful;
+	}
 	bool queued = s->heap_pos >= 0;
 	if (dialable(&s->e) && !queued)
 		heap_push(ab, s);
@@ -305,6 +311,9 @@ static void evict(struct bt_addrbook *ab, struct slot *s)
 	ab->slots[s->h] = NULL;
 	ab->free_handles[ab->nfree++] = s->h;
 	ab->counts.known--;
+	ab->counts.hopeful -= s->hopeful;
+	ab->counts.banned -= s->e.banned;
+	ab->counts.used -= s->e.bytes > 0;
 	free(s);
 }
 

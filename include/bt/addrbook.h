@@ -80,6 +80,9 @@ struct bt_addrbook_counts {
 	size_t connected; /* connections or attempts open */
 	size_t banned;
 	size_t used; /* entries that sent us at least one block byte */
+	/* Entries neither banned nor ours with tries left (connected or not: one that dialled us
+	 * may dial again). None, and no connection open: no peer is left to hope for. */
+	size_t hopeful;
 };
 
 struct bt_addrbook;

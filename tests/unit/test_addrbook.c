@@ -132,6 +132,7 @@ static void test_dial_order_and_backoff(void **state)
 	/* b and c still connected: no address queued, yet hope while they last. */
 	assert_false(bt_addrbook_next_due(ab, NULL));
 	assert_int_equal(counts(ab).connected, 2);
+	assert_int_equal(counts(ab).hopeful, 2);
 	bt_addrbook_free(ab);
 }
 
@@ -196,6 +197,7 @@ static void test_incoming_ban_self(void **state)
 	assert_int_equal(c.banned, 1);
 	assert_int_equal(c.used, 1);
 	assert_int_equal(c.connected, 0);
+	assert_int_equal(c.hopeful, 1); /* the incoming one may dial again */
 
 	/* The incoming address, reported by a tracker with the same port, becomes dialable. */
 	assert_int_equal(add4(ab, 0x0a000001, 40000, BT_ADDRBOOK_TRACKER, 5), in);
