@@ -150,6 +150,29 @@ static void clear_have(struct bt_download *d)
 	d->have.count = 0;
 }
 
+/* Creates dir and any missing parents, as `mkdir -p` does. */
+static int make_dirs(const char *dir, struct bt_err *err)
+{
+	char *path = bt_xstrdup(dir);
+	int rc = 0;
+	for (char *p = path + 1;; p++) {
+		bool last = *p == '\0';
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+			rc = bt_err_set(err, -errno, "cannot create '%s': %s", path,
+					strerror(errno));
+			break;
+		}
+		if (last)
+			break;
+		*p = '/';
+	}
+	free(path);
+	return rc;
+}
+
 static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
@@ -163,8 +186,9 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 		d->final_path = m->multi_file ? path_printf("./%s", m->name) : bt_xstrdup(m->name);
 	d->temp_path = path_printf("%s.part", d->final_path);
 	const char *parent = d->o.output && m->multi_file ? d->o.output : dir;
-	if (parent && !exists(parent) && mkdir(parent, 0777) != 0)
-		return bt_err_set(err, -errno, "cannot create '%s': %s", parent, strerror(errno));
+	int rc = parent ? make_dirs(parent, err) : 0;
+	if (rc)
+		return rc;
 
 	if (exists(d->final_path)) {
 		struct bt_storage *st;
@@ -192,7 +216,7 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 		clear_have(d);
 	}
 	bool resuming = exists(d->temp_path);
-	int rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
+	rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
 	if (rc)
 		return rc;
 	if (resuming)

@@ -235,6 +235,9 @@ static void on_pending(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	pd->got += (size_t)n;
+	/* libevent restarts a persistent event's timeout at each read: keep the deadline fixed. */
+	struct timeval tv;
+	event_add(pd->ev, bt_timeval(&tv, PENDING_TIMEOUT - (bt_now() - pd->since)));
 	struct bt_handshake h;
 	const struct bt_router_entry *e;
 	struct bt_err err;
@@ -400,6 +403,8 @@ bool bt_session_is_self(const struct bt_session *s, const struct sockaddr *sa)
 	if (!s->listener || port_of(sa) != s->listen_port)
 		return false;
 	const struct sockaddr *bound = (const struct sockaddr *)&s->listen_addr;
+	if (bound->sa_family != sa->sa_family)
+		return false;
 	if (!is_wildcard(bound))
 		return same_ip(bound, sa);
 	for (size_t i = 0; i < s->nlocal; i++)

@@ -317,6 +317,9 @@ static void test_names_single(void **state)
 	expect_names(&f, &f.single, (struct bt_download_opts){.dir = "unused", .output = "y.bin"},
 		     "y.bin", "y.bin.part");
 	expect_names(&f, &f.single, (struct bt_download_opts){0}, "data.bin", "data.bin.part");
+	/* Missing parents are created, as `mkdir -p` does. */
+	expect_names(&f, &f.single, (struct bt_download_opts){.dir = "deep/er/est"},
+		     "deep/er/est/data.bin", "deep/er/est/data.bin.part");
 	fx_deinit(&f);
 }
 

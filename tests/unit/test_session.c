@@ -341,18 +341,8 @@ static void test_split_handshake_is_routed(void **state)
 	bt_session_free(s);
 }
 
-/*
- * Known engine bug, kept out of the default run: the 10 s limit is measured from the accept
- * only when a read happens. The pending event is EV_PERSIST with a 10 s timeout, and libevent
- * re-arms that timeout on every read, so a client that sends one more byte at 5 s is closed at
- * about 15 s (and one that sends a byte every 9.9 s stays up to about 20 s). Build with
- * -DBT_TEST_KNOWN_BUGS (meson configure -Dc_args=-DBT_TEST_KNOWN_BUGS) to check it.
- */
-#ifdef BT_TEST_KNOWN_BUGS
+/* A client that trickles a byte now and then is still closed 10 s after its accept. */
 static const bool check_trickle = true;
-#else
-static const bool check_trickle = false;
-#endif
 
 /*
  * A connection that sends part of a handshake and then nothing is closed 10 s after it was
