@@ -3,6 +3,7 @@
 #include "bt/log.h"
 #include "bt/peer_io.h"
 #include "bt/pipeline.h"
+#include "bt/serveq.h"
 #include "bt/util.h"
 
 #include <errno.h>
@@ -13,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Requests from the peer we keep at most (libtorrent pipelines hundreds); more are ignored. */
-#define MAX_UPLOAD_QUEUE  2048
 #define KEEPALIVE_SECONDS 90
 /* A PIECE whose block still lacks at least this much is read straight into its destination. */
 #define STREAM_MIN_REST 4096
@@ -36,9 +35,7 @@ struct bt_peer {
 	struct bt_bitfield has;
 	size_t bitfield_bytes; /* BT_WIRE_BITFIELD_UNKNOWN without a geometry */
 	bool am_interested, peer_choking, am_choking, peer_interested;
-	struct bt_block
-		*upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at upq_head */
-	size_t nupq, upq_head;
+	struct bt_serveq to_serve; /* the peer's requests to us */
 	uint64_t uploaded, up_window;
 	double up_rate;
 
@@ -171,11 +168,6 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	return block_arrived(p, &b, dest != NULL);
 }
 
-static bool same_block(const struct bt_block *a, uint32_t index, uint32_t begin, uint32_t len)
-{
-	return a->piece == index && a->begin == begin && a->length == len;
-}
-
 static bool on_choke(struct bt_peer *p, const struct bt_wire_msg *m)
 {
 	bool choke = m->id == BT_WIRE_CHOKE;
@@ -287,32 +279,18 @@ static bool on_request(struct bt_peer *p, const struct bt_wire_msg *m)
 		fail(p, "request past the end of piece %u", m->index);
 		return false;
 	}
-	/* Requests that crossed our choke, for pieces we lack, beyond the queue, or repeated. */
+	/* Ignored: requests that crossed our choke or are for pieces we lack; the serve queue
+	 * ignores repeats and requests beyond its capacity. */
 	if (p->am_choking || !p->ev.read_block || !p->cfg.ours ||
-	    !bt_bitfield_get(p->cfg.ours, m->index) || p->nupq >= MAX_UPLOAD_QUEUE)
+	    !bt_bitfield_get(p->cfg.ours, m->index))
 		return true;
-	for (size_t i = 0; i < p->nupq; i++)
-		if (same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], m->index, m->begin,
-			       m->length))
-			return true;
-	p->upq[(p->upq_head + p->nupq++) % MAX_UPLOAD_QUEUE] =
-		(struct bt_block){m->index, m->begin, m->length};
+	(void)bt_serveq_push(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
 	return true;
 }
 
 static bool on_cancel(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	for (size_t i = 0; i < p->nupq; i++) {
-		if (!same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], m->index, m->begin,
-				m->length))
-			continue;
-		/* Close the gap by moving the newer requests one slot back. */
-		for (size_t k = i; k + 1 < p->nupq; k++)
-			p->upq[(p->upq_head + k) % MAX_UPLOAD_QUEUE] =
-				p->upq[(p->upq_head + k + 1) % MAX_UPLOAD_QUEUE];
-		p->nupq--;
-		break;
-	}
+	bt_serveq_cancel(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
 	return true;
 }
 
@@ -605,13 +583,13 @@ static const struct bt_peer_io_events io_events = {
 /* Produces queued blocks while the output buffer has room for them. */
 static void pump_uploads(struct bt_peer *p)
 {
-	while (p->nupq && !p->am_choking && p->phase == BT_PEER_ACTIVE &&
-	       bt_peer_io_has_room(p->io)) {
-		struct bt_block b = p->upq[p->upq_head];
+	const struct bt_block *next;
+	while ((next = bt_serveq_front(&p->to_serve)) && !p->am_choking &&
+	       p->phase == BT_PEER_ACTIVE && bt_peer_io_has_room(p->io)) {
+		struct bt_block b = *next;
 		if (!bt_peer_io_take_upload(p->io, b.length))
 			return; /* `room` comes again when the bucket has refilled */
-		p->upq_head = (p->upq_head + 1) % MAX_UPLOAD_QUEUE;
-		p->nupq--;
+		bt_serveq_pop(&p->to_serve);
 		struct evbuffer *out = bt_peer_io_output(p->io);
 		uint8_t hdr[13];
 		struct evbuffer_iovec v;
@@ -693,7 +671,7 @@ static struct bt_peer *peer_new(struct event_base *base, const struct bt_peer_co
 	p->arg = arg;
 	p->peer_choking = true;
 	p->am_choking = true;
-	p->upq = bt_xcalloc(MAX_UPLOAD_QUEUE, sizeof *p->upq);
+	bt_serveq_init(&p->to_serve);
 	p->phase = BT_PEER_CONNECTING;
 	set_bitfield_size(p);
 	p->started = p->last_recv = p->last_send = bt_now();
@@ -767,7 +745,7 @@ void bt_peer_free(struct bt_peer *p)
 	bt_peer_io_free(p->io);
 	bt_bitfield_deinit(&p->has);
 	bt_pipeline_deinit(&p->pl);
-	free(p->upq);
+	bt_serveq_deinit(&p->to_serve);
 	free(p->early.bitfield);
 	free(p->early.haves);
 	free(p);
@@ -926,8 +904,7 @@ void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
 
 static bool is_in_block(const struct bt_peer *p, const struct bt_block *b)
 {
-	return p->in_block.active && !p->in_block.dropped &&
-	       same_block(&p->in_block.b, b->piece, b->begin, b->length);
+	return p->in_block.active && !p->in_block.dropped && bt_block_equal(&p->in_block.b, b);
 }
 
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
@@ -989,7 +966,7 @@ void bt_peer_set_choking(struct bt_peer *p, bool choking)
 		return;
 	p->am_choking = choking;
 	if (choking)
-		p->nupq = 0;
+		bt_serveq_clear(&p->to_serve);
 	uint8_t m[5];
 	send_bytes(p, m, bt_wire_put_simple(m, choking ? BT_WIRE_CHOKE : BT_WIRE_UNCHOKE));
 }
@@ -1016,5 +993,5 @@ double bt_peer_up_rate(const struct bt_peer *p)
 
 size_t bt_peer_upload_queue(const struct bt_peer *p)
 {
-	return p->nupq;
+	return bt_serveq_count(&p->to_serve);
 }

@@ -4,8 +4,9 @@
  * by one function that checks each step), the framing loop, the features negotiated in the
  * handshake, the four choke/interest flags, the peer's bitfield and its timeouts; our outstanding
  * requests to it, its measured rate and the request queue depth that follows are its pipeline
- * (bt/pipeline.h). It reports what happens upward through struct bt_peer_events and does what
- * the torrent tells it (request, cancel, have, interested); it never decides what to download.
+ * (bt/pipeline.h), its requests to us waiting to be served its serve queue (bt/serveq.h). It
+ * reports what happens upward through struct bt_peer_events and does what the torrent tells it
+ * (request, cancel, have, interested); it never decides what to download.
  *
  * Framing: the 4-byte length and the id are judged (bt_wire_check) before the body is waited
  * for; then the message is judged by a table keyed by its id (bt_peer_msg_check): the earliest
