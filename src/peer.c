@@ -2,6 +2,8 @@
 
 #include "bt/log.h"
 #include "bt/peer_io.h"
+#include "bt/pipeline.h"
+#include "bt/serveq.h"
 #include "bt/util.h"
 
 #include <errno.h>
@@ -12,13 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MIN_QUEUE 4
-#define MAX_QUEUE 64
-/* Requests from the peer we keep at most (libtorrent pipelines hundreds); more are ignored. */
-#define MAX_UPLOAD_QUEUE 2048
-#define START_QUEUE	 32
-/* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
-#define QUEUE_SECONDS	  0.5
 #define KEEPALIVE_SECONDS 90
 /* A PIECE whose block still lacks at least this much is read straight into its destination. */
 #define STREAM_MIN_REST 4096
@@ -40,20 +35,13 @@ struct bt_peer {
 	struct bt_bitfield has;
 	size_t bitfield_bytes; /* BT_WIRE_BITFIELD_UNKNOWN without a geometry */
 	bool am_interested, peer_choking, am_choking, peer_interested;
-	struct bt_block
-		*upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at upq_head */
-	size_t nupq, upq_head;
+	struct bt_serveq to_serve; /* the peer's requests to us */
 	uint64_t uploaded, up_window;
 	double up_rate;
 
-	struct bt_block *reqs; /* outstanding, oldest first */
-	size_t nreqs, reqs_cap;
+	struct bt_pipeline pl; /* our requests outstanding, the download rate */
 
-	double started, last_recv, last_block, last_send;
-	uint64_t downloaded;
-	uint64_t window_bytes; /* received since the last rate sample */
-	double rate;
-	bool rate_known;
+	double started, last_recv, last_send;
 	/*
 	 * A block being read by the transport straight into its destination (bt_peer_io_stream).
 	 * dropped: it was cancelled or taken back while arriving; its bytes are read and dropped.
@@ -115,35 +103,10 @@ static void send_bytes(struct bt_peer *p, const void *data, size_t n)
 	bt_peer_io_schedule_flush(p->io);
 }
 
-static void record_request(struct bt_peer *p, const struct bt_block *b)
-{
-	if (p->nreqs == p->reqs_cap) {
-		p->reqs_cap = p->reqs_cap ? p->reqs_cap * 2 : 32;
-		p->reqs = bt_xreallocarray(p->reqs, p->reqs_cap, sizeof *p->reqs);
-	}
-	p->reqs[p->nreqs++] = *b;
-}
-
-static void remove_request(struct bt_peer *p, size_t i)
-{
-	memmove(p->reqs + i, p->reqs + i + 1, (p->nreqs - i - 1) * sizeof *p->reqs);
-	p->nreqs--;
-}
-
-static ssize_t find_request(const struct bt_peer *p, const struct bt_block *b)
-{
-	for (size_t i = 0; i < p->nreqs; i++)
-		if (bt_block_equal(&p->reqs[i], b))
-			return (ssize_t)i;
-	return -1;
-}
-
 /* A block has all its bytes in place (or was dropped): account for it and report it. */
 static bool block_arrived(struct bt_peer *p, const struct bt_block *b, bool delivered)
 {
-	p->downloaded += b->length;
-	p->window_bytes += b->length;
-	p->last_block = bt_now();
+	bt_pipeline_received(&p->pl, b->length, bt_now());
 	if (delivered && p->ev.block)
 		p->ev.block(p->arg, p, b);
 	return p->phase != BT_PEER_CLOSING;
@@ -171,13 +134,13 @@ static struct bt_block piece_header(struct evbuffer *in, size_t total)
 static bool start_block_stream(struct bt_peer *p, struct evbuffer *in, size_t total)
 {
 	struct bt_block b = piece_header(in, total);
-	ssize_t i = find_request(p, &b);
+	int i = bt_pipeline_find(&p->pl, &b);
 	if (i < 0)
 		return false;
 	uint8_t *dest = block_dest(p, &b);
 	if (!dest)
 		return false;
-	remove_request(p, (size_t)i);
+	bt_pipeline_remove_at(&p->pl, (size_t)i);
 	evbuffer_drain(in, 13);
 	p->in_block.active = true;
 	p->in_block.dropped = false;
@@ -189,13 +152,13 @@ static bool start_block_stream(struct bt_peer *p, struct evbuffer *in, size_t to
 static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 {
 	struct bt_block b = piece_header(in, total);
-	ssize_t i = find_request(p, &b);
+	int i = bt_pipeline_find(&p->pl, &b);
 	if (i < 0) {
 		/* Not (or no longer) requested from this peer, e.g. after a cancel: drop it. */
 		evbuffer_drain(in, total);
 		return true;
 	}
-	remove_request(p, (size_t)i);
+	bt_pipeline_remove_at(&p->pl, (size_t)i);
 	uint8_t *dest = block_dest(p, &b);
 	evbuffer_drain(in, 13);
 	if (dest)
@@ -203,11 +166,6 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	else
 		evbuffer_drain(in, b.length);
 	return block_arrived(p, &b, dest != NULL);
-}
-
-static bool same_block(const struct bt_block *a, uint32_t index, uint32_t begin, uint32_t len)
-{
-	return a->piece == index && a->begin == begin && a->length == len;
 }
 
 static bool on_choke(struct bt_peer *p, const struct bt_wire_msg *m)
@@ -321,32 +279,18 @@ static bool on_request(struct bt_peer *p, const struct bt_wire_msg *m)
 		fail(p, "request past the end of piece %u", m->index);
 		return false;
 	}
-	/* Requests that crossed our choke, for pieces we lack, beyond the queue, or repeated. */
+	/* Ignored: requests that crossed our choke or are for pieces we lack; the serve queue
+	 * ignores repeats and requests beyond its capacity. */
 	if (p->am_choking || !p->ev.read_block || !p->cfg.ours ||
-	    !bt_bitfield_get(p->cfg.ours, m->index) || p->nupq >= MAX_UPLOAD_QUEUE)
+	    !bt_bitfield_get(p->cfg.ours, m->index))
 		return true;
-	for (size_t i = 0; i < p->nupq; i++)
-		if (same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], m->index, m->begin,
-			       m->length))
-			return true;
-	p->upq[(p->upq_head + p->nupq++) % MAX_UPLOAD_QUEUE] =
-		(struct bt_block){m->index, m->begin, m->length};
+	(void)bt_serveq_push(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
 	return true;
 }
 
 static bool on_cancel(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	for (size_t i = 0; i < p->nupq; i++) {
-		if (!same_block(&p->upq[(p->upq_head + i) % MAX_UPLOAD_QUEUE], m->index, m->begin,
-				m->length))
-			continue;
-		/* Close the gap by moving the newer requests one slot back. */
-		for (size_t k = i; k + 1 < p->nupq; k++)
-			p->upq[(p->upq_head + k) % MAX_UPLOAD_QUEUE] =
-				p->upq[(p->upq_head + k + 1) % MAX_UPLOAD_QUEUE];
-		p->nupq--;
-		break;
-	}
+	bt_serveq_cancel(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
 	return true;
 }
 
@@ -639,13 +583,13 @@ static const struct bt_peer_io_events io_events = {
 /* Produces queued blocks while the output buffer has room for them. */
 static void pump_uploads(struct bt_peer *p)
 {
-	while (p->nupq && !p->am_choking && p->phase == BT_PEER_ACTIVE &&
-	       bt_peer_io_has_room(p->io)) {
-		struct bt_block b = p->upq[p->upq_head];
+	const struct bt_block *next;
+	while ((next = bt_serveq_front(&p->to_serve)) && !p->am_choking &&
+	       p->phase == BT_PEER_ACTIVE && bt_peer_io_has_room(p->io)) {
+		struct bt_block b = *next;
 		if (!bt_peer_io_take_upload(p->io, b.length))
 			return; /* `room` comes again when the bucket has refilled */
-		p->upq_head = (p->upq_head + 1) % MAX_UPLOAD_QUEUE;
-		p->nupq--;
+		bt_serveq_pop(&p->to_serve);
 		struct evbuffer *out = bt_peer_io_output(p->io);
 		uint8_t hdr[13];
 		struct evbuffer_iovec v;
@@ -674,11 +618,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct bt_peer *p = arg;
 	double now = bt_now();
-	/* Rate: an exponential average of one-second samples. */
-	double sample = (double)p->window_bytes;
-	p->window_bytes = 0;
-	p->rate = p->rate_known ? 0.6 * p->rate + 0.4 * sample : sample;
-	p->rate_known = p->rate_known || p->downloaded > 0;
+	bt_pipeline_sample(&p->pl);
 	p->up_rate = 0.6 * p->up_rate + 0.4 * (double)p->up_window;
 	p->up_window = 0;
 
@@ -695,9 +635,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	/* From the last block (or the first request after none were out), not from our own
 	 * sends: HAVEs and keep-alives say nothing about whether this peer answers. */
-	if (p->nreqs && !p->peer_choking && now - p->last_block > p->cfg.request_timeout_s) {
+	size_t outstanding = bt_pipeline_count(&p->pl);
+	if (outstanding && !p->peer_choking &&
+	    bt_pipeline_waited(&p->pl, now) > p->cfg.request_timeout_s) {
 		fail(p, "no block for %.0f s with %zu requests outstanding",
-		     p->cfg.request_timeout_s, p->nreqs);
+		     p->cfg.request_timeout_s, outstanding);
 		return;
 	}
 	if (now - p->last_send > KEEPALIVE_SECONDS) {
@@ -729,10 +671,11 @@ static struct bt_peer *peer_new(struct event_base *base, const struct bt_peer_co
 	p->arg = arg;
 	p->peer_choking = true;
 	p->am_choking = true;
-	p->upq = bt_xcalloc(MAX_UPLOAD_QUEUE, sizeof *p->upq);
+	bt_serveq_init(&p->to_serve);
 	p->phase = BT_PEER_CONNECTING;
 	set_bitfield_size(p);
-	p->started = p->last_recv = p->last_block = p->last_send = bt_now();
+	p->started = p->last_recv = p->last_send = bt_now();
+	bt_pipeline_init(&p->pl, p->started);
 	p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
 	p->later = event_new(base, -1, 0, on_later, p);
 	if (!p->tick || !p->later)
@@ -801,8 +744,8 @@ void bt_peer_free(struct bt_peer *p)
 	event_free(p->later);
 	bt_peer_io_free(p->io);
 	bt_bitfield_deinit(&p->has);
-	free(p->reqs);
-	free(p->upq);
+	bt_pipeline_deinit(&p->pl);
+	bt_serveq_deinit(&p->to_serve);
 	free(p->early.bitfield);
 	free(p->early.haves);
 	free(p);
@@ -954,17 +897,14 @@ int bt_peer_send_extended(struct bt_peer *p, uint8_t ext_id, const uint8_t *payl
 
 void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
 {
-	if (p->nreqs == 0)
-		p->last_block = bt_now(); /* the request timer starts now */
-	record_request(p, b);
+	bt_pipeline_add(&p->pl, b, bt_now()); /* the request timer starts if none were out */
 	uint8_t m[17];
 	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));
 }
 
 static bool is_in_block(const struct bt_peer *p, const struct bt_block *b)
 {
-	return p->in_block.active && !p->in_block.dropped &&
-	       same_block(&p->in_block.b, b->piece, b->begin, b->length);
+	return p->in_block.active && !p->in_block.dropped && bt_block_equal(&p->in_block.b, b);
 }
 
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
@@ -975,10 +915,10 @@ bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
 		bt_peer_io_stream_drop(p->io);
 		return true;
 	}
-	ssize_t i = find_request(p, b);
+	int i = bt_pipeline_find(&p->pl, b);
 	if (i < 0)
 		return false;
-	remove_request(p, (size_t)i);
+	bt_pipeline_remove_at(&p->pl, (size_t)i);
 	uint8_t m[17];
 	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_CANCEL, b->piece, b->begin, b->length));
 	return true;
@@ -986,47 +926,38 @@ bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
 
 bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b)
 {
-	return find_request(p, b) >= 0 || is_in_block(p, b);
+	return bt_pipeline_has(&p->pl, b) || is_in_block(p, b);
 }
 
 size_t bt_peer_outstanding(const struct bt_peer *p)
 {
-	return p->nreqs;
+	return bt_pipeline_count(&p->pl);
 }
 
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
 {
 	if (p->in_block.active && !p->in_block.dropped) {
 		/* The block on its way is given back too; if it still arrives it is dropped. */
-		record_request(p, &p->in_block.b);
+		bt_pipeline_add(&p->pl, &p->in_block.b, bt_now());
 		p->in_block.dropped = true;
 		bt_peer_io_stream_drop(p->io);
 	}
-	size_t n = p->nreqs;
-	*out = p->reqs;
-	p->reqs = NULL;
-	p->nreqs = p->reqs_cap = 0;
-	return n;
+	return bt_pipeline_take(&p->pl, out);
 }
 
 size_t bt_peer_queue_target(const struct bt_peer *p)
 {
-	if (!p->rate_known)
-		return START_QUEUE;
-	double q = p->rate * QUEUE_SECONDS / BT_BLOCK_SIZE;
-	if (q < MIN_QUEUE)
-		return MIN_QUEUE;
-	return q > MAX_QUEUE ? MAX_QUEUE : (size_t)q;
+	return bt_pipeline_target(&p->pl);
 }
 
 uint64_t bt_peer_downloaded(const struct bt_peer *p)
 {
-	return p->downloaded;
+	return bt_pipeline_downloaded(&p->pl);
 }
 
 double bt_peer_rate(const struct bt_peer *p)
 {
-	return p->rate;
+	return bt_pipeline_rate(&p->pl);
 }
 
 void bt_peer_set_choking(struct bt_peer *p, bool choking)
@@ -1035,7 +966,7 @@ void bt_peer_set_choking(struct bt_peer *p, bool choking)
 		return;
 	p->am_choking = choking;
 	if (choking)
-		p->nupq = 0;
+		bt_serveq_clear(&p->to_serve);
 	uint8_t m[5];
 	send_bytes(p, m, bt_wire_put_simple(m, choking ? BT_WIRE_CHOKE : BT_WIRE_UNCHOKE));
 }
@@ -1062,5 +993,5 @@ double bt_peer_up_rate(const struct bt_peer *p)
 
 size_t bt_peer_upload_queue(const struct bt_peer *p)
 {
-	return p->nupq;
+	return bt_serveq_count(&p->to_serve);
 }

@@ -2,8 +2,9 @@
  * peer: one peer's protocol, over a transport (peer_io, which owns the socket). It owns the
  * connection's phase (CONNECTING → AWAIT_HANDSHAKE → AWAIT_FIRST_MSG → ACTIVE → CLOSING, changed
  * by one function that checks each step), the framing loop, the features negotiated in the
- * handshake, the four choke/interest flags, the peer's bitfield, our outstanding requests to it,
- * its measured rate and the request queue depth that follows from it, and its timeouts. It
+ * handshake, the four choke/interest flags, the peer's bitfield and its timeouts; our outstanding
+ * requests to it, its measured rate and the request queue depth that follows are its pipeline
+ * (bt/pipeline.h), its requests to us waiting to be served its serve queue (bt/serveq.h). It
  * reports what happens upward through struct bt_peer_events and does what the torrent tells it
  * (request, cancel, have, interested); it never decides what to download.
  *
@@ -154,7 +155,8 @@ void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have);
  * negotiated (or the handshake is not done); -EMSGSIZE if it is too long for the peer to take. */
 int bt_peer_send_extended(struct bt_peer *p, uint8_t ext_id, const uint8_t *payload, size_t len);
 
-/* Queues a request and remembers it as outstanding. */
+/* Queues a request and remembers it as outstanding. Keep at most bt_peer_queue_target out
+ * (the pipeline's bound, BT_PIPELINE_MAX, is asserted). */
 void bt_peer_request(struct bt_peer *p, const struct bt_block *b);
 /* Sends a cancel for an outstanding request and forgets it. Returns false if it was not one. */
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b);
