@@ -1,5 +1,7 @@
 #include "bt/peer.h"
 
+#include "peer_internal.h"
+
 #include "bt/log.h"
 #include "bt/peer_io.h"
 #include "bt/pipeline.h"
@@ -17,48 +19,6 @@
 #define KEEPALIVE_SECONDS 90
 /* A PIECE whose block still lacks at least this much is read straight into its destination. */
 #define STREAM_MIN_REST 4096
-
-struct bt_peer {
-	struct bt_peer_io *io;
-	struct event *tick;
-	struct event *later; /* reports from the loop what bt_peer_adopt was given */
-	enum bt_peer_phase phase;
-	struct bt_peer_config cfg;
-	struct bt_peer_events ev;
-	void *arg;
-	struct bt_handshake theirs;
-	bool handshake_unreported; /* adopted with their handshake: `handshake` is still due */
-	const char *adopt_error;   /* adopted with a handshake we refuse: closed from the loop */
-	unsigned features;	   /* negotiated: ours & theirs */
-	bool is_self;
-	uint16_t dht_port;
-	struct bt_bitfield has;
-	size_t bitfield_bytes; /* BT_WIRE_BITFIELD_UNKNOWN without a geometry */
-	bool am_interested, peer_choking, am_choking, peer_interested;
-	struct bt_serveq to_serve; /* the peer's requests to us */
-	uint64_t uploaded, up_window;
-	double up_rate;
-
-	struct bt_pipeline pl; /* our requests outstanding, the download rate */
-
-	double started, last_recv, last_send;
-	/*
-	 * A block being read by the transport straight into its destination (bt_peer_io_stream).
-	 * dropped: it was cancelled or taken back while arriving; its bytes are read and dropped.
-	 */
-	struct {
-		bool active, dropped;
-		struct bt_block b;
-	} in_block;
-	/* What the peer said of its pieces before we knew the geometry (bt_peer_set_geometry). */
-	struct {
-		uint8_t *bitfield; /* its raw BITFIELD, at most BT_WIRE_MAX_BITFIELD bytes */
-		size_t bitfield_len;
-		uint8_t *haves; /* its HAVEs as bits, grown to at most BT_WIRE_MAX_BITFIELD bytes */
-		size_t haves_len;
-		bool have_all;
-	} early;
-};
 
 static void set_phase(struct bt_peer *p, enum bt_peer_phase next)
 {
@@ -78,8 +38,7 @@ static void stop_io(struct bt_peer *p)
 }
 
 /* The connection failed: stop everything and tell the owner once. */
-static void fail(struct bt_peer *p, const char *fmt, ...) BT_PRINTF(2, 3);
-static void fail(struct bt_peer *p, const char *fmt, ...)
+void bt_peer_fail(struct bt_peer *p, const char *fmt, ...)
 {
 	if (p->phase == BT_PEER_CLOSING)
 		return;
@@ -168,249 +127,6 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	return block_arrived(p, &b, dest != NULL);
 }
 
-static bool on_choke(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	bool choke = m->id == BT_WIRE_CHOKE;
-	if (choke != p->peer_choking) {
-		p->peer_choking = choke;
-		if (p->ev.choked)
-			p->ev.choked(p->arg, p, choke);
-	}
-	return true;
-}
-
-static bool on_interest(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	bool interested = m->id == BT_WIRE_INTERESTED;
-	if (interested != p->peer_interested) {
-		p->peer_interested = interested;
-		if (p->ev.interest)
-			p->ev.interest(p->arg, p, interested);
-	}
-	return true;
-}
-
-static void report_all_has(struct bt_peer *p)
-{
-	if (p->ev.has)
-		p->ev.has(p->arg, p, UINT32_MAX);
-}
-
-/* Before the geometry a HAVE is remembered as a bit, within the largest bitfield we take. */
-static bool remember_have(struct bt_peer *p, uint32_t index)
-{
-	size_t byte = index / 8;
-	if (byte >= BT_WIRE_MAX_BITFIELD) {
-		fail(p, "have for piece %u before the metadata (more than %u pieces)", index,
-		     BT_WIRE_MAX_BITFIELD * 8);
-		return false;
-	}
-	if (byte >= p->early.haves_len) {
-		size_t len = byte + 1 > 2 * p->early.haves_len ? byte + 1 : 2 * p->early.haves_len;
-		if (len > BT_WIRE_MAX_BITFIELD)
-			len = BT_WIRE_MAX_BITFIELD;
-		p->early.haves = bt_xreallocarray(p->early.haves, len, 1);
-		memset(p->early.haves + p->early.haves_len, 0, len - p->early.haves_len);
-		p->early.haves_len = len;
-	}
-	p->early.haves[byte] |= (uint8_t)(0x80 >> (index % 8));
-	return true;
-}
-
-static bool on_have(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	if (!p->cfg.geo.piece_count)
-		return remember_have(p, m->index);
-	if (m->index >= p->cfg.geo.piece_count) {
-		fail(p, "have for piece %u of %u", m->index, p->cfg.geo.piece_count);
-		return false;
-	}
-	if (!bt_bitfield_get(&p->has, m->index)) {
-		bt_bitfield_set(&p->has, m->index);
-		if (p->ev.has)
-			p->ev.has(p->arg, p, m->index);
-	}
-	return true;
-}
-
-static bool on_bitfield(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	if (!p->cfg.geo.piece_count) {
-		/* Sized by bt_wire_check to at most BT_WIRE_MAX_BITFIELD; judged with the geometry.
-		 */
-		free(p->early.bitfield);
-		p->early.bitfield = bt_xmalloc(m->payload_len ? m->payload_len : 1);
-		memcpy(p->early.bitfield, m->payload, m->payload_len);
-		p->early.bitfield_len = m->payload_len;
-		return true;
-	}
-	if (bt_bitfield_import(&p->has, m->payload, m->payload_len)) {
-		fail(p, "bitfield with spare bits set");
-		return false;
-	}
-	report_all_has(p);
-	return true;
-}
-
-static bool on_have_all(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	(void)m;
-	if (!p->cfg.geo.piece_count) {
-		p->early.have_all = true;
-		return true;
-	}
-	bt_bitfield_set_all(&p->has);
-	report_all_has(p);
-	return true;
-}
-
-/* A request from the peer: checked, then queued (or ignored, as the protocol allows). */
-static bool on_request(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	if (m->index >= p->cfg.geo.piece_count) {
-		fail(p, "request for piece %u of %u", m->index, p->cfg.geo.piece_count);
-		return false;
-	}
-	if (m->length == 0 || m->length > BT_BLOCK_SIZE) {
-		fail(p, "request for %u bytes (at most %u allowed)", m->length, BT_BLOCK_SIZE);
-		return false;
-	}
-	if ((uint64_t)m->begin + m->length > bt_geometry_piece_size(&p->cfg.geo, m->index)) {
-		fail(p, "request past the end of piece %u", m->index);
-		return false;
-	}
-	/* Ignored: requests that crossed our choke or are for pieces we lack; the serve queue
-	 * ignores repeats and requests beyond its capacity. */
-	if (p->am_choking || !p->ev.read_block || !p->cfg.ours ||
-	    !bt_bitfield_get(p->cfg.ours, m->index))
-		return true;
-	(void)bt_serveq_push(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
-	return true;
-}
-
-static bool on_cancel(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	bt_serveq_cancel(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
-	return true;
-}
-
-static bool on_port(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	p->dht_port = m->port;
-	return true;
-}
-
-static bool on_extended(struct bt_peer *p, const struct bt_wire_msg *m)
-{
-	if (p->ev.extended)
-		p->ev.extended(p->arg, p, m->ext_id, m->payload, m->payload_len);
-	return p->phase != BT_PEER_CLOSING;
-}
-
-/*
- * The handler table: for each message id, what handles it, the earliest phase it is legal in
- * and the negotiated feature it needs. Messages are framed only after the handshake, and BEP 3
- * asks no order of them beyond "a bitfield comes first", which we do not enforce (some clients
- * send theirs late, or a bitfield and HAVEs), so every row starts at AWAIT_FIRST_MSG; a message
- * that must wait for something later says so here. PIECE is framed by process_input itself,
- * since its block may be streamed. Rows without a handler are legal and need nothing done:
- * SUGGEST, REJECT and ALLOWED_FAST get theirs when we offer Fast (today we do not, so no Fast
- * message is ever legal). `lenient`: without the feature the message is ignored, not an error
- * (clients send PORT whether or not DHT was announced).
- */
-struct handler {
-	const char *name;					    /* NULL: no such id (ignored) */
-	bool (*fn)(struct bt_peer *p, const struct bt_wire_msg *m); /* false: the peer closed */
-	enum bt_peer_phase earliest;
-	unsigned needs; /* a BT_WIRE_FEAT_* bit, or 0 */
-	bool lenient;
-	bool needs_geometry; /* an error before bt_peer_set_geometry */
-};
-
-static const struct handler handlers[] = {
-	[BT_WIRE_CHOKE] = {"choke", on_choke, BT_PEER_AWAIT_FIRST_MSG, 0, false, false},
-	[BT_WIRE_UNCHOKE] = {"unchoke", on_choke, BT_PEER_AWAIT_FIRST_MSG, 0, false, false},
-	[BT_WIRE_INTERESTED] = {"interested", on_interest, BT_PEER_AWAIT_FIRST_MSG, 0, false,
-				false},
-	[BT_WIRE_NOT_INTERESTED] = {"not interested", on_interest, BT_PEER_AWAIT_FIRST_MSG, 0,
-				    false, false},
-	[BT_WIRE_HAVE] = {"have", on_have, BT_PEER_AWAIT_FIRST_MSG, 0, false, false},
-	[BT_WIRE_BITFIELD] = {"bitfield", on_bitfield, BT_PEER_AWAIT_FIRST_MSG, 0, false, false},
-	[BT_WIRE_REQUEST] = {"request", on_request, BT_PEER_AWAIT_FIRST_MSG, 0, false, true},
-	[BT_WIRE_PIECE] = {"piece", NULL, BT_PEER_AWAIT_FIRST_MSG, 0, false, true},
-	[BT_WIRE_CANCEL] = {"cancel", on_cancel, BT_PEER_AWAIT_FIRST_MSG, 0, false, false},
-	[BT_WIRE_PORT] = {"port", on_port, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_DHT, true, false},
-	[BT_WIRE_SUGGEST] = {"suggest piece", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
-			     false, false},
-	[BT_WIRE_HAVE_ALL] = {"have all", on_have_all, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
-			      false, false},
-	[BT_WIRE_HAVE_NONE] = {"have none", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST, false,
-			       false},
-	[BT_WIRE_REJECT] = {"reject request", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
-			    false, false},
-	[BT_WIRE_ALLOWED_FAST] = {"allowed fast", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
-				  false, false},
-	[BT_WIRE_EXTENDED] = {"extended", on_extended, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_EXT,
-			      false, false},
-};
-
-static const struct handler *handler_of(int id)
-{
-	if (id < 0 || (size_t)id >= sizeof handlers / sizeof handlers[0] || !handlers[id].name)
-		return NULL;
-	return &handlers[id];
-}
-
-enum bt_peer_msg_verdict bt_peer_msg_check(int id, enum bt_peer_phase phase, unsigned features)
-{
-	if (phase < BT_PEER_AWAIT_FIRST_MSG || phase == BT_PEER_CLOSING)
-		return BT_PEER_MSG_WRONG_PHASE;
-	if (id == BT_WIRE_KEEPALIVE)
-		return BT_PEER_MSG_HANDLE;
-	const struct handler *h = handler_of(id);
-	if (!h)
-		return BT_PEER_MSG_IGNORE;
-	if (phase < h->earliest)
-		return BT_PEER_MSG_WRONG_PHASE;
-	if (h->needs && !(features & h->needs))
-		return h->lenient ? BT_PEER_MSG_IGNORE : BT_PEER_MSG_NOT_NEGOTIATED;
-	return BT_PEER_MSG_HANDLE;
-}
-
-unsigned bt_peer_msg_feature(int id)
-{
-	const struct handler *h = handler_of(id);
-	return h ? h->needs : 0;
-}
-
-/*
- * Judges the message whose header is in hdr; closes the connection for a protocol error.
- * Returns the verdict (HANDLE or IGNORE when the peer is still open).
- */
-static enum bt_peer_msg_verdict judge(struct bt_peer *p, int id)
-{
-	enum bt_peer_msg_verdict v = bt_peer_msg_check(id, p->phase, p->features);
-	const struct handler *h = handler_of(id);
-	switch (v) {
-	case BT_PEER_MSG_HANDLE:
-		if (h && h->needs_geometry && !p->cfg.geo.piece_count) {
-			fail(p, "%s message before the metadata", h->name);
-			return BT_PEER_MSG_WRONG_PHASE;
-		}
-		break;
-	case BT_PEER_MSG_IGNORE:
-		break;
-	case BT_PEER_MSG_WRONG_PHASE:
-		fail(p, "%s message (id %d) before the handshake", bt_wire_id_name(id), id);
-		break;
-	case BT_PEER_MSG_NOT_NEGOTIATED:
-		fail(p, "%s message (id %d) but %s was not negotiated", h->name, id,
-		     bt_wire_feature_name(h->needs));
-		break;
-	}
-	return v;
-}
-
 static void pump_uploads(struct bt_peer *p);
 
 /* Why we refuse their handshake, or NULL. */
@@ -453,7 +169,7 @@ static bool read_handshake(struct bt_peer *p, struct evbuffer *in)
 	case BT_WIRE_NEED_MORE:
 		return false;
 	case BT_WIRE_BAD:
-		fail(p, "%s", err.msg);
+		bt_peer_fail(p, "%s", err.msg);
 		return false;
 	case BT_WIRE_OK:
 		break;
@@ -461,7 +177,7 @@ static bool read_handshake(struct bt_peer *p, struct evbuffer *in)
 	evbuffer_drain(in, BT_HANDSHAKE_LEN);
 	const char *why = refuse_handshake(p, &h);
 	if (why) {
-		fail(p, "%s", why);
+		bt_peer_fail(p, "%s", why);
 		return false;
 	}
 	take_handshake(p, &h);
@@ -475,7 +191,7 @@ static bool report_adopted(struct bt_peer *p)
 		/* Our handshake goes out first, so that a connection to ourselves is seen as
 		 * such from the dialling side too. */
 		bt_peer_io_flush(p->io);
-		fail(p, "%s", p->adopt_error);
+		bt_peer_fail(p, "%s", p->adopt_error);
 		return false;
 	}
 	return !p->handshake_unreported || report_handshake(p);
@@ -505,13 +221,13 @@ static void process_input(struct bt_peer *p)
 		struct bt_err err;
 		enum bt_wire_result r = bt_wire_check(hdr, hn, p->bitfield_bytes, &total, &err);
 		if (r == BT_WIRE_BAD) {
-			fail(p, "%s", err.msg);
+			bt_peer_fail(p, "%s", err.msg);
 			return;
 		}
 		if (r == BT_WIRE_NEED_MORE)
 			return;
 		int id = total == 4 ? BT_WIRE_KEEPALIVE : hdr[4];
-		enum bt_peer_msg_verdict v = judge(p, id);
+		enum bt_peer_msg_verdict v = bt_peer_judge(p, id);
 		if (v != BT_PEER_MSG_HANDLE && v != BT_PEER_MSG_IGNORE)
 			return;
 		if (len < total) {
@@ -525,14 +241,14 @@ static void process_input(struct bt_peer *p)
 		bool go_on = true;
 		if (id == BT_WIRE_PIECE) {
 			go_on = handle_piece(p, in, total);
-		} else if (v == BT_PEER_MSG_IGNORE || id == BT_WIRE_KEEPALIVE || !handlers[id].fn) {
+		} else if (v == BT_PEER_MSG_IGNORE || !bt_peer_has_handler(id)) {
 			evbuffer_drain(in, total);
 		} else {
 			struct bt_wire_msg m;
 			size_t used;
 			const uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
 			bt_wire_decode(msg, total, p->bitfield_bytes, &m, &used, NULL);
-			go_on = handlers[id].fn(p, &m) && p->phase != BT_PEER_CLOSING;
+			go_on = bt_peer_handle(p, &m) && p->phase != BT_PEER_CLOSING;
 			if (go_on)
 				evbuffer_drain(in, total);
 		}
@@ -569,7 +285,7 @@ static void io_room(void *arg)
 
 static void io_closed(void *arg, const char *reason)
 {
-	fail(arg, "%s", reason);
+	bt_peer_fail(arg, "%s", reason);
 }
 
 static const struct bt_peer_io_events io_events = {
@@ -600,7 +316,8 @@ static void pump_uploads(struct bt_peer *p)
 		int rc = p->ev.read_block(p->arg, p, &b, (uint8_t *)v.iov_base + sizeof hdr);
 		if (rc) {
 			evbuffer_commit_space(out, &v, 0);
-			fail(p, "cannot read piece %u to send it: %s", b.piece, strerror(-rc));
+			bt_peer_fail(p, "cannot read piece %u to send it: %s", b.piece,
+				     strerror(-rc));
 			return;
 		}
 		v.iov_len = b.length + sizeof hdr;
@@ -624,13 +341,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (p->phase < BT_PEER_AWAIT_FIRST_MSG) {
 		if (now - p->started > p->cfg.connect_timeout_s)
-			fail(p, "%s timed out after %.0f s",
-			     p->phase == BT_PEER_CONNECTING ? "connect" : "handshake",
-			     p->cfg.connect_timeout_s);
+			bt_peer_fail(p, "%s timed out after %.0f s",
+				     p->phase == BT_PEER_CONNECTING ? "connect" : "handshake",
+				     p->cfg.connect_timeout_s);
 		return;
 	}
 	if (now - p->last_recv > p->cfg.idle_timeout_s) {
-		fail(p, "nothing received for %.0f s", p->cfg.idle_timeout_s);
+		bt_peer_fail(p, "nothing received for %.0f s", p->cfg.idle_timeout_s);
 		return;
 	}
 	/* From the last block (or the first request after none were out), not from our own
@@ -638,8 +355,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	size_t outstanding = bt_pipeline_count(&p->pl);
 	if (outstanding && !p->peer_choking &&
 	    bt_pipeline_waited(&p->pl, now) > p->cfg.request_timeout_s) {
-		fail(p, "no block for %.0f s with %zu requests outstanding",
-		     p->cfg.request_timeout_s, outstanding);
+		bt_peer_fail(p, "no block for %.0f s with %zu requests outstanding",
+			     p->cfg.request_timeout_s, outstanding);
 		return;
 	}
 	if (now - p->last_send > KEEPALIVE_SECONDS) {
@@ -765,12 +482,12 @@ static bool apply_early(struct bt_peer *p)
 	uint32_t count = p->cfg.geo.piece_count;
 	if (p->early.bitfield) {
 		if (p->early.bitfield_len != p->bitfield_bytes) {
-			fail(p, "bitfield of %zu bytes for %u pieces", p->early.bitfield_len,
-			     count);
+			bt_peer_fail(p, "bitfield of %zu bytes for %u pieces",
+				     p->early.bitfield_len, count);
 			return false;
 		}
 		if (bt_bitfield_import(&p->has, p->early.bitfield, p->early.bitfield_len)) {
-			fail(p, "bitfield with spare bits set");
+			bt_peer_fail(p, "bitfield with spare bits set");
 			return false;
 		}
 	}
@@ -782,7 +499,7 @@ static bool apply_early(struct bt_peer *p)
 				continue;
 			uint32_t index = (uint32_t)(i * 8 + k);
 			if (index >= count) {
-				fail(p, "have for piece %u of %u", index, count);
+				bt_peer_fail(p, "have for piece %u of %u", index, count);
 				return false;
 			}
 			bt_bitfield_set(&p->has, index);
@@ -808,7 +525,7 @@ int bt_peer_set_geometry(struct bt_peer *p, const struct bt_geometry *g)
 	if (!ok)
 		return -EPROTO;
 	if (any && p->phase != BT_PEER_CLOSING)
-		report_all_has(p);
+		bt_peer_report_all_has(p);
 	return 0;
 }
 
