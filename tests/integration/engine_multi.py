@@ -524,6 +524,63 @@ class TwoTorrentsOneProcess(Case):
         self.assertLessEqual(names, {a.name, b.name}, r)
 
 
+    def test_one_seeder_with_both_torrents(self):
+        """The same two torrents, both from one libtorrent seeder given with --peer (one
+        address, a connection per torrent): both complete from it."""
+        a, b = T['t1-single'], T['t1-multi']
+        seeder = swarm.LibtorrentSeeder(IPS.take(), [a, b], SRC, W)
+        out = self.tmpdir('t1b')
+        try:
+            r = run_client('download', '--dir', out, '--listen', IPS.take(), '--no-tracker',
+                           '--peer', seeder.address, '--progress=json', b.path, a.path,
+                           timeout=TIMEOUT)
+        finally:
+            seeder.stop()
+        self.assertEqual(r.returncode, 0, r)
+        self.assertSame(a, src('t1-single'), os.path.join(out, a.name), r)
+        self.assertSame(b, src('t1-multi'), os.path.join(out, b.name), r)
+        self.assertEqual(len(r.out.splitlines()), 2, r)
+        sums = {s.get('name'): s for s in summaries(r)}
+        self.assertEqual(set(sums), {a.name, b.name}, r)
+        for m in (a, b):
+            self.assertIn(seeder.address, [p['address'] for p in sums[m.name]['peers']], r)
+
+    def test_two_torrents_with_the_same_name(self):
+        """Two different torrents whose content has the same name would both go to
+        DIR/<name> (and DIR/<name>.part): each from its own libtorrent seeder. Whatever the
+        engine does (refuse, or keep them apart), every "Downloaded T to P" line must be true
+        at exit: P holds exactly T's content."""
+        d = self.tmpdir('t1-same')
+        metas, sources = [], []
+        for i, size in enumerate((300007, 200003)):
+            sd = os.path.join(d, 'src%d' % i)
+            path = swarm.make_single(sd, 'same.bin', size, 2190 + i)
+            metas.append(swarm.make_torrent(path, os.path.join(d, 'same%d.torrent' % i),
+                                            32 * KiB))
+            sources.append(path)
+        ips = [IPS.take(), IPS.take()]
+        seeders = swarm.start_all([
+            lambda: swarm.LibtorrentSeeder(ips[0], [metas[0]], os.path.dirname(sources[0]), W),
+            lambda: swarm.LibtorrentSeeder(ips[1], [metas[1]], os.path.dirname(sources[1]), W)])
+        out = os.path.join(d, 'out')
+        os.makedirs(out)
+        try:
+            r = run_client('download', '--dir', out, '--listen', IPS.take(), '--no-tracker',
+                           '--peer', seeders[0].address, '--peer', seeders[1].address,
+                           '--stall-timeout', '5', metas[0].path, metas[1].path,
+                           timeout=TIMEOUT)
+        finally:
+            for s in seeders:
+                s.stop()
+        claims = re.findall(r'^Downloaded (.*) to (.*)\.$', r.out, re.M)
+        self.assertNotEqual(r.returncode, 0, r)  # both cannot be at DIR/same.bin
+        for tpath, final in claims:
+            i = [m.path for m in metas].index(tpath)
+            self.assertSame(metas[i], sources[i], final,
+                            'the claim %r is false: %r; %s' % ((tpath, final), r,
+                                                                os.listdir(out)))
+
+
 # --- 2. one torrent completes, the other cannot ------------------------------------------------
 
 class OneFails(Case):
