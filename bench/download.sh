@@ -16,6 +16,8 @@
 #   aria2            aria2c as a one-shot downloader (settings from shared/REAL-PEERS.md)
 #   ctorrent         ctorrent -e 0, killed by its -X completion hook (else it lingers ~15 s)
 #   libtorrent       bench/ltclient.py: python3-libtorrent, exits when finished
+#   torrent-base     another build of ours (--baseline BIN), run exactly like `torrent`: a
+#                    before/after comparison of a change in one run, interleaved
 # The other three find the seeders through the tracker (none of them takes peer addresses).
 #
 # Measured for every run: wall time (bash EPOCHREALTIME around GNU time), CPU (user + sys) and
@@ -46,6 +48,8 @@ Usage: bench/download.sh [options]
   --perf FILE       after the timed runs, one more `torrent download` (--peer) under
                     `perf record -e cpu-clock -g -o FILE`, and a summary of where its CPU went
   --timeout S       give up on a download after S seconds (default 300)
+  --baseline BIN    also run BIN (another build of torrent) as client torrent-base, with the
+                    same arguments as torrent; added to the clients when given
   --build DIR       meson build directory (default: build/ at the top of the repository)
 
 Needs: /usr/bin/time (package time), opentracker, mktorrent, /usr/bin/python3 with
@@ -68,6 +72,7 @@ perf_out=
 run_timeout=300
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$root/build
+baseline=
 cmdline="bench/download.sh${*:+ $*}"
 
 while (($#)); do
@@ -85,6 +90,7 @@ while (($#)); do
 	--perf) perf_out=$2; shift 2 ;;
 	--timeout) run_timeout=$2; shift 2 ;;
 	--build) build=$2; shift 2 ;;
+	--baseline) baseline=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -111,12 +117,17 @@ command -v mktorrent >/dev/null || die "needs mktorrent (apt-get install -y mkto
 $PY -c 'import libtorrent' 2>/dev/null ||
 	die "needs python3-libtorrent for $PY (apt-get install -y python3-libtorrent)"
 
+[[ -z $baseline || -x $baseline ]] || die "--baseline: '$baseline' is not an executable"
+[[ -z $baseline || ,$clients, == *,torrent-base,* ]] || clients+=,torrent-base
 IFS=, read -r -a want <<<"$clients"
 run_clients=()
 notes=()
 for c in "${want[@]}"; do
 	case $c in
 	torrent | torrent-tracker | libtorrent) run_clients+=("$c") ;;
+	torrent-base)
+		[[ -n $baseline ]] || die "client torrent-base needs --baseline BIN"
+		run_clients+=("$c") ;;
 	aria2)
 		if command -v aria2c >/dev/null; then run_clients+=(aria2)
 		else notes+=("aria2c is not installed: no aria2 row"); fi ;;
@@ -198,6 +209,7 @@ fi
 chmod 755 "$work"
 # a copy of our binary, so a rebuild by someone else in the middle of the run changes nothing
 cp "$build/torrent" "$work/torrent"
+[[ -z $baseline ]] || cp "$baseline" "$work/torrent-base"
 TORRENT=$work/torrent
 src_dir=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["directories"]["source"])' \
 	"$build/meson-info/meson-info.json" 2>/dev/null || echo "$root")
@@ -316,6 +328,10 @@ client_cmd() {
 		cmd=("$TORRENT" download -o "$out/data.bin" "${peer_args[@]}" --no-tracker
 			"${ours_listen[@]}" --progress=json "$tor")
 		watch=("$out/data.bin.part" "$out/data.bin") ;;
+	torrent-base)
+		cmd=("$work/torrent-base" download -o "$out/data.bin" "${peer_args[@]}" --no-tracker
+			"${ours_listen[@]}" --progress=json "$tor")
+		watch=("$out/data.bin.part" "$out/data.bin") ;;
 	torrent-tracker)
 		cmd=("$TORRENT" download -o "$out/data.bin" "${ours_listen[@]}" --progress=json "$tor")
 		watch=("$out/data.bin.part" "$out/data.bin") ;;
@@ -400,7 +416,7 @@ run_one() {
 	alldata=$(awk -v a="$t0" -v b="$pl" 'BEGIN {if (b == "") print "-"; else printf "%.3f", b - a}')
 	first=$disk
 	case $c in
-	torrent | torrent-tracker)
+	torrent | torrent-tracker | torrent-base)
 		# ours: first_byte from the JSON summary (seconds from the start of the torrent's
 		# engine to the first block received); all data = the progress line that reached
 		# the total (seconds since the command started)
@@ -461,6 +477,7 @@ label() {
 	case $1 in
 	torrent) echo "**torrent** (--peer)" ;;
 	torrent-tracker) echo "torrent (tracker)" ;;
+	torrent-base) echo "torrent (baseline)" ;;
 	aria2) echo "aria2c" ;;
 	ctorrent) echo "ctorrent" ;;
 	libtorrent) echo "libtorrent (python)" ;;

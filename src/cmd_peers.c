@@ -3,7 +3,8 @@
 #include "bt/json.h"
 #include "bt/metainfo.h"
 #include "bt/session.h"
-#include "bt/tracker.h"
+#include "bt/udp.h"
+#include "bt/announce.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -30,6 +31,7 @@ static const char help[] =
 	"Options:\n"
 	"  -t, --timeout SECONDS  give up on trackers that have not answered by then (default 5)\n"
 	"  -p, --port PORT        the port announced to the trackers (default 6881)\n"
+	"      --listen IP        announce from this local address (HTTP and UDP)\n"
 	"      --json             print one JSON object: the merged peers, and per tracker its\n"
 	"                         peers, interval, seeders, leechers, warning and error\n"
 	"  -h, --help             show this help\n"
@@ -54,7 +56,7 @@ struct tracker_result {
 
 struct peers_run {
 	struct bt_session *session;
-	struct bt_tracker_io io;
+	struct bt_announce_io io;
 	struct bt_announce_req req;
 	struct tracker_result *trackers;
 	size_t count;
@@ -63,14 +65,14 @@ struct peers_run {
 	double started;
 };
 
-/* Our own announce comes back from trackers that list every peer, the asker included. */
-static bool is_us(const struct peers_run *run, const struct bt_peer_addr *a)
+/*
+ * Our own announce comes back from trackers that list every peer, the asker included: the entry
+ * at the address this announce left from with the port we announced. Other peers on the same
+ * port (other addresses of this machine, say) are peers.
+ */
+static bool is_us(const struct bt_announce_reply *reply, const struct bt_peer_addr *a)
 {
-	static const uint8_t v6_loopback[16] = {[15] = 1};
-	if (a->port != run->req.port)
-		return false;
-	return (a->family == 4 && a->addr[0] == 127) ||
-	       (a->family == 6 && memcmp(a->addr, v6_loopback, 16) == 0);
+	return reply->self.family && bt_peer_addr_equal(&reply->self, a);
 }
 
 static void on_grace(evutil_socket_t fd, short what, void *arg)
@@ -101,7 +103,7 @@ static void on_announced(const char *url, const struct bt_announce_reply *reply,
 		t->leechers = reply->incomplete;
 		t->peers = bt_xcalloc(reply->peer_count, sizeof *t->peers);
 		for (size_t i = 0; i < reply->peer_count; i++)
-			if (!is_us(run, &reply->peers[i]))
+			if (!is_us(reply, &reply->peers[i]))
 				t->peers[t->peer_count++] = reply->peers[i];
 	}
 	run->pending--;
@@ -243,7 +245,8 @@ static void print_json(const struct peers_run *run, const struct bt_peer_addr *a
 	bt_buf_deinit(&b);
 }
 
-static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port, bool json)
+static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
+		     const char *listen_ip, bool json)
 {
 	const char **urls;
 	size_t count = collect_urls(m, &urls);
@@ -261,11 +264,15 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 	}
 	struct peers_run run = {
 		.session = s,
-		.io = {.http = bt_session_http(s), .udp = bt_session_udp(s)},
+		.io = {.http = bt_session_http(s),
+		       .udp = bt_session_udp(s),
+		       .source_ip = listen_ip},
 		.trackers = bt_xcalloc(count, sizeof *run.trackers),
 		.count = count,
 		.started = bt_now(),
 	};
+	if (listen_ip)
+		bt_udp_set_source(bt_session_udp_socket(s), listen_ip);
 	run.grace = evtimer_new(bt_session_base(s), on_grace, &run);
 	memcpy(run.req.info_hash, m->info_hash, BT_HASH_LEN);
 	memcpy(run.req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
@@ -350,16 +357,19 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 
 static int run(int argc, char **argv)
 {
+	enum { OPT_LISTEN = 256 };
 	static const struct option opts[] = {
 		{"timeout", required_argument, NULL, 't'},
 		{"port", required_argument, NULL, 'p'},
 		{"json", no_argument, NULL, 'j'},
+		{"listen", required_argument, NULL, OPT_LISTEN},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	double timeout = 5;
 	unsigned long port = 6881;
 	bool json = false;
+	const char *listen_ip = NULL;
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":t:p:h", opts)) != -1) {
 		switch (c) {
@@ -380,6 +390,16 @@ static int run(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case OPT_LISTEN: {
+			struct sockaddr_storage ss;
+			if (!bt_sockaddr_from_ip(optarg, 0, &ss))
+				return bt_cli_usage_error("peers",
+							  "--listen wants a numeric IP address, "
+							  "not '%s'",
+							  optarg);
+			listen_ip = optarg;
+			break;
+		}
 		case 'h':
 			fputs(help, stdout);
 			return BT_EXIT_OK;
@@ -394,7 +414,7 @@ static int run(int argc, char **argv)
 	int rc = bt_cli_load_torrent("peers", path, &m);
 	if (rc)
 		return rc;
-	rc = run_peers(&m, timeout, (uint16_t)port, json);
+	rc = run_peers(&m, timeout, (uint16_t)port, listen_ip, json);
 	bt_meta_deinit(&m);
 	return rc;
 }

@@ -1,8 +1,8 @@
 #include "bt/download.h"
 
-#include "bt/hash.h"
 #include "bt/session.h"
 #include "bt/storage.h"
+#include "bt/verify.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -119,29 +119,28 @@ void bt_download_free(struct bt_download *d)
 	free(d);
 }
 
+static int read_piece(void *arg, uint32_t piece, uint8_t *buf, uint32_t len)
+{
+	return bt_storage_read(arg, piece, 0, buf, len, NULL);
+}
+
 /* Rechecks the pieces in storage into `have`, reporting progress. Returns how many are good. */
 static uint32_t check_pieces(struct bt_download *d, struct bt_storage *st)
 {
-	const struct bt_metainfo *m = d->m;
-	uint8_t *buf = bt_xmalloc((size_t)m->piece_length);
-	uint32_t good = 0;
+	struct bt_recheck rc;
+	bt_recheck_init(&rc, d->m, &d->have);
+	/* A few MiB a step: progress is drawn between steps. */
+	uint32_t step = (uint32_t)(((int64_t)8 << 20) / d->m->piece_length) + 1;
 	double last = 0;
-	for (uint32_t i = 0; i < m->piece_count; i++) {
-		uint32_t len = (uint32_t)bt_meta_piece_size(m, i);
-		uint8_t digest[BT_SHA1_LEN];
-		if (bt_storage_read(st, i, 0, buf, len, NULL) == 0) {
-			bt_sha1(buf, len, digest);
-			if (!memcmp(digest, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN)) {
-				bt_bitfield_set(&d->have, i);
-				good++;
-			}
-		}
-		if (d->ev.checking && (bt_now() - last > 0.25 || i + 1 == m->piece_count)) {
-			d->ev.checking(d->arg, d, i + 1, m->piece_count);
+	while (!bt_recheck_done(&rc)) {
+		bt_recheck_step(&rc, read_piece, st, step);
+		if (d->ev.checking && (bt_now() - last > 0.25 || bt_recheck_done(&rc))) {
+			d->ev.checking(d->arg, d, rc.checked, rc.total);
 			last = bt_now();
 		}
 	}
-	free(buf);
+	uint32_t good = rc.good;
+	bt_recheck_deinit(&rc);
 	return good;
 }
 
@@ -179,10 +178,11 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 			return 0;
 		}
 		if (!d->o.force)
-			return bt_err_set(err, -EEXIST,
-					  "'%s' exists and is not this torrent's complete data (%u of "
-					  "%u pieces match); use --force to resume from it",
-					  d->final_path, good, m->piece_count);
+			return bt_err_set(
+				err, -EEXIST,
+				"'%s' exists and is not this torrent's complete data (%u of "
+				"%u pieces match); use --force to resume from it",
+				d->final_path, good, m->piece_count);
 		if (exists(d->temp_path))
 			return bt_err_set(err, -EEXIST, "both '%s' and '%s' exist; remove one",
 					  d->final_path, d->temp_path);
@@ -210,11 +210,9 @@ static int prepare_piece(struct bt_download *d, struct bt_err *err)
 		uint8_t *data;
 		size_t n;
 		if (bt_read_file(d->final_path, len, &data, &n, NULL) == 0) {
-			uint8_t digest[BT_SHA1_LEN];
-			bt_sha1(data, n, digest);
+			bool good = n == len && bt_verify_piece(d->m, index, data);
 			free(data);
-			if (n == len && !memcmp(digest, d->m->piece_hashes + (size_t)index * BT_SHA1_LEN,
-						BT_SHA1_LEN)) {
+			if (good) {
 				d->was_complete = true;
 				return 0;
 			}
@@ -268,13 +266,14 @@ static int prepare_seed(struct bt_download *d, struct bt_err *err)
 		return 0;
 	char list[256];
 	list_missing(d, list, sizeof list);
-	return bt_err_set(err, -EINVAL, "'%s' does not match the torrent: %u of %u pieces differ (%s)",
+	return bt_err_set(err, -EINVAL,
+			  "'%s' does not match the torrent: %u of %u pieces differ (%s)",
 			  d->final_path, m->piece_count - good, m->piece_count, list);
 }
 
 int bt_download_prepare(struct bt_download *d, struct bt_err *err)
 {
-	int rc = d->o.kind == BT_DOWNLOAD_PIECE	  ? prepare_piece(d, err)
+	int rc = d->o.kind == BT_DOWNLOAD_PIECE	 ? prepare_piece(d, err)
 		 : d->o.kind == BT_DOWNLOAD_SEED ? prepare_seed(d, err)
 						 : prepare_torrent(d, err);
 	if (rc || !d->was_complete)

@@ -179,6 +179,12 @@ static void finish(struct bt_http_req *r, CURLcode code)
 		snprintf(msg, sizeof msg, "HTTP status %ld", res.status);
 	}
 	res.message = res.error ? msg : NULL;
+	/* Copied: curl's string goes with the handle, which is cleaned up before the callback. */
+	char local_ip[64] = "";
+	char *ip = NULL;
+	if (curl_easy_getinfo(r->easy, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
+		snprintf(local_ip, sizeof local_ip, "%s", ip);
+	res.local_ip = local_ip;
 	res.body = r->body.data ? r->body.data : (const uint8_t *)"";
 	res.len = r->body.len;
 	unlink_req(r);

@@ -221,7 +221,7 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		case 'h':
 			fputs(o->mode == BT_JOB_PIECE  ? bt_job_piece_help
 			      : o->mode == BT_JOB_SEED ? bt_job_seed_help
-						     : bt_job_download_help,
+						       : bt_job_download_help,
 			      stdout);
 			return -1;
 		default:
@@ -247,7 +247,7 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 	if (nargs == 0)
 		return bt_cli_usage_error(
 			cmd, o->mode == BT_JOB_SEED ? "expected a .torrent file and the data's path"
-						  : "expected a .torrent file");
+						    : "expected a .torrent file");
 	o->torrents = args;
 	o->ntorrents = nargs;
 	if (o->mode == BT_JOB_PIECE && !o->output)
@@ -266,4 +266,3 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		return bt_cli_usage_error(cmd, "--assume-valid is for 'seed'");
 	return 0;
 }
-

@@ -17,6 +17,7 @@ void bt_jobview_end_line(struct bt_jobview *v)
 	if (v->line_drawn) {
 		fputc('\n', stderr);
 		v->line_drawn = false;
+		v->block_lines = 0;
 	}
 }
 
@@ -46,8 +47,11 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 	struct bt_torrent_stats s = {0};
 	if (bt_download_torrent(d))
 		bt_torrent_get_stats(bt_download_torrent(d), &s);
-	*p = (struct bt_progress){.done = s.verified_bytes, .total = s.wanted_bytes, .rate = s.rate,
-				  .elapsed = bt_now() - v->started, .peers = s.peers_connected,
+	*p = (struct bt_progress){.done = s.verified_bytes,
+				  .total = s.wanted_bytes,
+				  .rate = s.rate,
+				  .elapsed = bt_now() - v->started,
+				  .peers = s.peers_connected,
 				  .unchoking = s.peers_unchoking};
 	/* The last line shows the whole run's average rather than the last second's. */
 	if (final && p->elapsed > 0)
@@ -56,7 +60,42 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 		p->name = name_of(d);
 }
 
-/* The progress of every torrent still downloading, and with several, their total. */
+/*
+ * On a terminal with several torrents: a block of lines redrawn in place (the cursor goes back
+ * up to the block's first line). A block of another size starts below the last one.
+ */
+static void draw_block(struct bt_jobview *v, char (*lines)[512], size_t count, bool final)
+{
+	if (v->line_drawn && v->block_lines != count)
+		bt_jobview_end_line(v);
+	if (v->line_drawn && count > 1)
+		fprintf(stderr, "\r\033[%zuA", count - 1);
+	for (size_t i = 0; i < count; i++)
+		fprintf(stderr, "\r%s\033[K%s", lines[i], i + 1 < count ? "\n" : "");
+	v->line_drawn = count > 0;
+	v->block_lines = count;
+	if (final)
+		bt_jobview_end_line(v);
+}
+
+/* Every torrent's line and their total, for a terminal. */
+static void draw_all(struct bt_jobview *v, bool final)
+{
+	char(*lines)[512] = bt_xcalloc(v->n + 1, sizeof *lines);
+	struct bt_progress total = {.elapsed = bt_now() - v->started, .name = "total"};
+	for (size_t i = 0; i < v->n; i++) {
+		struct bt_progress p;
+		progress_of(v, v->jobs[i], final, &p);
+		total.done += p.done, total.total += p.total, total.rate += p.rate;
+		total.peers += p.peers, total.unchoking += p.unchoking;
+		bt_progress_line(lines[i], sizeof lines[i], &p);
+	}
+	bt_progress_line(lines[v->n], sizeof lines[v->n], &total);
+	draw_block(v, lines, v->n + 1, final);
+	free(lines);
+}
+
+/* The progress of every torrent still downloading (final: and those just done). */
 void bt_jobview_progress(struct bt_jobview *v, bool final)
 {
 	if (v->mode == BT_VIEW_NONE)
@@ -65,33 +104,27 @@ void bt_jobview_progress(struct bt_jobview *v, bool final)
 	if (v->mode == BT_VIEW_AUTO && !v->tty && !final && now - v->last_plain < 5)
 		return;
 	v->last_plain = now;
-	struct bt_progress total = {.elapsed = now - v->started, .name = "total"};
-	size_t shown = 0;
+	if (v->mode == BT_VIEW_AUTO && v->tty && v->n > 1) {
+		draw_all(v, final);
+		return;
+	}
 	for (size_t i = 0; i < v->n; i++) {
 		enum bt_download_state st = bt_download_state(v->jobs[i]);
 		if (st != BT_DOWNLOAD_RUNNING && !(final && st == BT_DOWNLOAD_DONE))
 			continue;
 		struct bt_progress p;
 		progress_of(v, v->jobs[i], final, &p);
-		total.done += p.done, total.total += p.total, total.rate += p.rate;
-		total.peers += p.peers, total.unchoking += p.unchoking;
-		shown++;
 		if (v->mode == BT_VIEW_JSON) {
 			struct bt_buf b;
 			bt_buf_init(&b);
 			bt_progress_json(&b, &p);
 			fprintf(stderr, "%s\n", (char *)b.data);
 			bt_buf_deinit(&b);
-		} else if (!v->tty || v->n == 1) {
+		} else {
 			char line[512];
 			bt_progress_line(line, sizeof line, &p);
 			put_line(v, line, final);
 		}
-	}
-	if (v->n > 1 && shown && v->mode != BT_VIEW_JSON && v->tty) {
-		char line[512];
-		bt_progress_line(line, sizeof line, &total);
-		put_line(v, line, final);
 	}
 }
 
@@ -102,6 +135,8 @@ void bt_jobview_seeding(struct bt_jobview *v)
 	    (v->mode == BT_VIEW_AUTO && !v->tty && now - v->last_plain < 5))
 		return;
 	v->last_plain = now;
+	char(*lines)[512] = bt_xcalloc(v->n, sizeof *lines);
+	size_t count = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		const struct bt_download *d = v->jobs[i];
 		struct bt_torrent *t = bt_download_torrent(d);
@@ -118,14 +153,21 @@ void bt_jobview_seeding(struct bt_jobview *v)
 				bt_download_seeding_for(d));
 			continue;
 		}
-		char up[32], rate[32], line[400];
+		char up[32], rate[32];
 		bt_format_bytes(up, sizeof up, (double)s.uploaded_bytes);
 		bt_format_rate(rate, sizeof rate, s.up_rate);
-		snprintf(line, sizeof line, "%s%sseeding: %s uploaded  %s  peers %zu  ratio %.2f",
+		snprintf(lines[count], sizeof lines[count],
+			 "%s%sseeding: %s uploaded  %s  peers %zu  ratio %.2f",
 			 v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", up, rate,
-			 s.peers_connected, (double)s.uploaded_bytes / (double)bt_download_metainfo(d)->total_length);
-		put_line(v, line, false);
+			 s.peers_connected,
+			 (double)s.uploaded_bytes / (double)bt_download_metainfo(d)->total_length);
+		if (!v->tty)
+			put_line(v, lines[count], false);
+		count++;
 	}
+	if (v->tty && count)
+		draw_block(v, lines, count, false);
+	free(lines);
 }
 
 void bt_jobview_checking(struct bt_jobview *v, uint32_t done, uint32_t total)
@@ -180,8 +222,6 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 	fprintf(stderr,
 		"torrent: %s%sreceived %s in %.1f s (%s average) from %zu peer%s; %u piece%s "
 		"failed verification\n",
-		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate,
-		s.peers_used, s.peers_used == 1 ? "" : "s", s.pieces_failed,
-		s.pieces_failed == 1 ? "" : "s");
+		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate, s.peers_used,
+		s.peers_used == 1 ? "" : "s", s.pieces_failed, s.pieces_failed == 1 ? "" : "s");
 }
-

@@ -5,6 +5,7 @@
 #include "bt/log.h"
 #include "bt/ratelimit.h"
 #include "bt/router.h"
+#include "bt/udp.h"
 #include "bt/udp_tracker.h"
 
 #include <errno.h>
@@ -42,6 +43,7 @@ struct bt_session {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct bt_http *http;
+	struct bt_udp *udp_socket;
 	struct bt_udp_tracker *udp;
 	struct event *sigint, *sigterm, *deadline;
 	enum bt_session_end end;
@@ -96,8 +98,9 @@ struct bt_session *bt_session_new(struct bt_err *err)
 	if (!s->dns)
 		s->dns = evdns_base_new(s->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	s->http = bt_http_new(s->base);
-	s->udp = bt_udp_tracker_new(s->base, s->dns);
-	if (!s->dns || !s->http) {
+	s->udp_socket = bt_udp_new(s->base);
+	s->udp = bt_udp_tracker_new(s->base, s->dns, s->udp_socket);
+	if (!s->dns || !s->http || !s->udp) {
 		bt_session_free(s);
 		bt_err_set(err, -ENOMEM, "cannot set up the resolver or libcurl");
 		return NULL;
@@ -130,6 +133,7 @@ void bt_session_free(struct bt_session *s)
 	bt_router_deinit(&s->router);
 	free(s->local);
 	bt_udp_tracker_free(s->udp);
+	bt_udp_free(s->udp_socket);
 	bt_http_free(s->http);
 	if (s->sigint)
 		event_free(s->sigint);
@@ -161,6 +165,11 @@ struct bt_http *bt_session_http(struct bt_session *s)
 struct bt_udp_tracker *bt_session_udp(struct bt_session *s)
 {
 	return s->udp;
+}
+
+struct bt_udp *bt_session_udp_socket(struct bt_session *s)
+{
+	return s->udp_socket;
 }
 
 const uint8_t *bt_session_peer_id(const struct bt_session *s)
@@ -347,12 +356,19 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struc
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 	uint16_t first = port ? port : 6881, last = port ? port : 6889;
+	bool udp_bound = false;
 	for (uint32_t p = first; p <= last && !s->listener; p++) {
 		if (ss.ss_family == AF_INET)
 			s4->sin_port = htons((uint16_t)p);
 		else
 			s6->sin6_port = htons((uint16_t)p);
 		s->listener = bind_port(s, (struct sockaddr *)&ss, len);
+		/* A port of our choosing should be free for the UDP sockets too. */
+		udp_bound = s->listener && bt_udp_bind(s->udp_socket, ip, (uint16_t)p, NULL) == 0;
+		if (s->listener && !udp_bound && !port) {
+			evconnlistener_free(s->listener);
+			s->listener = NULL;
+		}
 	}
 	if (!s->listener && !port) {
 		s4->sin_port = 0; /* the same field for both families */
@@ -370,6 +386,12 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struc
 	s->listen_port =
 		ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
 						 : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	struct bt_err uerr;
+	if (!udp_bound && bt_udp_bind(s->udp_socket, ip, s->listen_port, &uerr)) {
+		/* Announces still work from an ephemeral port; only the shared port is lost. */
+		bt_log(BT_LOG_DEBUG, "session", "%s; UDP goes out from an ephemeral port",
+		       uerr.msg);
+	}
 	return 0;
 }
 
@@ -430,7 +452,7 @@ int bt_session_set_source(struct bt_session *s, const char *ip, struct bt_err *e
 		return bt_err_set(err, -EINVAL, "'%s' is not an IP address", ip);
 	s->source_len = len;
 	snprintf(s->source_ip, sizeof s->source_ip, "%s", ip);
-	bt_udp_tracker_set_source(s->udp, ip);
+	bt_udp_set_source(s->udp_socket, ip);
 	return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "bt/torrent.h"
 
+#include "bt/addrbook.h"
+#include "bt/assembly.h"
 #include "bt/choker.h"
 #include "bt/hash.h"
 #include "bt/log.h"
@@ -7,7 +9,8 @@
 #include "bt/picker.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
-#include "bt/udp_tracker.h"
+#include "bt/udp.h"
+#include "bt/verify.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,55 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A peer whose data failed verification this many times is banned. */
-#define MAX_STRIKES 2
-/*
- * Assembly buffers kept for reuse. Freeing and allocating a piece-sized buffer per piece costs
- * a page fault per 4 KiB (the allocator hands large blocks back to the kernel); keeping a few
- * costs no more memory than the peak already used.
- */
-#define POOL_MAX 16
-/*
- * Memory for pieces being assembled, at most: this bounds the pieces started at once (never
- * fewer than 1 nor more than 256), so memory stays flat whatever the torrent's size.
- */
-#define ASSEMBLY_BUDGET ((int64_t)16 << 20)
-/* Connection attempts per address before it is given up. */
-#define MAX_TRIES 3
-
-/* An address we know of, connected or not. */
-struct candidate {
-	struct sockaddr_storage addr;
-	socklen_t len;
-	char name[64];
-	struct bt_peer *peer; /* when connected (or connecting) */
-	int tries;
-	double retry_at;
-	bool banned;
-	bool handshaken; /* ever got past the handshake */
-	bool incoming;	 /* it dialled us: its port is not one to dial back */
-	uint64_t bytes;	 /* block bytes received from it, all connections */
-	uint32_t strikes;
-	char last_error[128];
-};
-
 /* One connected peer, as the torrent sees it. */
 struct conn {
 	struct bt_torrent *t;
 	struct bt_peer *peer;
-	size_t cand;		    /* index into candidates */
+	int addr;		    /* its address book handle */
 	struct bt_bitfield counted; /* the availability it contributes to the picker */
 	bool counted_in;
 	bool reaping;
 	bool optimistic; /* the choker's optimistic unchoke */
-	double started;
-};
-
-/* The buffer a started piece's blocks are assembled in. */
-struct assembly {
-	uint8_t *data;
-	size_t *contributors; /* candidate indices that sent blocks of it */
-	size_t ncontrib, contrib_cap;
 };
 
 struct bt_torrent {
@@ -81,15 +44,11 @@ struct bt_torrent {
 	uint64_t wanted_bytes, verified_bytes, received_bytes;
 	uint32_t pieces_failed;
 
-	struct candidate *cands;
-	size_t ncands, cands_cap;
+	struct bt_addrbook *book;
 	struct conn **conns;
 	size_t nconns, conns_cap;
 
-	struct assembly *asm_of; /* per piece; data == NULL when not started */
-	uint8_t *pool[POOL_MAX]; /* spare assembly buffers of piece_length bytes */
-	size_t npool;
-	size_t max_partial; /* pieces assembled at once; the pool never holds more */
+	struct bt_assembly assembly;
 	struct bt_tracker *tracker;
 	struct event *tick, *reap;
 	double started, last_data, first_byte;
@@ -117,10 +76,11 @@ static void fail_torrent(struct bt_torrent *t, const char *fmt, ...)
 	t->ev.failed(t->arg, reason);
 }
 
-/* "peer 1.2.3.4:5", the subject of a peer's log lines. */
-static const char *peer_subject(const char *name, char *buf, size_t n)
+/* "peer 1.2.3.4:5", the subject of a connection's log lines. */
+static const char *peer_subject(const struct bt_torrent *t, const struct conn *c, char *buf,
+				size_t n)
 {
-	snprintf(buf, n, "peer %s", name);
+	snprintf(buf, n, "peer %s", bt_addrbook_get(t->book, c->addr)->name);
 	return buf;
 }
 
@@ -137,11 +97,6 @@ static void return_requests(struct bt_torrent *t, struct bt_peer *p)
 	for (size_t i = 0; i < n; i++)
 		bt_picker_returned(t->picker, &reqs[i]);
 	free(reqs);
-}
-
-static uint8_t *take_buffer(struct bt_torrent *t)
-{
-	return t->npool ? t->pool[--t->npool] : bt_xmalloc((size_t)t->m->piece_length);
 }
 
 static bool already_requested(void *ctx, const struct bt_block *b)
@@ -167,9 +122,7 @@ static void fill(struct bt_torrent *t, struct conn *c)
 	size_t n = bt_picker_pick(t->picker, bt_peer_bitfield(p), t->pick_buf, target - have,
 				  already_requested, p);
 	for (size_t i = 0; i < n; i++) {
-		struct assembly *a = &t->asm_of[t->pick_buf[i].piece];
-		if (!a->data)
-			a->data = take_buffer(t);
+		bt_assembly_buffer_for(&t->assembly, t->pick_buf[i].piece);
 		bt_peer_request(p, &t->pick_buf[i]);
 	}
 }
@@ -190,21 +143,12 @@ static void schedule_reap(struct bt_torrent *t, struct conn *c)
 
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
 {
+	(void)h;
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
-	if (memcmp(h->peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN) == 0) {
-		/* We dialled ourselves: that address is never dialled again. */
-		struct candidate *cd = &t->cands[c->cand];
-		cd->banned = true;
-		snprintf(cd->last_error, sizeof cd->last_error, "ourselves");
-		bt_peer_close(p);
-		schedule_reap(t, c);
-		return;
-	}
-	t->cands[c->cand].handshaken = true;
+	bt_addrbook_handshaken(t->book, c->addr);
 	char subject[80];
-	bt_log(BT_LOG_DEBUG, peer_subject(t->cands[c->cand].name, subject, sizeof subject),
-	       "handshake done");
+	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
 }
 
@@ -236,8 +180,7 @@ static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
 	}
 	/* Two seeds have nothing to say to each other. */
 	if (t->finished && bt_bitfield_full(bf)) {
-		snprintf(t->cands[c->cand].last_error, sizeof t->cands[c->cand].last_error,
-			 "a seed, as we are");
+		bt_addrbook_set_error(t->book, c->addr, "a seed, as we are");
 		bt_peer_close(p);
 		schedule_reap(t, c);
 		return;
@@ -250,84 +193,58 @@ static uint8_t *on_block_dest(void *arg, struct bt_peer *p, const struct bt_bloc
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
-	if (!bt_picker_is_pending(t->picker, b) || !t->asm_of[b->piece].data)
+	uint8_t *data = bt_assembly_get(&t->assembly, b->piece);
+	if (!bt_picker_is_pending(t->picker, b) || !data)
 		return NULL;
-	return t->asm_of[b->piece].data + b->begin;
+	return data + b->begin;
 }
 
-static void add_contributor(struct assembly *a, size_t cand)
-{
-	for (size_t i = 0; i < a->ncontrib; i++)
-		if (a->contributors[i] == cand)
-			return;
-	if (a->ncontrib == a->contrib_cap) {
-		a->contrib_cap = a->contrib_cap ? a->contrib_cap * 2 : 4;
-		a->contributors =
-			bt_xreallocarray(a->contributors, a->contrib_cap, sizeof *a->contributors);
-	}
-	a->contributors[a->ncontrib++] = cand;
-}
-
-static void release(struct bt_torrent *t, struct assembly *a)
-{
-	if (a->data && t->npool < POOL_MAX && t->npool < t->max_partial)
-		t->pool[t->npool++] = a->data;
-	else
-		free(a->data);
-	free(a->contributors);
-	memset(a, 0, sizeof *a);
-}
-
-static struct conn *conn_for_cand(struct bt_torrent *t, size_t cand)
+static struct conn *conn_for_addr(struct bt_torrent *t, int addr)
 {
 	for (size_t i = 0; i < t->nconns; i++)
-		if (t->conns[i]->cand == cand && !t->conns[i]->reaping)
+		if (t->conns[i]->addr == addr && !t->conns[i]->reaping)
 			return t->conns[i];
 	return NULL;
 }
 
 static void piece_failed(struct bt_torrent *t, uint32_t piece)
 {
-	struct assembly *a = &t->asm_of[piece];
+	size_t n;
+	const int *contributors = bt_assembly_contributors(&t->assembly, piece, &n);
 	t->pieces_failed++;
-	for (size_t i = 0; i < a->ncontrib; i++) {
-		struct candidate *cd = &t->cands[a->contributors[i]];
+	for (size_t i = 0; i < n; i++) {
 		/* A peer that alone sent a bad piece is certainly lying; a shared one may not be.
 		 */
-		cd->strikes += a->ncontrib == 1 ? MAX_STRIKES : 1;
-		if (cd->strikes >= MAX_STRIKES && !cd->banned) {
-			cd->banned = true;
-			snprintf(cd->last_error, sizeof cd->last_error,
-				 "banned: sent data that failed verification");
-			struct conn *c = conn_for_cand(t, a->contributors[i]);
-			if (c) {
-				return_requests(t, c->peer);
-				bt_peer_close(c->peer);
-				schedule_reap(t, c);
-			}
+		uint32_t strikes = n == 1 ? BT_ADDRBOOK_MAX_STRIKES : 1;
+		if (!bt_addrbook_strike(t->book, contributors[i], strikes,
+					"sent data that failed verification"))
+			continue;
+		struct conn *c = conn_for_addr(t, contributors[i]);
+		if (c) {
+			return_requests(t, c->peer);
+			bt_peer_close(c->peer);
+			schedule_reap(t, c);
 		}
 	}
-	release(t, a);
+	bt_assembly_release(&t->assembly, piece);
 	bt_picker_piece_failed(t->picker, piece);
 }
 
 static void piece_complete(struct bt_torrent *t, uint32_t piece)
 {
-	struct assembly *a = &t->asm_of[piece];
+	const uint8_t *data = bt_assembly_get(&t->assembly, piece);
 	size_t size = (size_t)bt_meta_piece_size(t->m, piece);
-	uint8_t digest[BT_SHA1_LEN];
-	bt_sha1(a->data, size, digest);
-	if (memcmp(digest, t->m->piece_hashes + (size_t)piece * BT_SHA1_LEN, BT_SHA1_LEN) != 0) {
+	if (!bt_verify_piece(t->m, piece, data)) {
 		piece_failed(t, piece);
 		return;
 	}
 	struct bt_err err;
-	if (t->ev.piece_verified(t->arg, piece, a->data, &err)) {
-		release(t, a);
+	if (t->ev.piece_verified(t->arg, piece, data, &err)) {
+		bt_assembly_release(&t->assembly, piece);
 		fail_torrent(t, "%s", err.msg);
 		return;
 	}
-	release(t, a);
+	bt_assembly_release(&t->assembly, piece);
 	bt_picker_piece_passed(t->picker, piece);
 	bt_bitfield_set(&t->have, piece);
 	t->verified_bytes += size;
@@ -358,11 +275,11 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 	t->last_data = now;
 	t->received_bytes += b->length;
 	t->rate_window += b->length;
-	t->cands[c->cand].bytes += b->length;
+	bt_addrbook_add_bytes(t->book, c->addr, b->length);
 	bool complete;
 	if (!bt_picker_received(t->picker, b, &complete))
 		return;
-	add_contributor(&t->asm_of[b->piece], c->cand);
+	bt_assembly_add_contributor(&t->assembly, b->piece, c->addr);
 	/* Endgame: the same block asked of others is no longer needed. */
 	if (bt_picker_in_endgame(t->picker) || complete)
 		for (size_t i = 0; i < t->nconns; i++)
@@ -425,10 +342,12 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
-	struct candidate *cd = &t->cands[c->cand];
-	snprintf(cd->last_error, sizeof cd->last_error, "%s", reason);
+	bt_addrbook_set_error(t->book, c->addr, reason);
+	/* We reached ourselves (our peer id came back): that address is never dialled again. */
+	if (bt_peer_is_self(p))
+		bt_addrbook_mark_self(t->book, c->addr);
 	char subject[80];
-	bt_log(BT_LOG_DEBUG, peer_subject(cd->name, subject, sizeof subject), "closed: %s", reason);
+	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "closed: %s", reason);
 	return_requests(t, p);
 	schedule_reap(t, c);
 	/* Its blocks go to the others at once. */
@@ -464,12 +383,11 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 	return cfg;
 }
 
-static struct conn *add_conn(struct bt_torrent *t, size_t cand)
+static struct conn *add_conn(struct bt_torrent *t, int addr)
 {
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
-	c->cand = cand;
-	c->started = bt_now();
+	c->addr = addr;
 	bt_bitfield_init(&c->counted, t->m->piece_count);
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;
@@ -479,15 +397,13 @@ static struct conn *add_conn(struct bt_torrent *t, size_t cand)
 	return c;
 }
 
-static void connect_cand(struct bt_torrent *t, size_t i)
+static void connect_addr(struct bt_torrent *t, int addr)
 {
-	struct candidate *cd = &t->cands[i];
+	const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, addr);
 	struct bt_peer_config cfg = peer_config(t);
-	struct conn *c = add_conn(t, i);
-	cd->tries++;
-	c->peer = bt_peer_connect(bt_session_base(t->session), (struct sockaddr *)&cd->addr,
-				  cd->len, &cfg, &peer_events, c);
-	cd->peer = c->peer;
+	struct conn *c = add_conn(t, addr);
+	c->peer = bt_peer_connect(bt_session_base(t->session), (const struct sockaddr *)&e->addr,
+				  e->len, &cfg, &peer_events, c);
 }
 
 static size_t live_conns(const struct bt_torrent *t)
@@ -503,14 +419,11 @@ static void connect_more(struct bt_torrent *t)
 	if ((t->finished && !t->opts.seed) || t->failed || t->stopping)
 		return;
 	double now = bt_now();
-	size_t live = live_conns(t);
-	for (size_t i = 0; i < t->ncands && live < t->opts.max_peers; i++) {
-		struct candidate *cd = &t->cands[i];
-		if (cd->peer || cd->banned || cd->incoming || cd->tries >= MAX_TRIES ||
-		    now < cd->retry_at)
-			continue;
-		connect_cand(t, i);
-		live++;
+	for (size_t live = live_conns(t); live < t->opts.max_peers; live++) {
+		int addr = bt_addrbook_next_to_dial(t->book, now);
+		if (addr < 0)
+			break;
+		connect_addr(t, addr);
 	}
 }
 
@@ -527,13 +440,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 			t->conns[kept++] = c;
 			continue;
 		}
-		struct candidate *cd = &t->cands[c->cand];
-		cd->peer = NULL;
-		/* A connection that served a good while earns a fresh set of tries; one that fails
-		 * soon after its handshake counts as a failed try like a refused one. */
-		if (now - c->started > 60)
-			cd->tries = 1;
-		cd->retry_at = now + 2.0 * cd->tries;
+		bt_addrbook_closed(t->book, c->addr, now, NULL);
 		t->uploaded_closed += bt_peer_uploaded(c->peer);
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
@@ -549,12 +456,16 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 static void describe_no_peers(const struct bt_torrent *t, char *out, size_t n)
 {
 	size_t len = (size_t)snprintf(out, n, "no peers left to download from");
-	for (size_t i = 0; i < t->ncands && i < 3 && len < n; i++)
-		len += (size_t)snprintf(
-			out + len, n - len, "%s %s: %s", i ? ";" : ":", t->cands[i].name,
-			t->cands[i].last_error[0] ? t->cands[i].last_error : "not tried");
-	if (t->ncands > 3 && len < n)
-		len += (size_t)snprintf(out + len, n - len, "; and %zu more", t->ncands - 3);
+	struct bt_addrbook_counts counts;
+	bt_addrbook_counts(t->book, &counts);
+	int h = -1;
+	for (size_t i = 0; i < 3 && (h = bt_addrbook_next(t->book, h)) >= 0 && len < n; i++) {
+		const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, h);
+		len += (size_t)snprintf(out + len, n - len, "%s %s: %s", i ? ";" : ":", e->name,
+					e->last_error[0] ? e->last_error : "not tried");
+	}
+	if (counts.known > 3 && len < n)
+		len += (size_t)snprintf(out + len, n - len, "; and %zu more", counts.known - 3);
 	if (t->tracker && len < n)
 		snprintf(out + len, n - len, "; tracker %s", bt_tracker_status(t->tracker));
 }
@@ -563,10 +474,9 @@ static bool any_hope(const struct bt_torrent *t)
 {
 	if (live_conns(t) > 0 || t->tracker)
 		return true;
-	for (size_t i = 0; i < t->ncands; i++)
-		if (!t->cands[i].banned && t->cands[i].tries < MAX_TRIES)
-			return true;
-	return false;
+	struct bt_addrbook_counts counts;
+	bt_addrbook_counts(t->book, &counts);
+	return counts.hopeful > 0;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -616,10 +526,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+			     const struct bt_peer_addr *self)
 {
 	struct bt_torrent *t = arg;
 	for (size_t i = 0; i < n; i++) {
+		/* Our own entry (the address the announce left from, our port) is never dialled. */
+		if (self && self->family && self->family == peers[i].family &&
+		    self->port == peers[i].port &&
+		    memcmp(self->addr, peers[i].addr, peers[i].family == 4 ? 4 : 16) == 0)
+			continue;
 		struct sockaddr_storage ss;
 		memset(&ss, 0, sizeof ss);
 		socklen_t len;
@@ -638,7 +554,8 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 		}
 		if (bt_session_is_self(t->session, (struct sockaddr *)&ss))
 			continue;
-		bt_torrent_add_peer(t, (struct sockaddr *)&ss, len);
+		bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, BT_ADDRBOOK_TRACKER,
+				bt_now());
 	}
 	connect_more(t);
 }
@@ -694,10 +611,11 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	bt_random_bytes(&seed, sizeof seed);
 	struct bt_geometry geo = bt_meta_geometry(m);
 	t->picker = bt_picker_new(&geo, &t->have, want, seed);
-	t->asm_of = bt_xcalloc(m->piece_count, sizeof *t->asm_of);
-	int64_t max_partial = ASSEMBLY_BUDGET / m->piece_length;
-	t->max_partial = max_partial < 1 ? 1 : max_partial > 256 ? 256 : (size_t)max_partial;
-	bt_picker_set_max_partial(t->picker, t->max_partial);
+	bt_assembly_init(&t->assembly, &geo, BT_ASSEMBLY_DEFAULT_BUDGET);
+	bt_picker_set_max_partial(t->picker, bt_assembly_max_partial(&t->assembly));
+	uint64_t book_seed;
+	bt_random_bytes(&book_seed, sizeof book_seed);
+	t->book = bt_addrbook_new(BT_ADDRBOOK_DEFAULT_CAPACITY, book_seed);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
@@ -711,8 +629,8 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 		memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
 		bt_random_bytes(&req.key, sizeof req.key);
 		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_tracker_io io = {bt_session_http(s), bt_session_udp(s),
-					   bt_session_source_ip(s)};
+		struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s),
+					    bt_session_source_ip(s)};
 		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
 						on_tracker_stopped};
 		t->tracker =
@@ -733,12 +651,8 @@ void bt_torrent_free(struct bt_torrent *t)
 		free(t->conns[i]);
 	}
 	free(t->conns);
-	for (uint32_t i = 0; i < t->m->piece_count; i++)
-		release(t, &t->asm_of[i]);
-	while (t->npool)
-		free(t->pool[--t->npool]);
-	free(t->asm_of);
-	free(t->cands);
+	bt_assembly_deinit(&t->assembly);
+	bt_addrbook_free(t->book);
 	free(t->pick_buf);
 	bt_tracker_free(t->tracker);
 	bt_picker_free(t->picker);
@@ -750,20 +664,7 @@ void bt_torrent_free(struct bt_torrent *t)
 
 void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, socklen_t len)
 {
-	if (len > sizeof(struct sockaddr_storage))
-		return;
-	for (size_t i = 0; i < t->ncands; i++)
-		if (t->cands[i].len == len && memcmp(&t->cands[i].addr, sa, len) == 0)
-			return;
-	if (t->ncands == t->cands_cap) {
-		t->cands_cap = t->cands_cap ? t->cands_cap * 2 : 16;
-		t->cands = bt_xreallocarray(t->cands, t->cands_cap, sizeof *t->cands);
-	}
-	struct candidate *cd = &t->cands[t->ncands++];
-	memset(cd, 0, sizeof *cd);
-	memcpy(&cd->addr, sa, len);
-	cd->len = len;
-	bt_sockaddr_format(sa, cd->name, sizeof cd->name);
+	bt_addrbook_add(t->book, sa, len, BT_ADDRBOOK_MANUAL, bt_now());
 }
 
 static void on_incoming(void *arg, int fd, const struct sockaddr *sa, socklen_t len,
@@ -788,7 +689,9 @@ void bt_torrent_start(struct bt_torrent *t)
 	if (t->tracker)
 		bt_tracker_start(t->tracker);
 	connect_more(t);
-	if (!t->tracker && t->ncands == 0)
+	struct bt_addrbook_counts counts;
+	bt_addrbook_counts(t->book, &counts);
+	if (!t->tracker && counts.known == 0)
 		fail_torrent(t, "no peers: the torrent has no trackers and no --peer was given");
 }
 
@@ -834,21 +737,25 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 		out->peers_unchoking += !bt_peer_choking_us(c->peer);
 		out->up_rate += bt_peer_up_rate(c->peer);
 	}
-	for (size_t i = 0; i < t->ncands; i++)
-		out->peers_used += t->cands[i].bytes > 0;
+	struct bt_addrbook_counts counts;
+	bt_addrbook_counts(t->book, &counts);
+	out->peers_used = counts.used;
 }
 
 size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out)
 {
-	struct bt_torrent_peer_stat *v = bt_xcalloc(t->ncands ? t->ncands : 1, sizeof *v);
+	struct bt_addrbook_counts counts;
+	bt_addrbook_counts(t->book, &counts);
+	struct bt_torrent_peer_stat *v = bt_xcalloc(counts.known ? counts.known : 1, sizeof *v);
 	size_t n = 0;
-	for (size_t i = 0; i < t->ncands; i++) {
-		if (!t->cands[i].handshaken)
+	for (int h = -1; (h = bt_addrbook_next(t->book, h)) >= 0;) {
+		const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, h);
+		if (!e->handshaken)
 			continue;
-		snprintf(v[n].name, sizeof v[n].name, "%s", t->cands[i].name);
-		v[n].bytes = t->cands[i].bytes;
-		v[n].strikes = t->cands[i].strikes;
-		v[n].banned = t->cands[i].banned;
+		snprintf(v[n].name, sizeof v[n].name, "%s", e->name);
+		v[n].bytes = e->bytes;
+		v[n].strikes = e->strikes;
+		v[n].banned = e->banned;
 		n++;
 	}
 	*out = v;
@@ -862,22 +769,15 @@ void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, 
 		close(fd);
 		return;
 	}
-	size_t before = t->ncands;
-	bt_torrent_add_peer(t, sa, len);
-	size_t i;
-	for (i = 0; i < t->ncands; i++)
-		if (t->cands[i].len == len && memcmp(&t->cands[i].addr, sa, len) == 0)
-			break;
-	if (i == t->ncands || t->cands[i].banned || t->cands[i].peer) {
+	double now = bt_now();
+	int addr = bt_addrbook_add(t->book, sa, len, BT_ADDRBOOK_INCOMING, now);
+	if (addr < 0 || bt_addrbook_connected(t->book, addr, now) != 0) {
 		close(fd);
 		return;
 	}
-	if (i >= before)
-		t->cands[i].incoming = true;
 	struct bt_peer_config cfg = peer_config(t);
-	struct conn *c = add_conn(t, i);
+	struct conn *c = add_conn(t, addr);
 	c->peer = bt_peer_adopt(bt_session_base(t->session), fd, &cfg, h, &peer_events, c);
-	t->cands[i].peer = c->peer;
 }
 
 void bt_torrent_set_port(struct bt_torrent *t, uint16_t port)

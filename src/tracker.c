@@ -1,126 +1,12 @@
 #include "bt/tracker.h"
 
 #include "bt/hash.h"
-#include "bt/http.h"
-#include "bt/udp_tracker.h"
 
-#include <errno.h>
 #include <event2/event.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-/* Tracker replies are small; a cap well above any honest reply (thousands of peers). */
-#define MAX_REPLY ((size_t)2 << 20)
-
-struct bt_announce {
-	char *url;
-	struct bt_http_req *http;
-	struct bt_udp_req *udp;
-	bt_announce_done_fn done;
-	void *arg;
-};
-
-static void finish(struct bt_announce *a, const struct bt_announce_reply *reply, const char *error)
-{
-	a->done(a->url, reply, error, a->arg);
-	free(a->url);
-	free(a);
-}
-
-static void report(struct bt_announce *a, const struct bt_announce_reply *reply)
-{
-	if (reply->failure) {
-		char msg[300];
-		snprintf(msg, sizeof msg, "failure reason: %.250s", reply->failure);
-		finish(a, reply, msg);
-	} else {
-		finish(a, reply, NULL);
-	}
-}
-
-static void on_http_done(const struct bt_http_response *res, void *arg)
-{
-	struct bt_announce *a = arg;
-	a->http = NULL;
-	struct bt_announce_reply reply;
-	struct bt_err err;
-	/* A tracker may explain a refusal in a bencoded body even with an error status. */
-	if (res->error && res->error != -EPROTO) {
-		finish(a, NULL, res->message);
-		return;
-	}
-	if (bt_tracker_parse_http(res->body, res->len, &reply, &err)) {
-		char msg[320];
-		if (res->error)
-			snprintf(msg, sizeof msg, "%s", res->message);
-		else
-			snprintf(msg, sizeof msg, "bad reply: %s", err.msg);
-		finish(a, NULL, msg);
-		return;
-	}
-	if (res->error && !reply.failure) {
-		finish(a, NULL, res->message);
-	} else {
-		report(a, &reply);
-	}
-	bt_announce_reply_deinit(&reply);
-}
-
-static void on_udp_done(const struct bt_announce_reply *reply, int error, const char *message,
-			void *arg)
-{
-	struct bt_announce *a = arg;
-	a->udp = NULL;
-	if (reply)
-		report(a, reply);
-	else
-		finish(a, NULL, error ? message : "no reply");
-}
-
-struct bt_announce *bt_announce_start(const struct bt_tracker_io *io, const char *url,
-				      const struct bt_announce_req *req, long timeout_ms,
-				      bt_announce_done_fn done, void *arg, struct bt_err *err)
-{
-	struct bt_announce *a = bt_xcalloc(1, sizeof *a);
-	a->url = bt_xstrdup(url);
-	a->done = done;
-	a->arg = arg;
-	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-		char *full = bt_tracker_http_url(url, req);
-		struct bt_http_opts opts = {.max_body = MAX_REPLY,
-					    .timeout_ms = timeout_ms,
-					    .source_ip = io->source_ip};
-		a->http = bt_http_get(io->http, full, &opts, on_http_done, a);
-		free(full);
-	} else if (strncasecmp(url, "udp://", 6) == 0) {
-		a->udp = bt_udp_announce(io->udp, url, req, on_udp_done, a, err);
-		if (!a->udp) {
-			free(a->url);
-			free(a);
-			return NULL;
-		}
-	}
-	if (!a->http && !a->udp) {
-		bt_err_set(err, -EPROTONOSUPPORT, "unsupported tracker URL scheme");
-		free(a->url);
-		free(a);
-		return NULL;
-	}
-	return a;
-}
-
-void bt_announce_cancel(struct bt_announce *a)
-{
-	if (!a)
-		return;
-	bt_http_cancel(a->http);
-	bt_udp_cancel(a->udp);
-	free(a->url);
-	free(a);
-}
 
 enum tracker_state {
 	IDLE,	  /* not started, or stopped */
@@ -130,7 +16,7 @@ enum tracker_state {
 
 struct bt_tracker {
 	struct event_base *base;
-	struct bt_tracker_io io;
+	struct bt_announce_io io;
 	struct bt_tier_list tiers;
 	struct bt_announce_req req;
 	struct bt_tracker_opts opts;
@@ -217,7 +103,7 @@ static void on_tracker_done(const char *url, const struct bt_announce_reply *rep
 	t->min_next_at = bt_now() + (min_gap < interval ? min_gap : interval);
 	schedule(t, t->pending_event ? 0 : interval);
 	if (reply->peer_count && t->events.peers)
-		t->events.peers(t->arg, reply->peers, reply->peer_count);
+		t->events.peers(t->arg, reply->peers, reply->peer_count, &reply->self);
 }
 
 static void announce_now(struct bt_tracker *t)
@@ -273,7 +159,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	announce_now(t);
 }
 
-struct bt_tracker *bt_tracker_new(struct event_base *base, const struct bt_tracker_io *io,
+struct bt_tracker *bt_tracker_new(struct event_base *base, const struct bt_announce_io *io,
 				  const struct bt_meta_tier *tiers, size_t tier_count,
 				  const struct bt_announce_req *req,
 				  const struct bt_tracker_opts *opts,

@@ -3,6 +3,7 @@
 #include "bt/bencode.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,6 +26,30 @@ bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr 
 {
 	size_t n = a->family == 6 ? 16 : 4;
 	return a->family == b->family && a->port == b->port && memcmp(a->addr, b->addr, n) == 0;
+}
+
+bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *out)
+{
+	memset(out, 0, sizeof *out);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		out->family = 4;
+		memcpy(out->addr, &s4->sin_addr, 4);
+		out->port = ntohs(s4->sin_port);
+		return true;
+	}
+	if (sa->sa_family != AF_INET6)
+		return false;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		out->family = 4;
+		memcpy(out->addr, s6->sin6_addr.s6_addr + 12, 4);
+	} else {
+		out->family = 6;
+		memcpy(out->addr, &s6->sin6_addr, 16);
+	}
+	out->port = ntohs(s6->sin6_port);
+	return true;
 }
 
 void bt_announce_reply_deinit(struct bt_announce_reply *r)

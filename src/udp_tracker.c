@@ -1,6 +1,7 @@
 #include "bt/udp_tracker.h"
 
 #include "bt/hash.h"
+#include "bt/udp.h"
 
 #include <errno.h>
 #include <event2/dns.h>
@@ -36,13 +37,11 @@ struct cached_id {
 struct bt_udp_tracker {
 	struct event_base *base;
 	struct evdns_base *dns;
-	evutil_socket_t fd[2]; /* IPv4, IPv6; created when first needed */
-	struct event *read_ev[2];
+	struct bt_udp *udp;
 	struct bt_udp_req *reqs;
 	struct cached_id cache[MAX_CACHE];
 	size_t cache_count;
 	int retry_base_ms;
-	char source[64]; /* local address to send from, or "" */
 };
 
 struct bt_udp_req {
@@ -159,31 +158,6 @@ static void remember(struct bt_udp_tracker *u, const struct bt_udp_req *r, uint6
 		.addr = r->addr, .addr_len = r->addr_len, .id = id, .obtained = bt_now()};
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg);
-
-static int socket_for(struct bt_udp_tracker *u, int family)
-{
-	int i = family == AF_INET6;
-	if (u->fd[i] >= 0)
-		return u->fd[i];
-	evutil_socket_t fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (u->source[0]) {
-		struct sockaddr_storage ss;
-		socklen_t len = bt_sockaddr_from_ip(u->source, 0, &ss);
-		if (len && ss.ss_family == family)
-			bind(fd, (struct sockaddr *)&ss,
-			     len); /* failing that, the system's choice */
-	}
-	u->fd[i] = fd;
-	u->read_ev[i] = event_new(u->base, fd, EV_READ | EV_PERSIST, on_readable, u);
-	if (!u->read_ev[i])
-		bt_oom();
-	event_add(u->read_ev[i], NULL);
-	return fd;
-}
-
 /* Sends the packet for the current phase and arms the retransmission timer. */
 static void send_current(struct bt_udp_req *r)
 {
@@ -213,10 +187,8 @@ static void send_current(struct bt_udp_req *r)
 		bt_udp_announce_request(pkt, r->connection_id, r->tid, &r->req);
 		len = BT_UDP_ANNOUNCE_LEN;
 	}
-	int fd = socket_for(u, r->addr.ss_family);
-	if (fd < 0 || sendto(fd, pkt, len, 0, (struct sockaddr *)&r->addr, r->addr_len) < 0) {
-		/* An unreachable network or a full buffer: the retry timer tries again. */
-	}
+	/* An unreachable network or a full buffer: the retry timer tries again. */
+	bt_udp_send(u->udp, pkt, len, (struct sockaddr *)&r->addr, r->addr_len);
 	long ms = (long)u->retry_base_ms << r->tries;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	r->tries++;
@@ -266,6 +238,18 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 	r->dns_req = evdns_getaddrinfo(r->u->dns, r->host, r->port, &hints, on_resolved, r);
 }
 
+/* Our own entry in the tracker's list: where the announce left from, and the port announced. */
+static void set_self(struct bt_udp_tracker *u, const struct bt_udp_req *r,
+		     struct bt_announce_reply *reply)
+{
+	struct sockaddr_storage local;
+	socklen_t len;
+	if (bt_udp_source_for(u->udp, (const struct sockaddr *)&r->addr, r->addr_len, &local,
+			      &len) == 0 &&
+	    bt_peer_addr_from_sockaddr((const struct sockaddr *)&local, &reply->self))
+		reply->self.port = r->req.port;
+}
+
 static void handle_datagram(struct bt_udp_tracker *u, const uint8_t *p, size_t n,
 			    const struct sockaddr_storage *from, socklen_t from_len)
 {
@@ -305,32 +289,34 @@ static void handle_datagram(struct bt_udp_tracker *u, const uint8_t *p, size_t n
 		send_current(r);
 		return;
 	}
+	set_self(u, r, &reply);
 	finish(r, &reply, 0, NULL);
 	bt_announce_reply_deinit(&reply);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_datagram(void *arg, const uint8_t *p, size_t n, const struct sockaddr *from,
+			socklen_t from_len)
 {
-	(void)what;
-	struct bt_udp_tracker *u = arg;
-	uint8_t buf[65536];
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage from;
-		socklen_t from_len = sizeof from;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len);
-		if (n < 0)
-			return; /* EAGAIN, or an ICMP error we learn nothing from */
-		handle_datagram(u, buf, (size_t)n, &from, from_len);
-	}
+	struct sockaddr_storage ss;
+	if (from_len > sizeof ss)
+		return;
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, from, from_len);
+	handle_datagram(arg, p, n, &ss, from_len);
 }
 
-struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_base *dns)
+struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_base *dns,
+					  struct bt_udp *udp)
 {
 	struct bt_udp_tracker *u = bt_xcalloc(1, sizeof *u);
 	u->base = base;
 	u->dns = dns;
-	u->fd[0] = u->fd[1] = -1;
+	u->udp = udp;
 	u->retry_base_ms = 15000;
+	if (bt_udp_add_handler(udp, bt_udp_is_tracker_reply, on_datagram, u)) {
+		free(u);
+		return NULL;
+	}
 	return u;
 }
 
@@ -340,18 +326,8 @@ void bt_udp_tracker_free(struct bt_udp_tracker *u)
 		return;
 	while (u->reqs)
 		bt_udp_cancel(u->reqs);
-	for (int i = 0; i < 2; i++) {
-		if (u->read_ev[i])
-			event_free(u->read_ev[i]);
-		if (u->fd[i] >= 0)
-			close(u->fd[i]);
-	}
+	bt_udp_remove_handler(u->udp, on_datagram, u);
 	free(u);
-}
-
-void bt_udp_tracker_set_source(struct bt_udp_tracker *u, const char *ip)
-{
-	snprintf(u->source, sizeof u->source, "%s", ip ? ip : "");
 }
 
 void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms)

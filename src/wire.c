@@ -35,14 +35,52 @@ enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct b
 	return BT_WIRE_OK;
 }
 
-static const char *id_name(int id)
+unsigned bt_wire_features(const uint8_t reserved[8])
 {
-	static const char *const names[] = {"choke",  "unchoke",  "interested", "not interested",
-					    "have",   "bitfield", "request",	"piece",
-					    "cancel", "port"};
-	if (id >= 0 && id <= 9)
+	return (reserved[5] & 0x10 ? BT_WIRE_FEAT_EXT : 0u) |
+	       (reserved[7] & 0x04 ? BT_WIRE_FEAT_FAST : 0u) |
+	       (reserved[7] & 0x01 ? BT_WIRE_FEAT_DHT : 0u);
+}
+
+const char *bt_wire_feature_name(unsigned feature)
+{
+	switch (feature) {
+	case BT_WIRE_FEAT_EXT:
+		return "the extension protocol (BEP 10)";
+	case BT_WIRE_FEAT_FAST:
+		return "the Fast extension (BEP 6)";
+	case BT_WIRE_FEAT_DHT:
+		return "DHT (BEP 5)";
+	default:
+		return "an unknown feature";
+	}
+}
+
+const char *bt_wire_id_name(int id)
+{
+	static const char *const names[] = {
+		[BT_WIRE_CHOKE] = "choke",
+		[BT_WIRE_UNCHOKE] = "unchoke",
+		[BT_WIRE_INTERESTED] = "interested",
+		[BT_WIRE_NOT_INTERESTED] = "not interested",
+		[BT_WIRE_HAVE] = "have",
+		[BT_WIRE_BITFIELD] = "bitfield",
+		[BT_WIRE_REQUEST] = "request",
+		[BT_WIRE_PIECE] = "piece",
+		[BT_WIRE_CANCEL] = "cancel",
+		[BT_WIRE_PORT] = "port",
+		[BT_WIRE_SUGGEST] = "suggest piece",
+		[BT_WIRE_HAVE_ALL] = "have all",
+		[BT_WIRE_HAVE_NONE] = "have none",
+		[BT_WIRE_REJECT] = "reject request",
+		[BT_WIRE_ALLOWED_FAST] = "allowed fast",
+		[BT_WIRE_EXTENDED] = "extended",
+	};
+	if (id == BT_WIRE_KEEPALIVE)
+		return "keep-alive";
+	if (id >= 0 && (size_t)id < sizeof names / sizeof names[0] && names[id])
 		return names[id];
-	return id == BT_WIRE_EXTENDED ? "extended" : "unknown";
+	return "unknown";
 }
 
 enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_bytes,
@@ -64,16 +102,24 @@ enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_by
 	case BT_WIRE_UNCHOKE:
 	case BT_WIRE_INTERESTED:
 	case BT_WIRE_NOT_INTERESTED:
+	case BT_WIRE_HAVE_ALL:
+	case BT_WIRE_HAVE_NONE:
 		ok = len == 1;
 		break;
 	case BT_WIRE_HAVE:
+	case BT_WIRE_SUGGEST:
+	case BT_WIRE_ALLOWED_FAST:
 		ok = len == 5;
 		break;
 	case BT_WIRE_BITFIELD:
-		ok = len == 1 + bitfield_bytes;
+		if (bitfield_bytes == BT_WIRE_BITFIELD_UNKNOWN)
+			ok = len >= 1 && len <= 1 + BT_WIRE_MAX_BITFIELD;
+		else
+			ok = len == 1 + bitfield_bytes;
 		break;
 	case BT_WIRE_REQUEST:
 	case BT_WIRE_CANCEL:
+	case BT_WIRE_REJECT:
 		ok = len == 13;
 		break;
 	case BT_WIRE_PIECE:
@@ -90,8 +136,8 @@ enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_by
 		break;
 	}
 	if (!ok) {
-		bt_err_set(err, -EPROTO, "%s message (id %d) with bad length %u", id_name(id), id,
-			   len);
+		bt_err_set(err, -EPROTO, "%s message (id %d) with bad length %u",
+			   bt_wire_id_name(id), id, len);
 		return BT_WIRE_BAD;
 	}
 	*total_out = 4 + (size_t)len;
@@ -119,10 +165,16 @@ enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_b
 	size_t blen = total - 5;
 	switch (out->id) {
 	case BT_WIRE_HAVE:
+	case BT_WIRE_SUGGEST:
+	case BT_WIRE_ALLOWED_FAST:
 		out->index = bt_load_be32(body);
+		break;
+	case BT_WIRE_HAVE_ALL:
+	case BT_WIRE_HAVE_NONE:
 		break;
 	case BT_WIRE_REQUEST:
 	case BT_WIRE_CANCEL:
+	case BT_WIRE_REJECT:
 		out->index = bt_load_be32(body);
 		out->begin = bt_load_be32(body + 4);
 		out->length = bt_load_be32(body + 8);

@@ -33,7 +33,8 @@ struct bt_http_response {
 	long status;	     /* the HTTP status of the last response, 0 if none */
 	const uint8_t *body; /* valid only during the callback */
 	size_t len;
-	const char *message; /* on error: "timed out after 5000 ms", "reply larger than ..." */
+	const char *message;  /* on error: "timed out after 5000 ms", "reply larger than ..." */
+	const char *local_ip; /* where the last connection left from (numeric), or "" if none */
 };
 
 typedef void (*bt_http_done_fn)(const struct bt_http_response *res, void *arg);

@@ -1,10 +1,11 @@
 /*
  * jobview: how the `download`, `download_piece` and `seed` front doors show their jobs on
- * stderr. On a terminal, one line redrawn in place (with several torrents, their total); on a
- * pipe, a plain line per torrent at most every 5 s; with --progress=json, one object per
- * torrent per second (with a "name" when there are several); at the end a summary per torrent.
- * Log lines (-v) go through bt_jobview_log_sink so they never land inside a redrawn line.
- * Layer 4: formatting comes from `progress`, numbers from the jobs; it decides nothing.
+ * stderr. On a terminal, one line redrawn in place (with several torrents, a line for each and
+ * one for their total, redrawn as a block); on a pipe, a plain line per torrent at most every 5 s;
+ * with --progress=json, one object per torrent per second (with a "name" when there are several);
+ * at the end a summary per torrent. Log lines (-v) go through bt_jobview_log_sink so they never
+ * land inside a redrawn line. Layer 4: formatting comes from `progress`, numbers from the jobs; it
+ * decides nothing.
  */
 #ifndef BT_JOBVIEW_H
 #define BT_JOBVIEW_H
@@ -25,6 +26,7 @@ enum bt_view_mode {
 struct bt_jobview {
 	enum bt_view_mode mode;
 	bool tty, line_drawn;
+	size_t block_lines;    /* lines of the block drawn last (several torrents on a terminal) */
 	double started;	       /* the command's start, for elapsed times */
 	double engine_started; /* when the jobs started, for first-byte times */
 	double last_plain;
@@ -34,8 +36,7 @@ struct bt_jobview {
 
 void bt_jobview_end_line(struct bt_jobview *v);
 /* A bt_log sink; arg is the view. */
-void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject,
-			 const char *msg);
+void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject, const char *msg);
 /* The jobs that are downloading (final: and those just done), at most as often as the mode
  * wants unless final. */
 void bt_jobview_progress(struct bt_jobview *v, bool final);

@@ -1,19 +1,26 @@
 /*
- * peer: one connection to one peer, on a bufferevent. It owns the connection's phase
- * (CONNECTING → AWAIT_HANDSHAKE → AWAIT_FIRST_MSG → ACTIVE → CLOSING), the framing loop, the four
- * choke/interest flags, the peer's bitfield, our outstanding requests to it, its measured rate
- * and the request queue depth that follows from it, and its timeouts. It reports what happens
- * upward through struct bt_peer_events and does what the torrent tells it (request, cancel,
- * have, interested); it never decides what to download.
+ * peer: one peer's protocol, over a transport (peer_io, which owns the socket). It owns the
+ * connection's phase (CONNECTING → AWAIT_HANDSHAKE → AWAIT_FIRST_MSG → ACTIVE → CLOSING, changed
+ * by one function that checks each step), the framing loop, the features negotiated in the
+ * handshake, the four choke/interest flags, the peer's bitfield, our outstanding requests to it,
+ * its measured rate and the request queue depth that follows from it, and its timeouts. It
+ * reports what happens upward through struct bt_peer_events and does what the torrent tells it
+ * (request, cancel, have, interested); it never decides what to download.
+ *
+ * Framing: the 4-byte length and the id are judged (bt_wire_check) before the body is waited
+ * for; then the message is judged by a table keyed by its id (bt_peer_msg_check): the earliest
+ * phase it is legal in and the negotiated feature it needs. A message whose feature was not
+ * negotiated closes the connection, except that a PORT without DHT and unknown ids are ignored.
+ * A PIECE's block is read straight from the socket into the destination the torrent names (one
+ * copy, no linearising of the input buffer).
  *
  * Uploads are pulled, not pushed: a validated request waits in a bounded queue, and the next
  * block is read (straight into the output buffer) only when that buffer has room, so a peer
  * that asks for much but reads slowly costs one queue, not the data.
  *
- * Framing: the 4-byte length and the id are judged (bt_wire_check) before the body is waited
- * for; the read low-watermark is raised to the message's size so the loop wakes once per
- * message; a PIECE's block is copied straight from the socket buffer into the destination the
- * torrent names (one copy, no linearising of the input buffer).
+ * A peer may start without a geometry (cfg.geo.piece_count == 0, a magnet before its metadata):
+ * it handshakes and exchanges extended messages; a BITFIELD and HAVEs are kept (bounded) until
+ * bt_peer_set_geometry applies them; a REQUEST or PIECE before then is a protocol error.
  *
  * Lifetime: the owner (the torrent) frees a peer with bt_peer_free, never from inside one of the
  * peer's callbacks. When the connection fails the peer enters CLOSING, stops all I/O, and calls
@@ -43,32 +50,53 @@ enum bt_peer_phase {
 	BT_PEER_CLOSING,
 };
 
+/* What the handler table says about a message (id, or BT_WIRE_KEEPALIVE) in a phase. */
+enum bt_peer_msg_verdict {
+	BT_PEER_MSG_HANDLE,	    /* legal: handle it */
+	BT_PEER_MSG_IGNORE,	    /* skip it: an unknown id, or PORT without DHT negotiated */
+	BT_PEER_MSG_WRONG_PHASE,    /* not legal in this phase: a protocol error */
+	BT_PEER_MSG_NOT_NEGOTIATED, /* needs a feature not negotiated: a protocol error */
+};
+
+/* Judges message `id` arriving in `phase` with the negotiated `features` (enum
+ * bt_wire_feature bits). Pure; the framing loop asks it about every message. */
+enum bt_peer_msg_verdict bt_peer_msg_check(int id, enum bt_peer_phase phase, unsigned features);
+/* The feature message `id` needs (a BT_WIRE_FEAT_* bit), or 0. */
+unsigned bt_peer_msg_feature(int id);
+
+/* Every callback may be NULL. */
 struct bt_peer_events {
-	/* The peer's handshake arrived and named our torrent. */
+	/* The peer's handshake arrived and named our torrent (always reported from the loop). */
 	void (*handshake)(void *arg, struct bt_peer *p, const struct bt_handshake *h);
 	/* The peer choked or unchoked us. On choke, its requests are dropped: see
 	 * bt_peer_take_requests. */
 	void (*choked)(void *arg, struct bt_peer *p, bool choked);
 	/* The peer's bitfield changed (a BITFIELD or a HAVE for `piece`, or UINT32_MAX for all). */
 	void (*has)(void *arg, struct bt_peer *p, uint32_t piece);
-	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them. */
+	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them (NULL
+	 * callback: every block is dropped). */
 	uint8_t *(*block_dest)(void *arg, struct bt_peer *p, const struct bt_block *b);
 	/* The block's bytes are now in the buffer block_dest gave. */
 	void (*block)(void *arg, struct bt_peer *p, const struct bt_block *b);
-	/* The peer became interested in us or lost interest. May be NULL. */
+	/* The peer became interested in us or lost interest. */
 	void (*interest)(void *arg, struct bt_peer *p, bool interested);
 	/* Fills dest with a block we serve (validated: in range, a piece we have). Return 0, or
 	 * a negative errno to close the connection. NULL: we serve nothing. */
 	int (*read_block)(void *arg, struct bt_peer *p, const struct bt_block *b, uint8_t *dest);
 	/* The connection ended; reason is one line. Do not free p from here. */
 	void (*closed)(void *arg, struct bt_peer *p, const char *reason);
+	/* An extended message (BEP 10; only when negotiated): ext_id 0 is the extended handshake,
+	 * others are the ids we announced. payload is valid during the call only. */
+	void (*extended)(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
+			 size_t len);
 };
 
 struct bt_peer_config {
 	uint8_t info_hash[BT_HASH_LEN];
 	uint8_t peer_id[BT_PEER_ID_LEN];
-	uint8_t reserved[8];
-	struct bt_geometry geo;		  /* to size the bitfield and check the peer's requests */
+	uint8_t reserved[8];		  /* sent as is; features = ours & theirs */
+	struct bt_geometry geo;		  /* to size the bitfield and check the peer's requests;
+					     piece_count 0: not known yet (bt_peer_set_geometry) */
 	const struct bt_bitfield *ours;	  /* the pieces we have, to serve; may be NULL */
 	const struct sockaddr *bind_addr; /* source address for outgoing connections; NULL */
 	socklen_t bind_len;
@@ -82,8 +110,12 @@ struct bt_peer_config {
 struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
 				socklen_t sa_len, const struct bt_peer_config *cfg,
 				const struct bt_peer_events *ev, void *arg);
-/* Takes over an already connected socket (which it will close), as for an accepted one. theirs:
- * the handshake the session already read from it (NULL: read it here). */
+/*
+ * Takes over an already connected socket (which it will close), as for an accepted one. With
+ * `theirs`, the remote's handshake already read from the socket (by the session's router), we
+ * send ours and go to AWAIT_FIRST_MSG; the `handshake` event (or `closed`, for another torrent or
+ * ourselves) is reported from the loop. With theirs NULL, the handshakes are exchanged here.
+ */
 struct bt_peer *bt_peer_adopt(struct event_base *base, int fd, const struct bt_peer_config *cfg,
 			      const struct bt_handshake *theirs, const struct bt_peer_events *ev,
 			      void *arg);
@@ -97,12 +129,30 @@ const char *bt_peer_name(const struct bt_peer *p); /* "127.0.0.1:6881" */
 const struct bt_bitfield *bt_peer_bitfield(const struct bt_peer *p);
 const uint8_t *bt_peer_id(const struct bt_peer *p); /* after the handshake */
 bool bt_peer_choking_us(const struct bt_peer *p);
+/* The connection reached ourselves (the remote's peer id is ours): never dial that address
+ * again. Set when the peer closes with "connected to ourselves". */
+bool bt_peer_is_self(const struct bt_peer *p);
+/* The features (enum bt_wire_feature bits) both sides announced; 0 before the handshake. */
+unsigned bt_peer_features(const struct bt_peer *p);
+/* The DHT port the peer announced with PORT (DHT negotiated), or 0. */
+uint16_t bt_peer_dht_port(const struct bt_peer *p);
 bool bt_peer_am_interested(const struct bt_peer *p);
+
+/*
+ * Gives a peer created without a geometry its geometry (g->piece_count > 0), and applies the
+ * BITFIELD and HAVEs it sent meanwhile, reporting `has` (UINT32_MAX) before returning if there
+ * were any. Returns 0; -EINVAL for an empty geometry; -EALREADY if it had one; -EPROTO if what
+ * the peer sent does not fit: the peer is then CLOSING and `closed` was called.
+ */
+int bt_peer_set_geometry(struct bt_peer *p, const struct bt_geometry *g);
 
 void bt_peer_set_interested(struct bt_peer *p, bool interested);
 void bt_peer_send_have(struct bt_peer *p, uint32_t piece);
 /* Sends our bitfield (right after the handshake only). */
 void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have);
+/* Sends an extended message (BEP 10). Returns 0; -EPROTO if the extension protocol was not
+ * negotiated (or the handshake is not done); -EMSGSIZE if it is too long for the peer to take. */
+int bt_peer_send_extended(struct bt_peer *p, uint8_t ext_id, const uint8_t *payload, size_t len);
 
 /* Queues a request and remembers it as outstanding. */
 void bt_peer_request(struct bt_peer *p, const struct bt_block *b);

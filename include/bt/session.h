@@ -1,14 +1,15 @@
 /*
  * session: what every torrent of a process shares. One event_base, one evdns resolver, the http
- * and UDP tracker clients, one listener for incoming peers with its handshake router (each
- * accepted connection's 68-byte handshake is read here and the socket handed to the torrent
- * registered for its info hash; anything else is closed before we send a byte), the global
- * rate buckets (--max-down, --max-up over every torrent), the source address connections and
- * announces leave from (--listen), a random peer id for this run ("-TC0001-" and 12 random
- * bytes, Azureus style), SIGINT/SIGTERM handling and an optional deadline. Torrents know the
- * session; the session knows torrents only through their registrations. Front doors create one
- * session, start their work on it, and call bt_session_run until the work calls
- * bt_session_stop, a signal arrives, or the deadline passes.
+ * client, the shared UDP sockets (`udp`: bound to the listen port once the session listens,
+ * ephemeral until then) and the UDP tracker client on them, one listener for incoming peers
+ * with its handshake router (each accepted connection's 68-byte handshake is read here and the
+ * socket handed to the torrent registered for its info hash; anything else is closed before we
+ * send a byte), the global rate buckets (--max-down, --max-up over every torrent), the source
+ * address connections and announces leave from (--listen), a random peer id for this run
+ * ("-TC0001-" and 12 random bytes, Azureus style), SIGINT/SIGTERM handling and an optional
+ * deadline. Torrents know the session; the session knows torrents only through their
+ * registrations. Front doors create one session, start their work on it, and call
+ * bt_session_run until the work calls bt_session_stop, a signal arrives, or the deadline passes.
  */
 #ifndef BT_SESSION_H
 #define BT_SESSION_H
@@ -23,6 +24,7 @@
 struct event_base;
 struct evdns_base;
 struct bt_http;
+struct bt_udp;
 struct bt_udp_tracker;
 struct bt_session;
 struct bt_rate_limit;
@@ -41,13 +43,18 @@ void bt_session_free(struct bt_session *s);
 struct event_base *bt_session_base(struct bt_session *s);
 struct evdns_base *bt_session_dns(struct bt_session *s);
 struct bt_http *bt_session_http(struct bt_session *s);
+/* The UDP tracker client (BEP 15), on the shared UDP sockets. */
 struct bt_udp_tracker *bt_session_udp(struct bt_session *s);
+/* The shared UDP sockets themselves, for the protocols that register their own handler. */
+struct bt_udp *bt_session_udp_socket(struct bt_session *s);
 const uint8_t *bt_session_peer_id(const struct bt_session *s);
 
 /*
- * Listens for peers on ip (NULL: every address) and port; port 0 takes the first free one of
- * 6881-6889, or else any free port. Incoming connections are routed by the info hash of their
- * handshake to the registered torrents. Returns 0 with err unset, or a negative errno.
+ * Listens for peers on ip (NULL: every address) and port; port 0 takes the first one of
+ * 6881-6889 free for TCP and UDP, or else any free port. The UDP sockets are bound to the same
+ * address and port; if that fails they stay on an ephemeral port (not an error). Incoming
+ * connections are routed by the info hash of their handshake to the registered torrents.
+ * Returns 0 with err unset, or a negative errno.
  */
 int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struct bt_err *err);
 

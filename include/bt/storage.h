@@ -9,7 +9,7 @@
  * files are never created, written or read from disk: reads of them give zeros. Files are
  * created at their full length (preallocated with fallocate where the file system supports it,
  * else extended sparse with ftruncate), so a full disk is found at the start, naming the path.
- * The files are opened once and kept open. Owned by the torrent.
+ * The files are opened once and kept open. Owned by the download job (download.h).
  */
 #ifndef BT_STORAGE_H
 #define BT_STORAGE_H

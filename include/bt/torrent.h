@@ -1,19 +1,23 @@
 /*
- * torrent: one download. It owns the peer connections, the picker, the piece assembly buffers
- * and the tracker; it decides what to request from whom, verifies each completed piece (SHA-1
- * against the metainfo), hands verified pieces to its owner to store, and strikes and bans peers
- * whose data fails verification. What to keep and where is the owner's business (the `download`
- * command writes through `storage`, `download_piece` to one file), through piece_verified.
+ * torrent: one info hash in the swarm. It owns the peer connections, the address book
+ * (addrbook.h: every address it knows, with source, tries, backoff and bans), the picker, the
+ * piece assembly buffers (assembly.h) and the tracker schedule; it decides what to request
+ * from whom, has each completed piece judged by verify.h, hands verified pieces to its owner to
+ * store, and strikes and bans peers whose data fails verification. What to keep and where is
+ * the owner's business (the download job, download.h), through piece_verified and read_block.
  *
  * It also uploads: our bitfield goes out after the handshake, HAVEs as pieces verify, and a
- * choker (choker.h) decides every 10 s (and when a peer becomes interested) whom to serve;
- * blocks are read through the owner's read_block. With opts.seed it keeps serving after the
- * download is complete.
+ * choker (choker.h) decides every 10 s (and when a peer becomes interested) whom to serve.
+ * With opts.seed it keeps serving after the download is complete.
  *
- * Peers come from the tracker, from bt_torrent_add_peer (--peer) and from bt_torrent_accept. Up to
- * max_peers are connected at once; failed addresses are retried with a growing delay, a few times.
- * Every unchoked peer's request pipe is kept at its rate-based depth. Peers that fail are reaped by
- * a zero-delay event, never freed inside their own callbacks.
+ * Peers come from the tracker, from bt_torrent_add_peer (--peer) and from incoming connections
+ * that the session's router hands over (the torrent registers its info hash when it starts).
+ * Up to max_peers are connected at once; failed addresses are retried with a growing delay, a
+ * few times; our own address (the tracker's entry for us, or a peer whose id is ours) is never
+ * dialled. Rate limits and the source address are the session's. Every unchoked peer's request
+ * pipe is kept at its rate-based depth. Peers that fail are reaped by a zero-delay event, never
+ * freed inside their own callbacks. The torrent never stops the session: it reports complete,
+ * failed and stopped to its owner.
  */
 #ifndef BT_TORRENT_H
 #define BT_TORRENT_H

@@ -45,6 +45,11 @@ struct bt_peer_addr {
 #define BT_PEER_ADDR_STRLEN 64
 void bt_peer_addr_format(const struct bt_peer_addr *a, char *out);
 bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr *b);
+/*
+ * Takes the address and port of an IPv4 or IPv6 socket address (an IPv4-mapped IPv6 address
+ * becomes IPv4, as trackers list it). Returns false, with out zeroed, for any other family.
+ */
+bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *out);
 
 struct bt_announce_reply {
 	char *failure;	  /* "failure reason": the announce failed; nothing else is set */
@@ -56,6 +61,12 @@ struct bt_announce_reply {
 	struct bt_peer_addr *peers;
 	size_t peer_count;
 	size_t bad_peers; /* entries skipped: malformed, port 0, trailing bytes */
+	/*
+	 * Our own entry as the tracker lists it among the peers: the local address the announce
+	 * left from, and the port announced. Set by the I/O layer (`announce`, `udp_tracker`), not
+	 * by the parsers; family 0 when unknown. Behind a NAT the tracker sees another address.
+	 */
+	struct bt_peer_addr self;
 };
 
 void bt_announce_reply_deinit(struct bt_announce_reply *r);

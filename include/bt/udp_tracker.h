@@ -1,10 +1,11 @@
 /*
- * udp_tracker: BEP 15 announces on the event loop. One UDP socket per address family, shared by
- * every request; replies are matched to requests by transaction id and source address, and
- * anything else (short, wrong id, wrong action, other sender) is ignored. Connection ids are
- * cached per tracker address and renewed when older than a minute. A request that gets no reply
- * is sent again after 15·2ⁿ seconds (n = 0..8); the caller bounds the whole by cancelling at its
- * deadline. Host names are resolved with evdns, so nothing blocks.
+ * udp_tracker: BEP 15 announces on the event loop. It owns no socket: datagrams go out and come
+ * back through the shared sockets of `udp` (given to bt_udp_tracker_new), where it registers a
+ * handler for what looks like a BEP 15 reply. Replies are matched to requests by transaction id
+ * and source address, and anything else (short, wrong id, wrong action, other sender) is ignored.
+ * Connection ids are cached per tracker address and renewed when older than a minute. A request
+ * that gets no reply is sent again after 15·2ⁿ seconds (n = 0..8); the caller bounds the whole by
+ * cancelling at its deadline. Host names are resolved with evdns, so nothing blocks.
  */
 #ifndef BT_UDP_TRACKER_H
 #define BT_UDP_TRACKER_H
@@ -13,23 +14,24 @@
 
 struct event_base;
 struct evdns_base;
+struct bt_udp;
 struct bt_udp_tracker;
 struct bt_udp_req;
 
 /*
  * Called once per request, from the loop. On success error is 0 and reply is the tracker's
- * answer (borrowed for the call); otherwise reply is NULL, or holds the tracker's error action
- * message in reply->failure (error -EPROTO), and message says what went wrong.
+ * answer (borrowed for the call), with reply->self our own entry in its list; otherwise reply
+ * is NULL, or holds the tracker's error action message in reply->failure (error -EPROTO), and
+ * message says what went wrong.
  */
 typedef void (*bt_udp_done_fn)(const struct bt_announce_reply *reply, int error,
 			       const char *message, void *arg);
 
-struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_base *dns);
+/* udp must outlive the tracker. NULL if udp has no room for another handler. */
+struct bt_udp_tracker *bt_udp_tracker_new(struct event_base *base, struct evdns_base *dns,
+					  struct bt_udp *udp);
 /* Cancels every request still pending (their callbacks are not called). */
 void bt_udp_tracker_free(struct bt_udp_tracker *u);
-
-/* Sends from this local IPv4 or IPv6 address (before the first request). */
-void bt_udp_tracker_set_source(struct bt_udp_tracker *u, const char *ip);
 
 /* The first retransmission delay, 15 s by default (BEP 15); tests may shorten it. */
 void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms);

@@ -1,10 +1,12 @@
 /*
- * wire: the peer protocol's bytes (BEP 3, with BEP 10's extended message framed and handed up).
+ * wire: the peer protocol's bytes (BEP 3; BEP 6's Fast messages framed and decoded; BEP 10's
+ * extended message framed and handed up).
  * Pure: encoders write into caller buffers; decoders read from contiguous bytes and return OK,
  * NEED_MORE or BAD. Framing is checked from the 5-byte header alone (length prefix and id), so
  * a peer's claimed length is judged before a single byte of the body is buffered: a fixed-size
- * message must have its exact size, a bitfield exactly the torrent's size, a piece at most one
- * block, and nothing may be longer than a block plus its header.
+ * message must have its exact size, a bitfield exactly the torrent's size (or at most
+ * BT_WIRE_MAX_BITFIELD bytes while that size is unknown), a piece at most one block, and nothing
+ * else may be longer than a block plus its header.
  */
 #ifndef BT_WIRE_H
 #define BT_WIRE_H
@@ -21,6 +23,10 @@
 #define BT_WIRE_MAX_BODY (9 + BT_BLOCK_SIZE)
 /* Extended messages may carry one block of metadata (BEP 9) plus their bencoded header. */
 #define BT_WIRE_MAX_EXTENDED (2 + BT_BLOCK_SIZE + 1024)
+/* bitfield_bytes for a torrent whose size is not known yet (a magnet before its metadata). */
+#define BT_WIRE_BITFIELD_UNKNOWN SIZE_MAX
+/* The longest bitfield taken while the torrent's size is unknown (8 Mi pieces). */
+#define BT_WIRE_MAX_BITFIELD (1024 * 1024)
 
 enum bt_wire_id {
 	BT_WIRE_KEEPALIVE = -1,
@@ -34,7 +40,20 @@ enum bt_wire_id {
 	BT_WIRE_PIECE = 7,
 	BT_WIRE_CANCEL = 8,
 	BT_WIRE_PORT = 9,
+	BT_WIRE_SUGGEST = 13, /* BEP 6 (Fast) from here to ALLOWED_FAST */
+	BT_WIRE_HAVE_ALL = 14,
+	BT_WIRE_HAVE_NONE = 15,
+	BT_WIRE_REJECT = 16,
+	BT_WIRE_ALLOWED_FAST = 17,
 	BT_WIRE_EXTENDED = 20,
+};
+
+/* Protocol features, each announced by a bit of the handshake's reserved bytes. A feature is
+ * negotiated when both sides announce it. */
+enum bt_wire_feature {
+	BT_WIRE_FEAT_EXT = 1 << 0,  /* BEP 10 extension protocol: reserved[5] & 0x10 */
+	BT_WIRE_FEAT_FAST = 1 << 1, /* BEP 6 Fast extension: reserved[7] & 0x04 */
+	BT_WIRE_FEAT_DHT = 1 << 2,  /* BEP 5 DHT (the PORT message): reserved[7] & 0x01 */
 };
 
 enum bt_wire_result {
@@ -52,15 +71,22 @@ struct bt_handshake {
 /* Reserved bytes with only the extension protocol bit (BEP 10) set. */
 extern const uint8_t bt_wire_reserved_ext[8];
 
+/* The features (enum bt_wire_feature bits) that reserved bytes announce. */
+unsigned bt_wire_features(const uint8_t reserved[8]);
+/* A one-line name for a feature bit, for messages: "the extension protocol (BEP 10)". */
+const char *bt_wire_feature_name(unsigned feature);
+/* "choke", "have all", ... or "unknown". */
+const char *bt_wire_id_name(int id);
+
 void bt_wire_handshake(uint8_t out[BT_HANDSHAKE_LEN], const struct bt_handshake *h);
 enum bt_wire_result bt_wire_parse_handshake(const uint8_t *p, size_t n, struct bt_handshake *out,
 					    struct bt_err *err);
 
 struct bt_wire_msg {
 	int id;			/* enum bt_wire_id, or another id (unknown: to be ignored) */
-	uint32_t index;		/* HAVE, REQUEST, PIECE, CANCEL */
-	uint32_t begin;		/* REQUEST, PIECE, CANCEL */
-	uint32_t length;	/* REQUEST, CANCEL; for PIECE the block's length */
+	uint32_t index;		/* HAVE, REQUEST, PIECE, CANCEL, SUGGEST, REJECT, ALLOWED_FAST */
+	uint32_t begin;		/* REQUEST, PIECE, CANCEL, REJECT */
+	uint32_t length;	/* REQUEST, CANCEL, REJECT; for PIECE the block's length */
 	uint16_t port;		/* PORT */
 	uint8_t ext_id;		/* EXTENDED */
 	const uint8_t *payload; /* BITFIELD bits, PIECE block, EXTENDED body, unknown body */
@@ -70,7 +96,8 @@ struct bt_wire_msg {
 /*
  * Checks the header of the next message: p holds the first n bytes of it (n may be short).
  * On OK, *total_out is the whole message's size, prefix included. bitfield_bytes is what this
- * torrent's bitfield must be. BAD comes with err naming the id and the length claimed.
+ * torrent's bitfield must be, or BT_WIRE_BITFIELD_UNKNOWN. BAD comes with err naming the id and the
+ * length claimed.
  */
 enum bt_wire_result bt_wire_check(const uint8_t *p, size_t n, size_t bitfield_bytes,
 				  size_t *total_out, struct bt_err *err);

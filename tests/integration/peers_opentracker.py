@@ -110,6 +110,36 @@ class OpenTrackerTest(unittest.TestCase):
             self.assertEqual(r.stdout, b'', r)
             self.assertIn('no peers from 1 tracker', r.err, r)
 
+    def test_our_port_shared_by_other_local_peers(self):
+        """Two other peers on 127.0.0.21 and .22 announce the port we announce (6881): both are
+        listed, and our own entry (127.0.0.1:6881, where our announce left from) is not."""
+        others = [('127.0.0.21', 6881, 1000), ('127.0.0.22', 6881, 0)]
+        expect = self.register(others)
+        for name, url in (('h.torrent', self.ot.http_url), ('u.torrent', self.ot.udp_url)):
+            r = self.peers(self.torrent(name, announce=url), '--port', '6881', '--json')
+            self.assertEqual(r.returncode, 0, r)
+            doc = json.loads(r.stdout)
+            self.assertEqual(sorted(doc['peers']), sorted(expect), r)
+            # The tracker did count us (a leecher beside .21), so it listed us too.
+            self.assertEqual(doc['trackers'][0]['leechers'], 2, r)
+            self.assertEqual(doc['trackers'][0]['seeders'], 1, r)
+            plain = self.peers(self.torrent(name, announce=url), '--port', '6881')
+            self.assertExactPeers(plain, expect)
+            self.assertEqual(plain.stderr, b'', plain)
+
+    def test_our_entry_at_the_listen_address(self):
+        """With --listen 127.0.0.23 we are listed at 127.0.0.23:6881; a peer at 127.0.0.1:6881
+        (where our announces leave from without --listen) is another peer and is listed."""
+        others = [('127.0.0.1', 6881, 1000), ('127.0.0.22', 6881, 0)]
+        expect = self.register(others)
+        for name, url in (('h.torrent', self.ot.http_url), ('u.torrent', self.ot.udp_url)):
+            r = self.peers(self.torrent(name, announce=url), '--port', '6881', '--listen',
+                           '127.0.0.23', '--json')
+            self.assertEqual(r.returncode, 0, r)
+            doc = json.loads(r.stdout)
+            self.assertEqual(sorted(doc['peers']), sorted(expect), r)
+            self.assertEqual(doc['trackers'][0]['leechers'], 2, r)
+
     # --- dead first tier ----------------------------------------------------------------------
 
     def dead_tier(self):

@@ -244,16 +244,30 @@ class HTTPRepliesTest(ScriptedTest):
         self.assertEqual(len(doc['trackers']), 3)
 
     def test_own_entry_filtered(self):
-        """An entry 127.x.y.z:<announced port> is ourselves; the same port elsewhere is not."""
+        """Our own entry is the one at the address the announce left from (127.0.0.1 here) with
+        the announced port; the same port on another loopback address is another peer."""
         port = 45678
-        t = self.http(Reply(ok_body([('127.0.0.1', port), ('127.0.0.5', port),
-                                     ('127.0.0.1', port + 1), ('10.9.8.7', port)])))
-        r = self.peers(self.torrent(t.url()), '--port', port)
-        self.assertPeers(r, ['127.0.0.1:%d' % (port + 1), '10.9.8.7:%d' % port])
+        listed = [('127.0.0.1', port), ('127.0.0.5', port), ('127.0.0.1', port + 1),
+                  ('10.9.8.7', port)]
+        others = ['127.0.0.5:%d' % port, '127.0.0.1:%d' % (port + 1), '10.9.8.7:%d' % port]
+        for t in (self.http(Reply(ok_body(listed))), self.udp(peers=listed)):
+            r = self.peers(self.torrent(t.url()), '--port', port)
+            self.assertPeers(r, others)
         # With only ourselves listed, there is no peer.
         t2 = self.http(Reply(ok_body([('127.0.0.1', 6881)])))
         r = self.peers(self.torrent(t2.url()))
         self.assertNoPeers(r)
+
+    def test_own_entry_from_listen_address(self):
+        """With --listen, announces leave from that address, and that is where we are listed."""
+        port = 45679
+        listed = [('127.0.0.1', port), ('127.0.0.5', port)]
+        h = self.http(Reply(ok_body(listed)))
+        u = self.udp(peers=listed)
+        for t in (h, u):
+            r = self.peers(self.torrent(t.url()), '--port', port, '--listen', '127.0.0.5')
+            self.assertPeers(r, ['127.0.0.1:%d' % port])
+        self.assertEqual(u.last_addr[0], '127.0.0.5')
 
     def test_gzip_reply_accepted(self):
         t = self.http(Reply(T.gzip_bytes(ok_body(PEERS)), headers={'Content-Encoding': 'gzip'}))

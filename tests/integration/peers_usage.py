@@ -58,6 +58,11 @@ class UsageTest(btcommon.CliTestCase):
                 self.assertUsage(['--port', v, self.path], '--port')
         self.assertUsage(['-p', '99999', self.path], '--port')
 
+    def test_bad_listen(self):
+        for v in ['localhost', '127.0.0.300', '', '1.2.3']:
+            with self.subTest(listen=v):
+                self.assertUsage(['--listen', v, self.path], '--listen')
+
     def test_file_count(self):
         self.assertUsage([], 'one .torrent file')
         self.assertUsage([self.path, self.path], 'one .torrent file')
@@ -96,7 +101,7 @@ class UsageTest(btcommon.CliTestCase):
         r = self.run_peers('--help')
         self.assertEqual(r.returncode, 0, r)
         self.assertTrue(r.out.startswith('Usage: torrent peers'), r)
-        for opt in ('--timeout', '--port', '--json'):
+        for opt in ('--timeout', '--port', '--listen', '--json'):
             self.assertIn(opt, r.out)
         self.assertEqual(self.tracker.announces(), [])
 

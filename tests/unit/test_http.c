@@ -42,6 +42,7 @@ struct result {
 	char body[64];
 	size_t len;
 	char message[256];
+	char local_ip[64];
 };
 
 static void load(struct bt_buf *b, const char *name)
@@ -140,6 +141,7 @@ static void on_done(const struct bt_http_response *res, void *arg)
 	snprintf(r->body, sizeof r->body, "%.*s", (int)(res->len < 63 ? res->len : 63),
 		 (const char *)res->body);
 	snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+	snprintf(r->local_ip, sizeof r->local_ip, "%s", res->local_ip);
 }
 
 static void on_safety(evutil_socket_t fd, short what, void *arg)
@@ -180,6 +182,15 @@ static void test_get_ok(void **state)
 	assert_int_equal(r.error, 0);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "hello");
+	assert_string_equal(r.local_ip, "127.0.0.1");
+
+	/* From a chosen source address, the response says so. */
+	struct result from = {0};
+	struct bt_http_opts opts = {.source_ip = "127.0.0.2"};
+	assert_non_null(get(f, "/ok", &opts, &from));
+	run(f);
+	assert_int_equal(from.status, 200);
+	assert_string_equal(from.local_ip, "127.0.0.2");
 }
 
 static void test_many_concurrent(void **state)

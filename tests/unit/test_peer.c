@@ -23,7 +23,10 @@
 #define BLOCK  100
 
 struct rec {
-	int handshakes, chokes, unchokes, has_calls, blocks, closed;
+	int handshakes, chokes, unchokes, has_calls, blocks, closed, extended;
+	uint8_t ext_id;
+	uint8_t ext_payload[64];
+	size_t ext_len;
 	uint32_t last_has;
 	char reason[256];
 	uint8_t dest[BT_BLOCK_SIZE];
@@ -98,13 +101,25 @@ static int on_read_block(void *arg, struct bt_peer *p, const struct bt_block *b,
 	return 0;
 }
 
+static void on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
+			size_t len)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->extended++;
+	r->ext_id = ext_id;
+	r->ext_len = len < sizeof r->ext_payload ? len : sizeof r->ext_payload;
+	memcpy(r->ext_payload, payload, r->ext_len);
+}
+
 static const struct bt_peer_events events = {.handshake = on_handshake,
 					     .choked = on_choked,
 					     .has = on_has,
 					     .block_dest = on_dest,
 					     .block = on_block,
 					     .closed = on_closed,
-					     .read_block = on_read_block};
+					     .read_block = on_read_block,
+					     .extended = on_extended};
 
 /* Runs the loop until nothing is ready (a few passes). */
 static void spin(struct fx *f)
@@ -124,18 +139,35 @@ static size_t read_raw(struct fx *f, uint8_t *buf, size_t max)
 	return n > 0 ? (size_t)n : 0;
 }
 
-static void remote_handshake(struct fx *f, uint8_t hash_byte)
+static const uint8_t reserved_none[8] = {0};
+static const uint8_t reserved_all[8] = {0, 0, 0, 0, 0, 0x10, 0, 0x05};
+
+static struct bt_handshake remote_hs(uint8_t hash_byte, const uint8_t reserved[8])
 {
 	struct bt_handshake h;
-	memset(&h, 0, sizeof h);
+	memcpy(h.reserved, reserved, 8);
 	memset(h.info_hash, hash_byte, 20);
 	memcpy(h.peer_id, "-XX0001-remote-peer!", 20);
+	return h;
+}
+
+static void remote_handshake_with(struct fx *f, uint8_t hash_byte, const uint8_t reserved[8])
+{
+	struct bt_handshake h = remote_hs(hash_byte, reserved);
 	uint8_t hs[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(hs, &h);
 	send_raw(f, hs, sizeof hs);
 }
 
-static int setup(void **state)
+/* The remote announces the extension protocol, as real clients do. */
+static void remote_handshake(struct fx *f, uint8_t hash_byte)
+{
+	remote_handshake_with(f, hash_byte, bt_wire_reserved_ext);
+}
+
+/* A peer on one end of a socket pair; theirs: the remote's handshake, already read. */
+static struct fx *make_fx(bool geometry, const struct bt_handshake *theirs,
+			  const struct bt_peer_events *ev)
 {
 	struct fx *f = calloc(1, sizeof *f);
 	int sv[2];
@@ -144,7 +176,9 @@ static int setup(void **state)
 	fcntl(f->remote, F_SETFL, O_NONBLOCK);
 	f->base = event_base_new();
 	/* the last piece is 150 bytes */
-	assert_int_equal(bt_geometry_init(&f->cfg.geo, 2 * BLOCK, PIECES * 2 * BLOCK - 50), 0);
+	if (geometry)
+		assert_int_equal(bt_geometry_init(&f->cfg.geo, 2 * BLOCK, PIECES * 2 * BLOCK - 50),
+				 0);
 	bt_bitfield_init(&f->ours, PIECES);
 	bt_bitfield_set_all(&f->ours);
 	bt_bitfield_clear(&f->ours, 4);
@@ -152,8 +186,19 @@ static int setup(void **state)
 	memset(f->cfg.info_hash, 0xaa, 20);
 	memcpy(f->cfg.peer_id, "-TC0001-test-peer-id", 20);
 	memcpy(f->cfg.reserved, bt_wire_reserved_ext, 8);
-	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, NULL, &events, &f->r);
-	*state = f;
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, theirs, ev, &f->r);
+	return f;
+}
+
+static int setup(void **state)
+{
+	*state = make_fx(true, NULL, &events);
+	return 0;
+}
+
+static int setup_no_geometry(void **state)
+{
+	*state = make_fx(false, NULL, &events);
 	return 0;
 }
 
@@ -539,6 +584,421 @@ static void test_request_past_piece_end(void **state)
 	expect_bad_request(state, PIECES - 1, 100, 100, "request past the end of piece 9");
 }
 
+/*
+ * The handler table, from its own statement of the rules: nothing is framed before the
+ * handshake or after closing; keep-alive and the BEP 3 messages need nothing; PORT needs DHT
+ * but is ignored without it; the Fast messages need Fast; EXTENDED needs the extension
+ * protocol; unknown ids are ignored.
+ */
+static enum bt_peer_msg_verdict expected_verdict(int id, enum bt_peer_phase phase, unsigned feat)
+{
+	if (phase < BT_PEER_AWAIT_FIRST_MSG || phase == BT_PEER_CLOSING)
+		return BT_PEER_MSG_WRONG_PHASE;
+	if (id >= BT_WIRE_KEEPALIVE && id <= BT_WIRE_CANCEL)
+		return BT_PEER_MSG_HANDLE;
+	if (id == BT_WIRE_PORT)
+		return feat & BT_WIRE_FEAT_DHT ? BT_PEER_MSG_HANDLE : BT_PEER_MSG_IGNORE;
+	if (id >= BT_WIRE_SUGGEST && id <= BT_WIRE_ALLOWED_FAST)
+		return feat & BT_WIRE_FEAT_FAST ? BT_PEER_MSG_HANDLE : BT_PEER_MSG_NOT_NEGOTIATED;
+	if (id == BT_WIRE_EXTENDED)
+		return feat & BT_WIRE_FEAT_EXT ? BT_PEER_MSG_HANDLE : BT_PEER_MSG_NOT_NEGOTIATED;
+	return BT_PEER_MSG_IGNORE;
+}
+
+static void test_handler_table(void **state)
+{
+	(void)state;
+	for (int id = BT_WIRE_KEEPALIVE; id <= 255; id++)
+		for (int phase = BT_PEER_CONNECTING; phase <= BT_PEER_CLOSING; phase++)
+			for (unsigned feat = 0; feat < 8; feat++) {
+				enum bt_peer_msg_verdict want = expected_verdict(id, phase, feat);
+				enum bt_peer_msg_verdict got = bt_peer_msg_check(id, phase, feat);
+				if (got != want)
+					fail_msg("id %d phase %d features %u: %d, want %d", id,
+						 phase, feat, got, want);
+			}
+	assert_int_equal(bt_peer_msg_feature(BT_WIRE_EXTENDED), BT_WIRE_FEAT_EXT);
+	assert_int_equal(bt_peer_msg_feature(BT_WIRE_HAVE_ALL), BT_WIRE_FEAT_FAST);
+	assert_int_equal(bt_peer_msg_feature(BT_WIRE_PORT), BT_WIRE_FEAT_DHT);
+	assert_int_equal(bt_peer_msg_feature(BT_WIRE_PIECE), 0);
+	assert_int_equal(bt_peer_msg_feature(99), 0);
+}
+
+/* Handshakes with the remote announcing `reserved`; checks what we announced. */
+static void handshake_with(struct fx *f, const uint8_t reserved[8])
+{
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	assert_memory_equal(buf + 20, "\0\0\0\0\0\x10\0\0", 8);
+	remote_handshake_with(f, 0xaa, reserved);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 1);
+}
+
+static void send_extended(struct fx *f, uint8_t ext_id, const char *body)
+{
+	uint8_t m[64];
+	size_t n = bt_wire_put_extended_header(m, ext_id, strlen(body));
+	memcpy(m + n, body, strlen(body));
+	send_raw(f, m, n + strlen(body));
+}
+
+static void test_extended_needs_bep10(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, reserved_none);
+	assert_int_equal(bt_peer_features(f->peer), 0);
+	assert_int_equal(bt_peer_send_extended(f->peer, 0, (const uint8_t *)"de", 2), -EPROTO);
+	send_extended(f, 0, "de");
+	spin(f);
+	assert_int_equal(f->r.extended, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "extended message (id 20) but the extension protocol "
+					 "(BEP 10) was not negotiated");
+}
+
+static void test_extended_reaches_the_owner(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	assert_int_equal(bt_peer_features(f->peer), BT_WIRE_FEAT_EXT);
+	send_extended(f, 0, "d1:md6:ut_pexi1eee");
+	send_extended(f, 3, "d8:msg_typei0ee");
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.extended, 2);
+	assert_int_equal(f->r.ext_id, 3);
+	assert_int_equal(f->r.ext_len, strlen("d8:msg_typei0ee"));
+	assert_memory_equal(f->r.ext_payload, "d8:msg_typei0ee", f->r.ext_len);
+
+	/* And ours go out framed. */
+	assert_int_equal(bt_peer_send_extended(f->peer, 2, (const uint8_t *)"d1:ai1ee", 8), 0);
+	static uint8_t big[BT_WIRE_MAX_EXTENDED];
+	assert_int_equal(bt_peer_send_extended(f->peer, 2, big, sizeof big), -EMSGSIZE);
+	spin(f);
+	uint8_t got[32];
+	assert_int_equal(read_raw(f, got, sizeof got), 6 + 8);
+	assert_int_equal(bt_load_be32(got), 2 + 8);
+	assert_int_equal(got[4], BT_WIRE_EXTENDED);
+	assert_int_equal(got[5], 2);
+	assert_memory_equal(got + 6, "d1:ai1ee", 8);
+}
+
+static void test_fast_messages_not_negotiated(void **state)
+{
+	struct fx *f = *state;
+	/* The remote offers Fast, but we do not: no Fast message is legal. */
+	handshake_with(f, reserved_all);
+	assert_int_equal(bt_peer_features(f->peer), BT_WIRE_FEAT_EXT);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL));
+	spin(f);
+	assert_int_equal(f->r.has_calls, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "have all message (id 14) but the Fast extension (BEP 6) "
+					 "was not negotiated");
+}
+
+static void test_port_without_dht_ignored(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, reserved_all); /* we do not announce DHT */
+	const uint8_t port[] = {0, 0, 0, 3, 9, 0x1a, 0xe1};
+	send_raw(f, port, sizeof port);
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_have(m, 1));
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.last_has, 1);
+	assert_int_equal(bt_peer_dht_port(f->peer), 0);
+}
+
+static void test_port_with_dht(void **state)
+{
+	(void)state;
+	struct fx *f = make_fx(true, NULL, &events);
+	memcpy(f->cfg.reserved, reserved_all, 8); /* not the peer's copy: make one that has it */
+	bt_peer_free(f->peer);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(f->remote);
+	f->remote = sv[1];
+	fcntl(f->remote, F_SETFL, O_NONBLOCK);
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, NULL, &events, &f->r);
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	remote_handshake_with(f, 0xaa, reserved_all);
+	const uint8_t port[] = {0, 0, 0, 3, 9, 0x1a, 0xe1};
+	send_raw(f, port, sizeof port);
+	spin(f);
+	assert_int_equal(bt_peer_features(f->peer),
+			 BT_WIRE_FEAT_EXT | BT_WIRE_FEAT_FAST | BT_WIRE_FEAT_DHT);
+	assert_int_equal(bt_peer_dht_port(f->peer), 6881);
+	assert_int_equal(f->r.closed, 0);
+	void *st = f;
+	teardown(&st);
+}
+
+/* The session's router read their handshake; the peer answers and reports it from the loop. */
+static void test_adopt_with_read_handshake(void **state)
+{
+	(void)state;
+	struct bt_handshake theirs = remote_hs(0xaa, bt_wire_reserved_ext);
+	struct fx *f = make_fx(true, &theirs, &events);
+	assert_int_equal(f->r.handshakes, 0); /* never from inside adopt */
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_AWAIT_FIRST_MSG);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 1);
+	assert_memory_equal(f->r.remote_id, "-XX0001-remote-peer!", 20);
+	assert_memory_equal(bt_peer_id(f->peer), "-XX0001-remote-peer!", 20);
+	assert_int_equal(bt_peer_features(f->peer), BT_WIRE_FEAT_EXT);
+	uint8_t buf[BT_HANDSHAKE_LEN + 1];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	struct bt_handshake ours;
+	assert_int_equal(bt_wire_parse_handshake(buf, BT_HANDSHAKE_LEN, &ours, NULL), BT_WIRE_OK);
+	assert_memory_equal(ours.reserved, bt_wire_reserved_ext, 8);
+	assert_memory_equal(ours.peer_id, f->cfg.peer_id, 20);
+	/* The next bytes are messages, not a handshake. */
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_have(m, 2));
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.last_has, 2);
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_ACTIVE);
+	void *st = f;
+	teardown(&st);
+}
+
+/* Their first message arrives in the same loop pass as the deferred report: still in order. */
+static void test_adopt_message_before_report(void **state)
+{
+	(void)state;
+	struct bt_handshake theirs = remote_hs(0xaa, bt_wire_reserved_ext);
+	struct fx *f = make_fx(true, &theirs, &events);
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_have(m, 5));
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 1);
+	assert_int_equal(f->r.has_calls, 1);
+	assert_int_equal(f->r.closed, 0);
+	void *st = f;
+	teardown(&st);
+}
+
+static void test_self_connection(void **state)
+{
+	struct fx *f = *state;
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	send_raw(f, buf, sizeof buf); /* our own handshake comes back */
+	spin(f);
+	assert_int_equal(f->r.handshakes, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "connected to ourselves");
+	assert_true(bt_peer_is_self(f->peer));
+}
+
+static void test_self_connection_adopted(void **state)
+{
+	(void)state;
+	struct bt_handshake theirs = remote_hs(0xaa, bt_wire_reserved_ext);
+	memcpy(theirs.peer_id, "-TC0001-test-peer-id", 20);
+	struct fx *f = make_fx(true, &theirs, &events);
+	assert_int_equal(f->r.closed, 0);
+	assert_true(bt_peer_is_self(f->peer));
+	spin(f);
+	assert_int_equal(f->r.handshakes, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "connected to ourselves");
+	/* Our handshake went out first, so the dialling side sees itself too. */
+	uint8_t buf[BT_HANDSHAKE_LEN + 1];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	assert_memory_equal(buf + 48, "-TC0001-test-peer-id", 20);
+	void *st = f;
+	teardown(&st);
+}
+
+static void test_adopted_for_another_torrent(void **state)
+{
+	(void)state;
+	struct bt_handshake theirs = remote_hs(0xbb, bt_wire_reserved_ext);
+	struct fx *f = make_fx(true, &theirs, &events);
+	assert_int_equal(f->r.closed, 0);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "handshake for another torrent");
+	assert_false(bt_peer_is_self(f->peer));
+	void *st = f;
+	teardown(&st);
+}
+
+/* A magnet's peer: handshake and extended messages first, the geometry later. */
+static void test_geometry_after_handshake(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	send_extended(f, 0, "de");
+	uint8_t m[32];
+	size_t n = bt_wire_put_bitfield_header(m, 2); /* its size is judged later */
+	m[n++] = 0xa0;
+	m[n++] = 0x00;
+	send_raw(f, m, n);
+	send_raw(f, m, bt_wire_put_have(m, 9));
+	send_raw(f, m, bt_wire_put_have(m, 3));
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.extended, 1);
+	assert_int_equal(f->r.has_calls, 0);
+	assert_int_equal(f->r.unchokes, 1);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, 0);
+
+	struct bt_geometry g;
+	assert_int_equal(bt_geometry_init(&g, 2 * BLOCK, PIECES * 2 * BLOCK - 50), 0);
+	struct bt_geometry empty = {0};
+	assert_int_equal(bt_peer_set_geometry(f->peer, &empty), -EINVAL);
+	assert_int_equal(bt_peer_set_geometry(f->peer, &g), 0);
+	assert_int_equal(f->r.has_calls, 1);
+	assert_int_equal(f->r.last_has, UINT32_MAX);
+	const struct bt_bitfield *bf = bt_peer_bitfield(f->peer);
+	assert_int_equal(bf->nbits, PIECES);
+	assert_int_equal(bf->count, 4);
+	assert_true(bt_bitfield_get(bf, 0) && bt_bitfield_get(bf, 2) && bt_bitfield_get(bf, 3) &&
+		    bt_bitfield_get(bf, 9));
+	assert_int_equal(bt_peer_set_geometry(f->peer, &g), -EALREADY);
+
+	/* From now on the usual rules: a bitfield of the wrong size is judged from its header. */
+	send_raw(f, m, bt_wire_put_have(m, 7));
+	spin(f);
+	assert_int_equal(f->r.last_has, 7);
+	n = bt_wire_put_bitfield_header(m, 3);
+	send_raw(f, m, n);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "bitfield message (id 5) with bad length 4");
+}
+
+static void test_early_bitfield_that_does_not_fit(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	uint8_t m[32];
+	size_t n = bt_wire_put_bitfield_header(m, 3);
+	memset(m + n, 0, 3);
+	send_raw(f, m, n + 3);
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	struct bt_geometry g;
+	assert_int_equal(bt_geometry_init(&g, 2 * BLOCK, PIECES * 2 * BLOCK - 50), 0);
+	assert_int_equal(bt_peer_set_geometry(f->peer, &g), -EPROTO);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "bitfield of 3 bytes for 10 pieces");
+	assert_int_equal(f->r.has_calls, 0);
+}
+
+static void test_early_have_out_of_range(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_have(m, 12));
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	struct bt_geometry g;
+	assert_int_equal(bt_geometry_init(&g, 2 * BLOCK, PIECES * 2 * BLOCK - 50), 0);
+	assert_int_equal(bt_peer_set_geometry(f->peer, &g), -EPROTO);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "have for piece 12 of 10");
+}
+
+static void test_early_have_bounded(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	uint8_t m[16];
+	send_raw(f, m, bt_wire_put_have(m, 8u * 1024 * 1024 - 1)); /* the last one kept */
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	send_raw(f, m, bt_wire_put_have(m, 8u * 1024 * 1024));
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(
+		f->r.reason,
+		"have for piece 8388608 before the metadata (more than 8388608 pieces)");
+}
+
+static void test_early_bitfield_bounded(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_bitfield_header(m, BT_WIRE_MAX_BITFIELD + 1));
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "bitfield message (id 5) with bad length 1048578");
+}
+
+static void test_request_before_geometry(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	bt_peer_set_choking(f->peer, false);
+	send_request(f, 0, 0, BLOCK);
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "request message before the metadata");
+}
+
+static void test_piece_before_geometry(void **state)
+{
+	struct fx *f = *state;
+	handshake_with(f, bt_wire_reserved_ext);
+	uint8_t piece[13];
+	send_raw(f, piece,
+		 bt_wire_put_piece_header(piece, 0, 0, 4000)); /* judged from the header */
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "piece message before the metadata");
+}
+
+/* No callbacks at all: every event is optional. */
+static void test_no_callbacks(void **state)
+{
+	(void)state;
+	static const struct bt_peer_events none = {0};
+	struct fx *f = make_fx(true, NULL, &none);
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	remote_handshake(f, 0xaa);
+	uint8_t m[64];
+	size_t n = bt_wire_put_bitfield_header(m, 2);
+	m[n++] = 0xff;
+	m[n++] = 0xc0;
+	send_raw(f, m, n);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_INTERESTED));
+	send_extended(f, 0, "de");
+	spin(f);
+	struct bt_block a = {1, 0, BLOCK};
+	bt_peer_request(f->peer, &a);
+	uint8_t piece[13 + BLOCK] = {0};
+	bt_wire_put_piece_header(piece, 1, 0, BLOCK);
+	send_raw(f, piece, sizeof piece);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_CHOKE));
+	spin(f);
+	assert_int_equal(bt_peer_downloaded(f->peer), BLOCK);
+	shutdown(f->remote, SHUT_WR);
+	spin(f);
+	assert_int_equal(bt_peer_phase(f->peer), BT_PEER_CLOSING);
+	void *st = f;
+	teardown(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +1018,32 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_request_out_of_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_too_big, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_past_piece_end, setup, teardown),
+		cmocka_unit_test(test_handler_table),
+		cmocka_unit_test_setup_teardown(test_extended_needs_bep10, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extended_reaches_the_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fast_messages_not_negotiated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_port_without_dht_ignored, setup, teardown),
+		cmocka_unit_test(test_port_with_dht),
+		cmocka_unit_test(test_adopt_with_read_handshake),
+		cmocka_unit_test(test_adopt_message_before_report),
+		cmocka_unit_test_setup_teardown(test_self_connection, setup, teardown),
+		cmocka_unit_test(test_self_connection_adopted),
+		cmocka_unit_test(test_adopted_for_another_torrent),
+		cmocka_unit_test_setup_teardown(test_geometry_after_handshake, setup_no_geometry,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_early_bitfield_that_does_not_fit,
+						setup_no_geometry, teardown),
+		cmocka_unit_test_setup_teardown(test_early_have_out_of_range, setup_no_geometry,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_early_have_bounded, setup_no_geometry,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_early_bitfield_bounded, setup_no_geometry,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_request_before_geometry, setup_no_geometry,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_piece_before_geometry, setup_no_geometry,
+						teardown),
+		cmocka_unit_test(test_no_callbacks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include "bt/tracker.h"
 
 #include "bt/http.h"
+#include "bt/udp.h"
 #include "bt/udp_tracker.h"
 
 #include <event2/buffer.h>
@@ -136,12 +137,15 @@ struct observed {
 	int errors;
 	int stopped;
 	int break_after_peers;
+	struct bt_peer_addr self;
 };
 
-static void on_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static void on_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+		     const struct bt_peer_addr *self)
 {
 	struct observed *o = arg;
 	(void)peers;
+	o->self = *self;
 	o->peers_calls++;
 	o->last_peer_count = n;
 	if (o->peers_calls >= o->break_after_peers)
@@ -183,7 +187,9 @@ static void test_tracker_lifecycle(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
+	struct bt_udp *udp = bt_udp_new(base);
+	struct bt_announce_io io = {.http = bt_http_new(base),
+				    .udp = bt_udp_tracker_new(base, dns, udp)};
 	struct fake live;
 	fake_start(&live, base);
 	live.interval = 1;
@@ -204,6 +210,9 @@ static void test_tracker_lifecycle(void **state)
 	assert_string_equal(bt_tracker_working_url(t), live.url);
 	assert_int_equal(live.count, 1);
 	assert_string_equal(live.events[0], "started");
+	/* Our own entry: the HTTP announce left from 127.0.0.1, and it announced port 6881. */
+	struct bt_peer_addr self = {.family = 4, .addr = {127, 0, 0, 1}, .port = 6881};
+	assert_true(bt_peer_addr_equal(&o.self, &self));
 	/* interval=1 from the tracker: the next regular announce is about a second away. */
 	assert_true(bt_tracker_next_in(t) > 0.5 && bt_tracker_next_in(t) <= 1.0);
 
@@ -229,6 +238,7 @@ static void test_tracker_lifecycle(void **state)
 	bt_tracker_free(t);
 	evhttp_free(live.http);
 	bt_udp_tracker_free(io.udp);
+	bt_udp_free(udp);
 	bt_http_free(io.http);
 	evdns_base_free(dns, 0);
 	event_base_free(base);
@@ -248,7 +258,9 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	(void)state;
 	struct event_base *base = event_base_new();
 	struct evdns_base *dns = evdns_base_new(base, 0);
-	struct bt_tracker_io io = {.http = bt_http_new(base), .udp = bt_udp_tracker_new(base, dns)};
+	struct bt_udp *udp = bt_udp_new(base);
+	struct bt_announce_io io = {.http = bt_http_new(base),
+				    .udp = bt_udp_tracker_new(base, dns, udp)};
 	char *dead_urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"};
 	struct bt_meta_tier tiers[] = {tier(dead_urls, 2)};
 	struct bt_announce_req req = {.port = 6881};
@@ -272,6 +284,7 @@ static void test_tracker_backoff_when_all_fail(void **state)
 	assert_int_equal(o.stopped, 1);
 	bt_tracker_free(t);
 	bt_udp_tracker_free(io.udp);
+	bt_udp_free(udp);
 	bt_http_free(io.http);
 	evdns_base_free(dns, 0);
 	event_base_free(base);

@@ -1,9 +1,12 @@
 /*
  * udp_tracker against a scripted BEP 15 tracker on 127.0.0.1, on the same event loop: the
- * connect/announce exchange, connection ids reused from the cache, replies with a wrong
- * transaction id ignored, an error action reported, and retransmission until it gives up.
+ * connect/announce exchange (with our own entry reported), connection ids reused from the cache,
+ * replies with a wrong transaction id ignored, an error action reported, retransmission until it
+ * gives up, and requests leaving from the port the shared sockets are bound to.
  */
 #include "bt/udp_tracker.h"
+
+#include "bt/udp.h"
 
 #include <errno.h>
 #include <event2/dns.h>
@@ -29,6 +32,7 @@ struct fake {
 	int connects, announces;
 	uint64_t cid;
 	char url[64];
+	uint16_t last_from_port;
 };
 
 static void on_packet(evutil_socket_t fd, short what, void *arg)
@@ -41,6 +45,7 @@ static void on_packet(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = recvfrom(fd, in, sizeof in, 0, (struct sockaddr *)&from, &flen);
 	if (n < 16)
 		return;
+	f->last_from_port = ntohs(from.sin_port);
 	uint32_t action = bt_load_be32(in + 8), tid = bt_load_be32(in + 12);
 	size_t len = 0;
 	if (n == 16 && bt_load_be64(in) == BT_UDP_PROTOCOL_ID && action == 0) {
@@ -106,6 +111,7 @@ struct outcome {
 	int calls, error, peers, seeders;
 	char message[128];
 	char failure[64];
+	struct bt_peer_addr self;
 	int want;
 };
 
@@ -120,6 +126,7 @@ static void on_done(const struct bt_announce_reply *reply, int error, const char
 		o->peers = (int)reply->peer_count;
 		o->seeders = (int)reply->complete;
 		snprintf(o->failure, sizeof o->failure, "%s", reply->failure ? reply->failure : "");
+		o->self = reply->self;
 	}
 	if (o->calls == o->want)
 		event_base_loopbreak(o->base);
@@ -135,6 +142,7 @@ static void on_safety(evutil_socket_t fd, short what, void *arg)
 struct env {
 	struct event_base *base;
 	struct evdns_base *dns;
+	struct bt_udp *udp;
 	struct bt_udp_tracker *u;
 	struct fake fake;
 };
@@ -143,13 +151,15 @@ static void env_up(struct env *e, enum mode mode)
 {
 	e->base = event_base_new();
 	e->dns = evdns_base_new(e->base, 0);
-	e->u = bt_udp_tracker_new(e->base, e->dns);
+	e->udp = bt_udp_new(e->base);
+	e->u = bt_udp_tracker_new(e->base, e->dns, e->udp);
 	fake_start(&e->fake, e->base, mode);
 }
 
 static void env_down(struct env *e)
 {
 	bt_udp_tracker_free(e->u);
+	bt_udp_free(e->udp);
 	fake_stop(&e->fake);
 	evdns_base_free(e->dns, 0);
 	event_base_free(e->base);
@@ -179,6 +189,9 @@ static void test_announce_and_cached_connection_id(void **state)
 	assert_int_equal(o.error, 0);
 	assert_int_equal(o.peers, 1);
 	assert_int_equal(o.seeders, 7);
+	/* Our own entry: the announce left from 127.0.0.1, and we announced port 6881. */
+	struct bt_peer_addr self = {.family = 4, .addr = {127, 0, 0, 1}, .port = 6881};
+	assert_true(bt_peer_addr_equal(&o.self, &self));
 	/* A second announce within the minute reuses the connection id: no new connect. */
 	o.want = 2;
 	bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
@@ -270,6 +283,28 @@ static void test_cancel_and_bad_urls(void **state)
 	env_down(&e);
 }
 
+static void test_requests_leave_from_the_bound_port(void **state)
+{
+	(void)state;
+	struct env e;
+	env_up(&e, NORMAL);
+	assert_int_equal(bt_udp_bind(e.udp, "127.0.0.1", 0, NULL), 0);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	assert_int_equal(bt_udp_local_addr(e.udp, AF_INET, &ss, &len), 0);
+	uint16_t port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	assert_true(port != 0);
+	struct outcome o = {.base = e.base, .want = 1};
+	bt_udp_announce(e.u, e.fake.url, &req, on_done, &o, NULL);
+	run(&e);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.peers, 1);
+	assert_int_equal(e.fake.last_from_port, port);
+	assert_int_equal(o.self.family, 4);
+	assert_int_equal(o.self.port, 6881); /* the announced port, not the socket's */
+	env_down(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_error_action),
 		cmocka_unit_test(test_retransmit_then_give_up),
 		cmocka_unit_test(test_cancel_and_bad_urls),
+		cmocka_unit_test(test_requests_leave_from_the_bound_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

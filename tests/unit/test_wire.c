@@ -200,6 +200,62 @@ static void test_lengths_checked_from_the_header(void **state)
 	assert_int_equal(total, 4 + 9 + 16384);
 }
 
+static void test_fast_messages_and_features(void **state)
+{
+	(void)state;
+	uint8_t buf[32];
+	struct bt_wire_msg m;
+	decode_split(buf, bt_wire_put_simple(buf, BT_WIRE_HAVE_ALL), 2, &m);
+	assert_int_equal(m.id, BT_WIRE_HAVE_ALL);
+	decode_split(buf, bt_wire_put_simple(buf, BT_WIRE_HAVE_NONE), 2, &m);
+	assert_int_equal(m.id, BT_WIRE_HAVE_NONE);
+	const uint8_t suggest[] = {0, 0, 0, 5, 13, 0, 0, 1, 2};
+	decode_split(suggest, sizeof suggest, 2, &m);
+	assert_int_equal(m.id, BT_WIRE_SUGGEST);
+	assert_int_equal(m.index, 258);
+	const uint8_t allowed[] = {0, 0, 0, 5, 17, 0, 0, 0, 7};
+	decode_split(allowed, sizeof allowed, 2, &m);
+	assert_int_equal(m.id, BT_WIRE_ALLOWED_FAST);
+	assert_int_equal(m.index, 7);
+	decode_split(buf, bt_wire_put_request(buf, BT_WIRE_REJECT, 5, 16384, 100), 2, &m);
+	assert_int_equal(m.id, BT_WIRE_REJECT);
+	assert_int_equal(m.index, 5);
+	assert_int_equal(m.begin, 16384);
+	assert_int_equal(m.length, 100);
+
+	expect_bad_header(2, BT_WIRE_HAVE_ALL, "have all message (id 14) with bad length 2");
+	expect_bad_header(5, BT_WIRE_HAVE_NONE, "have none message (id 15) with bad length 5");
+	expect_bad_header(1, BT_WIRE_SUGGEST, "suggest piece message (id 13) with bad length 1");
+	expect_bad_header(5, BT_WIRE_REJECT, "reject request message (id 16) with bad length 5");
+	expect_bad_header(13, BT_WIRE_ALLOWED_FAST,
+			  "allowed fast message (id 17) with bad length 13");
+
+	/* Before the torrent's size is known, a bitfield of up to 1 MiB is framed. */
+	uint8_t h[5];
+	size_t total;
+	struct bt_err err;
+	bt_store_be32(h, 1 + 1000);
+	h[4] = BT_WIRE_BITFIELD;
+	assert_int_equal(bt_wire_check(h, 5, BT_WIRE_BITFIELD_UNKNOWN, &total, NULL), BT_WIRE_OK);
+	assert_int_equal(total, 4 + 1 + 1000);
+	bt_store_be32(h, 1 + BT_WIRE_MAX_BITFIELD);
+	assert_int_equal(bt_wire_check(h, 5, BT_WIRE_BITFIELD_UNKNOWN, &total, NULL), BT_WIRE_OK);
+	bt_store_be32(h, 2 + BT_WIRE_MAX_BITFIELD);
+	assert_int_equal(bt_wire_check(h, 5, BT_WIRE_BITFIELD_UNKNOWN, &total, &err), BT_WIRE_BAD);
+	assert_string_equal(err.msg, "bitfield message (id 5) with bad length 1048578");
+
+	const uint8_t none[8] = {0}, all[8] = {0, 0, 0, 0, 0, 0x10, 0, 0x05};
+	assert_int_equal(bt_wire_features(none), 0);
+	assert_int_equal(bt_wire_features(bt_wire_reserved_ext), BT_WIRE_FEAT_EXT);
+	assert_int_equal(bt_wire_features(all),
+			 BT_WIRE_FEAT_EXT | BT_WIRE_FEAT_FAST | BT_WIRE_FEAT_DHT);
+	const uint8_t fast[8] = {0, 0, 0, 0, 0, 0, 0, 0x04}, dht[8] = {0, 0, 0, 0, 0, 0, 0, 0x01};
+	assert_int_equal(bt_wire_features(fast), BT_WIRE_FEAT_FAST);
+	assert_int_equal(bt_wire_features(dht), BT_WIRE_FEAT_DHT);
+	assert_string_equal(bt_wire_id_name(BT_WIRE_KEEPALIVE), "keep-alive");
+	assert_string_equal(bt_wire_id_name(12), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_handshake),
 		cmocka_unit_test(test_every_message),
 		cmocka_unit_test(test_lengths_checked_from_the_header),
+		cmocka_unit_test(test_fast_messages_and_features),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

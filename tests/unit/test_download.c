@@ -1,0 +1,803 @@
+/*
+ * The download job in a temporary directory (also the working directory, for the cases with
+ * neither --dir nor -o): names of the final output and its `.part`, refusal to clobber,
+ * --force, resume counts, piece and seed jobs, and the `checking` progress, all through
+ * bt_download_prepare without any network. Then one whole download over loopback from a
+ * seeding job in a child process, and one whose only peer refuses connections.
+ */
+#include "bt/download.h"
+
+#include "bt/maketorrent.h"
+#include "bt/session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define PIECE 16384
+/* data.bin: 7 whole pieces and a short eighth. */
+#define SINGLE_LEN    (7 * PIECE + 1234)
+#define SINGLE_PIECES 8
+/* album/: a.bin, c.bin, sub/b.bin in that order, 70007 bytes, 5 pieces. */
+#define A_LEN	     20000
+#define C_LEN	     7
+#define B_LEN	     50000
+#define MULTI_PIECES 5
+
+static char tmp[64];
+static char old_cwd[4096];
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmp, sizeof tmp, "/tmp/bt-download-XXXXXX");
+	if (!mkdtemp(tmp) || !getcwd(old_cwd, sizeof old_cwd) || chdir(tmp) != 0)
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (chdir(old_cwd) != 0)
+		return -1;
+	nftw(tmp, remove_one, 16, FTW_PHYS | FTW_DEPTH);
+	return 0;
+}
+
+static uint8_t *pattern(size_t n, unsigned seed)
+{
+	uint8_t *p = malloc(n ? n : 1);
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i * 2654435761u + seed * 977u) >> 11);
+	return p;
+}
+
+/* Writes a file, creating its parent directories. */
+static void write_file(const char *path, const void *p, size_t n)
+{
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (char *s = strchr(dir + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		mkdir(dir, 0777);
+		*s = '/';
+	}
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void write_pattern(const char *path, size_t n, unsigned seed)
+{
+	uint8_t *p = pattern(n, seed);
+	write_file(path, p, n);
+	free(p);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	uint8_t *data;
+	assert_int_equal(bt_read_file(path, 1 << 24, &data, len, NULL), 0);
+	return data;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void assert_same_file(const char *path, const uint8_t *want, size_t n)
+{
+	size_t len;
+	uint8_t *got = slurp(path, &len);
+	assert_int_equal(len, n);
+	assert_memory_equal(got, want, n);
+	free(got);
+}
+
+/* Flips one byte inside piece i of a file holding a single-file torrent's data. */
+static void corrupt_piece(const char *path, uint32_t i)
+{
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	off_t at = (off_t)i * PIECE + 100;
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 0xff;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+}
+
+/* The source data under src/, and torrents of it with 16 KiB pieces and no trackers. */
+static void write_sources(void)
+{
+	write_pattern("src/data.bin", SINGLE_LEN, 1);
+	write_pattern("src/album/a.bin", A_LEN, 2);
+	write_pattern("src/album/c.bin", C_LEN, 3);
+	write_pattern("src/album/sub/b.bin", B_LEN, 4);
+}
+
+static void make_meta(struct bt_metainfo *m, const char *path)
+{
+	struct bt_make_opts o = {.path = path, .piece_length = PIECE, .no_date = true};
+	struct bt_buf b;
+	bt_buf_init(&b);
+	struct bt_err err;
+	assert_int_equal(bt_make_torrent(&o, &b, &err), 0);
+	assert_int_equal(bt_meta_parse(m, b.data, b.len, &err), 0);
+	bt_buf_deinit(&b);
+}
+
+static void make_single(struct bt_metainfo *m)
+{
+	make_meta(m, "src/data.bin");
+	assert_string_equal(m->name, "data.bin");
+	assert_false(m->multi_file);
+	assert_int_equal(m->piece_count, SINGLE_PIECES);
+}
+
+static void make_multi(struct bt_metainfo *m)
+{
+	make_meta(m, "src/album");
+	assert_string_equal(m->name, "album");
+	assert_true(m->multi_file);
+	assert_int_equal(m->piece_count, MULTI_PIECES);
+	assert_string_equal(m->files[0].path, "a.bin");
+	assert_string_equal(m->files[1].path, "c.bin");
+	assert_string_equal(m->files[2].path, "sub/b.bin");
+}
+
+/* Copies the album's source files under root. */
+static void copy_album(const char *root)
+{
+	static const struct {
+		const char *rel;
+		size_t len;
+		unsigned seed;
+	} f[] = {{"a.bin", A_LEN, 2}, {"c.bin", C_LEN, 3}, {"sub/b.bin", B_LEN, 4}};
+	for (size_t i = 0; i < 3; i++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", root, f[i].rel);
+		write_pattern(path, f[i].len, f[i].seed);
+	}
+}
+
+/* What a job reported. */
+struct rec {
+	struct bt_session *s;
+	uint32_t checks[64][2];
+	size_t nchecks;
+	int changed, stopped;
+};
+
+static void on_checking(void *arg, struct bt_download *d, uint32_t done, uint32_t total)
+{
+	(void)d;
+	struct rec *r = arg;
+	if (r->nchecks < 64) {
+		r->checks[r->nchecks][0] = done;
+		r->checks[r->nchecks][1] = total;
+	}
+	r->nchecks++;
+}
+
+static void on_changed(void *arg, struct bt_download *d)
+{
+	struct rec *r = arg;
+	r->changed++;
+	if (bt_download_ended(d) && r->s)
+		bt_session_stop(r->s);
+}
+
+static void on_stopped(void *arg, struct bt_download *d)
+{
+	(void)d;
+	struct rec *r = arg;
+	r->stopped++;
+}
+
+static const struct bt_download_events events = {
+	.checking = on_checking, .changed = on_changed, .stopped = on_stopped};
+
+/* The recheck's progress: at least one report, never going back, ending at the total. */
+static void assert_checked(const struct rec *r, uint32_t total)
+{
+	assert_true(r->nchecks >= 1 && r->nchecks <= 64);
+	for (size_t i = 0; i < r->nchecks; i++) {
+		assert_int_equal(r->checks[i][1], total);
+		assert_true(r->checks[i][0] <= total);
+		if (i)
+			assert_true(r->checks[i][0] > r->checks[i - 1][0]);
+	}
+	assert_int_equal(r->checks[r->nchecks - 1][0], total);
+}
+
+struct fx {
+	struct bt_session *s;
+	struct bt_metainfo single, multi;
+};
+
+static void fx_init(struct fx *f)
+{
+	write_sources();
+	struct bt_err err;
+	f->s = bt_session_new(&err);
+	assert_non_null(f->s);
+	make_single(&f->single);
+	make_multi(&f->multi);
+}
+
+static void fx_deinit(struct fx *f)
+{
+	bt_meta_deinit(&f->single);
+	bt_meta_deinit(&f->multi);
+	bt_session_free(f->s);
+}
+
+static struct bt_download *job(struct fx *f, const struct bt_metainfo *m, struct bt_download_opts o,
+			       struct rec *r)
+{
+	memset(r, 0, sizeof *r);
+	o.torrent.use_trackers = false;
+	return bt_download_new(f->s, m, &o, &events, r);
+}
+
+/* A fresh job that prepares without error and leaves a fresh `.part`, nothing to resume. */
+static void expect_names(struct fx *f, const struct bt_metainfo *m, struct bt_download_opts o,
+			 const char *final, const char *temp)
+{
+	struct rec r;
+	struct bt_download *d = job(f, m, o, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_string_equal(bt_download_final_path(d), final);
+	assert_string_equal(bt_download_temp_path(d), temp);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	assert_false(bt_download_was_complete(d));
+	assert_int_equal(bt_download_resumed(d), -1);
+	assert_int_equal(r.nchecks, 0);
+	assert_false(exists(final));
+	assert_true(exists(temp));
+	if (m->multi_file) {
+		assert_true(is_dir(temp));
+		char path[512];
+		snprintf(path, sizeof path, "%s/sub/b.bin", temp);
+		assert_true(exists(path));
+	} else {
+		struct stat st;
+		assert_int_equal(stat(temp, &st), 0);
+		assert_int_equal(st.st_size, m->total_length);
+	}
+	bt_download_free(d);
+	/* Freeing an unfinished whole-torrent job keeps its `.part` for the next run. */
+	assert_true(exists(temp));
+}
+
+static void test_names_single(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	expect_names(&f, &f.single, (struct bt_download_opts){.dir = "out"}, "out/data.bin",
+		     "out/data.bin.part");
+	expect_names(&f, &f.single, (struct bt_download_opts){.output = "x.bin"}, "x.bin",
+		     "x.bin.part");
+	/* -o wins over --dir. */
+	expect_names(&f, &f.single, (struct bt_download_opts){.dir = "unused", .output = "y.bin"},
+		     "y.bin", "y.bin.part");
+	expect_names(&f, &f.single, (struct bt_download_opts){0}, "data.bin", "data.bin.part");
+	fx_deinit(&f);
+}
+
+static void test_names_multi(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	expect_names(&f, &f.multi, (struct bt_download_opts){.dir = "out"}, "out/album",
+		     "out/album.part");
+	expect_names(&f, &f.multi, (struct bt_download_opts){.output = "o"}, "o/album",
+		     "o/album.part");
+	expect_names(&f, &f.multi, (struct bt_download_opts){0}, "./album", "./album.part");
+	fx_deinit(&f);
+}
+
+static void test_complete_final_is_done(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	write_pattern("out/data.bin", SINGLE_LEN, 1);
+	struct rec r;
+	struct bt_download *d = job(&f, &f.single, (struct bt_download_opts){.dir = "out"}, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	assert_true(bt_download_ended(d));
+	assert_true(bt_download_was_complete(d));
+	assert_int_equal(r.changed, 1);
+	assert_checked(&r, SINGLE_PIECES);
+	assert_false(exists("out/data.bin.part"));
+	bt_download_free(d);
+	assert_true(exists("out/data.bin"));
+
+	/* A complete multi-file output, found through -o. */
+	copy_album("o/album");
+	d = job(&f, &f.multi, (struct bt_download_opts){.output = "o"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	assert_true(bt_download_was_complete(d));
+	assert_checked(&r, MULTI_PIECES);
+	assert_false(exists("o/album.part"));
+	bt_download_free(d);
+
+	/* With seeding on, a complete output is served: not DONE yet. */
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "out", .seed = true}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_true(bt_download_was_complete(d));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	assert_false(exists("out/data.bin.part"));
+	bt_download_free(d);
+	fx_deinit(&f);
+}
+
+static void test_incomplete_final_refused_then_forced(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	write_pattern("out/data.bin", SINGLE_LEN, 1);
+	corrupt_piece("out/data.bin", 2);
+	size_t len;
+	uint8_t *before = slurp("out/data.bin", &len);
+
+	struct rec r;
+	struct bt_download *d = job(&f, &f.single, (struct bt_download_opts){.dir = "out"}, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "'out/data.bin'"));
+	assert_non_null(strstr(err.msg, "use --force"));
+	assert_non_null(strstr(err.msg, "7 of 8 pieces match"));
+	assert_false(bt_download_was_complete(d));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	bt_download_free(d);
+	/* Untouched, and no `.part` made. */
+	assert_same_file("out/data.bin", before, len);
+	assert_false(exists("out/data.bin.part"));
+
+	/* --force: the output becomes the `.part` and its good pieces are kept. */
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "out", .force = true}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_false(exists("out/data.bin"));
+	assert_same_file("out/data.bin.part", before, len);
+	assert_int_equal(bt_download_resumed(d), SINGLE_PIECES - 1);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	/* Progress: the check of the output, then the resume check of the `.part`. */
+	assert_true(r.nchecks >= 2);
+	assert_int_equal(r.checks[r.nchecks - 1][0], SINGLE_PIECES);
+	bt_download_free(d);
+
+	/* --force with both an output and a `.part`: refused, neither touched. */
+	write_file("out/data.bin", before, len);
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "out", .force = true}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "both"));
+	assert_non_null(strstr(err.msg, "'out/data.bin'"));
+	assert_non_null(strstr(err.msg, "'out/data.bin.part'"));
+	bt_download_free(d);
+	assert_same_file("out/data.bin", before, len);
+	assert_same_file("out/data.bin.part", before, len);
+	free(before);
+
+	/* A multi-file output with one wrong file: named, refused. */
+	copy_album("m/album");
+	write_pattern("m/album/sub/b.bin", B_LEN, 99);
+	d = job(&f, &f.multi, (struct bt_download_opts){.dir = "m"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "'m/album'"));
+	assert_non_null(strstr(err.msg, "use --force"));
+	assert_non_null(strstr(err.msg, "1 of 5 pieces match"));
+	bt_download_free(d);
+	fx_deinit(&f);
+}
+
+static void test_part_resumed(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	/* Pieces 0, 3 and 7 (the short last one) right, the others zeros. */
+	uint8_t *data = pattern(SINGLE_LEN, 1);
+	uint8_t *part = calloc(1, SINGLE_LEN);
+	static const uint32_t good[] = {0, 3, 7};
+	for (size_t i = 0; i < 3; i++) {
+		size_t off = (size_t)good[i] * PIECE;
+		size_t n = good[i] == 7 ? 1234 : PIECE;
+		memcpy(part + off, data + off, n);
+	}
+	write_file("out/data.bin.part", part, SINGLE_LEN);
+	struct rec r;
+	struct bt_download *d = job(&f, &f.single, (struct bt_download_opts){.dir = "out"}, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_resumed(d), 3);
+	assert_false(bt_download_was_complete(d));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	assert_checked(&r, SINGLE_PIECES);
+	bt_download_free(d);
+	/* The kept bytes are still there. */
+	assert_same_file("out/data.bin.part", part, SINGLE_LEN);
+	free(data);
+	free(part);
+
+	/* A `.part` shorter than the torrent: the missing tail is just missing pieces. */
+	uint8_t *head = pattern(3 * PIECE + 10, 1);
+	write_file("short/data.bin.part", head, 3 * PIECE + 10);
+	free(head);
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "short"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_resumed(d), 3);
+	bt_download_free(d);
+
+	/* Multi-file: only sub/b.bin right, which holds pieces 2, 3 and 4 whole. */
+	copy_album("mo/album.part");
+	write_pattern("mo/album.part/a.bin", A_LEN, 77);
+	d = job(&f, &f.multi, (struct bt_download_opts){.output = "mo"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_resumed(d), 3);
+	assert_checked(&r, MULTI_PIECES);
+	bt_download_free(d);
+	fx_deinit(&f);
+}
+
+static void test_piece_job(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	uint8_t *data = pattern(SINGLE_LEN, 1);
+	struct rec r;
+	struct bt_err err = {{0}};
+
+	/* Nothing there yet: a fresh `.part`, removed if the job ends without the piece. */
+	struct bt_download *d =
+		job(&f, &f.single,
+		    (struct bt_download_opts){
+			    .kind = BT_DOWNLOAD_PIECE, .output = "p3.bin", .piece = 3},
+		    &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_string_equal(bt_download_final_path(d), "p3.bin");
+	assert_string_equal(bt_download_temp_path(d), "p3.bin.part");
+	assert_true(exists("p3.bin.part"));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	bt_download_free(d);
+	assert_false(exists("p3.bin.part"));
+
+	/* The output is that piece already: done. Also for the short last piece. */
+	write_file("p3.bin", data + 3 * PIECE, PIECE);
+	d = job(&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "p3.bin", .piece = 3},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	assert_true(bt_download_was_complete(d));
+	assert_false(exists("p3.bin.part"));
+	bt_download_free(d);
+	assert_same_file("p3.bin", data + 3 * PIECE, PIECE);
+
+	write_file("p7.bin", data + 7 * PIECE, 1234);
+	d = job(&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "p7.bin", .piece = 7},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	bt_download_free(d);
+
+	/* Another piece's bytes, or the right bytes with one more: refused, named. */
+	d = job(&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "p3.bin", .piece = 4},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), -EEXIST);
+	assert_string_equal(err.msg, "'p3.bin' exists and is not piece 4; use --force to "
+				     "overwrite it");
+	bt_download_free(d);
+	write_file("long.bin", data + 3 * PIECE, PIECE + 1);
+	d = job(&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "long.bin", .piece = 3},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), -EEXIST);
+	bt_download_free(d);
+
+	/* --force: a fresh `.part`; the output stays until a verified piece replaces it. */
+	d = job(&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "p3.bin", .piece = 4, .force = true},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_true(exists("p3.bin.part"));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	bt_download_free(d);
+	assert_same_file("p3.bin", data + 3 * PIECE, PIECE);
+	free(data);
+	fx_deinit(&f);
+}
+
+static void test_seed_job(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	struct rec r;
+	struct bt_err err = {{0}};
+
+	/* data_path: matching data is accepted, after a check of every piece. */
+	struct bt_download *d = job(
+		&f, &f.single,
+		(struct bt_download_opts){.kind = BT_DOWNLOAD_SEED, .data_path = "src/data.bin"},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_string_equal(bt_download_final_path(d), "src/data.bin");
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_NEW);
+	assert_checked(&r, SINGLE_PIECES);
+	bt_download_free(d);
+
+	/* --dir: the data at dir/<name>; neither: <name> in the current directory. */
+	d = job(&f, &f.multi, (struct bt_download_opts){.kind = BT_DOWNLOAD_SEED, .dir = "src"},
+		&r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_string_equal(bt_download_final_path(d), "src/album");
+	assert_checked(&r, MULTI_PIECES);
+	bt_download_free(d);
+	write_pattern("data.bin", SINGLE_LEN, 1);
+	d = job(&f, &f.single, (struct bt_download_opts){.kind = BT_DOWNLOAD_SEED}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_string_equal(bt_download_final_path(d), "data.bin");
+	bt_download_free(d);
+
+	/* Two pieces corrupted: refused, both named. */
+	corrupt_piece("data.bin", 1);
+	corrupt_piece("data.bin", 5);
+	d = job(&f, &f.single, (struct bt_download_opts){.kind = BT_DOWNLOAD_SEED}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "'data.bin'"));
+	assert_non_null(strstr(err.msg, "2 of 8 pieces differ (1, 5)"));
+	assert_checked(&r, SINGLE_PIECES);
+	bt_download_free(d);
+
+	/* assume_valid skips the check (and so takes the corrupt data as it is). */
+	d = job(&f, &f.single,
+		(struct bt_download_opts){.kind = BT_DOWNLOAD_SEED, .assume_valid = true}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(r.nchecks, 0);
+	bt_download_free(d);
+
+	/* No data at all: an error naming the path. */
+	d = job(&f, &f.single,
+		(struct bt_download_opts){.kind = BT_DOWNLOAD_SEED, .data_path = "nothing.bin"},
+		&r);
+	assert_true(bt_download_prepare(d, &err) < 0);
+	assert_non_null(strstr(err.msg, "nothing.bin"));
+	bt_download_free(d);
+	fx_deinit(&f);
+}
+
+/* The recheck of a bigger torrent (enough pieces for several steps of the cursor). */
+static void test_checking_progress(void **state)
+{
+	(void)state;
+	enum { BIG = 24 << 20 }; /* 1536 pieces: 3 steps of 8 MiB */
+	write_pattern("big.bin", BIG, 5);
+	struct bt_metainfo m;
+	make_meta(&m, "big.bin");
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	struct bt_download_opts o = {.kind = BT_DOWNLOAD_SEED, .data_path = "big.bin"};
+	struct bt_download *d = bt_download_new(s, &m, &o, &events, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	print_message("checking: %zu progress reports for %u pieces\n", r.nchecks, m.piece_count);
+	assert_checked(&r, m.piece_count);
+	bt_download_free(d);
+	bt_session_free(s);
+	bt_meta_deinit(&m);
+}
+
+/* The seeding side of the end-to-end test, in the child: never returns. */
+static void run_seeder(const struct bt_metainfo *m, int port_fd)
+{
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	if (!s || bt_session_listen(s, "127.0.0.1", 0, &err) != 0)
+		_exit(2);
+	struct bt_download_opts o = {.kind = BT_DOWNLOAD_SEED, .data_path = "src/data.bin"};
+	o.torrent.use_trackers = false;
+	struct bt_download *d = bt_download_new(s, m, &o, NULL, NULL);
+	if (bt_download_prepare(d, &err) != 0)
+		_exit(3);
+	bt_download_start(d);
+	uint16_t port = bt_session_listen_port(s);
+	if (write(port_fd, &port, sizeof port) != sizeof port)
+		_exit(4);
+	close(port_fd);
+	enum bt_session_end end = bt_session_run(s, 60);
+	_exit(end == BT_SESSION_INTERRUPTED && bt_download_state(d) == BT_DOWNLOAD_SEEDING ? 0 : 5);
+}
+
+static void stop_child(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	int status = 0;
+	for (int i = 0; i < 200; i++) {
+		pid_t got = waitpid(pid, &status, WNOHANG);
+		if (got == pid) {
+			/* It was seeding until the end, and left on the signal. */
+			assert_true(WIFEXITED(status));
+			assert_int_equal(WEXITSTATUS(status), 0);
+			return;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	fail_msg("the seeder did not stop on SIGTERM");
+}
+
+static void test_end_to_end_from_seeder(void **state)
+{
+	(void)state;
+	write_sources();
+	struct bt_metainfo m;
+	make_single(&m);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		run_seeder(&m, fds[1]);
+	}
+	close(fds[1]);
+	uint16_t port = 0;
+	ssize_t n = read(fds[0], &port, sizeof port);
+	close(fds[0]);
+	if (n != sizeof port) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("the seeder did not start");
+	}
+
+	double t0 = bt_now();
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	struct sockaddr_storage peer;
+	socklen_t plen = bt_sockaddr_from_ip("127.0.0.1", port, &peer);
+	struct bt_download_opts o = {.dir = "got", .peers = &peer, .peer_lens = &plen, .npeers = 1};
+	o.torrent.use_trackers = false;
+	o.torrent.stall_timeout_s = 10;
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	r.s = s;
+	struct bt_download *d = bt_download_new(s, &m, &o, &events, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	bt_download_start(d);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_RUNNING);
+	enum bt_session_end end = bt_session_run(s, 20);
+	print_message("end to end: %s in %.2f s%s%s\n",
+		      bt_download_state(d) == BT_DOWNLOAD_DONE ? "done" : "not done", bt_now() - t0,
+		      bt_download_reason(d)[0] ? ": " : "", bt_download_reason(d));
+	assert_int_equal(end, BT_SESSION_STOPPED);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	assert_string_equal(bt_download_reason(d), "");
+	assert_false(exists("got/data.bin.part"));
+	uint8_t *data = pattern(SINGLE_LEN, 1);
+	assert_same_file("got/data.bin", data, SINGLE_LEN);
+	free(data);
+	struct bt_torrent_stats st;
+	bt_torrent_get_stats(bt_download_torrent(d), &st);
+	assert_int_equal(st.verified_bytes, SINGLE_LEN);
+	assert_int_equal(st.pieces_failed, 0);
+	/* The job let go of its peers when it was done; no tracker to tell. */
+	assert_true(bt_download_stopped(d));
+	assert_int_equal(r.stopped, 1);
+	bt_download_free(d);
+	bt_session_free(s);
+	stop_child(pid);
+	bt_meta_deinit(&m);
+}
+
+/* The only peer refuses connections: the job fails with a reason and keeps its `.part`. */
+static void test_dead_peer_fails(void **state)
+{
+	(void)state;
+	write_sources();
+	struct bt_metainfo m;
+	make_single(&m);
+	/* A bound socket that never listens: its port refuses connections and stays ours. */
+	int hold = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_storage peer;
+	socklen_t plen = bt_sockaddr_from_ip("127.0.0.1", 0, &peer);
+	assert_int_equal(bind(hold, (struct sockaddr *)&peer, plen), 0);
+	assert_int_equal(getsockname(hold, (struct sockaddr *)&peer, &plen), 0);
+
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	struct bt_download_opts o = {.dir = "got", .peers = &peer, .peer_lens = &plen, .npeers = 1};
+	o.torrent.use_trackers = false;
+	o.torrent.stall_timeout_s = 2;
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	r.s = s;
+	struct bt_download *d = bt_download_new(s, &m, &o, &events, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	double t0 = bt_now();
+	bt_download_start(d);
+	bt_session_run(s, 15);
+	print_message("dead peer: failed after %.2f s: %s\n", bt_now() - t0, bt_download_reason(d));
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_FAILED);
+	assert_true(bt_download_ended(d));
+	assert_true(strlen(bt_download_reason(d)) > 0);
+	assert_true(bt_now() - t0 < 10);
+	bt_download_free(d);
+	assert_true(exists("got/data.bin.part"));
+	assert_false(exists("got/data.bin"));
+	bt_session_free(s);
+	bt_meta_deinit(&m);
+	close(hold);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_names_single, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_multi, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_complete_final_is_done, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incomplete_final_refused_then_forced, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_part_resumed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_piece_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seed_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checking_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_end_to_end_from_seeder, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_peer_fails, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
