@@ -6,7 +6,8 @@ never dialled; a peer whose peer id is ours is dropped and never dialled again),
 errors of the new options.
 
 Real parts: libtorrent seeders and a libtorrent downloader (python3-libtorrent), an aria2c
-downloader, Debian's opentracker. Every process has its own 127.0.21.x, is started by this
+downloader, Debian's opentracker. Every process has its own 127.0.21.x (one seed listens on
+every address, as by default, its traffic still on loopback), is started by this
 script and stopped by PID (swarm.py's Proc / Client, which also kill them at exit). Payloads
 are small (1-3 MiB) so that the whole file runs in well under a minute.
 
@@ -835,6 +836,35 @@ class NoSelfConnection(Case):
             r = seed.stop()
             self.assertEqual(r.returncode, 0, r)
             self.assertEqual(peer_lines(r.err, seed.address), [], r)
+        finally:
+            if seed:
+                seed.close()
+            decoy.close()
+
+    def test_seed_on_every_address_never_dials_itself(self):
+        """The default listen (every address, no --listen): the announce leaves from
+        127.0.0.1, so opentracker lists 127.0.0.1:P; that entry is ours too and never dialled
+        (the decoy shows tracker peers are dialled)."""
+        meta = T['t5-seed']
+        decoy = Listener(IPS.take())
+        port = swarm.free_port('0.0.0.0')
+        seed = None
+        try:
+            tracker_announce(meta, decoy.ip, decoy.port)
+            seed = Bg('seed', '--dir', SRC, '-p', port, '-v', '--progress=json',
+                      '--seed-time', SELF_STOP_S, meta.path, ip='127.0.0.1', port=port,
+                      ready='torrent: seeding on port %d' % port)
+            swarm.wait_until(lambda: tracker_lists(meta, seed.address), 15, step=0.2,
+                             what='the seed at the tracker as 127.0.0.1:%d' % port)
+            swarm.wait_until(lambda: [a for a, _ in decoy.accepted
+                                      if a.startswith('127.0.0.1:')], 15, step=0.1,
+                             what='the seed to dial the decoy')
+            time.sleep(3)
+            text = seed.stderr()
+            self.assertEqual(peer_lines(text, seed.address), [], text[-3000:])
+            self.assertEqual(self_connections('127.0.0.1', port), [], text[-3000:])
+            r = seed.stop()
+            self.assertEqual(r.returncode, 0, r)
         finally:
             if seed:
                 seed.close()
