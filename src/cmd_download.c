@@ -129,6 +129,12 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 		it->d = bt_download_new(r->session, &it->m, dopts, &ev, r);
 		r->view.jobs[i] = it->d;
 		r->view.n++;
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(bt_download_final_path(r->items[k].d),
+				   bt_download_final_path(it->d)) == 0)
+				return bt_cli_usage_error(
+					o->command, "'%s' and '%s' would both write '%s'",
+					r->items[k].path, it->path, bt_download_final_path(it->d));
 	}
 	return 0;
 }
@@ -142,6 +148,8 @@ static int finish(struct run *r, enum bt_session_end end)
 		enum bt_download_state st = bt_download_state(d);
 		const char *prefix = r->n > 1 ? it->path : NULL;
 		if (st == BT_DOWNLOAD_FAILED) {
+			/* What it got before it failed, then why (the last line). */
+			bt_jobview_summary(&r->view, d);
 			bt_cli_error(r->o->command, "%s%s%s", prefix ? prefix : "",
 				     prefix ? ": " : "", bt_download_reason(d));
 			rc = BT_EXIT_FAILURE;

@@ -74,6 +74,28 @@ static char *path_printf(const char *fmt, ...)
 	return (char *)bt_buf_steal(&b, NULL);
 }
 
+/* The final and temporary names, from the options alone (nothing is looked at on disk). */
+static void name_outputs(struct bt_download *d)
+{
+	const struct bt_metainfo *m = d->m;
+	const char *dir = d->o.dir;
+	if (d->o.kind == BT_DOWNLOAD_PIECE)
+		d->final_path = bt_xstrdup(d->o.output);
+	else if (d->o.kind == BT_DOWNLOAD_SEED && d->o.data_path)
+		d->final_path = bt_xstrdup(d->o.data_path);
+	else if (d->o.output && d->o.kind != BT_DOWNLOAD_SEED)
+		d->final_path = m->multi_file ? path_printf("%s/%s", d->o.output, m->name)
+					      : bt_xstrdup(d->o.output);
+	else if (dir)
+		d->final_path = path_printf("%s/%s", dir, m->name);
+	else if (d->o.kind == BT_DOWNLOAD_SEED || !m->multi_file)
+		d->final_path = bt_xstrdup(m->name);
+	else
+		d->final_path = path_printf("./%s", m->name);
+	if (d->o.kind != BT_DOWNLOAD_SEED)
+		d->temp_path = path_printf("%s.part", d->final_path);
+}
+
 struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
 				    const struct bt_download_opts *opts,
 				    const struct bt_download_events *ev, void *arg)
@@ -96,6 +118,7 @@ struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metain
 		bt_bitfield_set_all(&d->want);
 	if (d->o.kind == BT_DOWNLOAD_SEED)
 		d->o.seed = true;
+	name_outputs(d);
 	return d;
 }
 
@@ -177,14 +200,6 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
 	const char *dir = d->o.dir;
-	if (d->o.output)
-		d->final_path = m->multi_file ? path_printf("%s/%s", d->o.output, m->name)
-					      : bt_xstrdup(d->o.output);
-	else if (dir)
-		d->final_path = path_printf("%s/%s", dir, m->name);
-	else
-		d->final_path = m->multi_file ? path_printf("./%s", m->name) : bt_xstrdup(m->name);
-	d->temp_path = path_printf("%s.part", d->final_path);
 	const char *parent = d->o.output && m->multi_file ? d->o.output : dir;
 	int rc = parent ? make_dirs(parent, err) : 0;
 	if (rc)
@@ -227,8 +242,6 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 static int prepare_piece(struct bt_download *d, struct bt_err *err)
 {
 	uint32_t index = d->o.piece;
-	d->final_path = bt_xstrdup(d->o.output);
-	d->temp_path = path_printf("%s.part", d->final_path);
 	size_t len = (size_t)bt_meta_piece_size(d->m, index);
 	if (exists(d->final_path) && !d->o.force) {
 		uint8_t *data;
@@ -271,12 +284,6 @@ static void list_missing(const struct bt_download *d, char *list, size_t size)
 static int prepare_seed(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
-	if (d->o.data_path)
-		d->final_path = bt_xstrdup(d->o.data_path);
-	else if (d->o.dir)
-		d->final_path = path_printf("%s/%s", d->o.dir, m->name);
-	else
-		d->final_path = bt_xstrdup(m->name);
 	int rc = bt_storage_open(&d->storage, m, d->final_path, BT_STORAGE_READONLY, err);
 	if (rc)
 		return rc;

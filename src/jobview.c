@@ -145,12 +145,21 @@ void bt_jobview_seeding(struct bt_jobview *v)
 		struct bt_torrent_stats s;
 		bt_torrent_get_stats(t, &s);
 		if (v->mode == BT_VIEW_JSON) {
-			fprintf(stderr,
-				"{\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,\"peers\":%"
-				"zu,"
-				"\"elapsed\":%.2f}\n",
-				(unsigned long long)s.uploaded_bytes, s.up_rate, s.peers_connected,
-				bt_download_seeding_for(d));
+			struct bt_buf b;
+			bt_buf_init(&b);
+			bt_buf_adds(&b, "{");
+			if (v->n > 1) {
+				bt_buf_adds(&b, "\"name\":");
+				bt_json_put_str(&b, name_of(d));
+				bt_buf_adds(&b, ",");
+			}
+			bt_buf_printf(&b,
+				      "\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,"
+				      "\"peers\":%zu,\"elapsed\":%.2f}",
+				      (unsigned long long)s.uploaded_bytes, s.up_rate,
+				      s.peers_connected, bt_download_seeding_for(d));
+			fprintf(stderr, "%s\n", (char *)b.data);
+			bt_buf_deinit(&b);
 			continue;
 		}
 		char up[32], rate[32];

@@ -46,8 +46,8 @@ static bool remember_have(struct bt_peer *p, uint32_t index)
 {
 	size_t byte = index / 8;
 	if (byte >= BT_WIRE_MAX_BITFIELD) {
-		bt_peer_fail(p, "have for piece %u before the metadata (more than %u pieces)", index,
-		     BT_WIRE_MAX_BITFIELD * 8);
+		bt_peer_fail(p, "have for piece %u before the metadata (more than %u pieces)",
+			     index, BT_WIRE_MAX_BITFIELD * 8);
 		return false;
 	}
 	if (byte >= p->early.haves_len) {
@@ -117,7 +117,8 @@ static bool on_request(struct bt_peer *p, const struct bt_wire_msg *m)
 		return false;
 	}
 	if (m->length == 0 || m->length > BT_BLOCK_SIZE) {
-		bt_peer_fail(p, "request for %u bytes (at most %u allowed)", m->length, BT_BLOCK_SIZE);
+		bt_peer_fail(p, "request for %u bytes (at most %u allowed)", m->length,
+			     BT_BLOCK_SIZE);
 		return false;
 	}
 	if ((uint64_t)m->begin + m->length > bt_geometry_piece_size(&p->cfg.geo, m->index)) {
@@ -250,7 +251,7 @@ enum bt_peer_msg_verdict bt_peer_judge(struct bt_peer *p, int id)
 		break;
 	case BT_PEER_MSG_NOT_NEGOTIATED:
 		bt_peer_fail(p, "%s message (id %d) but %s was not negotiated", h->name, id,
-		     bt_wire_feature_name(h->needs));
+			     bt_wire_feature_name(h->needs));
 		break;
 	}
 	return v;

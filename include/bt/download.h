@@ -94,6 +94,7 @@ bool bt_download_stopped(const struct bt_download *d);
 enum bt_download_state bt_download_state(const struct bt_download *d);
 bool bt_download_ended(const struct bt_download *d); /* DONE or FAILED */
 const char *bt_download_reason(const struct bt_download *d);
+/* The names are known from bt_download_new on; the temporary one is NULL for a seed job. */
 const char *bt_download_final_path(const struct bt_download *d);
 const char *bt_download_temp_path(const struct bt_download *d);
 const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d);
