@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import swarm  # noqa: E402
 from swarm import KiB, MiB, run_client  # noqa: E402
-from upload_common import (SELF_STOP_S, Tracker, add_announce, lt_add,  # noqa: E402
-                           lt_session, lt_wait_seeding, stop_on_sigterm)
+from upload_common import (SELF_STOP_S, Aria2Downloader, Background, Tracker,  # noqa: E402
+                           add_announce, lt_add, lt_session, lt_wait_seeding, stop_on_sigterm)
 
 IPS = swarm.IpPool('127.0.21.')
 W = None  # the module's temporary directory
@@ -198,70 +198,6 @@ def handshake(meta_or_hash):
     return PROTOCOL + bytes(8) + ih + b'-EM0001-' + os.urandom(12)
 
 
-def wait_listening(ip, port, timeout, alive=None):
-    """Waits until ip:port accepts a TCP connection (closed at once, nothing sent)."""
-    def ok():
-        if alive is not None and not alive():
-            raise RuntimeError('the process exited before listening on %s:%d' % (ip, port))
-        try:
-            with socket.create_connection((ip, port), timeout=0.5,
-                                          source_address=(swarm.PROBE_IP, 0)):
-                return True
-        except OSError:
-            return False
-    swarm.wait_until(ok, timeout, step=0.1, what='%s:%d to listen' % (ip, port))
-
-
-class Bg:
-    """The binary under test in the background (swarm.Client: stderr read line by line), on
-    ip:port. stop() is Ctrl-C by PID (SIGKILL if it does not exit) and returns the Result;
-    close() kills it if still running (teardown)."""
-
-    def __init__(self, *args, ip, port, ready=None, timeout=30):
-        self.ip = ip
-        self.port = port
-        self.client = swarm.Client(*args)
-        self.pid = self.client.proc.pid
-        self.result = None
-        try:
-            if ready:
-                swarm.wait_until(lambda: ready in self.stderr() or not self.alive(), timeout,
-                                 what='%r from %s' % (ready, ' '.join(map(str, args))))
-                if ready not in self.stderr():
-                    raise RuntimeError('exited before %r: %r' % (ready, self.client.wait(5)))
-            else:
-                wait_listening(ip, port, timeout, self.alive)
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def address(self):
-        return '%s:%d' % (self.ip, self.port)
-
-    def alive(self):
-        return self.client.proc.poll() is None
-
-    def stderr(self):
-        with self.client.lock:
-            return b''.join(self.client.err_lines).decode('utf-8', 'replace')
-
-    def stop(self, timeout=20):
-        if self.result is None:
-            if self.alive():
-                os.kill(self.pid, signal.SIGINT)
-            self.result = self.client.wait(timeout)
-            self.client.close()
-            swarm.check_sanitizers(self.result.stderr)
-        return self.result
-
-    def close(self):
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def start_seed(keys, ip, port=None, tracker=False, extra=()):
     """`torrent seed --dir SRC --listen ip -p port -v --progress=json` for several torrents."""
     port = port or swarm.free_port(ip)
@@ -270,37 +206,7 @@ def start_seed(keys, ip, port=None, tracker=False, extra=()):
     if not tracker:
         args.append('--no-tracker')
     args += list(extra) + [T[k].path for k in keys]
-    return Bg(*args, ip=ip, port=port, ready='torrent: seeding on port %d' % port)
-
-
-class Aria2Downloader:
-    """aria2c downloading one torrent into outdir from its tracker's peers, bound to ip (its
-    listening, peer and tracker sockets); exits 0 once it verified everything."""
-
-    def __init__(self, ip, meta, outdir):
-        self.ip = ip
-        self.port = swarm.free_port(ip)
-        argv = [swarm.ARIA2C, '--no-conf', '--seed-time=0', '--enable-dht=false',
-                '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',
-                '--disable-ipv6=true', '--interface=%s' % ip, '--listen-port=%d' % self.port,
-                '--dir=%s' % outdir, '--file-allocation=none', '--bt-max-peers=0',
-                '--bt-min-crypto-level=plain', '--bt-require-crypto=false',
-                '--summary-interval=0', '--console-log-level=warn', '--auto-save-interval=0',
-                '--allow-overwrite=false', '--show-console-readout=false',
-                '--stop=%d' % SELF_STOP_S, meta.path]
-        self.proc = swarm.Proc(argv, outdir + '.aria2.log', cwd=W)
-
-    def wait(self, timeout):
-        try:
-            rc = self.proc.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError('aria2c not done after %s s: %s' % (timeout,
-                                                                    self.proc.read_log()))
-        if rc != 0:
-            raise AssertionError('aria2c exited %s: %s' % (rc, self.proc.read_log()))
-
-    def stop(self):
-        self.proc.stop()
+    return Background(*args, ip=ip, port=port, ready='torrent: seeding on port %d' % port)
 
 
 class Forwarder:
@@ -656,7 +562,7 @@ class OneSeedTwoTorrents(Case):
             swarm.wait_until(lambda: tracker_lists(b, seed.address), 15, step=0.2,
                              what='the seed at the tracker')
             out_lt, out_aria = self.tmpdir('t3-lt'), self.tmpdir('t3-aria2')
-            aria = Aria2Downloader(IPS.take(), b, out_aria)
+            aria = Aria2Downloader(IPS.take(), b, out_aria, cwd=W)
             lt_ip = IPS.take()
             session, _ = lt_session(lt_ip, encryption=False)
             h = lt_add(session, a, out_lt)
@@ -760,9 +666,9 @@ class Router(Case):
         ip = IPS.take()
         port = swarm.free_port(ip)
         out = self.tmpdir('t4-dl')
-        dl = Bg('download', '--dir', out, '--listen', ip, '-p', port, '-v', '--no-tracker',
-                '--peer', '%s:%d' % (ip, swarm.closed_port(ip)), '--stall-timeout', '60',
-                meta.path, ip=ip, port=port)
+        dl = Background('download', '--dir', out, '--listen', ip, '-p', port, '-v',
+                        '--no-tracker', '--peer', '%s:%d' % (ip, swarm.closed_port(ip)),
+                        '--stall-timeout', '60', meta.path, ip=ip, port=port)
         try:
             self.probe(dl, [meta])
             r = dl.stop()
@@ -777,8 +683,9 @@ class Router(Case):
         port = swarm.free_port(ip)
         out = self.tmpdir('t4-seed')
         shutil.copytree(src('t4-b'), os.path.join(out, meta.name))
-        dl = Bg('download', '--dir', out, '--listen', ip, '-p', port, '-v', '--no-tracker',
-                '--seed', '--seed-time', SELF_STOP_S, meta.path, ip=ip, port=port)
+        dl = Background('download', '--dir', out, '--listen', ip, '-p', port, '-v',
+                        '--no-tracker', '--seed', '--seed-time', SELF_STOP_S, meta.path, ip=ip,
+                        port=port)
         try:
             self.probe(dl, [meta])
             r = dl.stop()
@@ -851,9 +758,9 @@ class NoSelfConnection(Case):
         seed = None
         try:
             tracker_announce(meta, decoy.ip, decoy.port)
-            seed = Bg('seed', '--dir', SRC, '-p', port, '-v', '--progress=json',
-                      '--seed-time', SELF_STOP_S, meta.path, ip='127.0.0.1', port=port,
-                      ready='torrent: seeding on port %d' % port)
+            seed = Background('seed', '--dir', SRC, '-p', port, '-v', '--progress=json',
+                              '--seed-time', SELF_STOP_S, meta.path, ip='127.0.0.1', port=port,
+                              ready='torrent: seeding on port %d' % port)
             swarm.wait_until(lambda: tracker_lists(meta, seed.address), 15, step=0.2,
                              what='the seed at the tracker as 127.0.0.1:%d' % port)
             swarm.wait_until(lambda: [a for a, _ in decoy.accepted
@@ -886,8 +793,8 @@ class NoSelfConnection(Case):
             tracker_announce(meta, fwd.ip, fwd.port)  # the forwarder joins the swarm
             me = '%s:%d' % (ip, port)
             out = self.tmpdir('t5')
-            dl = Bg('download', '--dir', out, '--listen', ip, '-p', port, '-v',
-                    '--progress=json', '--max-down', '250K', meta.path, ip=ip, port=port)
+            dl = Background('download', '--dir', out, '--listen', ip, '-p', port, '-v',
+                            '--progress=json', '--max-down', '250K', meta.path, ip=ip, port=port)
             try:
                 swarm.wait_until(lambda: tracker_lists(meta, me), 15, step=0.2,
                                  what='our download at the tracker')
@@ -951,9 +858,9 @@ class DownloadThenSeed(Case):
 
 def start_seed_dir(d, meta, ip):
     port = swarm.free_port(ip)
-    return Bg('seed', '--dir', d, '--listen', ip, '-p', port, '-v', '--progress=json',
-              '--no-tracker', '--seed-time', SELF_STOP_S, meta.path, ip=ip, port=port,
-              ready='torrent: seeding on port %d' % port)
+    return Background('seed', '--dir', d, '--listen', ip, '-p', port, '-v', '--progress=json',
+                      '--no-tracker', '--seed-time', SELF_STOP_S, meta.path, ip=ip, port=port,
+                      ready='torrent: seeding on port %d' % port)
 
 
 # --- 7. usage ------------------------------------------------------------------------------------

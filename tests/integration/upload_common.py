@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import struct
 import sys
 import tempfile
@@ -60,30 +61,41 @@ def vmrss_kib(pid):
 
 # --- our seeder -------------------------------------------------------------------------------
 
-class Seed:
-    """`torrent seed [--no-tracker] --listen IP -p PORT -v --progress=json [--peer ..]
-    TORRENT DATA` in the background. Ready once it printed 'seeding on port PORT'."""
+def wait_listening(ip, port, timeout, alive=None, log=None):
+    """Waits until ip:port accepts a TCP connection (closed at once, nothing sent). alive():
+    is the process still running (else fail at once, with log() if given)."""
+    def ok():
+        if alive is not None and not alive():
+            raise RuntimeError('the process exited before listening on %s:%d%s'
+                               % (ip, port, ': ' + log() if log else ''))
+        try:
+            with socket.create_connection((ip, port), timeout=0.5,
+                                          source_address=(swarm.PROBE_IP, 0)):
+                return True
+        except OSError:
+            return False
+    swarm.wait_until(ok, timeout, step=0.1, what='%s:%d to listen' % (ip, port))
 
-    def __init__(self, meta, data, ip, port=None, peers=(), tracker=False, extra=(),
-                 timeout=30):
-        self.meta = meta
+
+class Background:
+    """The binary under test in the background (swarm.Client: stderr read line by line), on
+    ip:port. stop() is Ctrl-C by PID (SIGKILL if it does not exit) and returns the Result;
+    close() kills it if still running (teardown)."""
+
+    def __init__(self, *args, ip, port, ready=None, timeout=30):
         self.ip = ip
-        self.port = port or swarm.free_port(ip)
-        args = ['seed', '--listen', ip, '-p', self.port, '-v', '--progress=json',
-                '--seed-time', SELF_STOP_S]
-        if not tracker:
-            args.append('--no-tracker')
-        for p in peers:
-            args += ['--peer', p]
-        args += [*extra, meta.path, data]
+        self.port = port
         self.client = swarm.Client(*args)
         self.pid = self.client.proc.pid
         self.result = None
         try:
-            swarm.wait_until(lambda: self.ready() or not self.alive(), timeout,
-                             what='seed to listen')
-            if not self.ready():
-                raise RuntimeError('seed exited before listening: %r' % self.client.wait(5))
+            if ready:
+                swarm.wait_until(lambda: ready in self.stderr() or not self.alive(), timeout,
+                                 what='%r from %s' % (ready, ' '.join(map(str, args))))
+                if ready not in self.stderr():
+                    raise RuntimeError('exited before %r: %r' % (ready, self.client.wait(5)))
+            else:
+                wait_listening(ip, port, timeout, self.alive)
         except BaseException:
             self.close()
             raise
@@ -92,18 +104,83 @@ class Seed:
     def address(self):
         return '%s:%d' % (self.ip, self.port)
 
+    def alive(self):
+        return self.client.proc.poll() is None
+
     def stderr(self):
         with self.client.lock:
             return b''.join(self.client.err_lines).decode('utf-8', 'replace')
+
+    def stop(self, timeout=20):
+        if self.result is None:
+            if self.alive():
+                os.kill(self.pid, signal.SIGINT)
+            self.result = self.client.wait(timeout)
+            self.client.close()
+            swarm.check_sanitizers(self.result.stderr)
+        return self.result
+
+    def close(self):
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+
+class Aria2Downloader:
+    """aria2c downloading one torrent into outdir from its tracker's peers, bound to ip (its
+    listening, peer and tracker sockets); exits 0 once it verified everything."""
+
+    def __init__(self, ip, meta, outdir, cwd):
+        self.ip = ip
+        self.port = swarm.free_port(ip)
+        argv = [swarm.ARIA2C, '--no-conf', '--seed-time=0', '--enable-dht=false',
+                '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',
+                '--disable-ipv6=true', '--interface=%s' % ip, '--listen-port=%d' % self.port,
+                '--dir=%s' % outdir, '--file-allocation=none', '--bt-max-peers=0',
+                '--bt-min-crypto-level=plain', '--bt-require-crypto=false',
+                '--summary-interval=0', '--console-log-level=warn', '--auto-save-interval=0',
+                '--allow-overwrite=false', '--show-console-readout=false',
+                '--stop=%d' % SELF_STOP_S, meta.path]
+        self.proc = swarm.Proc(argv, outdir + '.aria2.log', cwd=cwd)
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('aria2c not done after %s s: %s' % (timeout,
+                                                                    self.proc.read_log()))
+        if rc != 0:
+            raise AssertionError('aria2c exited %s: %s' % (rc, self.proc.read_log()))
+
+    def stop(self):
+        self.proc.stop()
+
+
+class Seed(Background):
+    """`torrent seed [--no-tracker] --listen IP -p PORT -v --progress=json [--peer ..]
+    TORRENT DATA` in the background. Ready once it printed 'seeding on port PORT'."""
+
+    def __init__(self, meta, data, ip, port=None, peers=(), tracker=False, extra=(),
+                 timeout=30):
+        self.meta = meta
+        port = port or swarm.free_port(ip)
+        args = ['seed', '--listen', ip, '-p', port, '-v', '--progress=json',
+                '--seed-time', SELF_STOP_S]
+        if not tracker:
+            args.append('--no-tracker')
+        for p in peers:
+            args += ['--peer', p]
+        args += [*extra, meta.path, data]
+        super().__init__(*args, ip=ip, port=port, ready='torrent: seeding on port %d' % port,
+                         timeout=timeout)
 
     def lines(self):
         return self.stderr().splitlines()
 
     def ready(self):
         return ('torrent: seeding on port %d' % self.port) in self.stderr()
-
-    def alive(self):
-        return self.client.proc.poll() is None
 
     def uploaded(self):
         """The highest 'uploaded' of the seeding JSON lines so far (0 if none)."""
@@ -129,23 +206,6 @@ class Seed:
     def wait_closed(self, peer, timeout=10):
         return swarm.wait_until(lambda: self.closed_lines(peer), timeout,
                                 what='a closed line for %s' % peer)
-
-    def stop(self, timeout=20):
-        """Ctrl-C: must exit 0 with a summary and no sanitizer report. Returns the Result."""
-        if self.result is None:
-            if self.alive():
-                os.kill(self.pid, signal.SIGINT)
-            self.result = self.client.wait(timeout)
-            self.client.close()
-            swarm.check_sanitizers(self.result.stderr)
-        return self.result
-
-    def close(self):
-        """Teardown: kills it if still running (never raises)."""
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 # --- libtorrent -------------------------------------------------------------------------------

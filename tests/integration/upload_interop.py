@@ -39,8 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import swarm  # noqa: E402
 from swarm import KiB  # noqa: E402
-from upload_common import (SELF_STOP_S, Seed, Tracker, add_announce,  # noqa: E402
-                           lt_add, lt_session, lt_wait_seeding, stop_on_sigterm)
+from upload_common import (SELF_STOP_S, Aria2Downloader, Seed, Tracker,  # noqa: E402
+                           add_announce, lt_add, lt_session, lt_wait_seeding, stop_on_sigterm,
+                           wait_listening)
 
 IPS = swarm.IpPool('127.0.5.')
 W = None
@@ -125,20 +126,6 @@ def same_content(meta, data, out, skip_empty=False):
         return '%s differs from the source (%d bytes, want %d)' % (
             out, os.path.getsize(out), meta.total)
     return None
-
-
-def wait_listening(ip, port, timeout, proc=None):
-    """Waits until ip:port accepts a TCP connection (then closes it at once)."""
-    def ok():
-        if proc is not None and not proc.alive():
-            raise RuntimeError('%s exited: %s' % (proc.argv[0], proc.read_log()))
-        try:
-            with socket.create_connection((ip, port), timeout=0.5,
-                                          source_address=(swarm.PROBE_IP, 0)):
-                return True
-        except OSError:
-            return False
-    swarm.wait_until(ok, timeout, step=0.1, what='%s:%d to listen' % (ip, port))
 
 
 def four_cases(prefix, one):
@@ -254,37 +241,6 @@ class Libtorrent(UploadCase):
 
 # --- aria2c -----------------------------------------------------------------------------------
 
-class Aria2Downloader:
-    """aria2c downloading one torrent into outdir: listening on ip:port (--interface binds its
-    listening, peer and tracker sockets), no DHT/LPD/PEX, exits when the download is verified
-    (--seed-time=0)."""
-
-    def __init__(self, ip, meta, outdir):
-        self.ip = ip
-        self.port = swarm.free_port(ip)
-        argv = [swarm.ARIA2C, '--no-conf', '--seed-time=0', '--enable-dht=false',
-                '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',
-                '--disable-ipv6=true', '--interface=%s' % ip, '--listen-port=%d' % self.port,
-                '--dir=%s' % outdir, '--file-allocation=none', '--bt-max-peers=0',
-                '--bt-min-crypto-level=plain', '--bt-require-crypto=false',
-                '--summary-interval=0', '--console-log-level=warn', '--auto-save-interval=0',
-                '--allow-overwrite=false', '--show-console-readout=false',
-                '--stop=%d' % SELF_STOP_S, meta.path]
-        self.proc = swarm.Proc(argv, os.path.join(outdir + '.aria2.log'), cwd=W)
-
-    def wait(self, timeout):
-        try:
-            rc = self.proc.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError('aria2c not done after %s s: %s' % (timeout,
-                                                                    self.proc.read_log()))
-        if rc != 0:
-            raise AssertionError('aria2c exited %s: %s' % (rc, self.proc.read_log()))
-
-    def stop(self):
-        self.proc.stop()
-
-
 class Aria2(UploadCase):
     """aria2c, one process per torrent, each on its own address: the seed dials it (--peer),
     or it finds the seed through the tracker. aria2c exits 0 once it has verified it all."""
@@ -298,10 +254,10 @@ class Aria2(UploadCase):
             if tracked:
                 seed = Seed(meta, data, '127.0.0.1', tracker=True)
                 TRACKER.wait_seeders(meta.info_hash_hex, 1, timeout=15)
-                aria = Aria2Downloader(take_ip(), meta, out)
+                aria = Aria2Downloader(take_ip(), meta, out, cwd=W)
             else:
-                aria = Aria2Downloader(take_ip(), meta, out)
-                wait_listening(aria.ip, aria.port, 20, aria.proc)
+                aria = Aria2Downloader(take_ip(), meta, out, cwd=W)
+                wait_listening(aria.ip, aria.port, 20, aria.proc.alive, aria.proc.read_log)
                 seed = Seed(meta, data, take_ip(), peers=['%s:%d' % (aria.ip, aria.port)])
             try:
                 aria.wait(TIMEOUT)
@@ -390,7 +346,7 @@ class Transmission(UploadCase):
                                  step=0.1, what='Transmission to announce')
                 seed = Seed(meta, data, '127.0.0.1', tracker=True)
             else:
-                wait_listening(tr.ip, tr.port, 20, tr.proc)
+                wait_listening(tr.ip, tr.port, 20, tr.proc.alive, tr.proc.read_log)
                 seed = Seed(meta, data, take_ip(), peers=['%s:%d' % (tr.ip, tr.port)])
             try:
                 tr.wait(TIMEOUT)
