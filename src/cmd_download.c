@@ -33,6 +33,7 @@ struct run {
 	size_t n;
 	struct event *progress_ev;
 	struct bt_jobview view;
+	uint32_t piece; /* download_piece: the index, parsed */
 };
 
 static void on_progress(evutil_socket_t fd, short what, void *arg)
@@ -50,8 +51,7 @@ static void announce_result(const struct run *r, struct item *it)
 		return;
 	it->announced = true;
 	if (r->o->mode == BT_JOB_PIECE)
-		printf("Piece %s downloaded to %s.\n", r->o->piece_arg,
-		       bt_download_final_path(it->d));
+		printf("Piece %u downloaded to %s.\n", r->piece, bt_download_final_path(it->d));
 	else if (r->o->mode == BT_JOB_DOWNLOAD)
 		printf("Downloaded %s to %s.\n", it->path, bt_download_final_path(it->d));
 	fflush(stdout);
@@ -68,15 +68,16 @@ static bool all_ended(const struct run *r)
 static void on_changed(void *arg, struct bt_download *d)
 {
 	struct run *r = arg;
-	struct item *it = NULL;
-	for (size_t i = 0; i < r->n && !it; i++)
-		if (r->items[i].d == d)
-			it = &r->items[i];
-	if (bt_download_state(d) == BT_DOWNLOAD_SEEDING && r->o->mode == BT_JOB_DOWNLOAD &&
+	size_t i = 0;
+	while (r->items[i].d != d)
+		i++;
+	enum bt_download_state st = bt_download_state(d);
+	if (st == BT_DOWNLOAD_FINISHING)
+		bt_jobview_job_done(&r->view, i);
+	if (st == BT_DOWNLOAD_SEEDING && r->o->mode == BT_JOB_DOWNLOAD &&
 	    !bt_download_was_complete(d)) {
-		bt_jobview_progress(&r->view, true);
 		bt_jobview_end_line(&r->view);
-		announce_result(r, it);
+		announce_result(r, &r->items[i]);
 	}
 	if (all_ended(r))
 		bt_session_stop(r->session);
@@ -105,6 +106,7 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 	const struct bt_job_args *o = r->o;
 	r->items = bt_xcalloc(o->ntorrents, sizeof *r->items);
 	r->view.jobs = bt_xcalloc(o->ntorrents, sizeof *r->view.jobs);
+	r->view.final_shown = bt_xcalloc(o->ntorrents, sizeof *r->view.final_shown);
 	static const struct bt_download_events ev = {on_checking, on_changed, on_stopped};
 	for (size_t i = 0; i < o->ntorrents; i++) {
 		struct item *it = &r->items[i];
@@ -124,7 +126,7 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 				return bt_cli_usage_error(o->command,
 							  "piece index must be 0 to %u, not '%s'",
 							  it->m.piece_count - 1, o->piece_arg);
-			dopts->piece = (uint32_t)v;
+			dopts->piece = r->piece = (uint32_t)v;
 		}
 		it->d = bt_download_new(r->session, &it->m, dopts, &ev, r);
 		r->view.jobs[i] = it->d;
@@ -278,6 +280,7 @@ done:
 	}
 	free(r.items);
 	free(r.view.jobs);
+	free(r.view.final_shown);
 	bt_session_free(r.session);
 	free(peers);
 	free(lens);

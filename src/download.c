@@ -167,12 +167,6 @@ static uint32_t check_pieces(struct bt_download *d, struct bt_storage *st)
 	return good;
 }
 
-static void clear_have(struct bt_download *d)
-{
-	memset(d->have.bits, 0, bt_bitfield_bytes(d->have.nbits));
-	d->have.count = 0;
-}
-
 /* Creates dir and any missing parents, as `mkdir -p` does. */
 static int make_dirs(const char *dir, struct bt_err *err)
 {
@@ -228,7 +222,11 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 		if (rename(d->final_path, d->temp_path) != 0)
 			return bt_err_set(err, -errno, "cannot rename '%s': %s", d->final_path,
 					  strerror(errno));
-		clear_have(d);
+		/* The data just checked goes on under its temporary name: `have` stands. */
+		rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
+		if (!rc)
+			d->resumed = good;
+		return rc;
 	}
 	bool resuming = exists(d->temp_path);
 	rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
@@ -378,6 +376,8 @@ static void on_complete(void *arg)
 	if (d->state != BT_DOWNLOAD_RUNNING)
 		return;
 	if (d->o.kind != BT_DOWNLOAD_SEED && !d->was_complete) {
+		/* Shown as done before the fsync, which can take a while for a large download. */
+		set_state(d, BT_DOWNLOAD_FINISHING);
 		struct bt_err err;
 		if (finalize(d, &err)) {
 			fail(d, "%s", err.msg);

@@ -95,7 +95,26 @@ static void draw_all(struct bt_jobview *v, bool final)
 	free(lines);
 }
 
-/* The progress of every torrent still downloading (final: and those just done). */
+static void show_one(struct bt_jobview *v, size_t i, bool final)
+{
+	struct bt_progress p;
+	progress_of(v, v->jobs[i], final, &p);
+	if (final)
+		v->final_shown[i] = true;
+	if (v->mode == BT_VIEW_JSON) {
+		struct bt_buf b;
+		bt_buf_init(&b);
+		bt_progress_json(&b, &p);
+		fprintf(stderr, "%s\n", (char *)b.data);
+		bt_buf_deinit(&b);
+		return;
+	}
+	char line[512];
+	bt_progress_line(line, sizeof line, &p);
+	put_line(v, line, final);
+}
+
+/* The progress of every torrent still downloading (final: and those done, once). */
 void bt_jobview_progress(struct bt_jobview *v, bool final)
 {
 	if (v->mode == BT_VIEW_NONE)
@@ -110,22 +129,20 @@ void bt_jobview_progress(struct bt_jobview *v, bool final)
 	}
 	for (size_t i = 0; i < v->n; i++) {
 		enum bt_download_state st = bt_download_state(v->jobs[i]);
-		if (st != BT_DOWNLOAD_RUNNING && !(final && st == BT_DOWNLOAD_DONE))
-			continue;
-		struct bt_progress p;
-		progress_of(v, v->jobs[i], final, &p);
-		if (v->mode == BT_VIEW_JSON) {
-			struct bt_buf b;
-			bt_buf_init(&b);
-			bt_progress_json(&b, &p);
-			fprintf(stderr, "%s\n", (char *)b.data);
-			bt_buf_deinit(&b);
-		} else {
-			char line[512];
-			bt_progress_line(line, sizeof line, &p);
-			put_line(v, line, final);
-		}
+		if (st == BT_DOWNLOAD_RUNNING ||
+		    (final && st == BT_DOWNLOAD_DONE && !v->final_shown[i]))
+			show_one(v, i, final);
 	}
+}
+
+void bt_jobview_job_done(struct bt_jobview *v, size_t i)
+{
+	if (v->mode == BT_VIEW_NONE || v->final_shown[i])
+		return;
+	if (v->mode == BT_VIEW_AUTO && v->tty && v->n > 1)
+		draw_all(v, false);
+	else
+		show_one(v, i, true);
 }
 
 void bt_jobview_seeding(struct bt_jobview *v)

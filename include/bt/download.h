@@ -39,11 +39,12 @@ enum bt_download_kind {
 };
 
 enum bt_download_state {
-	BT_DOWNLOAD_NEW,     /* before start */
-	BT_DOWNLOAD_RUNNING, /* fetching pieces */
-	BT_DOWNLOAD_SEEDING, /* complete under its final name, serving */
-	BT_DOWNLOAD_DONE,    /* complete (and seeding over, if it seeded) */
-	BT_DOWNLOAD_FAILED,  /* bt_download_reason says why */
+	BT_DOWNLOAD_NEW,       /* before start */
+	BT_DOWNLOAD_RUNNING,   /* fetching pieces */
+	BT_DOWNLOAD_FINISHING, /* every piece verified: syncing and renaming (reported first) */
+	BT_DOWNLOAD_SEEDING,   /* complete under its final name, serving */
+	BT_DOWNLOAD_DONE,      /* complete (and seeding over, if it seeded) */
+	BT_DOWNLOAD_FAILED,    /* bt_download_reason says why */
 };
 
 struct bt_download_opts {

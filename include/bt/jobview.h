@@ -31,6 +31,7 @@ struct bt_jobview {
 	double engine_started; /* when the jobs started, for first-byte times */
 	double last_plain;
 	struct bt_download **jobs;
+	bool *final_shown; /* per job: its last progress line is out */
 	size_t n;
 };
 
@@ -40,6 +41,8 @@ void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject
 /* The jobs that are downloading (final: and those just done), at most as often as the mode
  * wants unless final. */
 void bt_jobview_progress(struct bt_jobview *v, bool final);
+/* Job i has every piece: its last progress line (the run's average rate), once. */
+void bt_jobview_job_done(struct bt_jobview *v, size_t i);
 void bt_jobview_seeding(struct bt_jobview *v);
 void bt_jobview_checking(struct bt_jobview *v, uint32_t done, uint32_t total);
 void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d);
