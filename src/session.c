@@ -16,15 +16,23 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <ifaddrs.h>
 #include <unistd.h>
 
 /* Incoming connections still sending their handshake: at most this many, each for this long. */
 #define MAX_PENDING	64
 #define PENDING_TIMEOUT 10.0
+/*
+ * Out of descriptors (EMFILE, ENFILE) or past the budget below, the listener stops accepting for
+ * this long at a time; warned about at most once in WARN_INTERVAL.
+ */
+#define ACCEPT_PAUSE  1.0
+#define WARN_INTERVAL 60.0
 
 /* An accepted connection whose handshake the router has not judged yet. */
 struct pending {
@@ -48,6 +56,10 @@ struct bt_session {
 	struct event *sigint, *sigterm, *deadline;
 	enum bt_session_end end;
 	struct evconnlistener *listener;
+	struct event *resume; /* re-enables the listener after a pause */
+	bool paused;	      /* accepting stopped for want of descriptors, not yet recovered */
+	double warned;	      /* when the pause was last reported (0: never) */
+	int spare_fd;	      /* /dev/null held open, given up to shed connections on EMFILE */
 	uint16_t listen_port;
 	struct sockaddr_storage listen_addr; /* as bound: a wildcard or one address */
 	struct sockaddr_storage *local;	     /* with a wildcard: this host's addresses */
@@ -83,9 +95,19 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(s->base);
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_session *s = arg;
+	if (s->listener)
+		evconnlistener_enable(s->listener);
+}
+
 struct bt_session *bt_session_new(struct bt_err *err)
 {
 	struct bt_session *s = bt_xcalloc(1, sizeof *s);
+	s->spare_fd = -1;
 	s->base = event_base_new();
 	if (!s->base) {
 		free(s);
@@ -108,8 +130,10 @@ struct bt_session *bt_session_new(struct bt_err *err)
 	s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
 	s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
 	s->deadline = evtimer_new(s->base, on_deadline, s);
-	if (!s->sigint || !s->sigterm || !s->deadline)
+	s->resume = evtimer_new(s->base, on_resume, s);
+	if (!s->sigint || !s->sigterm || !s->deadline || !s->resume)
 		bt_oom();
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	/* A peer that hangs up must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -141,6 +165,10 @@ void bt_session_free(struct bt_session *s)
 		event_free(s->sigterm);
 	if (s->deadline)
 		event_free(s->deadline);
+	if (s->resume)
+		event_free(s->resume);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 	if (s->dns)
 		evdns_base_free(s->dns, 0);
 	event_base_free(s->base);
@@ -258,11 +286,85 @@ static void on_pending(evutil_socket_t fd, short what, void *arg)
 	fn(fn_arg, fd, (struct sockaddr *)&addr, len, &h);
 }
 
+/*
+ * Stops accepting for ACCEPT_PAUSE: with no descriptor to accept into, libevent's listener would
+ * otherwise be woken for the same waiting connection at once, forever (a busy loop).
+ */
+static void pause_accepting(struct bt_session *s, const char *why)
+{
+	evconnlistener_disable(s->listener);
+	struct timeval tv;
+	evtimer_add(s->resume, bt_timeval(&tv, ACCEPT_PAUSE));
+	if (s->paused)
+		return;
+	s->paused = true;
+	double now = bt_now();
+	if (s->warned == 0 || now - s->warned >= WARN_INTERVAL) {
+		s->warned = now;
+		bt_log(BT_LOG_WARN, "session",
+		       "%s: not accepting peers for a while (trying again every %.0f s)", why,
+		       ACCEPT_PAUSE);
+	}
+}
+
+/*
+ * The descriptors peers may take: accepted sockets must stay below the soft RLIMIT_NOFILE less a
+ * reserve (an eighth, 16 to 256), so storage, trackers and the resolver can still open files and
+ * sockets when peers pile up. The kernel hands out the lowest free descriptor, so an accepted
+ * descriptor at or above the line means fewer than the reserve are left.
+ */
+static bool within_budget(evutil_socket_t fd)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (rlim_t)INT32_MAX)
+		return true;
+	rlim_t reserve = rl.rlim_cur / 8;
+	reserve = reserve < 16 ? 16 : reserve > 256 ? 256 : reserve;
+	return rl.rlim_cur > reserve && (rlim_t)fd < rl.rlim_cur - reserve;
+}
+
+/*
+ * accept() failed. On EMFILE/ENFILE, the classic trick: give up the spare descriptor to accept and
+ * close what waits in the backlog (those peers learn at once that we are full rather than hang),
+ * take the spare back, and pause. Any other persistent error pauses too, so nothing spins.
+ */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct bt_session *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	if ((e == EMFILE || e == ENFILE) && s->spare_fd >= 0) {
+		close(s->spare_fd);
+		s->spare_fd = -1;
+		for (int i = 0; i < MAX_PENDING; i++) {
+			int fd = accept(evconnlistener_get_fd(l), NULL, NULL);
+			if (fd < 0)
+				break;
+			close(fd);
+			s->rejected++;
+		}
+		s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	char why[96];
+	snprintf(why, sizeof why, "cannot accept connections: %s", strerror(e));
+	pause_accepting(s, why);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
 	(void)l;
 	struct bt_session *s = arg;
+	if (!within_budget(fd)) {
+		s->rejected++;
+		close(fd);
+		pause_accepting(s, "too few file descriptors left for more peers");
+		return;
+	}
+	if (s->paused) {
+		s->paused = false;
+		bt_log(BT_LOG_DEBUG, "session", "accepting peers again");
+	}
 	if (s->npending >= MAX_PENDING || (size_t)len > sizeof(struct sockaddr_storage)) {
 		s->rejected++;
 		close(fd);
@@ -287,10 +389,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 static struct evconnlistener *bind_port(struct bt_session *s, const struct sockaddr *sa,
 					socklen_t len)
 {
-	return evconnlistener_new_bind(s->base, on_accept, s,
-				       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-					       LEV_OPT_REUSEABLE,
-				       64, sa, (int)len);
+	struct evconnlistener *l = evconnlistener_new_bind(
+		s->base, on_accept, s,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 64, sa,
+		(int)len);
+	if (l)
+		evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
 }
 
 static const void *ip_of(const struct sockaddr *sa, size_t *len_out)

@@ -310,13 +310,15 @@ class Proc:
     """A child in its own process group, output to a log file; stop() kills the group by the
     child's PID (SIGTERM, then SIGKILL) and waits for it, every wait bounded."""
 
-    def __init__(self, argv, log_path, cwd=None, stdin=subprocess.DEVNULL, stdout=None):
+    def __init__(self, argv, log_path, cwd=None, stdin=subprocess.DEVNULL, stdout=None,
+                 preexec_fn=None):
         self.argv = argv
         self.log_path = log_path
         self.log = open(log_path, 'ab')
         self.proc = subprocess.Popen(argv, cwd=cwd, stdin=stdin,
                                      stdout=stdout if stdout is not None else self.log,
-                                     stderr=self.log, env=child_env(), start_new_session=True)
+                                     stderr=self.log, env=child_env(), start_new_session=True,
+                                     preexec_fn=preexec_fn)
         _register(self.proc)
         self.pid = self.proc.pid
 
