@@ -13,14 +13,57 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Is p[i] inside a UTF-8 sequence (a continuation byte), where a cut would split a character? */
+static bool is_continuation(const char *p, size_t i)
+{
+	return ((unsigned char)p[i] & 0xc0) == 0x80;
+}
+
+void bt_err_fit(char *out, size_t n, const char *msg)
+{
+	size_t len = strlen(msg);
+	if (n == 0)
+		return;
+	if (len < n) {
+		memcpy(out, msg, len + 1);
+		return;
+	}
+	static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
+	if (n <= sizeof ellipsis + 8) { /* too small to be worth shortening in the middle */
+		memcpy(out, msg, n - 1);
+		out[n - 1] = '\0';
+		return;
+	}
+	size_t room = n - 1 - (sizeof ellipsis - 1);
+	/* A third for the start, the rest for the end, where the reason is. */
+	size_t head = room / 3, tail = room - head;
+	while (head > 0 && is_continuation(msg, head))
+		head--;
+	size_t from = len - tail;
+	while (from < len && is_continuation(msg, from))
+		from++;
+	memcpy(out, msg, head);
+	memcpy(out + head, ellipsis, sizeof ellipsis - 1);
+	memcpy(out + head + sizeof ellipsis - 1, msg + from, len - from + 1);
+}
+
 int bt_err_set(struct bt_err *err, int code, const char *fmt, ...)
 {
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-		va_end(ap);
+	if (!err)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof err->msg) {
+		char *whole = bt_xmalloc((size_t)n + 1);
+		vsnprintf(whole, (size_t)n + 1, fmt, again);
+		bt_err_fit(err->msg, sizeof err->msg, whole);
+		free(whole);
 	}
+	va_end(again);
 	return code;
 }
 
@@ -199,16 +242,28 @@ int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *l
 		return bt_err_set(err, -EISDIR, "cannot read '%s': %s", shown, strerror(EISDIR));
 	}
 
+	/* A regular file's size is known: refuse it before reading a byte if it is too large. */
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_len) {
+		if (!is_stdin)
+			close(fd);
+		return bt_err_set(err, -EFBIG,
+				  "'%s' is larger than the limit of %zu bytes (%lld bytes)", shown,
+				  max_len, (long long)st.st_size);
+	}
 	struct bt_buf b;
 	bt_buf_init(&b);
-	/* A regular file's size is known: read it in one allocation (plus one byte to see EOF). */
-	if (S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size <= max_len)
+	/* Read it in one allocation (plus one byte to see EOF). */
+	if (S_ISREG(st.st_mode) && st.st_size > 0)
 		bt_buf_reserve(&b, (size_t)st.st_size + 1);
 	int rc = 0;
 	for (;;) {
 		if (b.cap - b.len < 2)
 			bt_buf_reserve(&b, 65536);
-		ssize_t n = read(fd, b.data + b.len, b.cap - b.len - 1);
+		/* From a pipe, read no more than one byte past the limit. */
+		size_t want = b.cap - b.len - 1;
+		if (want > max_len + 1 - b.len)
+			want = max_len + 1 - b.len;
+		ssize_t n = read(fd, b.data + b.len, want);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

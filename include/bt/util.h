@@ -32,9 +32,17 @@ struct bt_err {
 #define BT_NORETURN
 #endif
 
-/* Sets err->msg (if err is non-NULL) and returns `code`, so callers can `return bt_err_set(...)`.
+/*
+ * Sets err->msg (if err is non-NULL) and returns `code`, so callers can `return bt_err_set(...)`.
+ * A message longer than BT_ERR_MAX - 1 bytes is shortened in the middle (bt_err_fit), so both its
+ * start and its end, where the reason is ("...: File name too long"), survive a long path.
  */
 int bt_err_set(struct bt_err *err, int code, const char *fmt, ...) BT_PRINTF(3, 4);
+/*
+ * Copies msg into out (n bytes, NUL included); if it does not fit, keeps its first third and its
+ * end with "…" (U+2026) between them, cutting only between UTF-8 characters.
+ */
+void bt_err_fit(char *out, size_t n, const char *msg);
 
 void *bt_xmalloc(size_t n);
 void *bt_xcalloc(size_t count, size_t size);
@@ -122,7 +130,8 @@ unsigned bt_sockaddr_from_ip(const char *ip, uint16_t port, struct sockaddr_stor
 
 /*
  * Reads a whole file ("-" means standard input) of at most max_len bytes into a new buffer.
- * Returns 0, or a negative errno with a message naming the path; -EFBIG if it is larger.
+ * Returns 0, or a negative errno with a message naming the path; -EFBIG if it is larger, known
+ * before reading for a regular file (its size), after max_len + 1 bytes from a pipe.
  */
 int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *len_out,
 		 struct bt_err *err);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -81,6 +82,90 @@ static void test_err_set(void **state)
 	assert_int_equal(strlen(err.msg), BT_ERR_MAX - 1);
 }
 
+/* A path too long for the message is shortened in the middle: the reason at the end survives. */
+static void test_err_keeps_reason(void **state)
+{
+	(void)state;
+	char path[4200];
+	size_t n = 0;
+	n += (size_t)snprintf(path + n, sizeof path - n, "/tmp/start");
+	while (n < 4000)
+		n += (size_t)snprintf(path + n, sizeof path - n, "/d\xc3\xa9j\xc3\xa0");
+	snprintf(path + n, sizeof path - n, "/file-at-the-end");
+	struct bt_err err;
+	assert_int_equal(bt_err_set(&err, -ENAMETOOLONG, "cannot create '%s': %s", path,
+				    strerror(ENAMETOOLONG)),
+			 -ENAMETOOLONG);
+	/* Up to 3 bytes are lost to a cut moved to a character's boundary. */
+	assert_in_range(strlen(err.msg), BT_ERR_MAX - 4, BT_ERR_MAX - 1);
+	assert_true(strncmp(err.msg, "cannot create '/tmp/start", 25) == 0);
+	const char *end = "/file-at-the-end': File name too long";
+	assert_string_equal(err.msg + strlen(err.msg) - strlen(end), end);
+	assert_non_null(strstr(err.msg, "\xe2\x80\xa6"));
+	/* Cut between characters: every byte is in a whole UTF-8 sequence. */
+	for (const unsigned char *p = (const unsigned char *)err.msg; *p;) {
+		int len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : 0;
+		assert_true(len > 0);
+		for (int i = 1; i < len; i++)
+			assert_int_equal(p[i] & 0xc0, 0x80);
+		p += len;
+	}
+
+	/* Exactly at the limit: untouched. */
+	char fits[BT_ERR_MAX];
+	memset(fits, 'x', sizeof fits - 1);
+	fits[sizeof fits - 1] = '\0';
+	bt_err_set(&err, -1, "%s", fits);
+	assert_string_equal(err.msg, fits);
+	char small[12];
+	bt_err_fit(small, sizeof small, "0123456789abcdef");
+	assert_string_equal(small, "0123456789a");
+}
+
+/* A regular file over the limit is refused by its size, before it is read. */
+static void test_read_file_size_first(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/bt-test-util-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	/* Sparse: reading it whole would take minutes. */
+	assert_int_equal(ftruncate(fd, (off_t)1 << 40), 0);
+	close(fd);
+	uint8_t *got;
+	size_t len;
+	struct bt_err err;
+	assert_int_equal(bt_read_file(path, 1000, &got, &len, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "1099511627776 bytes"));
+	unlink(path);
+}
+
+/* From standard input (a pipe), reading stops one byte past the limit. */
+static void test_read_file_pipe_stops(void **state)
+{
+	(void)state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	char data[5000];
+	memset(data, 'z', sizeof data);
+	assert_int_equal(write(p[1], data, sizeof data), (ssize_t)sizeof data);
+	int saved = dup(STDIN_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(p[0], STDIN_FILENO), STDIN_FILENO);
+	uint8_t *got;
+	size_t len;
+	struct bt_err err;
+	assert_int_equal(bt_read_file("-", 1000, &got, &len, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "standard input"));
+	assert_int_equal(dup2(saved, STDIN_FILENO), STDIN_FILENO);
+	close(saved);
+	int left = 0;
+	assert_int_equal(ioctl(p[0], FIONREAD, &left), 0);
+	assert_int_equal(left, (int)sizeof data - 1001);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void test_read_file(void **state)
 {
 	(void)state;
@@ -129,9 +214,15 @@ static void test_sockaddr(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_big_endian), cmocka_unit_test(test_buf_grows_and_terminates),
-		cmocka_unit_test(test_hex),	   cmocka_unit_test(test_err_set),
-		cmocka_unit_test(test_read_file),  cmocka_unit_test(test_sockaddr),
+		cmocka_unit_test(test_big_endian),
+		cmocka_unit_test(test_buf_grows_and_terminates),
+		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_err_set),
+		cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_err_keeps_reason),
+		cmocka_unit_test(test_read_file_size_first),
+		cmocka_unit_test(test_read_file_pipe_stops),
+		cmocka_unit_test(test_sockaddr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
