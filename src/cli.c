@@ -1,5 +1,6 @@
 #include "bt/cli.h"
 
+#include "bt/log.h"
 #include "bt/metainfo.h"
 
 #include <netdb.h>
@@ -108,6 +109,26 @@ int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainf
 		return BT_EXIT_USAGE;
 	}
 	return 0;
+}
+
+void bt_cli_warn_renamed(const char *command, const struct bt_metainfo *m)
+{
+	if (!m->renamed)
+		return;
+	const char *orig = m->orig_name, *now = m->name;
+	for (size_t i = 0; !orig && i < m->file_count; i++) {
+		orig = m->files[i].orig_path;
+		now = m->files[i].path;
+	}
+	struct bt_buf shown;
+	bt_buf_init(&shown);
+	bt_meta_sanitize(&shown, (const uint8_t *)orig, strlen(orig), true);
+	char more[64] = "";
+	if (m->renamed > 1)
+		snprintf(more, sizeof more, " (and %zu more names)", m->renamed - 1);
+	bt_log(BT_LOG_WARN, command, "renamed '%s' to '%s' for the file system%s",
+	       (char *)shown.data, now, more);
+	bt_buf_deinit(&shown);
 }
 
 /* Resolves "host:port" or "[v6]:port" (once, before anything is written or started). */

@@ -113,6 +113,7 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 		int rc = bt_cli_load_torrent(o->command, o->torrents[i], &it->m);
 		if (rc)
 			return rc;
+		bt_cli_warn_renamed(o->command, &it->m);
 		r->n++;
 		it->path = o->torrents[i];
 		for (size_t k = 0; k < i; k++)

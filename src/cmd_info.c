@@ -64,7 +64,7 @@ static void print_text(const struct bt_metainfo *m)
 	for (uint32_t i = 0; i < m->piece_count; i++)
 		print_hex_line("", m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN);
 
-	print_labelled("Name: ", m->name);
+	print_labelled("Name: ", m->orig_name ? m->orig_name : m->name);
 	printf("Piece Count: %" PRIu32 "\n", m->piece_count);
 	printf("Private: %s\n", m->is_private ? "yes" : "no");
 	if (m->has_creation_date) {
@@ -104,7 +104,8 @@ static void print_text(const struct bt_metainfo *m)
 			if (m->files[i].pad)
 				continue;
 			printf("  %14" PRId64 "  ", m->files[i].length);
-			bt_cli_put_safe(stdout, m->files[i].path);
+			bt_cli_put_safe(stdout, m->files[i].orig_path ? m->files[i].orig_path
+								      : m->files[i].path);
 			fputc('\n', stdout);
 		}
 	}
@@ -156,7 +157,7 @@ static void print_json(const struct bt_metainfo *m)
 		bt_json_put_hex(&b, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN);
 	}
 	bt_buf_addc(&b, ']');
-	json_opt_str(&b, &first, "name", m->name);
+	json_opt_str(&b, &first, "name", m->orig_name ? m->orig_name : m->name);
 	bt_json_key(&b, &first, "piece_count");
 	bt_buf_printf(&b, "%" PRIu32, m->piece_count);
 	bt_json_key(&b, &first, "private");
@@ -186,7 +187,7 @@ static void print_json(const struct bt_metainfo *m)
 		const struct bt_meta_file *f = &m->files[i];
 		bt_buf_adds(&b, i ? ",{" : "{");
 		int ffirst = 1;
-		json_opt_str(&b, &ffirst, "path", f->path);
+		json_opt_str(&b, &ffirst, "path", f->orig_path ? f->orig_path : f->path);
 		bt_json_key(&b, &ffirst, "length");
 		bt_buf_printf(&b, "%" PRId64, f->length);
 		bt_json_key(&b, &ffirst, "offset");

@@ -22,6 +22,89 @@ static char *opt_string(const struct bt_benc_node *d, const char *key)
 	return v && v->type == BT_BENC_STR ? node_strdup(v) : NULL;
 }
 
+/*
+ * The length of the valid UTF-8 sequence at p[0..n) (1 to 4), or 0 if p[0] does not start one
+ * (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short).
+ */
+static size_t utf8_len(const uint8_t *p, size_t n, uint32_t *cp_out)
+{
+	uint8_t c = p[0];
+	size_t len;
+	uint8_t lo = 0x80, hi = 0xbf;
+	if (c < 0x80) {
+		*cp_out = c;
+		return 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	uint32_t cp = c & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if (i > 1 && (p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	*cp_out = cp;
+	return len;
+}
+
+/*
+ * Characters a name on disk must not hold, as libtorrent filters them: control characters (they
+ * garble terminals and listings) and the bidi marks and overrides that make a name display as
+ * another ("exe.txt" shown for "txt.exe").
+ */
+static bool unfit_for_disk(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e ||
+	       cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t bt_meta_sanitize(struct bt_buf *out, const uint8_t *p, size_t n, bool escape)
+{
+	size_t changed = 0;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = utf8_len(p + i, n - i, &cp);
+		if (len == 0 || unfit_for_disk(cp)) {
+			for (size_t k = 0; escape && k < (len ? len : 1); k++)
+				bt_buf_printf(out, "\\x%02x", p[i + k]);
+			if (!escape)
+				bt_buf_addc(out, '_');
+			changed++;
+			i += len ? len : 1;
+		} else {
+			bt_buf_add(out, p + i, len);
+			i += len;
+		}
+	}
+	return changed;
+}
+
+/* Notes that the disk name of `raw` differs from it: keeps the original beside it. */
+static char *disk_name(struct bt_metainfo *m, const uint8_t *raw, size_t n, char **orig_out)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	if (bt_meta_sanitize(&b, raw, n, false)) {
+		*orig_out = bt_xstrndup((const char *)raw, n);
+		m->renamed++;
+	}
+	size_t len;
+	char *s = (char *)bt_buf_steal(&b, &len);
+	return s ? s : bt_xstrdup("");
+}
+
 bool bt_meta_component_ok(const uint8_t *p, size_t n)
 {
 	if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
@@ -119,8 +202,9 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files, 
 	m->multi_file = true;
 	m->files = bt_xcalloc(files->count, sizeof *m->files);
 	const struct bt_benc_node *f = bt_benc_first(files);
-	struct bt_buf path;
+	struct bt_buf path, raw;
 	bt_buf_init(&path);
+	bt_buf_init(&raw);
 	int rc = 0;
 	for (uint32_t i = 0; i < files->count; i++, f = bt_benc_skip(f)) {
 		char where[32];
@@ -138,6 +222,7 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files, 
 			break;
 		}
 		path.len = 0;
+		raw.len = 0;
 		const struct bt_benc_node *c = bt_benc_first(pl);
 		for (uint32_t j = 0; j < pl->count && !rc; j++, c = bt_benc_skip(c)) {
 			if (c->type != BT_BENC_STR || !bt_meta_component_ok(c->str, c->str_len)) {
@@ -146,9 +231,13 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files, 
 				rc = bad_component(c, cw, err);
 				break;
 			}
-			if (j)
+			if (j) {
 				bt_buf_addc(&path, '/');
-			bt_buf_add(&path, c->str, c->str_len);
+				bt_buf_addc(&raw, '/');
+			}
+			bt_buf_add(&raw, c->str, c->str_len);
+			/* The raw component was checked: sanitising adds no '/', NUL or "..". */
+			bt_meta_sanitize(&path, c->str, c->str_len, false);
 		}
 		if (rc)
 			break;
@@ -156,12 +245,17 @@ static int parse_files(struct bt_metainfo *m, const struct bt_benc_node *files, 
 		mf->pad =
 			attr && attr->type == BT_BENC_STR && memchr(attr->str, 'p', attr->str_len);
 		mf->path = bt_xstrndup((const char *)path.data, path.len);
+		if (raw.len != path.len || memcmp(raw.data, path.data, path.len) != 0) {
+			mf->orig_path = bt_xstrndup((const char *)raw.data, raw.len);
+			m->renamed++;
+		}
 		mf->offset = m->total_length;
 		m->file_count++;
 		if ((rc = add_length(m, mf->length, err)))
 			break;
 	}
 	bt_buf_deinit(&path);
+	bt_buf_deinit(&raw);
 	return rc ? rc : check_path_clashes(m, err);
 }
 
@@ -241,7 +335,7 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 		return BAD("info.name: not a string");
 	if (!bt_meta_component_ok(name->str, name->str_len))
 		return bad_component(name, "info.name", err);
-	m->name = node_strdup(name);
+	m->name = disk_name(m, name->str, name->str_len, &m->orig_name);
 
 	const struct bt_benc_node *pl = bt_benc_dict_get(info, "piece length");
 	if (!pl)
@@ -268,6 +362,8 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 		if ((rc = get_length(info, -1, &m->files[0].length, err)))
 			return rc;
 		m->files[0].path = bt_xstrdup(m->name);
+		if (m->orig_name)
+			m->files[0].orig_path = bt_xstrdup(m->orig_name);
 		m->file_count = 1;
 		m->total_length = m->files[0].length;
 	}
@@ -282,6 +378,10 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 		return BAD("info.pieces: length %zu is not a multiple of %d", pieces->str_len,
 			   BT_SHA1_LEN);
 	uint64_t need = ((uint64_t)m->total_length - 1) / (uint64_t)m->piece_length + 1;
+	if (need > BT_META_MAX_PIECES)
+		return BAD("info: %" PRId64 " bytes in pieces of %" PRId64 " make %" PRIu64
+			   " pieces, more than the limit of %d",
+			   m->total_length, m->piece_length, need, BT_META_MAX_PIECES);
 	if (pieces->str_len / BT_SHA1_LEN != need)
 		return BAD("info.pieces: holds %zu hashes, but %" PRId64
 			   " bytes in pieces of %" PRId64 " need %" PRIu64,
@@ -348,8 +448,11 @@ static void free_strings(char **v, size_t n)
 void bt_meta_deinit(struct bt_metainfo *m)
 {
 	free(m->name);
-	for (size_t i = 0; i < m->file_count; i++)
+	free(m->orig_name);
+	for (size_t i = 0; i < m->file_count; i++) {
 		free(m->files[i].path);
+		free(m->files[i].orig_path);
+	}
 	free(m->files);
 	free(m->announce);
 	for (size_t i = 0; i < m->tier_count; i++)

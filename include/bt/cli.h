@@ -64,6 +64,11 @@ struct bt_metainfo;
  * "torrent: <command>: <path>: <problem>".
  */
 int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainfo *m);
+/*
+ * Says once (bt_log WARN) that the torrent's names were sanitised for the file system, naming the
+ * first as the torrent has it (escaped) and as it goes on disk; nothing if none was.
+ */
+void bt_cli_warn_renamed(const char *command, const struct bt_metainfo *m);
 
 /* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
 void bt_cli_put_safe(FILE *f, const char *s);

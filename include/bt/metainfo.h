@@ -10,6 +10,10 @@
  * `announce`), BEP 19 `url-list`, BEP 27 `private`, BEP 47 pad files, and BEP 52: a hybrid
  * v1+v2 torrent is used through its v1 view, a v2-only one is refused.
  *
+ * Names and paths are sanitised for the file system (bt_meta_sanitize): `name` and each file's
+ * `path` are what goes on disk, `orig_name` and `orig_path` keep the torrent's own bytes where
+ * they differ (for display), and the info hash is of course over the original bytes.
+ *
  * The struct owns copies of everything it holds; the input can be freed after parsing.
  */
 #ifndef BT_METAINFO_H
@@ -27,9 +31,13 @@
 #define BT_META_MAX_PIECE_LENGTH ((int64_t)256 << 20)
 /* The largest .torrent file the client reads. */
 #define BT_META_MAX_FILE_SIZE ((size_t)64 << 20)
+/* More pieces than this are refused (libtorrent's default max_pieces; no real torrent has). */
+#define BT_META_MAX_PIECES 0x200000
 
 struct bt_meta_file {
 	char *path; /* relative, components joined by '/'; for a single-file torrent, the name */
+	char *orig_path; /* the path as the torrent spells it, when sanitising changed it; or NULL
+			  */
 	int64_t length;
 	int64_t offset; /* of its first byte in the torrent's concatenated data */
 	bool pad;	/* BEP 47 padding: zeros that are never written to disk */
@@ -41,7 +49,10 @@ struct bt_meta_tier {
 };
 
 struct bt_metainfo {
-	char *name;
+	char *name;	 /* fit for the file system (see bt_meta_sanitize) */
+	char *orig_name; /* the name as the torrent spells it, when sanitising changed it; or NULL
+			  */
+	size_t renamed;	 /* names and paths that sanitising changed */
 	uint8_t info_hash[BT_SHA1_LEN];
 	bool hybrid; /* BEP 52 v1+v2: info_hash_v2 is set, and the v1 view is what we use */
 	uint8_t info_hash_v2[BT_SHA256_LEN];
@@ -91,6 +102,14 @@ static inline struct bt_geometry bt_meta_geometry(const struct bt_metainfo *m)
 }
 
 int64_t bt_meta_piece_size(const struct bt_metainfo *m, uint32_t i);
+/*
+ * Appends name (n bytes, one path component or a whole path) to out fit for the file system, as
+ * libtorrent does: a control character (C0, DEL, C1), a bidi mark or override (U+200E, U+200F,
+ * U+202A to U+202E, U+2066 to U+2069) becomes '_', and so does each byte of an invalid UTF-8
+ * sequence. Returns how many were replaced (0: out got name unchanged). With `escape`, each byte
+ * of what would be replaced is written as "\xNN" instead, to show the original in a message.
+ */
+size_t bt_meta_sanitize(struct bt_buf *out, const uint8_t *name, size_t n, bool escape);
 /* Checks one path component the way torrent paths are checked. */
 bool bt_meta_component_ok(const uint8_t *p, size_t n);
 

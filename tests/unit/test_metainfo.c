@@ -310,6 +310,120 @@ static void test_every_truncation_fails_cleanly(void **state)
 	free(t);
 }
 
+static char *sanitized(const char *in, bool escape, size_t *changed_out)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	*changed_out = bt_meta_sanitize(&b, (const uint8_t *)in, strlen(in), escape);
+	bt_buf_addc(&b, '\0');
+	return (char *)bt_buf_steal(&b, NULL);
+}
+
+static void test_sanitize(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+		size_t changed;
+	} cases[] = {
+		{"plain.txt", "plain.txt", 0},
+		{"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80",
+		 "caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80", 0},
+		{"a\x01"
+		 "b\x1b[2J\n",
+		 "a_b_[2J_", 3},
+		{"\x7f\xc2\x85", "__", 2}, /* DEL, C1 NEL */
+		{"txt\xe2\x80\xae"
+		 "exe",
+		 "txt_exe", 1}, /* U+202E */
+		{"\xe2\x80\xaa\xe2\x81\xa6\xe2\x81\xa9\xe2\x80\x8f", "____",
+		 4},				     /* 202A 2066 2069 200F */
+		{"\xe2\x80\xa9", "\xe2\x80\xa9", 0}, /* U+2029 is no override */
+		{"\xff\xfe", "__", 2},
+		{"\xe2\x82z", "__z", 2},	 /* cut short: each byte */
+		{"\xc0\xaf", "__", 2},		 /* overlong '/' */
+		{"\xed\xa0\x80", "___", 3},	 /* a surrogate */
+		{"\xf4\x90\x80\x80", "____", 4}, /* past U+10FFFF */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t changed;
+		char *got = sanitized(cases[i].in, false, &changed);
+		if (strcmp(got, cases[i].out) != 0 || changed != cases[i].changed)
+			fail_msg("case %zu: got '%s' (%zu), want '%s' (%zu)", i, got, changed,
+				 cases[i].out, cases[i].changed);
+		free(got);
+	}
+	size_t changed;
+	char *shown = sanitized("a\x01"
+				"b\xe2\x80\xae\xff",
+				true, &changed);
+	assert_string_equal(shown, "a\\x01b\\xe2\\x80\\xae\\xff");
+	assert_int_equal(changed, 3);
+	free(shown);
+}
+
+/* Names go to disk sanitised, the originals kept for display, the info hash unchanged. */
+static void test_names_sanitized_for_disk(void **state)
+{
+	(void)state;
+	const char *name = "n\x1b[31m", *d = "d\xe2\x80\xae", *f = "f\xff";
+	struct bt_buf info;
+	bt_buf_init(&info);
+	bt_buf_printf(&info,
+		      "d5:filesld6:lengthi5e4:pathl%zu:%s%zu:%seed6:lengthi3e4:pathl2:okeee"
+		      "4:name%zu:%s12:piece lengthi16384e6:pieces20:" HASHES20 "e",
+		      strlen(d), d, strlen(f), f, strlen(name), name);
+	char *t = torrent_with_info((const char *)info.data);
+	struct bt_metainfo m;
+	struct bt_err err = {""};
+	assert_int_equal(parse(&m, t, &err), 0);
+	assert_string_equal(m.name, "n_[31m");
+	assert_string_equal(m.orig_name, name);
+	assert_string_equal(m.files[0].path, "d_/f_");
+	assert_string_equal(m.files[0].orig_path, "d\xe2\x80\xae/f\xff");
+	assert_string_equal(m.files[1].path, "ok");
+	assert_null(m.files[1].orig_path);
+	assert_int_equal(m.renamed, 2);
+	uint8_t want[BT_SHA1_LEN];
+	bt_sha1(info.data, info.len, want);
+	assert_memory_equal(m.info_hash, want, BT_SHA1_LEN);
+	bt_meta_deinit(&m);
+	free(t);
+	bt_buf_deinit(&info);
+
+	/* Single file: its path is the sanitised name. */
+	t = torrent_with_info("d6:lengthi1e4:name3:a\x01"
+			      "b12:piece lengthi16384e6:pieces20:" HASHES20 "e");
+	assert_int_equal(parse(&m, t, &err), 0);
+	assert_string_equal(m.name, "a_b");
+	assert_string_equal(m.files[0].path, "a_b");
+	assert_string_equal(m.files[0].orig_path, "a\x01"
+						  "b");
+	assert_int_equal(m.renamed, 1);
+	bt_meta_deinit(&m);
+	free(t);
+
+	/* Two names that become one on disk cannot both be written. */
+	expect_invalid("d5:filesld6:lengthi1e4:pathl2:a\x01"
+		       "eed6:lengthi1e4:pathl2:a\x02"
+		       "eee"
+		       "4:name1:x12:piece lengthi16384e6:pieces20:" HASHES20 "e",
+		       -EINVAL, "two files at 'a_'");
+}
+
+/* More pieces than BT_META_MAX_PIECES are refused, by count, before the hashes are looked at. */
+static void test_piece_count_cap(void **state)
+{
+	(void)state;
+	expect_invalid("d6:lengthi3000000e4:name1:a12:piece lengthi1e6:pieces0:e", -EINVAL,
+		       "make 3000000 pieces, more than the limit of 2097152");
+	expect_invalid("d6:lengthi2097153e4:name1:a12:piece lengthi1e6:pieces0:e", -EINVAL,
+		       "2097153 pieces");
+	/* At the cap, only the hashes are missing. */
+	expect_invalid("d6:lengthi2097152e4:name1:a12:piece lengthi1e6:pieces0:e", -EINVAL,
+		       "holds 0 hashes");
+}
+
 static void test_component_check(void **state)
 {
 	(void)state;
@@ -327,6 +441,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_single_file),
+		cmocka_unit_test(test_sanitize),
+		cmocka_unit_test(test_names_sanitized_for_disk),
+		cmocka_unit_test(test_piece_count_cap),
 		cmocka_unit_test(test_unsorted_keys_hash_raw_bytes),
 		cmocka_unit_test(test_multi_file_offsets_and_pads),
 		cmocka_unit_test(test_trackers_and_web_seeds),
