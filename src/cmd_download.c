@@ -220,6 +220,7 @@ static int run_jobs(struct bt_job_args *o)
 		goto done;
 	for (size_t i = 0; i < r.n; i++) {
 		if (bt_download_prepare(r.items[i].d, &err)) {
+			bt_jobview_summary(&r.view, r.items[i].d);
 			bt_cli_error(cmd, "%s", err.msg);
 			rc = BT_EXIT_FAILURE;
 			goto done;

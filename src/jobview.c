@@ -209,14 +209,19 @@ void bt_jobview_checking(struct bt_jobview *v, uint32_t done, uint32_t total)
 void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 {
 	struct bt_torrent *t = bt_download_torrent(d);
-	if (!t || v->mode == BT_VIEW_NONE)
+	/* A job that failed before it started (a disk error, say) has nothing to count, but a
+	 * JSON reader still gets its summary. */
+	if (v->mode == BT_VIEW_NONE || (!t && v->mode != BT_VIEW_JSON))
 		return;
-	struct bt_torrent_stats s;
-	bt_torrent_get_stats(t, &s);
+	struct bt_torrent_stats s = {.first_byte_s = -1};
+	if (t)
+		bt_torrent_get_stats(t, &s);
+	else
+		s.wanted_bytes = (uint64_t)bt_download_metainfo(d)->total_length;
 	double elapsed = bt_now() - v->started;
 	if (v->mode == BT_VIEW_JSON) {
-		struct bt_torrent_peer_stat *ps;
-		size_t n = bt_torrent_peer_stats(t, &ps);
+		struct bt_torrent_peer_stat *ps = NULL;
+		size_t n = t ? bt_torrent_peer_stats(t, &ps) : 0;
 		struct bt_buf name;
 		bt_buf_init(&name);
 		if (v->n > 1) {
