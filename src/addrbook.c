@@ -30,11 +30,14 @@ struct slot {
 	int heap_pos; /* index in the dial heap, or -1 */
 	uint64_t seq; /* queueing order: ties in retry_at go first in, first out */
 	enum list list;
-	bool hopeful; /* counted in counts.hopeful */
+	int origin;   /* index in by_origin of the source that first reported it, or -1 */
+	bool hopeful; /* counted in counts.hopeful (and in by_origin[origin]) */
 	TAILQ_ENTRY(slot) link;
 };
 
 TAILQ_HEAD(slot_list, slot);
+
+#define ORIGIN_COUNT 3
 
 struct bt_addrbook {
 	size_t capacity;
@@ -54,7 +57,21 @@ struct bt_addrbook {
 
 	struct slot_list lists[LIST_COUNT];
 	struct bt_addrbook_counts counts;
+	size_t per_source;		/* bound on by_origin[i] */
+	size_t by_origin[ORIGIN_COUNT]; /* hopeful entries first reported by tracker, DHT, PEX */
 };
+
+/* The unsolicited sources, each bounded to per_source hopeful entries: an index, or -1. */
+static int origin_of(unsigned source)
+{
+	if (source & BT_ADDRBOOK_TRACKER)
+		return 0;
+	if (source & BT_ADDRBOOK_DHT)
+		return 1;
+	if (source & BT_ADDRBOOK_PEX)
+		return 2;
+	return -1;
+}
 
 static uint64_t rotl(uint64_t x, int b)
 {
@@ -284,6 +301,8 @@ static void relist(struct bt_addrbook *ab, struct slot *s)
 	bool hopeful = !s->e.banned && !s->e.self && s->e.tries < BT_ADDRBOOK_MAX_TRIES;
 	if (hopeful != s->hopeful) {
 		ab->counts.hopeful += hopeful ? 1 : (size_t)-1;
+		if (s->origin >= 0)
+			ab->by_origin[s->origin] += hopeful ? 1 : (size_t)-1;
 		s->hopeful = hopeful;
 	}
 	bool queued = s->heap_pos >= 0;
@@ -312,6 +331,8 @@ static void evict(struct bt_addrbook *ab, struct slot *s)
 	ab->free_handles[ab->nfree++] = s->h;
 	ab->counts.known--;
 	ab->counts.hopeful -= s->hopeful;
+	if (s->origin >= 0)
+		ab->by_origin[s->origin] -= s->hopeful;
 	ab->counts.banned -= s->e.banned;
 	ab->counts.used -= s->e.bytes > 0;
 	free(s);
@@ -337,6 +358,7 @@ struct bt_addrbook *bt_addrbook_new(size_t capacity, uint64_t seed)
 {
 	struct bt_addrbook *ab = bt_xcalloc(1, sizeof *ab);
 	ab->capacity = capacity ? capacity : BT_ADDRBOOK_DEFAULT_CAPACITY;
+	ab->per_source = ab->capacity - ab->capacity / 2;
 	ab->k0 = splitmix64(&seed);
 	ab->k1 = splitmix64(&seed);
 	for (int i = 0; i < LIST_COUNT; i++)
@@ -384,6 +406,9 @@ int bt_addrbook_add(struct bt_addrbook *ab, const struct sockaddr *sa, socklen_t
 		relist(ab, s);
 		return found;
 	}
+	int origin = origin_of(source);
+	if (origin >= 0 && ab->by_origin[origin] >= ab->per_source)
+		return -ENOSPC;
 	if (!make_room(ab, source))
 		return -ENOSPC;
 
@@ -406,6 +431,7 @@ int bt_addrbook_add(struct bt_addrbook *ab, const struct sockaddr *sa, socklen_t
 	s->h = h;
 	s->heap_pos = -1;
 	s->list = LIST_NONE;
+	s->origin = origin;
 	memcpy(s->key, key, KEY_LEN);
 	s->hash = hash;
 	memcpy(&s->e.addr, sa,
@@ -475,11 +501,11 @@ void bt_addrbook_handshaken(struct bt_addrbook *ab, int h)
 	relist(ab, s);
 }
 
-void bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *reason)
+bool bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *reason)
 {
 	struct slot *s = must_slot(ab, h);
 	if (!s->e.connected)
-		return;
+		return false;
 	s->e.connected = false;
 	ab->counts.connected--;
 	/* A connection that served a good while earns a fresh set of tries; one that fails soon
@@ -490,6 +516,13 @@ void bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *r
 	if (reason)
 		bt_addrbook_set_error(ab, h, reason);
 	relist(ab, s);
+	/* Known only from a connection that brought nothing: its port was ephemeral, there is
+	 * nothing to dial and nothing to remember. */
+	if (s->e.sources == BT_ADDRBOOK_INCOMING && s->list != LIST_NONE) {
+		evict(ab, s);
+		return true;
+	}
+	return false;
 }
 
 void bt_addrbook_set_error(struct bt_addrbook *ab, int h, const char *reason)

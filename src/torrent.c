@@ -526,11 +526,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * A tracker's peers. A reply may list hundreds of thousands: the book takes the tracker's share
+ * (BT_ADDRBOOK_DEFAULT_PER_SOURCE) in O(1) each and refuses the rest, so the walk stops at the
+ * first refusal; it starts at a random place, so the part taken is not the tracker's choice.
+ */
 static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
 			     const struct bt_peer_addr *self)
 {
 	struct bt_torrent *t = arg;
-	for (size_t i = 0; i < n; i++) {
+	uint64_t r = 0;
+	if (n > 1)
+		bt_random_bytes(&r, sizeof r);
+	size_t start = n ? (size_t)(r % n) : 0;
+	double now = bt_now();
+	for (size_t k = 0; k < n; k++) {
+		size_t i = start + k < n ? start + k : start + k - n;
 		/* Our own entry (the address the announce left from, our port) is never dialled. */
 		if (self && self->family && self->family == peers[i].family &&
 		    self->port == peers[i].port &&
@@ -554,8 +565,9 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 		}
 		if (bt_session_is_self(t->session, (struct sockaddr *)&ss))
 			continue;
-		bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, BT_ADDRBOOK_TRACKER,
-				bt_now());
+		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, BT_ADDRBOOK_TRACKER,
+				    now) == -ENOSPC)
+			break;
 	}
 	connect_more(t);
 }

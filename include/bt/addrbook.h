@@ -21,13 +21,23 @@
  * under a per-book seed, so a hostile tracker or peer cannot pick addresses that collide.
  *
  * Capacity: at most `capacity` entries. When the book is full, a new address evicts the oldest
- * "spent" entry (never got past a handshake and will not be dialled again: out of tries, or known
- * only from its incoming connection); failing that, addresses from trackers, DHT and PEX are
- * dropped (-ENOSPC), while manual and incoming ones evict the oldest idle entry that never
- * handshook, then the oldest idle one that did, and if every entry is connected, manual, banned,
- * ours or has sent us data, the book grows by one. Entries that are connected, manual, banned,
- * ours or have sent us block data are never evicted, so the handles the torrent holds (its
- * connections, the contributors of its pieces) always stay valid.
+ * "spent" entry (never got past a handshake and will not be dialled again: out of tries);
+ * failing that, addresses from trackers, DHT and PEX are dropped (-ENOSPC), while manual and
+ * incoming ones evict the oldest idle entry that never handshook, then the oldest idle one that
+ * did, and if every entry is connected, manual, banned, ours or has sent us data, the book grows
+ * by one. Entries that are connected, manual, banned, ours or have sent us block data are never
+ * evicted, so the handles the torrent holds (its connections, the contributors of its pieces)
+ * always stay valid.
+ *
+ * Per source: trackers, DHT and PEX each bring at most half the capacity (rounded up; 2000 in a
+ * default book) of the hopeful entries (not banned, not ours, tries left), counted by the source
+ * that reported the address first. Past that, their new addresses are dropped (-ENOSPC) until
+ * some are spent: one source (one huge tracker reply) cannot fill the book alone, and the
+ * torrent can stop reading a reply at the first -ENOSPC.
+ *
+ * Incoming: an address known only because it dialled us (its port is ephemeral) is never
+ * dialled, and when its connection closes having sent no block data (and not banned), the entry
+ * is released at once: connect/close floods leave nothing behind.
  */
 #ifndef BT_ADDRBOOK_H
 #define BT_ADDRBOOK_H
@@ -38,6 +48,8 @@
 #include <sys/socket.h>
 
 #define BT_ADDRBOOK_DEFAULT_CAPACITY 4000
+/* Hopeful entries per unsolicited source (tracker, DHT, PEX) in a default book: half of it. */
+#define BT_ADDRBOOK_DEFAULT_PER_SOURCE (BT_ADDRBOOK_DEFAULT_CAPACITY / 2)
 /* Connection attempts per address before it is given up. */
 #define BT_ADDRBOOK_MAX_TRIES 3
 /* Seconds to wait before the next try, per try made. */
@@ -87,14 +99,18 @@ struct bt_addrbook_counts {
 
 struct bt_addrbook;
 
-/* capacity 0: BT_ADDRBOOK_DEFAULT_CAPACITY. seed keys the hash (callers pass random bytes). */
+/*
+ * capacity 0: BT_ADDRBOOK_DEFAULT_CAPACITY (the per-source bound is half of it, see above). seed
+ * keys the hash (callers pass random bytes).
+ */
 struct bt_addrbook *bt_addrbook_new(size_t capacity, uint64_t seed);
 void bt_addrbook_free(struct bt_addrbook *ab);
 
 /*
  * Adds an address (or ORs `source` into the entry already there) and returns its handle; an
  * address that was banned stays banned. Returns -EAFNOSUPPORT for anything but a whole
- * sockaddr_in or sockaddr_in6, or -ENOSPC when the book is full (see the policy above).
+ * sockaddr_in or sockaddr_in6, or -ENOSPC when the book, or the source's share of it, is full
+ * (see the policy above).
  */
 int bt_addrbook_add(struct bt_addrbook *ab, const struct sockaddr *sa, socklen_t len,
 		    unsigned source, double now);
@@ -124,9 +140,10 @@ void bt_addrbook_handshaken(struct bt_addrbook *ab, int h);
 /*
  * The connection (or attempt) is gone: sets the next retry time (and a fresh set of tries after
  * a long connection) and queues the address again if it is still dialable. reason, if not NULL,
- * becomes last_error.
+ * becomes last_error. Returns true if the entry was released (an incoming-only address that
+ * sent no data): the handle is no longer valid.
  */
-void bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *reason);
+bool bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *reason);
 /* Records why the current connection is ending, before it is closed. */
 void bt_addrbook_set_error(struct bt_addrbook *ab, int h, const char *reason);
 void bt_addrbook_add_bytes(struct bt_addrbook *ab, int h, uint64_t n);

@@ -169,7 +169,10 @@ static void test_incoming_ban_self(void **state)
 	assert_true(bt_addrbook_get(ab, in)->incoming);
 	assert_int_equal(bt_addrbook_connected(ab, in, 0), 0);
 	assert_int_equal(bt_addrbook_connected(ab, in, 0), -EBUSY);
-	bt_addrbook_closed(ab, in, 1, "eof");
+	assert_int_equal(counts(ab).hopeful, 3); /* connected to us: it counts while it lasts */
+	assert_true(bt_addrbook_closed(ab, in, 1, "eof")); /* incoming, no data: released */
+	assert_null(bt_addrbook_get(ab, in));
+	assert_int_equal(find4(ab, 0x0a000001, 40000), -ENOENT);
 
 	bt_addrbook_mark_self(ab, me);
 	assert_int_equal(bt_addrbook_connected(ab, me, 0), -EPERM);
@@ -183,7 +186,7 @@ static void test_incoming_ban_self(void **state)
 	assert_true(e->banned);
 	assert_int_equal(e->strikes, 3);
 	assert_string_equal(e->last_error, "banned: sent bad data");
-	bt_addrbook_closed(ab, bad, 1, NULL);
+	assert_false(bt_addrbook_closed(ab, bad, 1, NULL));
 	assert_string_equal(e->last_error, "banned: sent bad data");
 	assert_int_equal(bt_addrbook_connected(ab, bad, 2), -EPERM);
 	/* Reported again: still banned, and nothing is dialled ever. */
@@ -193,15 +196,18 @@ static void test_incoming_ban_self(void **state)
 
 	struct bt_addrbook_counts c;
 	bt_addrbook_counts(ab, &c);
-	assert_int_equal(c.known, 3);
+	assert_int_equal(c.known, 2);
 	assert_int_equal(c.banned, 1);
 	assert_int_equal(c.used, 1);
 	assert_int_equal(c.connected, 0);
-	assert_int_equal(c.hopeful, 1); /* the incoming one may dial again */
+	assert_int_equal(c.hopeful, 0);
 
-	/* The incoming address, reported by a tracker with the same port, becomes dialable. */
-	assert_int_equal(add4(ab, 0x0a000001, 40000, BT_ADDRBOOK_TRACKER, 5), in);
-	assert_int_equal(bt_addrbook_next_to_dial(ab, 5), in);
+	/* An incoming address, reported by a tracker with the same port, becomes dialable. */
+	int in2 = add4(ab, 0x0a000004, 40001, BT_ADDRBOOK_INCOMING, 5);
+	assert_int_equal(bt_addrbook_connected(ab, in2, 5), 0);
+	assert_int_equal(add4(ab, 0x0a000004, 40001, BT_ADDRBOOK_TRACKER, 5), in2);
+	assert_false(bt_addrbook_closed(ab, in2, 5, "eof"));
+	assert_int_equal(bt_addrbook_next_to_dial(ab, 100), in2);
 	bt_addrbook_free(ab);
 }
 
@@ -212,7 +218,7 @@ static void test_capacity_and_eviction(void **state)
 	int a = add4(ab, 1, 1, BT_ADDRBOOK_TRACKER, 0);
 	int b = add4(ab, 2, 1, BT_ADDRBOOK_TRACKER, 0);
 	int m = add4(ab, 3, 1, BT_ADDRBOOK_MANUAL, 0);
-	int d = add4(ab, 4, 1, BT_ADDRBOOK_TRACKER, 0);
+	int d = add4(ab, 4, 1, BT_ADDRBOOK_DHT, 0);
 	assert_true(a >= 0 && b >= 0 && m >= 0 && d >= 0);
 	/* Full: a tracker address is dropped while nothing is spent. */
 	assert_int_equal(add4(ab, 5, 1, BT_ADDRBOOK_DHT, 0), -ENOSPC);
@@ -241,22 +247,25 @@ static void test_capacity_and_eviction(void **state)
 	int in = add4(ab, 6, 40000, BT_ADDRBOOK_INCOMING, now);
 	assert_true(in >= 0);
 	assert_int_equal(counts(ab).known, 5);
+	assert_int_equal(bt_addrbook_connected(ab, in, now), 0);
 
-	/* Idle entries make room for manual ones: never handshaken first, then handshaken. */
-	bt_addrbook_closed(ab, in, now, "eof"); /* incoming only: spent */
-	bt_addrbook_closed(ab, a, now, "eof");	/* handshaken */
-	bt_addrbook_closed(ab, e, now, "eof");	/* never handshaken, still dialable */
-	int m2 = add4(ab, 7, 1, BT_ADDRBOOK_MANUAL, now);
-	assert_true(m2 >= 0);
-	assert_int_equal(find4(ab, 6, 40000), -ENOENT); /* spent went first */
+	/* Idle entries make room for manual ones: spent first, then never handshaken, then
+	 * handshaken. */
+	assert_true(bt_addrbook_closed(ab, in, now, "eof")); /* incoming only: released */
+	assert_int_equal(counts(ab).known, 4);
+	bt_addrbook_closed(ab, a, now, "eof"); /* handshaken */
+	bt_addrbook_closed(ab, e, now, "eof"); /* never handshaken, still dialable */
+	int s = add4(ab, 6, 1, BT_ADDRBOOK_MANUAL, now);
+	assert_true(s >= 0);
+	assert_int_equal(find4(ab, 5, 1), -ENOENT); /* cold went first (nothing spent) */
 	int m3 = add4(ab, 8, 1, BT_ADDRBOOK_MANUAL, now);
 	assert_true(m3 >= 0);
-	assert_int_equal(find4(ab, 5, 1), -ENOENT); /* then cold */
+	assert_int_equal(find4(ab, 1, 1), -ENOENT); /* then warm */
 	int m4 = add4(ab, 9, 1, BT_ADDRBOOK_INCOMING, now);
 	assert_true(m4 >= 0);
-	assert_int_equal(find4(ab, 1, 1), -ENOENT); /* then warm */
-	assert_int_equal(find4(ab, 3, 1), m);	    /* manual ones stay */
-	assert_int_equal(find4(ab, 4, 1), d);	    /* connected ones stay */
+	assert_int_equal(counts(ab).known, 5); /* nothing idle left: it grows by one */
+	assert_int_equal(find4(ab, 3, 1), m);  /* manual ones stay */
+	assert_int_equal(find4(ab, 4, 1), d);  /* connected ones stay */
 	/* Once the incoming one connects, a tracker address finds no room. */
 	assert_int_equal(bt_addrbook_connected(ab, m4, now), 0);
 	assert_int_equal(add4(ab, 10, 1, BT_ADDRBOOK_TRACKER, now), -ENOSPC);
@@ -281,6 +290,76 @@ static void test_sent_data_never_evicted(void **state)
 	assert_int_equal(h, a);
 	assert_int_equal(bt_addrbook_next(ab, h), m);
 	assert_int_equal(bt_addrbook_next(ab, m), -ENOENT);
+	bt_addrbook_free(ab);
+}
+
+/* One unsolicited source brings at most half the book; the others keep their share. */
+static void test_per_source_bound(void **state)
+{
+	(void)state;
+	struct bt_addrbook *ab = bt_addrbook_new(0, 9);
+	uint32_t i;
+	for (i = 0; i < BT_ADDRBOOK_DEFAULT_PER_SOURCE; i++)
+		assert_true(add4(ab, 0x7f010000 + i, 9, BT_ADDRBOOK_TRACKER, 0) >= 0);
+	assert_int_equal(add4(ab, 0x7f010000 + i, 9, BT_ADDRBOOK_TRACKER, 0), -ENOSPC);
+	/* Known ones are still taken (another tracker's report), and other sources have room. */
+	assert_int_equal(add4(ab, 0x7f010000, 9, BT_ADDRBOOK_TRACKER, 0), 0);
+	assert_true(add4(ab, 0x0b000001, 9, BT_ADDRBOOK_PEX, 0) >= 0);
+	assert_true(add4(ab, 0x0b000002, 9, BT_ADDRBOOK_DHT, 0) >= 0);
+	assert_true(add4(ab, 0x0b000003, 9, BT_ADDRBOOK_MANUAL, 0) >= 0);
+	assert_int_equal(counts(ab).known, BT_ADDRBOOK_DEFAULT_PER_SOURCE + 3);
+
+	/* A tracker entry spent (out of tries) makes room for one more from the trackers. */
+	double now = 0;
+	int h0 = find4(ab, 0x7f010000, 9);
+	for (int k = 0; k < BT_ADDRBOOK_MAX_TRIES; k++) {
+		/* Dial everything due; close it at once, as refused. */
+		int h;
+		while ((h = bt_addrbook_next_to_dial(ab, now)) >= 0)
+			bt_addrbook_closed(ab, h, now, "refused");
+		now += 1000;
+	}
+	assert_true(bt_addrbook_get(ab, h0)->tries >= BT_ADDRBOOK_MAX_TRIES);
+	assert_true(add4(ab, 0x7f020000, 9, BT_ADDRBOOK_TRACKER, now) >= 0);
+	bt_addrbook_free(ab);
+}
+
+/* Incoming addresses have ephemeral ports: never dialled, and gone when they close with no
+ * data; one that sent data (or was banned) stays, as the pieces it contributed refer to it. */
+static void test_incoming_released_at_close(void **state)
+{
+	(void)state;
+	struct bt_addrbook *ab = bt_addrbook_new(0, 10);
+	for (uint32_t i = 0; i < 20000; i++) {
+		int h = add4(ab, 0x7f000001 + i % 4, (uint16_t)(32768 + i % 28000),
+			     BT_ADDRBOOK_INCOMING, i);
+		assert_true(h >= 0);
+		assert_int_equal(bt_addrbook_connected(ab, h, i), 0);
+		assert_int_equal(bt_addrbook_next_to_dial(ab, 1e9), -ENOENT);
+		if (i % 2)
+			bt_addrbook_handshaken(ab, h);
+		assert_true(bt_addrbook_closed(ab, h, i, "eof"));
+	}
+	struct bt_addrbook_counts c = counts(ab);
+	assert_int_equal(c.known, 0);
+	assert_int_equal(c.hopeful, 0);
+	assert_int_equal(c.connected, 0);
+	assert_int_equal(c.dialable, 0);
+
+	int data = add4(ab, 0x7f000001, 40000, BT_ADDRBOOK_INCOMING, 0);
+	assert_int_equal(bt_addrbook_connected(ab, data, 0), 0);
+	bt_addrbook_handshaken(ab, data);
+	bt_addrbook_add_bytes(ab, data, 16384);
+	assert_false(bt_addrbook_closed(ab, data, 1, "eof"));
+	int bad = add4(ab, 0x7f000002, 40000, BT_ADDRBOOK_INCOMING, 0);
+	assert_int_equal(bt_addrbook_connected(ab, bad, 0), 0);
+	bt_addrbook_ban(ab, bad, "lied");
+	assert_false(bt_addrbook_closed(ab, bad, 1, "banned"));
+	assert_int_equal(counts(ab).known, 2);
+	assert_int_equal(bt_addrbook_next_to_dial(ab, 1e9), -ENOENT);
+	assert_false(bt_addrbook_next_due(ab, NULL));
+	/* Closing what is not connected changes nothing. */
+	assert_false(bt_addrbook_closed(ab, data, 2, "eof"));
 	bt_addrbook_free(ab);
 }
 
@@ -318,6 +397,8 @@ int main(void)
 		cmocka_unit_test(test_capacity_and_eviction),
 		cmocka_unit_test(test_sent_data_never_evicted),
 		cmocka_unit_test(test_many_inserts),
+		cmocka_unit_test(test_per_source_bound),
+		cmocka_unit_test(test_incoming_released_at_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
