@@ -7,6 +7,7 @@
 #include "bt/log.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
+#include "bt/serveq.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
 #include "bt/udp.h"
@@ -141,6 +142,21 @@ static void schedule_reap(struct bt_torrent *t, struct conn *c)
 	event_active(t->reap, EV_TIMEOUT, 0);
 }
 
+/*
+ * Our BEP 10 handshake, after the bitfield (rtorrent and aria2 want BITFIELD first): no
+ * extensions yet, but `reqq` tells the peer how many requests we queue, so a client that
+ * pipelines thousands (Transmission) does not wait forever for the ones we would drop. Nothing
+ * is sent to a peer without the extension bit.
+ */
+static void send_ext_handshake(struct bt_peer *p)
+{
+	static const char version[] = "torrent " BT_VERSION;
+	char hs[96];
+	int n = snprintf(hs, sizeof hs, "d1:mde4:reqqi%de1:v%zu:%se", BT_SERVEQ_CAP,
+			 sizeof version - 1, version);
+	(void)bt_peer_send_extended(p, 0, (const uint8_t *)hs, (size_t)n);
+}
+
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
 {
 	(void)h;
@@ -150,6 +166,7 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	char subject[80];
 	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
+	send_ext_handshake(p);
 }
 
 static void on_choked(void *arg, struct bt_peer *p, bool choked)

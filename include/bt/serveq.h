@@ -2,7 +2,10 @@
  * serveq: one peer's requests to us that wait to be served, oldest first. It owns a ring of
  * BT_SERVEQ_CAP blocks, allocated once with the queue: a request is queued once (a repeat of
  * one still waiting is ignored), a request beyond the capacity is ignored (the protocol lets us
- * drop requests; libtorrent pipelines hundreds), a CANCEL takes one out from anywhere keeping
+ * drop requests, but a client that never hears of the drop waits for those blocks forever:
+ * Transmission queues ~10 s of transfer, thousands of requests, unless the peer's BEP 10
+ * handshake gives it a `reqq`, so the torrent advertises BT_SERVEQ_CAP as ours), a CANCEL takes
+ * one out from anywhere keeping
  * the order of the others, and a choke clears the queue. The peer (its one caller) validates a
  * request against the geometry and what we have before queueing it, and pops the oldest only
  * when its output has room for the block, so a peer that asks for much and reads slowly costs

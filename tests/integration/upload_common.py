@@ -222,7 +222,7 @@ def lt_session(ip, encryption=True, timeout=10):
         'enable_incoming_utp': False, 'enable_outgoing_utp': False,
         'enable_incoming_tcp': True, 'enable_outgoing_tcp': True,
         'active_seeds': -1, 'active_limit': -1, 'active_downloads': -1,
-        'alert_mask': cat.status_notification | cat.error_notification,
+        'alert_mask': cat.status_notification | cat.error_notification | cat.storage_notification,
     }
     if not encryption:
         settings['out_enc_policy'] = lt.enc_policy.disabled
@@ -255,6 +255,20 @@ def lt_add(session, meta, save_path, have=None):
     return session.add_torrent(atp)
 
 
+def flush_to_disk(session, handle, timeout):
+    """libtorrent calls a torrent complete once every piece hashed, possibly before its disk
+    threads wrote the last blocks to the files: have it flush, and wait for that, so a test
+    that reads the files reads what libtorrent verified."""
+    import libtorrent as lt
+    handle.flush_cache()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        session.wait_for_alert(100)
+        if any(isinstance(a, lt.cache_flushed_alert) for a in session.pop_alerts()):
+            return
+    raise TimeoutError('libtorrent did not flush its cache within %.1f s' % timeout)
+
+
 def lt_wait_seeding(session, handle, timeout, what='libtorrent download'):
     """Waits until the torrent is complete (is_seeding); pops alerts meanwhile. Raises with
     the last status on timeout."""
@@ -262,6 +276,7 @@ def lt_wait_seeding(session, handle, timeout, what='libtorrent download'):
     while True:
         st = handle.status()
         if st.is_seeding:
+            flush_to_disk(session, handle, max(1.0, end - time.monotonic()))
             return st
         if time.monotonic() >= end:
             raise TimeoutError('%s not complete after %s s: state %s, progress %.3f, '
