@@ -24,6 +24,10 @@ struct bt_download {
 	struct bt_storage *storage; /* whole-torrent and seed jobs */
 	int piece_fd;		    /* piece jobs: the temporary file */
 	char *final_path, *temp_path;
+	/* The directory holding both names (the user's, followed), opened by prepare, and the
+	 * names in it: what is ours is only ever reached relative to it, never through a link. */
+	int dir_fd;
+	const char *final_base, *temp_base;
 	struct bt_bitfield have, want;
 	bool was_complete, stopping, stopped;
 	int64_t resumed;
@@ -108,6 +112,7 @@ struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metain
 		d->ev = *ev;
 	d->arg = arg;
 	d->piece_fd = -1;
+	d->dir_fd = -1;
 	d->resumed = -1;
 	d->seeding_since = -1;
 	bt_bitfield_init(&d->have, m->piece_count);
@@ -133,8 +138,10 @@ void bt_download_free(struct bt_download *d)
 	if (d->piece_fd >= 0) {
 		close(d->piece_fd);
 		if (d->state != BT_DOWNLOAD_DONE)
-			unlink(d->temp_path);
+			unlinkat(d->dir_fd, d->temp_base, 0);
 	}
+	if (d->dir_fd >= 0)
+		close(d->dir_fd);
 	free(d->final_path);
 	free(d->temp_path);
 	bt_bitfield_deinit(&d->have);
@@ -190,13 +197,48 @@ static int make_dirs(const char *dir, struct bt_err *err)
 	return rc;
 }
 
+/* The last component of path. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* Opens the directory holding the final name: the user's --dir or -o parent, followed. */
+static int open_parent(struct bt_download *d, struct bt_err *err)
+{
+	d->final_base = base_name(d->final_path);
+	d->temp_base = d->temp_path ? base_name(d->temp_path) : NULL;
+	size_t len = (size_t)(d->final_base - d->final_path);
+	char *dir = len == 0   ? bt_xstrdup(".")
+		    : len == 1 ? bt_xstrdup("/")
+			       : bt_xstrndup(d->final_path, len - 1);
+	d->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+	if (d->dir_fd < 0)
+		rc = bt_err_set(err, -errno, "cannot open '%s': %s", dir, strerror(errno));
+	free(dir);
+	return rc;
+}
+
+/* Refuses a symbolic link at one of our names: what it points to is not ours to write. */
+static int refuse_link(const struct bt_download *d, const char *base, const char *path,
+		       struct bt_err *err)
+{
+	struct stat st;
+	if (fstatat(d->dir_fd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		return bt_err_set(err, -ELOOP,
+				  "'%s' is a symbolic link; refusing to write through it", path);
+	return 0;
+}
+
 static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
 	const char *dir = d->o.dir;
 	const char *parent = d->o.output && m->multi_file ? d->o.output : dir;
 	int rc = parent ? make_dirs(parent, err) : 0;
-	if (rc)
+	if (rc || (rc = open_parent(d, err)))
 		return rc;
 
 	if (exists(d->final_path)) {
@@ -216,10 +258,12 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 				"'%s' exists and is not this torrent's complete data (%u of "
 				"%u pieces match); use --force to resume from it",
 				d->final_path, good, m->piece_count);
+		if ((rc = refuse_link(d, d->final_base, d->final_path, err)))
+			return rc;
 		if (exists(d->temp_path))
 			return bt_err_set(err, -EEXIST, "both '%s' and '%s' exist; remove one",
 					  d->final_path, d->temp_path);
-		if (rename(d->final_path, d->temp_path) != 0)
+		if (renameat(d->dir_fd, d->final_base, d->dir_fd, d->temp_base) != 0)
 			return bt_err_set(err, -errno, "cannot rename '%s': %s", d->final_path,
 					  strerror(errno));
 		/* The data just checked goes on under its temporary name: `have` stands. */
@@ -256,10 +300,29 @@ static int prepare_piece(struct bt_download *d, struct bt_err *err)
 				  "'%s' exists and is not piece %u; use --force to overwrite it",
 				  d->final_path, index);
 	}
-	d->piece_fd = open(d->temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (d->piece_fd < 0)
-		return bt_err_set(err, -errno, "cannot create '%s': %s", d->temp_path,
-				  strerror(errno));
+	int rc = open_parent(d, err);
+	if (rc || (rc = refuse_link(d, d->final_base, d->final_path, err)))
+		return rc;
+	/* Not O_TRUNC: a link or a FIFO at the name is refused first, its target untouched. */
+	d->piece_fd = openat(d->dir_fd, d->temp_base,
+			     O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+	if (d->piece_fd < 0) {
+		int e = errno;
+		if ((rc = refuse_link(d, d->temp_base, d->temp_path, err)))
+			return rc;
+		return bt_err_set(err, -e, "cannot create '%s': %s", d->temp_path, strerror(e));
+	}
+	struct stat st;
+	if (fstat(d->piece_fd, &st) == 0 && !S_ISREG(st.st_mode))
+		rc = bt_err_set(err, -EINVAL, "'%s' is not a regular file", d->temp_path);
+	else if (ftruncate(d->piece_fd, 0) != 0)
+		rc = bt_err_set(err, -errno, "cannot create '%s': %s", d->temp_path,
+				strerror(errno));
+	if (rc) {
+		close(d->piece_fd);
+		d->piece_fd = -1;
+		return rc;
+	}
 	return 0;
 }
 
@@ -356,7 +419,7 @@ static int finalize(struct bt_download *d, struct bt_err *err)
 	}
 	if (d->piece_fd >= 0 && fsync(d->piece_fd) != 0)
 		return bt_err_set(err, -errno, "%s: %s", d->temp_path, strerror(errno));
-	if (rename(d->temp_path, d->final_path) != 0)
+	if (renameat(d->dir_fd, d->temp_base, d->dir_fd, d->final_base) != 0)
 		return bt_err_set(err, -errno, "cannot rename '%s' to '%s': %s", d->temp_path,
 				  d->final_path, strerror(errno));
 	return 0;

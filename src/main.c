@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #ifndef BT_VERSION
 #define BT_VERSION "unknown"
@@ -48,6 +49,15 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	/*
+	 * Descriptors are shared by peers and files (storage keeps at most a quarter of the soft
+	 * limit open): raise the soft limit to the hard one, here once for every command.
+	 */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	if (argc < 2) {
 		fputs("torrent: no command given (see 'torrent --help')\n", stderr);
 		return BT_EXIT_USAGE;

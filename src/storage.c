@@ -6,21 +6,41 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 /*
- * One descriptor per file is kept open for the storage's life: -1 for pad files (never on disk)
- * and for zero-length files (never read or written). A torrent of very many files therefore
- * needs as many descriptors, and opening fails with "Too many open files" past RLIMIT_NOFILE;
- * an LRU of open files would lift that if such torrents matter.
+ * Descriptors: one slot per file, -1 for pad files (never on disk), zero-length files (never
+ * read or written) and files not open at the moment. When every file on disk fits under `cap`
+ * they are all opened once and kept, and the I/O path is a plain array lookup. Past that the
+ * open files form an LRU list (most recent at `head`): a file is reopened on demand, through the
+ * same no-follow walk, and the least recently used one is closed to make room.
  */
+#define NONE UINT32_MAX
+
 struct bt_storage {
 	const struct bt_metainfo *m; /* borrowed: the torrent owns both and frees storage first */
 	char *root;
 	int flags;
-	int *fds; /* m->file_count entries */
+	int parent_fd;	  /* single-file: the directory holding root; -1 when root is followed */
+	const char *base; /* root's last component (inside `root`) */
+	int root_fd;	  /* multi-file: the root directory */
+	int *fds;	  /* m->file_count entries */
+	bool any_long;	  /* some file was longer than the torrent says: trim has work */
+	bool limited;	  /* more files on disk than cap: the LRU is on */
+	size_t cap, open_count;
+	uint32_t *prev, *next, head, tail; /* the LRU, when limited */
+	/* The directory of the last file opened (relative to root_fd), kept open: files come
+	 * grouped by directory, so most opens need one openat. */
+	char *dc_rel;
+	size_t dc_len;
+	int dc_fd;
+	/* What bt_storage_open created in this run, removed again if it fails part-way. */
+	bool made_root;
+	struct bt_buf made_dirs; /* relative paths, each '\0'-terminated, in creation order */
+	size_t *made_files, nmade_files;
 };
 
 int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
@@ -86,6 +106,15 @@ static int fail_path(struct bt_err *err, int e, const char *path)
 	return bt_err_set(err, -e, "%s: %s", path, strerror(e));
 }
 
+/* As fail_path, for root/rel[0..len) (len 0: root itself). */
+static int fail_rel(const struct bt_storage *s, const char *rel, size_t len, int e, const char *why,
+		    struct bt_err *err)
+{
+	if (len == 0)
+		return bt_err_set(err, -e, "%s: %s", s->root, why ? why : strerror(e));
+	return bt_err_set(err, -e, "%s/%.*s: %s", s->root, (int)len, rel, why ? why : strerror(e));
+}
+
 static int fail_file(const struct bt_storage *s, size_t i, int e, struct bt_err *err)
 {
 	char *path = file_path(s, i);
@@ -94,7 +123,24 @@ static int fail_file(const struct bt_storage *s, size_t i, int e, struct bt_err 
 	return -e;
 }
 
-/* mkdir that succeeds when the directory is already there (a symlink to one counts). */
+#define SYMLINK_REFUSED "a symbolic link; refusing to follow it"
+
+/*
+ * Why opening `name` in dir without following failed with e: a symbolic link is named as one
+ * (ELOOP or ENOTDIR from O_NOFOLLOW / O_DIRECTORY), anything else by its errno.
+ */
+static int refuse(const struct bt_storage *s, int dir, const char *name, const char *rel,
+		  size_t len, int e, struct bt_err *err)
+{
+	struct stat st;
+	if ((e == ELOOP || e == ENOTDIR || e == EMLINK) &&
+	    fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		return fail_rel(s, rel, len, ELOOP, SYMLINK_REFUSED, err);
+	return fail_rel(s, rel, len, e, NULL, err);
+}
+
+/* mkdir that succeeds when the directory is already there (a symlink to one counts): for the
+ * user's part of the path only, above root. */
 static int make_dir(const char *path, struct bt_err *err)
 {
 	if (mkdir(path, 0777) == 0)
@@ -108,13 +154,10 @@ static int make_dir(const char *path, struct bt_err *err)
 	return fail_path(err, e == EEXIST ? ENOTDIR : e, path);
 }
 
-/*
- * mkdir -p for path[0..len), where path[0..known) is a directory already known to exist.
- * The path is cut in place at each '/' and restored.
- */
-static int make_dirs(char *path, size_t len, size_t known, struct bt_err *err)
+/* mkdir -p for path[0..len). The path is cut in place at each '/' and restored. */
+static int make_dirs(char *path, size_t len, struct bt_err *err)
 {
-	for (size_t i = known ? known + 1 : 0; i <= len; i++) {
+	for (size_t i = 0; i <= len; i++) {
 		if (i < len && path[i] != '/')
 			continue;
 		if (i == 0 || path[i - 1] == '/') /* the leading '/' or a doubled one */
@@ -129,37 +172,191 @@ static int make_dirs(char *path, size_t len, size_t known, struct bt_err *err)
 	return 0;
 }
 
-/*
- * How much of dir (len bytes) is known to exist because `made` (a directory created or found
- * earlier) shares it, cut back to a whole component. Files of a torrent come grouped by
- * directory, so with this most files need no mkdir at all.
- */
-static size_t known_prefix(const struct bt_buf *made, const char *dir, size_t len)
+/* Opens directory `name` in dir without following it; with create, makes it first if missing
+ * (remembering rel[0..len) as made by this run). Returns the descriptor or a negative errno. */
+static int open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel, size_t len,
+		       bool create, struct bt_err *err)
 {
-	const char *p = (const char *)made->data;
-	size_t n = 0;
-	while (n < made->len && n < len && p[n] == dir[n])
-		n++;
-	if ((n == made->len || p[n] == '/') && (n == len || dir[n] == '/'))
-		return n;
-	while (n > 0 && dir[n - 1] != '/')
-		n--;
-	return n ? n - 1 : 0;
+	const int oflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd = openat(dir, name, oflags);
+	if (fd < 0 && errno == ENOENT && create) {
+		if (mkdirat(dir, name, 0777) == 0) {
+			if (len == 0) {
+				s->made_root = true;
+			} else {
+				bt_buf_add(&s->made_dirs, rel, len);
+				bt_buf_addc(&s->made_dirs, '\0');
+			}
+		} else if (errno != EEXIST) {
+			return fail_rel(s, rel, len, errno, NULL, err);
+		}
+		fd = openat(dir, name, oflags);
+	}
+	if (fd < 0)
+		return refuse(s, dir, name, rel, len, errno, err);
+	return fd;
 }
 
-/* Creates the directory that will hold `path`, remembering it in `made`. */
-static int make_parent(char *path, struct bt_buf *made, struct bt_err *err)
+/*
+ * The directory holding file i's path (rel, its last '/' at `slash`), walked from root_fd one
+ * component at a time without following any link. The result is kept in the directory cache
+ * and must not be closed by the caller.
+ */
+static int file_dir(struct bt_storage *s, const char *rel, size_t dlen, bool create,
+		    struct bt_err *err)
 {
-	char *slash = strrchr(path, '/');
-	if (!slash || slash == path)
-		return 0; /* in the current directory, or in "/" */
-	size_t len = (size_t)(slash - path);
-	int rc = make_dirs(path, len, known_prefix(made, path, len), err);
-	if (rc)
+	if (dlen == 0)
+		return s->root_fd;
+	if (s->dc_fd >= 0 && s->dc_len == dlen && memcmp(s->dc_rel, rel, dlen) == 0)
+		return s->dc_fd;
+	int cur = s->root_fd;
+	char name[256 + 1];
+	for (size_t at = 0; at < dlen;) {
+		size_t n = strcspn(rel + at, "/");
+		if (n > dlen - at)
+			n = dlen - at;
+		if (n >= sizeof name) {
+			if (cur != s->root_fd)
+				close(cur);
+			return fail_rel(s, rel, at + n, ENAMETOOLONG, NULL, err);
+		}
+		memcpy(name, rel + at, n);
+		name[n] = '\0';
+		int fd = open_dir_at(s, cur, name, rel, at + n, create, err);
+		if (cur != s->root_fd)
+			close(cur);
+		if (fd < 0)
+			return fd;
+		cur = fd;
+		at += n + 1;
+	}
+	if (s->dc_fd >= 0)
+		close(s->dc_fd);
+	free(s->dc_rel);
+	s->dc_rel = bt_xstrndup(rel, dlen);
+	s->dc_len = dlen;
+	s->dc_fd = cur;
+	return cur;
+}
+
+/*
+ * Opens file i's descriptor without following a link at any component below root; with
+ * create, makes missing directories and the file (noting what this run made). Checks that it
+ * is a regular file. Returns the descriptor or a negative errno, err naming the path.
+ */
+static int open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,
+		     struct bt_err *err)
+{
+	int dir;
+	const char *leaf, *rel;
+	size_t rlen;
+	/* O_NONBLOCK does nothing to a regular file; it only keeps a FIFO at the path from
+	 * blocking the open, so that the type check below can refuse it. */
+	int oflags = O_CLOEXEC | O_NONBLOCK | (s->flags & BT_STORAGE_READONLY ? O_RDONLY : O_RDWR);
+	if (!s->m->multi_file) {
+		rel = "";
+		rlen = 0;
+		if (s->parent_fd < 0) {
+			dir = AT_FDCWD; /* the user's own path, followed (read-only) */
+			leaf = s->root;
+		} else {
+			dir = s->parent_fd;
+			leaf = s->base;
+			oflags |= O_NOFOLLOW;
+		}
+	} else {
+		rel = s->m->files[i].path;
+		rlen = strlen(rel);
+		const char *slash = strrchr(rel, '/');
+		size_t dlen = slash ? (size_t)(slash - rel) : 0;
+		leaf = slash ? slash + 1 : rel;
+		if ((dir = file_dir(s, rel, dlen, create, err)) < 0)
+			/* A missing directory means a missing file: name the file, as open(2)
+			 * would. */
+			return dir == -ENOENT ? fail_rel(s, rel, rlen, ENOENT, NULL, err) : dir;
+		oflags |= O_NOFOLLOW;
+	}
+	int fd = -1;
+	if (create) {
+		fd = openat(dir, leaf, oflags | O_CREAT | O_EXCL, 0666);
+		if (fd >= 0) {
+			s->made_files = bt_xreallocarray(s->made_files, s->nmade_files + 1,
+							 sizeof *s->made_files);
+			s->made_files[s->nmade_files++] = i;
+		} else if (errno != EEXIST) {
+			return refuse(s, dir, leaf, rel, rlen, errno, err);
+		}
+	}
+	if (fd < 0 && (fd = openat(dir, leaf, oflags)) < 0)
+		return refuse(s, dir, leaf, rel, rlen, errno, err);
+	int rc = 0;
+	if (fstat(fd, st) != 0)
+		rc = fail_rel(s, rel, rlen, errno, NULL, err);
+	else if (!S_ISREG(st->st_mode))
+		rc = fail_rel(s, rel, rlen, EINVAL, "not a regular file", err);
+	if (rc) {
+		close(fd);
 		return rc;
-	made->len = 0;
-	bt_buf_add(made, path, len);
-	return 0;
+	}
+	return fd;
+}
+
+static void lru_unlink(struct bt_storage *s, uint32_t i)
+{
+	if (s->prev[i] != NONE)
+		s->next[s->prev[i]] = s->next[i];
+	else
+		s->head = s->next[i];
+	if (s->next[i] != NONE)
+		s->prev[s->next[i]] = s->prev[i];
+	else
+		s->tail = s->prev[i];
+}
+
+static void lru_push(struct bt_storage *s, uint32_t i)
+{
+	s->prev[i] = NONE;
+	s->next[i] = s->head;
+	if (s->head != NONE)
+		s->prev[s->head] = i;
+	s->head = i;
+	if (s->tail == NONE)
+		s->tail = i;
+}
+
+/* Takes fd as file i's open descriptor; in LRU mode closes the least recent past the cap. */
+static void keep_fd(struct bt_storage *s, size_t i, int fd)
+{
+	s->fds[i] = fd;
+	s->open_count++;
+	if (!s->limited)
+		return;
+	lru_push(s, (uint32_t)i);
+	while (s->open_count > s->cap) {
+		uint32_t t = s->tail;
+		lru_unlink(s, t);
+		close(s->fds[t]);
+		s->fds[t] = -1;
+		s->open_count--;
+	}
+}
+
+/* File i's descriptor, reopened if the LRU closed it. Files on disk only. */
+static int file_fd(struct bt_storage *s, size_t i, struct bt_err *err)
+{
+	int fd = s->fds[i];
+	if (fd >= 0) {
+		if (s->limited && s->head != i) {
+			lru_unlink(s, (uint32_t)i);
+			lru_push(s, (uint32_t)i);
+		}
+		return fd;
+	}
+	struct stat st;
+	fd = open_path(s, i, false, &st, err);
+	if (fd >= 0)
+		keep_fd(s, i, fd);
+	return fd;
 }
 
 /*
@@ -183,42 +380,87 @@ static int size_file(int fd, int64_t length, const char *path, struct bt_err *er
 	return r == 0 ? 0 : fail_path(err, errno, path);
 }
 
-static int open_file(struct bt_storage *s, size_t i, struct bt_buf *made, struct bt_err *err)
+static bool on_disk(const struct bt_meta_file *f)
+{
+	return !f->pad && f->length > 0;
+}
+
+static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 {
 	const struct bt_meta_file *f = &s->m->files[i];
 	bool create = s->flags & BT_STORAGE_CREATE;
 	if (f->pad || (f->length == 0 && !create))
 		return 0;
-
-	char *path = file_path(s, i);
-	int rc = 0;
-	if (create && (rc = make_parent(path, made, err))) {
-		free(path);
-		return rc;
-	}
-	/* O_NONBLOCK does nothing to a regular file; it only keeps a FIFO at the path from
-	 * blocking the open, so that the type check below can refuse it. */
-	int oflags = O_CLOEXEC | O_NONBLOCK | (s->flags & BT_STORAGE_READONLY ? O_RDONLY : O_RDWR) |
-		     (create ? O_CREAT : 0);
-	int fd = open(path, oflags, 0666);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		rc = fail_path(err, errno, path);
-	} else if (!S_ISREG(st.st_mode)) {
-		rc = bt_err_set(err, -EINVAL, "%s: not a regular file", path);
-	} else if (f->length > 0) {
-		/* A file longer than the torrent says is left alone: the tail is not ours. */
-		if (create && st.st_size < f->length)
-			rc = size_file(fd, f->length, path, err);
-		if (rc == 0) {
-			s->fds[i] = fd;
-			fd = -1;
-		}
+	int fd = open_path(s, i, create, &st, err);
+	if (fd < 0)
+		return fd;
+	int rc = 0;
+	/* A file longer than the torrent says is left alone: the tail is not ours. */
+	if (st.st_size > f->length)
+		s->any_long = true;
+	if (f->length > 0 && create && st.st_size < f->length) {
+		char *path = file_path(s, i);
+		rc = size_file(fd, f->length, path, err);
+		free(path);
 	}
-	if (fd >= 0)
+	if (rc == 0 && f->length > 0)
+		keep_fd(s, i, fd);
+	else
 		close(fd);
-	free(path);
 	return rc;
+}
+
+/* How many descriptors the files may hold: a quarter of the soft limit, at most 128. */
+static size_t fd_cap(void)
+{
+	struct rlimit rl;
+	size_t cap = 128;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < cap)
+		cap = rl.rlim_cur / 4;
+	return cap < 4 ? 4 : cap;
+}
+
+/* Undoes what a failed open created: the files, then the directories, newest first. */
+static void remove_made(struct bt_storage *s)
+{
+	struct bt_err ignored;
+	if (!s->m->multi_file) {
+		if (s->nmade_files && s->parent_fd >= 0)
+			unlinkat(s->parent_fd, s->base, 0);
+		return;
+	}
+	if (s->root_fd < 0)
+		return;
+	for (size_t k = 0; k < s->nmade_files; k++) {
+		const char *rel = s->m->files[s->made_files[k]].path;
+		const char *slash = strrchr(rel, '/');
+		size_t dlen = slash ? (size_t)(slash - rel) : 0;
+		int dir = file_dir(s, rel, dlen, false, &ignored);
+		if (dir >= 0)
+			unlinkat(dir, slash ? slash + 1 : rel, 0);
+	}
+	if (s->dc_fd >= 0)
+		close(s->dc_fd);
+	s->dc_fd = -1;
+	/* Directories were made parents first: remove them from the end. */
+	const char *p = (const char *)s->made_dirs.data;
+	size_t end = s->made_dirs.len;
+	while (end > 0) {
+		size_t startp = end - 1;
+		while (startp > 0 && p[startp - 1] != '\0')
+			startp--;
+		const char *rel = p + startp;
+		const char *slash = strrchr(rel, '/');
+		size_t dlen = slash ? (size_t)(slash - rel) : 0;
+		int dir = file_dir(s, rel, dlen, false, &ignored);
+		if (dir >= 0)
+			unlinkat(dir, slash ? slash + 1 : rel, AT_REMOVEDIR);
+		end = startp;
+	}
+	if (s->made_root && s->parent_fd >= 0)
+		unlinkat(s->parent_fd, s->base, AT_REMOVEDIR);
 }
 
 int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
@@ -234,30 +476,69 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 	struct bt_storage *s = bt_xcalloc(1, sizeof *s);
 	s->m = m;
 	s->flags = flags;
+	s->parent_fd = s->root_fd = s->dc_fd = -1;
+	s->head = s->tail = NONE;
+	bt_buf_init(&s->made_dirs);
 	/* "out/" and "out" are the same directory; keep messages free of "out//a". */
 	size_t rl = strlen(root);
 	while (rl > 1 && root[rl - 1] == '/')
 		rl--;
 	s->root = bt_xstrndup(root, rl);
 	s->fds = bt_xmalloc(m->file_count * sizeof *s->fds);
-	for (size_t i = 0; i < m->file_count; i++)
+	size_t ndisk = 0;
+	for (size_t i = 0; i < m->file_count; i++) {
 		s->fds[i] = -1;
+		ndisk += on_disk(&m->files[i]);
+	}
+	s->cap = fd_cap();
+	if (ndisk > s->cap && m->file_count < NONE) {
+		s->limited = true;
+		s->prev = bt_xmalloc(m->file_count * sizeof *s->prev);
+		s->next = bt_xmalloc(m->file_count * sizeof *s->next);
+	}
 
-	struct bt_buf made; /* the directory last created or found, so siblings skip mkdir */
-	bt_buf_init(&made);
 	int rc = 0;
-	if (flags & BT_STORAGE_CREATE && m->multi_file) {
-		/* The root itself, even when every file is a pad or empty. */
-		if ((rc = make_dirs(s->root, rl, 0, err)) == 0)
-			bt_buf_add(&made, s->root, rl);
+	bool create = flags & BT_STORAGE_CREATE;
+	if (flags & BT_STORAGE_READONLY) {
+		/* Reading data the user points at: root is the user's own path, followed. */
+		if (m->multi_file &&
+		    (s->root_fd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			rc = fail_path(err, errno, s->root);
+	} else {
+		/* root's parent is the user's (followed); root and all below it are ours. */
+		char *slash = strrchr(s->root, '/');
+		s->base = slash ? slash + 1 : s->root;
+		const char *parent = slash == s->root ? "/" : slash ? s->root : ".";
+		if (slash && slash != s->root)
+			*slash = '\0';
+		if (create && slash && slash != s->root)
+			rc = make_dirs(s->root, strlen(s->root), err);
+		if (rc == 0 &&
+		    (s->parent_fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			rc = fail_path(err, errno, parent);
+		if (slash && slash != s->root)
+			*slash = '/';
+		if (rc == 0 && m->multi_file) {
+			int fd = open_dir_at(s, s->parent_fd, s->base, "", 0, create, err);
+			if (fd < 0)
+				rc = fd;
+			else
+				s->root_fd = fd;
+		}
 	}
 	for (size_t i = 0; i < m->file_count && rc == 0; i++)
-		rc = open_file(s, i, &made, err);
-	bt_buf_deinit(&made);
+		rc = open_file(s, i, err);
 	if (rc) {
+		remove_made(s);
 		bt_storage_free(s);
 		return rc;
 	}
+	/* Only a failed open needs to know what it made. */
+	bt_buf_deinit(&s->made_dirs);
+	bt_buf_init(&s->made_dirs);
+	free(s->made_files);
+	s->made_files = NULL;
+	s->nmade_files = 0;
 	*out = s;
 	return 0;
 }
@@ -269,6 +550,17 @@ void bt_storage_free(struct bt_storage *s)
 	for (size_t i = 0; i < s->m->file_count; i++)
 		if (s->fds[i] >= 0)
 			close(s->fds[i]);
+	if (s->dc_fd >= 0)
+		close(s->dc_fd);
+	if (s->root_fd >= 0)
+		close(s->root_fd);
+	if (s->parent_fd >= 0)
+		close(s->parent_fd);
+	free(s->dc_rel);
+	free(s->prev);
+	free(s->next);
+	free(s->made_files);
+	bt_buf_deinit(&s->made_dirs);
 	free(s->fds);
 	free(s->root);
 	free(s);
@@ -286,12 +578,13 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 	struct io *io = arg;
 	uint8_t *p = io->out + seg->data_offset;
 	size_t n = (size_t)seg->length;
-	int fd = io->s->fds[seg->file];
 	if (io->s->m->files[seg->file].pad) {
 		memset(p, 0, n);
 		return 0;
 	}
-	assert(fd >= 0);
+	int fd = file_fd(io->s, seg->file, io->err);
+	if (fd < 0)
+		return fd;
 	off_t at = (off_t)seg->file_offset;
 	while (n > 0) {
 		ssize_t r = pread(fd, p, n, at);
@@ -322,8 +615,9 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 		return 0;
 	const uint8_t *p = io->in + seg->data_offset;
 	size_t n = (size_t)seg->length;
-	int fd = io->s->fds[seg->file];
-	assert(fd >= 0);
+	int fd = file_fd(io->s, seg->file, io->err);
+	if (fd < 0)
+		return fd;
 	off_t at = (off_t)seg->file_offset;
 	while (n > 0) {
 		/*
@@ -378,6 +672,17 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 
 int bt_storage_sync(struct bt_storage *s, struct bt_err *err)
 {
+	/*
+	 * With the LRU on, files written and closed since are not in fds: one syncfs of the file
+	 * system holding them flushes them all (and reports a writeback error on it) for one
+	 * call instead of thousands of reopens and fsyncs.
+	 */
+	if (s->limited) {
+		int fd = s->m->multi_file ? s->root_fd : s->parent_fd;
+		if (syncfs(fd) != 0)
+			return fail_path(err, errno, s->root);
+		return 0;
+	}
 	for (size_t i = 0; i < s->m->file_count; i++) {
 		if (s->fds[i] < 0)
 			continue;
@@ -389,12 +694,18 @@ int bt_storage_sync(struct bt_storage *s, struct bt_err *err)
 
 int bt_storage_trim(struct bt_storage *s, struct bt_err *err)
 {
+	if (!s->any_long)
+		return 0;
 	for (size_t i = 0; i < s->m->file_count; i++) {
-		struct stat st;
-		if (s->fds[i] < 0 || fstat(s->fds[i], &st) != 0 ||
-		    st.st_size <= s->m->files[i].length)
+		if (!on_disk(&s->m->files[i]))
 			continue;
-		if (ftruncate(s->fds[i], (off_t)s->m->files[i].length) != 0)
+		int fd = file_fd(s, i, err);
+		if (fd < 0)
+			return fd;
+		struct stat st;
+		if (fstat(fd, &st) != 0 || st.st_size <= s->m->files[i].length)
+			continue;
+		if (ftruncate(fd, (off_t)s->m->files[i].length) != 0)
 			return fail_file(s, i, errno, err);
 	}
 	return 0;

@@ -9,7 +9,22 @@
  * files are never created, written or read from disk: reads of them give zeros. Files are
  * created at their full length (preallocated with fallocate where the file system supports it,
  * else extended sparse with ftruncate), so a full disk is found at the start, naming the path.
- * The files are opened once and kept open. Owned by the download job (download.h).
+ * A failed CREATE open removes the files and directories it made itself (never what was there).
+ *
+ * Links: what is followed and what is not. Opened for writing (CREATE or flags 0), root's
+ * parent directory is the user's and is followed; root itself and everything below it are
+ * ours and are reached from a directory descriptor without following any symbolic link
+ * (openat with O_NOFOLLOW, O_DIRECTORY on each directory, mkdirat, an fstat type check): a link
+ * at root or anywhere inside the tree is refused, naming it ("out/x.part/sub: a symbolic link;
+ * refusing to follow it"), so nothing outside root is ever opened for writing. Opened
+ * READONLY (seeding, checking data the user points at), root itself is the user's path and is
+ * followed, but links inside a multi-file root are still refused, naming the entry.
+ *
+ * Descriptors: when the files on disk number at most a quarter of the soft RLIMIT_NOFILE
+ * (and at most 128), all are opened once and kept, at no cost per read or write. Past that,
+ * at most that many are open at a time, in LRU order, reopened on demand by the same no-follow
+ * walk; the creation and sizing at open still touch every file. Owned by the download job
+ * (download.h).
  */
 #ifndef BT_STORAGE_H
 #define BT_STORAGE_H
@@ -67,7 +82,8 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 			   struct bt_err *err);
 /* Cuts files longer than the torrent says to their length (after resuming from a longer one). */
 int bt_storage_trim(struct bt_storage *s, struct bt_err *err);
-/* fsync()s every file: called before a download is declared complete. */
+/* fsync()s every file (one syncfs with the LRU on): called before a download is declared
+ * complete. */
 int bt_storage_sync(struct bt_storage *s, struct bt_err *err);
 
 #endif

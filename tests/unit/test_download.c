@@ -620,6 +620,155 @@ static void test_seed_job(void **state)
 }
 
 /* The recheck of a bigger torrent (enough pieces for several steps of the cursor). */
+/* ---- links planted at our names: refused by name, nothing outside the output written ---- */
+
+static struct bt_buf *snap_out;
+static const char *snap_skip;
+
+static int snap_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)type, (void)ftw;
+	size_t n = snap_skip ? strlen(snap_skip) : 0;
+	if (n && strncmp(path, snap_skip, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+		return 0;
+	bt_buf_printf(snap_out, "%s %o %lld %lld.%09ld\n", path, (unsigned)st->st_mode,
+		      (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	return 0;
+}
+
+/* Everything under the test directory but `skip` (the output root): path, type, size, mtime. */
+static char *snapshot(const char *skip)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	snap_out = &b;
+	snap_skip = skip;
+	assert_int_equal(nftw(".", snap_one, 16, FTW_PHYS), 0);
+	bt_buf_addc(&b, '\0');
+	return (char *)bt_buf_steal(&b, NULL);
+}
+
+/*
+ * Prepares a job expected to be refused because of a link: the error names `named` and says
+ * "symbolic link", and nothing outside `skip` (the output's own tree; NULL: nowhere) changed.
+ */
+static void expect_refused(struct fx *f, const struct bt_metainfo *m, struct bt_download_opts o,
+			   const char *named, const char *skip)
+{
+	char *before = snapshot(skip);
+	struct rec r;
+	struct bt_download *d = job(f, m, o, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), -ELOOP);
+	bt_download_free(d);
+	if (!strstr(err.msg, named) || !strstr(err.msg, "symbolic link") || strchr(err.msg, '\n'))
+		fail_msg("unexpected error for %s: %s", named, err.msg);
+	char *after = snapshot(skip);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
+static void test_planted_links_refused(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	write_file("outside/target.bin", "precious", 8);
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+	assert_int_equal(utimensat(AT_FDCWD, "outside/target.bin", old, 0), 0);
+	assert_int_equal(mkdir("out", 0777), 0);
+
+	/* <name>.part, a link to a file outside, and one to a name that does not exist yet. */
+	assert_int_equal(symlink("../outside/target.bin", "out/data.bin.part"), 0);
+	expect_refused(&f, &f.single, (struct bt_download_opts){.dir = "out"}, "out/data.bin.part",
+		       NULL);
+	assert_int_equal(unlink("out/data.bin.part"), 0);
+	assert_int_equal(symlink("../outside/new.bin", "out/data.bin.part"), 0);
+	expect_refused(&f, &f.single, (struct bt_download_opts){.dir = "out"}, "out/data.bin.part",
+		       NULL);
+	assert_false(exists("outside/new.bin"));
+	assert_int_equal(unlink("out/data.bin.part"), 0);
+
+	/* <out>.part for -o. */
+	assert_int_equal(symlink("outside/target.bin", "o.bin.part"), 0);
+	expect_refused(&f, &f.single, (struct bt_download_opts){.output = "o.bin"}, "o.bin.part",
+		       NULL);
+	assert_int_equal(unlink("o.bin.part"), 0);
+
+	/* A multi-file `.part` that is a link to a directory outside. */
+	assert_int_equal(symlink("../outside", "out/album.part"), 0);
+	expect_refused(&f, &f.multi, (struct bt_download_opts){.dir = "out"}, "out/album.part",
+		       NULL);
+	assert_int_equal(unlink("out/album.part"), 0);
+
+	/* A directory inside the `.part` tree, then a file inside it. */
+	assert_int_equal(mkdir("out/album.part", 0777), 0);
+	assert_int_equal(symlink("../../outside", "out/album.part/sub"), 0);
+	expect_refused(&f, &f.multi, (struct bt_download_opts){.dir = "out"}, "out/album.part/sub",
+		       "./out");
+	assert_int_equal(unlink("out/album.part/sub"), 0);
+	assert_int_equal(symlink("../../outside/target.bin", "out/album.part/c.bin"), 0);
+	expect_refused(&f, &f.multi, (struct bt_download_opts){.dir = "out"},
+		       "out/album.part/c.bin", "./out");
+	/* What the failed start made before the link is gone again; the link stays. */
+	assert_false(exists("out/album.part/a.bin"));
+	assert_false(exists("out/album.part/sub"));
+	assert_int_equal(unlink("out/album.part/c.bin"), 0);
+
+	/* --force at a final name that is a link: never overwrite its target. */
+	assert_int_equal(symlink("../outside/target.bin", "out/data.bin"), 0);
+	expect_refused(&f, &f.single, (struct bt_download_opts){.dir = "out", .force = true},
+		       "out/data.bin", NULL);
+	assert_int_equal(unlink("out/data.bin"), 0);
+
+	/* download_piece: its `.part` (not truncated through), and its output with --force. */
+	assert_int_equal(symlink("outside/target.bin", "p.bin.part"), 0);
+	expect_refused(
+		&f, &f.single,
+		(struct bt_download_opts){.kind = BT_DOWNLOAD_PIECE, .output = "p.bin", .piece = 2},
+		"p.bin.part", NULL);
+	assert_true(exists("p.bin.part"));
+	assert_int_equal(unlink("p.bin.part"), 0);
+	assert_int_equal(symlink("outside/target.bin", "p.bin"), 0);
+	expect_refused(
+		&f, &f.single,
+		(struct bt_download_opts){
+			.kind = BT_DOWNLOAD_PIECE, .output = "p.bin", .piece = 2, .force = true},
+		"p.bin", NULL);
+	assert_false(exists("p.bin.part"));
+
+	assert_same_file("outside/target.bin", (const uint8_t *)"precious", 8);
+	struct stat st;
+	assert_int_equal(stat("outside/target.bin", &st), 0);
+	assert_int_equal(st.st_mtim.tv_sec, 1000000000);
+	fx_deinit(&f);
+}
+
+/* A `.part` of the wrong kind is refused by name, and left as it is. */
+static void test_part_of_wrong_kind(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	write_file("out/album.part", "x", 1);
+	struct rec r;
+	struct bt_err err = {{0}};
+	struct bt_download *d = job(&f, &f.multi, (struct bt_download_opts){.dir = "out"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), -ENOTDIR);
+	assert_string_equal(err.msg, "out/album.part: Not a directory");
+	bt_download_free(d);
+	assert_same_file("out/album.part", (const uint8_t *)"x", 1);
+
+	assert_int_equal(mkdir("out/data.bin.part", 0777), 0);
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "out"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), -EISDIR);
+	assert_string_equal(err.msg, "out/data.bin.part: Is a directory");
+	bt_download_free(d);
+	assert_true(is_dir("out/data.bin.part"));
+	fx_deinit(&f);
+}
+
 static void test_checking_progress(void **state)
 {
 	(void)state;
@@ -799,6 +948,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_piece_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checking_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planted_links_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_part_of_wrong_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_from_seeder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_peer_fails, setup, teardown),
 	};

@@ -897,6 +897,332 @@ static void test_growth_failure_is_named(void **state)
 	bt_meta_deinit(&m);
 }
 
+/* ---- links: nothing at or below root is followed when writing ---- */
+
+/* A listing of everything under a directory (path, type, size, mtime), for before/after. */
+static struct bt_buf *snap_out;
+static const char *snap_skip; /* a path whose subtree is left out, or NULL */
+
+static int snap_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)type;
+	(void)ftw;
+	size_t n = snap_skip ? strlen(snap_skip) : 0;
+	if (n && strncmp(path, snap_skip, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+		return 0;
+	bt_buf_printf(snap_out, "%s %o %lld %lld.%09ld\n", path, (unsigned)st->st_mode,
+		      (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	return 0;
+}
+
+/* The listing of dir, leaving out `skip` (the output root, which may change). */
+static char *snapshot(const char *dir, const char *skip)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	snap_out = &b;
+	snap_skip = skip;
+	assert_int_equal(nftw(dir, snap_one, 16, FTW_PHYS), 0);
+	bt_buf_addc(&b, '\0');
+	return (char *)bt_buf_steal(&b, NULL);
+}
+
+static void expect_link_refused(const struct bt_err *err, const char *path)
+{
+	expect_msg(err, path, "a symbolic link; refusing to follow it");
+}
+
+/*
+ * A link planted at root (single- and multi-file), at a directory inside the tree and at a
+ * file inside it: each open is refused naming the link, and the walk of the whole test
+ * directory (but root) is the same afterwards: the targets keep their content and mtime,
+ * nothing is created beside them.
+ */
+static void test_planted_links_refused(void **state)
+{
+	const char *dir = *state;
+	char *outside = join(dir, "outside");
+	char *target = join(dir, "outside/target.bin");
+	assert_int_equal(mkdir(outside, 0777), 0);
+	write_file(target, "precious", 8);
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+	assert_int_equal(utimensat(AT_FDCWD, target, old, 0), 0);
+	char *root = join(dir, "root.part");
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	static const int modes[] = {BT_STORAGE_CREATE, 0};
+
+	/* Single-file: root is a link to a file outside. */
+	struct bt_metainfo m1;
+	parse_single(&m1, "f", 100, 16);
+	assert_int_equal(symlink(target, root), 0);
+	char *before = snapshot(dir, NULL);
+	for (size_t k = 0; k < 2; k++) {
+		assert_int_equal(bt_storage_open(&s, &m1, root, modes[k], &err), -ELOOP);
+		assert_null(s);
+		expect_link_refused(&err, root);
+	}
+	char *after = snapshot(dir, NULL);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	/* Read-only, root is the user's own path and is followed (seeding what they point at). */
+	assert_int_equal(bt_storage_open(&s, &m1, root, BT_STORAGE_READONLY, &err), 0);
+	bt_storage_free(s);
+	assert_int_equal(unlink(root), 0);
+	bt_meta_deinit(&m1);
+
+	/* Multi-file: root a link to a directory outside. */
+	struct bt_metainfo m;
+	parse_multi(&m, multi_files, sizeof multi_files / sizeof multi_files[0], 8);
+	assert_int_equal(symlink(outside, root), 0);
+	before = snapshot(dir, NULL);
+	for (size_t k = 0; k < 2; k++) {
+		assert_int_equal(bt_storage_open(&s, &m, root, modes[k], &err), -ELOOP);
+		expect_link_refused(&err, root);
+	}
+	after = snapshot(dir, NULL);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	assert_int_equal(unlink(root), 0);
+
+	/* A directory inside the tree ("a", holding a/b/one) is a link outside. */
+	assert_int_equal(mkdir(root, 0777), 0);
+	char *a = join(root, "a");
+	assert_int_equal(symlink(outside, a), 0);
+	before = snapshot(dir, root);
+	for (size_t k = 0; k < 2; k++) {
+		assert_int_equal(bt_storage_open(&s, &m, root, modes[k], &err), -ELOOP);
+		expect_link_refused(&err, a);
+	}
+	/* Reading too: a link inside a multi-file root is refused even for the user's data. */
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_READONLY, &err), -ELOOP);
+	expect_link_refused(&err, a);
+	after = snapshot(dir, root);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	assert_int_equal(unlink(a), 0);
+
+	/* A deeper directory (a/b) and then a file (three) inside the tree. */
+	assert_int_equal(mkdir(a, 0777), 0);
+	char *ab = join(root, "a/b");
+	assert_int_equal(symlink(outside, ab), 0);
+	before = snapshot(dir, root);
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), -ELOOP);
+	expect_link_refused(&err, ab);
+	after = snapshot(dir, root);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	assert_int_equal(unlink(ab), 0);
+
+	char *three = join(root, "three");
+	assert_int_equal(symlink(target, three), 0);
+	before = snapshot(dir, root);
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), -ELOOP);
+	expect_link_refused(&err, three);
+	/* The failed start removed the files it had made before reaching the link. */
+	char *one = join(root, "a/b/one");
+	assert_int_equal(file_size(one), -1);
+	free(one);
+	after = snapshot(dir, root);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+
+	size_t len;
+	uint8_t *got = slurp(target, &len);
+	assert_int_equal(len, 8);
+	assert_memory_equal(got, "precious", 8);
+	free(got);
+	struct stat st;
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_mtim.tv_sec, 1000000000);
+	free(three);
+	free(ab);
+	free(a);
+	bt_meta_deinit(&m);
+	free(root);
+	free(target);
+	free(outside);
+}
+
+/* An existing root of the wrong kind is refused, naming it. */
+static void test_root_of_wrong_kind(void **state)
+{
+	const char *dir = *state;
+	struct bt_metainfo m;
+	parse_multi(&m, multi_files, sizeof multi_files / sizeof multi_files[0], 8);
+	char *root = join(dir, "file.part");
+	write_file(root, "x", 1);
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), -ENOTDIR);
+	expect_msg(&err, root, "Not a directory");
+	assert_int_equal(file_size(root), 1);
+	free(root);
+	bt_meta_deinit(&m);
+}
+
+/*
+ * A start that fails part-way (a file too large for RLIMIT_FSIZE, late in the list) removes
+ * the files and directories it made, and nothing that was there before.
+ */
+static void test_failed_create_removes_what_it_made(void **state)
+{
+	const char *dir = *state;
+	const struct tfile files[] = {
+		{"one", 100, false}, {"d/two", 100, false}, {"d/e/f/big", 128 << 10, false}};
+	struct bt_metainfo m;
+	parse_multi(&m, files, 3, 16 << 10);
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+	struct rlimit lim = {.rlim_cur = 48 << 10, .rlim_max = old.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+	/* A fresh root: nothing of it is left. */
+	char *root = join(dir, "fresh.part");
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	int rc1 = bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err);
+	char msg1[BT_ERR_MAX];
+	snprintf(msg1, sizeof msg1, "%s", err.msg);
+	bool gone = file_size(root) == -1;
+
+	/* A root that existed with a file and a directory of its own: those stay. */
+	char *root2 = join(dir, "old.part");
+	char *keep = join(root2, "keep.txt");
+	char *d = join(root2, "d");
+	assert_int_equal(mkdir(root2, 0777), 0);
+	assert_int_equal(mkdir(d, 0777), 0);
+	write_file(keep, "k", 1);
+	int rc2 = bt_storage_open(&s, &m, root2, BT_STORAGE_CREATE, &err);
+	char *after = snapshot(root2, NULL);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, old_handler);
+
+	assert_int_equal(rc1, -EFBIG);
+	assert_true(gone);
+	char *big = join(root, "d/e/f/big");
+	snprintf(err.msg, sizeof err.msg, "%s", msg1);
+	expect_msg(&err, big, "File too large");
+	free(big);
+	assert_int_equal(rc2, -EFBIG);
+	struct bt_buf want;
+	bt_buf_init(&want);
+	struct stat st;
+	assert_int_equal(stat(root2, &st), 0);
+	/* Just root, d and keep.txt (nftw lists in directory order: compare line counts). */
+	size_t lines = 0;
+	for (const char *c = after; *c; c++)
+		lines += *c == '\n';
+	assert_int_equal(lines, 3);
+	assert_non_null(strstr(after, keep));
+	assert_int_equal(file_size(keep), 1);
+	assert_true(strstr(after, "/d/") == NULL);
+	bt_buf_deinit(&want);
+	free(after);
+	free(d);
+	free(keep);
+	free(root2);
+	free(root);
+	bt_meta_deinit(&m);
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+	char path[64];
+	for (int fd = 0; fd < 4096; fd++) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		struct stat st;
+		n += lstat(path, &st) == 0;
+	}
+	return n;
+}
+
+/*
+ * 3,000 files under a soft RLIMIT_NOFILE of 256: created, every piece written and read back
+ * (also after reopening read-only), with never more than a quarter of the limit open.
+ */
+static void test_more_files_than_descriptors(void **state)
+{
+	const char *dir = *state;
+	enum { NFILES = 3000, PIECE_LEN = 4096 };
+	struct tfile *files = bt_xcalloc(NFILES, sizeof *files);
+	char(*names)[32] = bt_xcalloc(NFILES, sizeof *names);
+	int64_t total = 0;
+	for (size_t i = 0; i < NFILES; i++) {
+		snprintf(names[i], sizeof names[i], "d%02zu/f%04zu", i / 100, i);
+		files[i].path = names[i];
+		files[i].length = 500 + (int64_t)(i % 7) * 300; /* pieces span several files */
+		total += files[i].length;
+	}
+	struct bt_metainfo m;
+	parse_multi(&m, files, NFILES, PIECE_LEN);
+	uint8_t *data = pattern((size_t)total);
+
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	struct rlimit lim = {.rlim_cur = 256, .rlim_max = old.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	int base = count_fds();
+
+	char *root = join(dir, "many.part");
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	int rc = bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err);
+	if (rc)
+		fail_msg("open: %s", err.msg);
+	int peak = count_fds() - base;
+	for (uint32_t i = 0; i < m.piece_count; i++) {
+		rc = bt_storage_write_piece(s, i, data + (size_t)i * PIECE_LEN, &err);
+		if (rc)
+			fail_msg("write %u: %s", i, err.msg);
+	}
+	int after_writes = count_fds() - base;
+	assert_int_equal(bt_storage_sync(s, &err), 0);
+	assert_int_equal(bt_storage_trim(s, &err), 0);
+	uint8_t *back = bt_xmalloc((size_t)total);
+	for (uint32_t i = 0; i < m.piece_count; i++) {
+		uint32_t len = (uint32_t)bt_meta_piece_size(&m, i);
+		rc = bt_storage_read(s, i, 0, back + (size_t)i * PIECE_LEN, len, &err);
+		if (rc)
+			fail_msg("read %u: %s", i, err.msg);
+	}
+	assert_memory_equal(back, data, (size_t)total);
+	bt_storage_free(s);
+
+	/* Read-only, backwards (every read a reopen past the cache). */
+	memset(back, 0, (size_t)total);
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_READONLY, &err), 0);
+	for (uint32_t i = m.piece_count; i-- > 0;) {
+		uint32_t len = (uint32_t)bt_meta_piece_size(&m, i);
+		assert_int_equal(bt_storage_read(s, i, 0, back + (size_t)i * PIECE_LEN, len, &err),
+				 0);
+	}
+	int readonly_open = count_fds() - base;
+	bt_storage_free(s);
+	setrlimit(RLIMIT_NOFILE, &old);
+	assert_memory_equal(back, data, (size_t)total);
+	/* 64 files (256 / 4) and a directory or two. */
+	assert_true(peak <= 64 + 3);
+	assert_true(after_writes <= 64 + 3);
+	assert_true(readonly_open <= 64 + 3);
+	char *last = join(root, "d29/f2999");
+	assert_int_equal(file_size(last), files[NFILES - 1].length);
+	free(last);
+	free(back);
+	free(root);
+	free(data);
+	bt_meta_deinit(&m);
+	free(names);
+	free(files);
+}
+
 static void test_bad_arguments(void **state)
 {
 	const char *dir = *state;
@@ -951,6 +1277,10 @@ int main(void)
 		T(test_missing_file_is_named),
 		T(test_unwritable_directory_is_named),
 		T(test_not_a_directory_or_file),
+		T(test_planted_links_refused),
+		T(test_root_of_wrong_kind),
+		T(test_failed_create_removes_what_it_made),
+		T(test_more_files_than_descriptors),
 		T(test_existing_longer_file_left_alone),
 		T(test_existing_shorter_file),
 		T(test_preallocates_where_supported),
