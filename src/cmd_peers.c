@@ -172,17 +172,51 @@ static size_t collect_urls(const struct bt_metainfo *m, const char ***urls_out)
 	return n;
 }
 
-/* Appends a's peers not already in the merged list. */
+/* Appends a's peers to the list (duplicates are dropped afterwards, by dedupe). */
 static void merge(struct bt_peer_addr **all, size_t *n, const struct tracker_result *t)
 {
 	*all = bt_xreallocarray(*all, *n + t->peer_count, sizeof **all);
-	for (size_t i = 0; i < t->peer_count; i++) {
-		size_t j;
-		for (j = 0; j < *n && !bt_peer_addr_equal(&(*all)[j], &t->peers[i]); j++)
-			;
-		if (j == *n)
-			(*all)[(*n)++] = t->peers[i];
-	}
+	memcpy(*all + *n, t->peers, t->peer_count * sizeof **all);
+	*n += t->peer_count;
+}
+
+struct indexed {
+	const struct bt_peer_addr *a;
+	size_t i;
+};
+
+static int by_addr_then_index(const void *x, const void *y)
+{
+	const struct indexed *p = x, *q = y;
+	int c = p->a->family - q->a->family;
+	if (!c)
+		c = memcmp(p->a->addr, q->a->addr, p->a->family == 6 ? 16 : 4);
+	if (!c)
+		c = (int)p->a->port - (int)q->a->port;
+	if (!c)
+		c = p->i < q->i ? -1 : p->i > q->i;
+	return c;
+}
+
+/* Keeps the first of each address, in order: O(n log n), however many a tracker sent. */
+static size_t dedupe(struct bt_peer_addr *all, size_t n)
+{
+	if (n < 2)
+		return n;
+	struct indexed *ix = bt_xcalloc(n, sizeof *ix);
+	bool *dup = bt_xcalloc(n, sizeof *dup);
+	for (size_t i = 0; i < n; i++)
+		ix[i] = (struct indexed){&all[i], i};
+	qsort(ix, n, sizeof *ix, by_addr_then_index);
+	for (size_t k = 1; k < n; k++)
+		dup[ix[k].i] = bt_peer_addr_equal(ix[k].a, ix[k - 1].a);
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!dup[i])
+			all[kept++] = all[i];
+	free(ix);
+	free(dup);
+	return kept;
 }
 
 static void json_peers(struct bt_buf *b, const struct bt_peer_addr *p, size_t n)
@@ -326,6 +360,7 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 			bt_cli_error("peers", "%s: %s", t->url, t->error);
 		merge(&all, &n, t);
 	}
+	n = dedupe(all, n);
 	if (end != BT_SESSION_INTERRUPTED) {
 		if (json) {
 			print_json(&run, all, n);
