@@ -175,6 +175,8 @@ static size_t collect_urls(const struct bt_metainfo *m, const char ***urls_out)
 /* Appends a's peers to the list (duplicates are dropped afterwards, by dedupe). */
 static void merge(struct bt_peer_addr **all, size_t *n, const struct tracker_result *t)
 {
+	if (!t->peer_count)
+		return;
 	*all = bt_xreallocarray(*all, *n + t->peer_count, sizeof **all);
 	memcpy(*all + *n, t->peers, t->peer_count * sizeof **all);
 	*n += t->peer_count;

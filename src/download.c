@@ -235,9 +235,14 @@ static int refuse_link(const struct bt_download *d, const char *base, const char
 static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
-	const char *dir = d->o.dir;
-	const char *parent = d->o.output && m->multi_file ? d->o.output : dir;
-	int rc = parent ? make_dirs(parent, err) : 0;
+	/* The folder the output goes in (--dir, -o's or -o itself), made if missing. */
+	const char *slash = strrchr(d->final_path, '/');
+	int rc = 0;
+	if (slash && slash > d->final_path) {
+		char *parent = bt_xstrndup(d->final_path, (size_t)(slash - d->final_path));
+		rc = make_dirs(parent, err);
+		free(parent);
+	}
 	if (rc || (rc = open_parent(d, err)))
 		return rc;
 
