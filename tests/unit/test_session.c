@@ -3,10 +3,14 @@
  * the remote peers with plain client sockets and drives the session's loop in short
  * non-blocking passes. A registered info hash hands the socket over with its handshake and
  * nothing sent; anything else is closed before a byte goes out; silent connections are bounded
- * in number and in time. Also bt_session_is_self, the rate buckets and the source address.
+ * in number and in time. Out of descriptors (a real EMFILE from accept, under a lowered
+ * RLIMIT_NOFILE), waiting peers are shed, the loop does not spin, one warning is logged, and
+ * accepting resumes once descriptors are free again. Also bt_session_is_self, the rate buckets
+ * and the source address.
  */
 #include "bt/session.h"
 
+#include "bt/log.h"
 #include "bt/ratelimit.h"
 
 #include <arpa/inet.h>
@@ -20,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -544,6 +550,305 @@ static void test_register_unregister(void **state)
 	bt_session_free(s);
 }
 
+/* The session's log lines during a test: its warnings, and its notes that it accepts again. */
+struct log_capture {
+	int warn;
+	int resumed; /* "accepting peers again" (DEBUG) */
+	char last_warn[512];
+};
+
+static void capture_log(void *arg, enum bt_log_level level, const char *subject,
+			const char *message)
+{
+	struct log_capture *lc = arg;
+	if (level == BT_LOG_WARN && strcmp(subject, "session") == 0) {
+		lc->warn++;
+		snprintf(lc->last_warn, sizeof lc->last_warn, "%s", message);
+	} else if (level == BT_LOG_DEBUG && strcmp(subject, "session") == 0 &&
+		   strcmp(message, "accepting peers again") == 0) {
+		lc->resumed++;
+	}
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts = {0, 0};
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* no assertion: called with the table full */
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The highest descriptor open in this process (below 4096), or -1. */
+static int highest_fd(void)
+{
+	int high = -1;
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) != -1)
+			high = fd;
+	return high;
+}
+
+/*
+ * Every descriptor of the process taken: the soft RLIMIT_NOFILE lowered to a few above the
+ * highest one open, and /dev/null opened until EMFILE. A limit relative to what is open works
+ * with or without the sanitizers (which hold no descriptors of their own here).
+ */
+struct fd_table {
+	struct rlimit saved;
+	int limit;
+	int fillers[4096];
+	int n;
+	int filled;	 /* how many were taken */
+	int fill_errno;	 /* why the last open failed: EMFILE */
+	int probe;	 /* a socket made with the table full: -1 */
+	int probe_errno; /* EMFILE */
+};
+
+static void fill_fd_table(struct fd_table *t)
+{
+	memset(t, 0, sizeof *t);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &t->saved), 0);
+	int high = highest_fd();
+	assert_true(high >= 0 && high < 4000);
+	struct rlimit low = t->saved;
+	low.rlim_cur = (rlim_t)high + 1 + 8;
+	assert_true(t->saved.rlim_cur == RLIM_INFINITY || low.rlim_cur <= t->saved.rlim_cur);
+	t->limit = (int)low.rlim_cur;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	/* No assertion from here to restore_fd_table. */
+	while (t->n < (int)(sizeof t->fillers / sizeof t->fillers[0])) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			t->fill_errno = errno;
+			break;
+		}
+		t->fillers[t->n++] = fd;
+	}
+	t->filled = t->n;
+	t->probe = socket(AF_INET, SOCK_STREAM, 0);
+	t->probe_errno = errno;
+}
+
+static void restore_fd_table(struct fd_table *t)
+{
+	for (int i = 0; i < t->n; i++)
+		close(t->fillers[i]);
+	t->n = 0;
+	if (t->probe >= 0)
+		close(t->probe);
+	t->probe = -1;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &t->saved), 0);
+}
+
+static void assert_fd_table_was_full(const struct fd_table *t)
+{
+	assert_true(t->filled > 0);
+	assert_int_equal(t->fill_errno, EMFILE);
+	assert_int_equal(t->probe_errno, EMFILE);
+}
+
+/*
+ * What happens while the descriptor table is full, recorded by timers on the session's own loop:
+ * nothing here may open a descriptor, and nothing here asserts (an assertion would leave the
+ * table full and the limit lowered for the tests after this one).
+ */
+enum { EMFILE_WAVE1 = 5, EMFILE_WAVE2 = 3, EMFILE_WAVE3 = 2 };
+enum { EMFILE_CLIENTS = EMFILE_WAVE1 + EMFILE_WAVE2 + EMFILE_WAVE3 };
+
+struct emfile_run {
+	struct client c[EMFILE_CLIENTS];
+	struct sockaddr_in to;
+	int connect_errors;	 /* connect() calls that failed other than EINPROGRESS */
+	int wave1_closed_early;	 /* wave 1 closed by 0.4 s: shed at once, not left waiting */
+	int wave2_closed_early;	 /* wave 2 (connected at 0.5 s, in the pause) closed by 0.85 s */
+	uint64_t rejected_early; /* bt_session_rejected at 0.4 s */
+	struct bt_session *s;
+};
+
+static void emfile_connect(struct emfile_run *r, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		int rc = connect(r->c[i].fd, (struct sockaddr *)&r->to, sizeof r->to);
+		if (rc != 0 && errno != EINPROGRESS)
+			r->connect_errors++;
+	}
+}
+
+static void emfile_check_wave1(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct emfile_run *r = arg;
+	for (int i = 0; i < EMFILE_WAVE1; i++) {
+		client_poll(&r->c[i]);
+		r->wave1_closed_early += r->c[i].eof;
+	}
+	r->rejected_early = bt_session_rejected(r->s);
+}
+
+static void emfile_wave2(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct emfile_run *r = arg;
+	emfile_connect(r, EMFILE_WAVE1, EMFILE_WAVE1 + EMFILE_WAVE2);
+}
+
+static void emfile_wave3(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct emfile_run *r = arg;
+	emfile_connect(r, EMFILE_WAVE1 + EMFILE_WAVE2, EMFILE_CLIENTS);
+}
+
+static void emfile_check_wave2(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct emfile_run *r = arg;
+	for (int i = EMFILE_WAVE1; i < EMFILE_WAVE1 + EMFILE_WAVE2; i++) {
+		client_poll(&r->c[i]);
+		r->wave2_closed_early += r->c[i].eof;
+	}
+}
+
+/*
+ * accept() fails with EMFILE for real: the soft RLIMIT_NOFILE is lowered after the session
+ * listens and every descriptor under it is taken. Five peers connect at once, three more at
+ * 0.5 s (while accepting is paused) and two at 2.2 s (after the second pause). The session gives
+ * up its spare descriptor to accept and close each of them (an orderly EOF: the first five at
+ * once, the next three only when the 1 s pause ends), logs one warning for all three episodes,
+ * and sleeps in between: over 2.5 s of the loop it uses well under 0.5 s of CPU. With
+ * descriptors back, a new peer's handshake is routed when the last pause ends (within 1.5 s).
+ */
+static void test_emfile_sheds_and_recovers(void **state)
+{
+	(void)state;
+	struct bt_session *s = listening_session("127.0.0.1");
+	uint8_t ih[BT_HASH_LEN], hs[BT_HANDSHAKE_LEN];
+	hash_of(8, ih);
+	handshake_for(ih, hs);
+	struct incoming in;
+	incoming_init(&in);
+	assert_int_equal(bt_session_register(s, ih, on_incoming, &in), 0);
+	static struct log_capture lc;
+	memset(&lc, 0, sizeof lc);
+	bt_log_set_sink(capture_log, &lc);
+	bt_log_set_level(BT_LOG_DEBUG);
+
+	/* Everything the full table will need is made now: the clients' sockets and the timers. */
+	static struct emfile_run r;
+	memset(&r, 0, sizeof r);
+	r.s = s;
+	loopback(bt_session_listen_port(s), &r.to);
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
+		r.c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		assert_true(r.c[i].fd >= 0);
+	}
+	struct event_base *base = bt_session_base(s);
+	struct event *check1 = evtimer_new(base, emfile_check_wave1, &r);
+	struct event *wave2 = evtimer_new(base, emfile_wave2, &r);
+	struct event *check2 = evtimer_new(base, emfile_check_wave2, &r);
+	struct event *wave3 = evtimer_new(base, emfile_wave3, &r);
+	assert_non_null(check1);
+	assert_non_null(wave2);
+	assert_non_null(check2);
+	assert_non_null(wave3);
+	struct timeval tv;
+	evtimer_add(check1, bt_timeval(&tv, 0.4));
+	evtimer_add(wave2, bt_timeval(&tv, 0.5));
+	evtimer_add(check2, bt_timeval(&tv, 0.85));
+	evtimer_add(wave3, bt_timeval(&tv, 2.2));
+
+	static struct fd_table table;
+	fill_fd_table(&table);
+
+	emfile_connect(&r, 0, EMFILE_WAVE1);
+	double cpu0 = cpu_seconds(), t0 = bt_now();
+	enum bt_session_end end = bt_session_run(s, 2.5);
+	double cpu = cpu_seconds() - cpu0, wall = bt_now() - t0;
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		client_poll(&r.c[i]);
+	uint64_t rejected = bt_session_rejected(s);
+	int warned = lc.warn;
+
+	/* Descriptors back: the fillers closed, the limit as it was. */
+	restore_fd_table(&table);
+	event_free(check1);
+	event_free(wave2);
+	event_free(check2);
+	event_free(wave3);
+
+	print_message(
+		"emfile: limit %d, %d fillers, loop %.2f s using %.3f s of CPU, warning: %s\n",
+		table.limit, table.filled, wall, cpu, lc.last_warn);
+	assert_fd_table_was_full(&table);
+	assert_int_equal(r.connect_errors, 0);
+	assert_int_equal(end, BT_SESSION_DEADLINE);
+	/* Paused, not spinning on the waiting connection. */
+	assert_true(cpu < 0.5);
+	/* Every peer was accepted and closed without a byte, none routed. */
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		assert_closed_silently(&r.c[i]);
+	assert_int_equal(rejected, EMFILE_CLIENTS);
+	assert_int_equal(in.calls, 0);
+	/* The first wave at once; the second waited out the pause. */
+	assert_int_equal(r.wave1_closed_early, EMFILE_WAVE1);
+	assert_int_equal(r.rejected_early, EMFILE_WAVE1);
+	assert_int_equal(r.wave2_closed_early, 0);
+	/* One warning for all three episodes, naming the error. */
+	assert_int_equal(warned, 1);
+	assert_non_null(strstr(lc.last_warn, "cannot accept connections"));
+	assert_non_null(strstr(lc.last_warn, strerror(EMFILE)));
+	assert_int_equal(lc.resumed, 0);
+
+	/*
+	 * A new peer is accepted again and routed: not at once, for the pause that began with the
+	 * third wave (at 2.2 s) still runs, but when it ends, about 0.7 s after the restore.
+	 */
+	struct client late;
+	client_connect(&late, bt_session_listen_port(s), true);
+	client_send(&late, hs, sizeof hs);
+	t0 = bt_now();
+	assert_true(pump_until_incoming(s, &in, 1.5));
+	double again = bt_now() - t0;
+	print_message("emfile: routed again %.2f s after descriptors were freed\n", again);
+	assert_true(again > 0.3);
+	assert_int_equal(in.calls, 1);
+	assert_memory_equal(in.h.info_hash, ih, BT_HASH_LEN);
+	assert_int_equal(bt_session_rejected(s), EMFILE_CLIENTS);
+	assert_int_equal(lc.warn, 1);
+	assert_int_equal(lc.resumed, 1);
+	client_poll(&late);
+	assert_false(late.eof);
+
+	/*
+	 * Out of descriptors again, after that accept, within the minute: the peer waiting is shed
+	 * at once again, and not warned about again.
+	 */
+	struct client again_c;
+	memset(&again_c, 0, sizeof again_c);
+	again_c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(again_c.fd >= 0);
+	fill_fd_table(&table);
+	int again_rc = connect(again_c.fd, (struct sockaddr *)&r.to, sizeof r.to);
+	int again_errno = errno;
+	double end_again = bt_now() + 0.3;
+	for (client_poll(&again_c); !again_c.eof && bt_now() < end_again; client_poll(&again_c))
+		pump(s);
+	restore_fd_table(&table);
+	assert_fd_table_was_full(&table);
+	assert_true(again_rc == 0 || again_errno == EINPROGRESS);
+	assert_closed_silently(&again_c);
+	assert_int_equal(bt_session_rejected(s), EMFILE_CLIENTS + 1);
+	assert_int_equal(lc.warn, 1);
+	client_close(&again_c);
+
+	bt_log_set_sink(NULL, NULL);
+	bt_log_set_level(BT_LOG_INFO);
+	client_close(&late);
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		client_close(&r.c[i]);
+	incoming_deinit(&in);
+	bt_session_free(s);
+}
+
 static bool is_self(struct bt_session *s, const char *ip, uint16_t port)
 {
 	struct sockaddr_storage ss;
@@ -660,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_split_handshake_is_routed),
 		cmocka_unit_test(test_at_most_64_pending),
 		cmocka_unit_test(test_register_unregister),
+		cmocka_unit_test(test_emfile_sheds_and_recovers),
 		cmocka_unit_test(test_is_self),
 		cmocka_unit_test(test_limits_and_source),
 		cmocka_unit_test(test_run_deadline_and_stop),
