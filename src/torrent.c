@@ -3,24 +3,19 @@
 #include "bt/addrbook.h"
 #include "bt/assembly.h"
 #include "bt/choker.h"
-#include "bt/hash.h"
 #include "bt/log.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
 #include "bt/serveq.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
-#include "bt/udp.h"
 #include "bt/verify.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* One connected peer, as the torrent sees it. */
@@ -560,27 +555,11 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 	for (size_t k = 0; k < n; k++) {
 		size_t i = start + k < n ? start + k : start + k - n;
 		/* Our own entry (the address the announce left from, our port) is never dialled. */
-		if (self && self->family && self->family == peers[i].family &&
-		    self->port == peers[i].port &&
-		    memcmp(self->addr, peers[i].addr, peers[i].family == 4 ? 4 : 16) == 0)
+		if (self && self->family && bt_peer_addr_equal(self, &peers[i]))
 			continue;
 		struct sockaddr_storage ss;
-		memset(&ss, 0, sizeof ss);
-		socklen_t len;
-		if (peers[i].family == 4) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-			s4->sin_family = AF_INET;
-			memcpy(&s4->sin_addr, peers[i].addr, 4);
-			s4->sin_port = htons(peers[i].port);
-			len = sizeof *s4;
-		} else {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-			s6->sin6_family = AF_INET6;
-			memcpy(&s6->sin6_addr, peers[i].addr, 16);
-			s6->sin6_port = htons(peers[i].port);
-			len = sizeof *s6;
-		}
-		if (bt_session_is_self(t->session, (struct sockaddr *)&ss))
+		socklen_t len = bt_peer_addr_to_sockaddr(&peers[i], &ss);
+		if (!len || bt_session_is_self(t->session, (struct sockaddr *)&ss))
 			continue;
 		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, BT_ADDRBOOK_TRACKER,
 				    now) == -ENOSPC)

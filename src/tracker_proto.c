@@ -28,6 +28,26 @@ bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr 
 	return a->family == b->family && a->port == b->port && memcmp(a->addr, b->addr, n) == 0;
 }
 
+unsigned bt_peer_addr_to_sockaddr(const struct bt_peer_addr *a, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof *out);
+	if (a->family == 4) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, a->addr, 4);
+		s4->sin_port = htons(a->port);
+		return sizeof *s4;
+	}
+	if (a->family == 6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, a->addr, 16);
+		s6->sin6_port = htons(a->port);
+		return sizeof *s6;
+	}
+	return 0;
+}
+
 bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *out)
 {
 	memset(out, 0, sizeof *out);

@@ -50,6 +50,8 @@ bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr 
  * becomes IPv4, as trackers list it). Returns false, with out zeroed, for any other family.
  */
 bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *out);
+/* The socket address of a peer address; returns its length (0 for an unknown family). */
+unsigned bt_peer_addr_to_sockaddr(const struct bt_peer_addr *a, struct sockaddr_storage *out);
 
 struct bt_announce_reply {
 	char *failure;	  /* "failure reason": the announce failed; nothing else is set */

@@ -13,8 +13,10 @@ Reuses swarm.py (payloads, torrents, opentracker, processes). Everything stays o
 """
 
 import hashlib
+import json
 import os
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -153,6 +155,63 @@ class Aria2Downloader:
                                                                     self.proc.read_log()))
         if rc != 0:
             raise AssertionError('aria2c exited %s: %s' % (rc, self.proc.read_log()))
+
+    def stop(self):
+        self.proc.stop()
+
+
+class TransmissionDownloader:
+    """transmission-cli (3.00) downloading one torrent into outdir, listening on ip:port:
+    plaintext preferred, no DHT/LPD/PEX/uTP/port mapping, files written under their final
+    names. It never exits by itself: its completion script (-f) creates a marker file, and
+    stop() ends it by PID."""
+
+    def __init__(self, ip, meta, outdir, cwd):
+        self.ip = ip
+        self.port = swarm.free_port(ip)
+        self.config = tempfile.mkdtemp(prefix='tr-', dir=cwd)
+        self.marker = os.path.join(self.config, 'done')
+        script = os.path.join(self.config, 'done.sh')
+        with open(script, 'w') as f:
+            f.write('#!/bin/sh\n: > "%s"\n' % self.marker)
+        os.chmod(script, 0o755)
+        settings = {
+            'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
+            'utp-enabled': False, 'port-forwarding-enabled': False,
+            'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': self.port,
+            'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
+            'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
+            'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
+            'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
+            'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
+            'rename-partial-files': False, 'incomplete-dir-enabled': False,
+            'download-dir': outdir, 'script-torrent-done-enabled': True,
+            'script-torrent-done-filename': script,
+        }
+        with open(os.path.join(self.config, 'settings.json'), 'w') as f:
+            json.dump(settings, f)
+        argv = ['timeout', str(SELF_STOP_S), swarm.TRANSMISSION_CLI, '-g', self.config,
+                '-w', outdir, '-p', str(self.port), '-et', '-M', '-U', '-D', '-f', script,
+                meta.path]
+        self.proc = swarm.Proc(argv, os.path.join(self.config, 'log.txt'), cwd=cwd)
+
+    def wait(self, timeout):
+        def done():
+            if not self.proc.alive():
+                raise AssertionError('transmission-cli exited: %s' % self.proc.read_log())
+            return os.path.exists(self.marker)
+        try:
+            swarm.wait_until(done, timeout, step=0.1, what='Transmission to complete')
+        except TimeoutError as e:
+            raise AssertionError('%s: %s' % (e, self.proc.read_log()))
+
+    def done(self):
+        return os.path.exists(self.marker)
+
+    def progress(self):
+        """The last 'Progress: x%' transmission-cli printed (None if none yet)."""
+        found = re.findall(r'Progress: ([\d.]+)%', self.proc.read_log(20000))
+        return float(found[-1]) if found else None
 
     def stop(self):
         self.proc.stop()

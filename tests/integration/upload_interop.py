@@ -23,11 +23,8 @@ same time (threads; Transmission alone waits ~10 s before its first byte).
 Run as: /usr/bin/python3 upload_interop.py <path to torrent binary>
 """
 
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,9 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import swarm  # noqa: E402
 from swarm import KiB  # noqa: E402
-from upload_common import (SELF_STOP_S, Aria2Downloader, Seed, Tracker,  # noqa: E402
-                           add_announce, lt_add, lt_session, lt_wait_seeding, stop_on_sigterm,
-                           wait_listening)
+from upload_common import (Aria2Downloader, Seed, Tracker,  # noqa: E402
+                           TransmissionDownloader, add_announce, lt_add, lt_session,
+                           lt_wait_seeding, stop_on_sigterm, wait_listening)
 
 IPS = swarm.IpPool('127.0.5.')
 W = None
@@ -278,57 +275,6 @@ class Aria2(UploadCase):
         self.report(errors)
 
 
-# --- Transmission -----------------------------------------------------------------------------
-
-class TransmissionDownloader:
-    """transmission-cli (3.00) downloading one torrent into outdir, listening on ip:port:
-    plaintext preferred, no DHT/LPD/PEX/uTP/port mapping, files written under their final
-    names. It never exits by itself: its completion script (-f) creates a marker file, and
-    stop() ends it by PID."""
-
-    def __init__(self, ip, meta, outdir):
-        self.ip = ip
-        self.port = swarm.free_port(ip)
-        self.config = tempfile.mkdtemp(prefix='tr-', dir=W)
-        self.marker = os.path.join(self.config, 'done')
-        script = os.path.join(self.config, 'done.sh')
-        with open(script, 'w') as f:
-            f.write('#!/bin/sh\n: > "%s"\n' % self.marker)
-        os.chmod(script, 0o755)
-        settings = {
-            'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
-            'utp-enabled': False, 'port-forwarding-enabled': False,
-            'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': self.port,
-            'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
-            'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
-            'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
-            'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
-            'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
-            'rename-partial-files': False, 'incomplete-dir-enabled': False,
-            'download-dir': outdir, 'script-torrent-done-enabled': True,
-            'script-torrent-done-filename': script,
-        }
-        with open(os.path.join(self.config, 'settings.json'), 'w') as f:
-            json.dump(settings, f)
-        argv = ['timeout', str(SELF_STOP_S), swarm.TRANSMISSION_CLI, '-g', self.config,
-                '-w', outdir, '-p', str(self.port), '-et', '-M', '-U', '-D', '-f', script,
-                meta.path]
-        self.proc = swarm.Proc(argv, os.path.join(self.config, 'log.txt'), cwd=W)
-
-    def wait(self, timeout):
-        def done():
-            if not self.proc.alive():
-                raise AssertionError('transmission-cli exited: %s' % self.proc.read_log())
-            return os.path.exists(self.marker)
-        try:
-            swarm.wait_until(done, timeout, step=0.1, what='Transmission to complete')
-        except TimeoutError as e:
-            raise AssertionError('%s: %s' % (e, self.proc.read_log()))
-
-    def stop(self):
-        self.proc.stop()
-
-
 class Transmission(UploadCase):
     """transmission-cli, one process per torrent, each on its own address. It never dials
     loopback peers, so our seed dials it: given with --peer, or learnt from the tracker after
@@ -340,7 +286,7 @@ class Transmission(UploadCase):
         os.makedirs(out)
         seed = tr = None
         try:
-            tr = TransmissionDownloader(take_ip(), meta, out)
+            tr = TransmissionDownloader(take_ip(), meta, out, cwd=W)
             if tracked:
                 swarm.wait_until(lambda: TRACKER.scrape(meta.info_hash_hex)[1] >= 1, 20,
                                  step=0.1, what='Transmission to announce')

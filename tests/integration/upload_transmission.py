@@ -17,9 +17,7 @@ when stopped by SIGINT (by PID). Everything stays on 127.0.0.0/8; every wait is 
 Run as: /usr/bin/python3 upload_transmission.py <path to torrent binary>
 """
 
-import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import swarm  # noqa: E402
 from swarm import KiB, MiB  # noqa: E402
-from upload_common import SELF_STOP_S, Seed, stop_on_sigterm, wait_listening  # noqa: E402
+from upload_common import (Seed, TransmissionDownloader,  # noqa: E402
+                           stop_on_sigterm, wait_listening)
 
 IPS = swarm.IpPool('127.0.14.')
 N_SEEDS = 3
@@ -51,53 +50,6 @@ def tearDownModule():
         shutil.rmtree(W, ignore_errors=True)
 
 
-class TransmissionDownloader:
-    """transmission-cli (3.00) downloading one torrent into outdir, listening on ip:port:
-    plaintext, no DHT/LPD/PEX/uTP/port mapping, no speed limits, the file written under its
-    final name. It never exits by itself: its completion script (-f) creates a marker file,
-    and stop() ends it by PID."""
-
-    def __init__(self, ip, meta, outdir):
-        self.ip = ip
-        self.port = swarm.free_port(ip)
-        self.config = tempfile.mkdtemp(prefix='tr-', dir=W)
-        self.marker = os.path.join(self.config, 'done')
-        script = os.path.join(self.config, 'done.sh')
-        with open(script, 'w') as f:
-            f.write('#!/bin/sh\n: > "%s"\n' % self.marker)
-        os.chmod(script, 0o755)
-        settings = {
-            'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
-            'utp-enabled': False, 'port-forwarding-enabled': False,
-            'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': self.port,
-            'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
-            'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
-            'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
-            'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
-            'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
-            'rename-partial-files': False, 'incomplete-dir-enabled': False,
-            'download-dir': outdir, 'script-torrent-done-enabled': True,
-            'script-torrent-done-filename': script,
-        }
-        with open(os.path.join(self.config, 'settings.json'), 'w') as f:
-            json.dump(settings, f)
-        argv = ['timeout', str(SELF_STOP_S), swarm.TRANSMISSION_CLI, '-g', self.config,
-                '-w', outdir, '-p', str(self.port), '-et', '-M', '-U', '-D', '-f', script,
-                meta.path]
-        self.proc = swarm.Proc(argv, os.path.join(self.config, 'log.txt'), cwd=W)
-
-    def done(self):
-        return os.path.exists(self.marker)
-
-    def progress(self):
-        """The last 'Progress: x%' transmission-cli printed (None if none yet)."""
-        found = re.findall(r'Progress: ([\d.]+)%', self.proc.read_log(20000))
-        return float(found[-1]) if found else None
-
-    def stop(self):
-        self.proc.stop()
-
-
 class ManySeedsOneTransmission(unittest.TestCase):
     maxDiff = None
 
@@ -108,7 +60,7 @@ class ManySeedsOneTransmission(unittest.TestCase):
         os.makedirs(out)
         data = swarm.make_single(src, 'big.bin', SIZE, 14)
         meta = swarm.make_torrent(data, os.path.join(W, 'big.torrent'), PIECE)
-        tr = TransmissionDownloader(IPS.take(), meta, out)
+        tr = TransmissionDownloader(IPS.take(), meta, out, cwd=W)
         seeds = []
         try:
             wait_listening(tr.ip, tr.port, 20, tr.proc.alive, tr.proc.read_log)
