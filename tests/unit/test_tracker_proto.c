@@ -1,6 +1,8 @@
 #include "bt/tracker_proto.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,6 +255,28 @@ static void test_peer_addr_equal(void **state)
 	assert_false(bt_peer_addr_equal(&a, &b));
 }
 
+static void test_peer_addr_sockaddr_round_trip(void **state)
+{
+	(void)state;
+	struct bt_peer_addr v4 = {.family = 4, .addr = {127, 1, 2, 3}, .port = 6881};
+	struct bt_peer_addr v6 = {.family = 6, .addr = {[15] = 1}, .port = 51413};
+	struct bt_peer_addr bad = {.family = 5};
+	struct sockaddr_storage ss;
+	struct bt_peer_addr back;
+	assert_int_equal(bt_peer_addr_to_sockaddr(&v4, &ss), sizeof(struct sockaddr_in));
+	char name[64];
+	bt_sockaddr_format((struct sockaddr *)&ss, name, sizeof name);
+	assert_string_equal(name, "127.1.2.3:6881");
+	assert_true(bt_peer_addr_from_sockaddr((struct sockaddr *)&ss, &back));
+	assert_true(bt_peer_addr_equal(&back, &v4));
+	assert_int_equal(bt_peer_addr_to_sockaddr(&v6, &ss), sizeof(struct sockaddr_in6));
+	bt_sockaddr_format((struct sockaddr *)&ss, name, sizeof name);
+	assert_string_equal(name, "[::1]:51413");
+	assert_true(bt_peer_addr_from_sockaddr((struct sockaddr *)&ss, &back));
+	assert_true(bt_peer_addr_equal(&back, &v6));
+	assert_int_equal(bt_peer_addr_to_sockaddr(&bad, &ss), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_udp_requests),
 		cmocka_unit_test(test_udp_replies),
 		cmocka_unit_test(test_peer_addr_equal),
+		cmocka_unit_test(test_peer_addr_sockaddr_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
