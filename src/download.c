@@ -64,18 +64,15 @@ static bool exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
-static char *path_printf(const char *fmt, ...) BT_PRINTF(1, 2);
-static char *path_printf(const char *fmt, ...)
+/* a, b and c joined, however long (paths are not cut). */
+static char *concat3(const char *a, const char *b, const char *c)
 {
-	struct bt_buf b;
-	bt_buf_init(&b);
-	va_list ap;
-	va_start(ap, fmt);
-	char tmp[4096];
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	bt_buf_adds(&b, tmp);
-	return (char *)bt_buf_steal(&b, NULL);
+	struct bt_buf buf;
+	bt_buf_init(&buf);
+	bt_buf_adds(&buf, a);
+	bt_buf_adds(&buf, b);
+	bt_buf_adds(&buf, c);
+	return (char *)bt_buf_steal(&buf, NULL);
 }
 
 /* The final and temporary names, from the options alone (nothing is looked at on disk). */
@@ -88,16 +85,16 @@ static void name_outputs(struct bt_download *d)
 	else if (d->o.kind == BT_DOWNLOAD_SEED && d->o.data_path)
 		d->final_path = bt_xstrdup(d->o.data_path);
 	else if (d->o.output && d->o.kind != BT_DOWNLOAD_SEED)
-		d->final_path = m->multi_file ? path_printf("%s/%s", d->o.output, m->name)
+		d->final_path = m->multi_file ? concat3(d->o.output, "/", m->name)
 					      : bt_xstrdup(d->o.output);
 	else if (dir)
-		d->final_path = path_printf("%s/%s", dir, m->name);
+		d->final_path = concat3(dir, "/", m->name);
 	else if (d->o.kind == BT_DOWNLOAD_SEED || !m->multi_file)
 		d->final_path = bt_xstrdup(m->name);
 	else
-		d->final_path = path_printf("./%s", m->name);
+		d->final_path = concat3("./", m->name, "");
 	if (d->o.kind != BT_DOWNLOAD_SEED)
-		d->temp_path = path_printf("%s.part", d->final_path);
+		d->temp_path = concat3(d->final_path, ".part", "");
 }
 
 struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,

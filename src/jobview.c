@@ -12,6 +12,17 @@ static const char *name_of(const struct bt_download *d)
 	return bt_download_metainfo(d)->name;
 }
 
+/* With several torrents, a JSON object names its torrent: `"name":"...",` (else nothing). */
+static void put_name_field(struct bt_buf *b, const struct bt_jobview *v,
+			   const struct bt_download *d)
+{
+	if (v->n < 2)
+		return;
+	bt_buf_adds(b, "\"name\":");
+	bt_json_put_str(b, name_of(d));
+	bt_buf_adds(b, ",");
+}
+
 void bt_jobview_end_line(struct bt_jobview *v)
 {
 	if (v->line_drawn) {
@@ -165,11 +176,7 @@ void bt_jobview_seeding(struct bt_jobview *v)
 			struct bt_buf b;
 			bt_buf_init(&b);
 			bt_buf_adds(&b, "{");
-			if (v->n > 1) {
-				bt_buf_adds(&b, "\"name\":");
-				bt_json_put_str(&b, name_of(d));
-				bt_buf_adds(&b, ",");
-			}
+			put_name_field(&b, v, d);
 			bt_buf_printf(&b,
 				      "\"seeding\":true,\"uploaded\":%llu,\"up_rate\":%.0f,"
 				      "\"peers\":%zu,\"elapsed\":%.2f}",
@@ -224,11 +231,7 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 		size_t n = t ? bt_torrent_peer_stats(t, &ps) : 0;
 		struct bt_buf name;
 		bt_buf_init(&name);
-		if (v->n > 1) {
-			bt_buf_adds(&name, "\"name\":");
-			bt_json_put_str(&name, name_of(d));
-			bt_buf_adds(&name, ",");
-		}
+		put_name_field(&name, v, d);
 		fprintf(stderr,
 			"{\"event\":\"summary\",%s\"received\":%llu,\"verified\":%llu,"
 			"\"total\":%llu,\"seconds\":%.3f,\"first_byte\":%.3f,\"pieces_failed\":%u,"

@@ -538,6 +538,25 @@ class Aria2Seeder:
         self.proc.stop()
 
 
+def write_transmission_settings(config, ip, port, download_dir, **extra):
+    """settings.json for a quiet transmission-cli on ip:port (REAL-PEERS.md): plaintext, no
+    DHT/LPD/PEX/uTP/port mapping, no limits or queues, no RPC; extra keys added as given."""
+    settings = {
+        'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
+        'utp-enabled': False, 'port-forwarding-enabled': False,
+        'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': port,
+        'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
+        'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
+        'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
+        'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
+        'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
+        'download-dir': download_dir,
+    }
+    settings.update(extra)
+    with open(os.path.join(config, 'settings.json'), 'w') as f:
+        json.dump(settings, f)
+
+
 class TransmissionSeeder:
     """transmission-cli (3.00) on ip:port seeding one torrent from save_path: plaintext
     connections, no DHT/LPD/PEX/uTP/port mapping, no limits. It verifies the data first
@@ -549,19 +568,7 @@ class TransmissionSeeder:
         self.metas = [meta]
         self.port = free_port(ip)
         self.config = tempfile.mkdtemp(prefix='transmission-', dir=workdir)
-        settings = {
-            'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
-            'utp-enabled': False, 'port-forwarding-enabled': False,
-            'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': self.port,
-            'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
-            'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
-            'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
-            'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
-            'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
-            'download-dir': save_path,
-        }
-        with open(os.path.join(self.config, 'settings.json'), 'w') as f:
-            json.dump(settings, f)
+        write_transmission_settings(self.config, ip, self.port, save_path)
         argv = [TRANSMISSION_CLI, '-g', self.config, '-w', save_path, '-p', str(self.port),
                 '-et', '-M', '-U', '-D', '-v', meta.path]
         self.proc = Proc(argv, os.path.join(workdir, 'transmission-%s.log' % ip), cwd=workdir)

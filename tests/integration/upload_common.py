@@ -13,7 +13,6 @@ Reuses swarm.py (payloads, torrents, opentracker, processes). Everything stays o
 """
 
 import hashlib
-import json
 import os
 import shutil
 import re
@@ -175,21 +174,10 @@ class TransmissionDownloader:
         with open(script, 'w') as f:
             f.write('#!/bin/sh\n: > "%s"\n' % self.marker)
         os.chmod(script, 0o755)
-        settings = {
-            'encryption': 0, 'dht-enabled': False, 'lpd-enabled': False, 'pex-enabled': False,
-            'utp-enabled': False, 'port-forwarding-enabled': False,
-            'bind-address-ipv4': ip, 'bind-address-ipv6': '::1', 'peer-port': self.port,
-            'peer-port-random-on-start': False, 'ratio-limit-enabled': False,
-            'idle-seeding-limit-enabled': False, 'speed-limit-up-enabled': False,
-            'speed-limit-down-enabled': False, 'alt-speed-enabled': False,
-            'rpc-enabled': False, 'blocklist-enabled': False, 'start-added-torrents': True,
-            'message-level': 2, 'download-queue-enabled': False, 'seed-queue-enabled': False,
-            'rename-partial-files': False, 'incomplete-dir-enabled': False,
-            'download-dir': outdir, 'script-torrent-done-enabled': True,
-            'script-torrent-done-filename': script,
-        }
-        with open(os.path.join(self.config, 'settings.json'), 'w') as f:
-            json.dump(settings, f)
+        swarm.write_transmission_settings(
+            self.config, ip, self.port, outdir, **{
+                'rename-partial-files': False, 'incomplete-dir-enabled': False,
+                'script-torrent-done-enabled': True, 'script-torrent-done-filename': script})
         argv = ['timeout', str(SELF_STOP_S), swarm.TRANSMISSION_CLI, '-g', self.config,
                 '-w', outdir, '-p', str(self.port), '-et', '-M', '-U', '-D', '-f', script,
                 meta.path]
