@@ -464,8 +464,11 @@ class ThroughTracker(DownloadCase):
     def through_tracker(self, name, role):
         meta = TRACKED[name]
         d = self.fresh_dir('trk')
+        # Listen on the address the port was found free on: a wildcard listener would also
+        # clash with another test's listener on that port at any other 127.x address.
         r, _, s = self.download(meta, output=os.path.join(d, 'out'), no_tracker=False,
-                                extra=['--port', str(swarm.closed_port())])
+                                extra=['--listen', swarm.LOOPBACK,
+                                       '--port', str(swarm.closed_port())])
         self.assertEqual([p['address'] for p in s['peers'] if p['bytes']],
                          [SEEDERS[role].address], s)
         # On exit the client said 'stopped': only the seeder is left at the tracker.
