@@ -36,21 +36,21 @@
 struct bt_ext_handshake {
 	uint8_t ut_metadata; /* the peer's ids for these extensions; 0: absent or disabled */
 	uint8_t ut_pex;
-	int64_t metadata_size; /* 0: absent, or absurd (<= 0 or > BT_METADATA_MAX_SIZE) */
-	uint16_t port;	       /* its listen port `p`, or 0 */
-	uint32_t reqq;	       /* requests it queues, or 0 */
-	char version[64];      /* `v`, printable ASCII (anything else became '?'), or "" */
+	int64_t metadata_size;	    /* 0: absent, or absurd (<= 0 or > BT_METADATA_MAX_SIZE) */
+	uint16_t port;		    /* its listen port `p`, or 0 */
+	uint32_t reqq;		    /* requests it queues, or 0 */
+	char version[64];	    /* `v`, printable ASCII (anything else became '?'), or "" */
 	struct bt_peer_addr yourip; /* our address as the peer sees it; family 0 if absent */
 	bool upload_only;
 };
 
 /* What we announce; zero fields are left out. */
 struct bt_ext_handshake_out {
-	bool ut_metadata;      /* advertise ut_metadata as BT_EXT_ID_UT_METADATA */
-	int64_t metadata_size; /* 0: omit (we do not know it yet) */
-	uint16_t port;	       /* 0: omit */
-	uint32_t reqq;	       /* 0: omit */
-	const char *version;   /* NULL: omit */
+	bool ut_metadata;	       /* advertise ut_metadata as BT_EXT_ID_UT_METADATA */
+	int64_t metadata_size;	       /* 0: omit (we do not know it yet) */
+	uint16_t port;		       /* 0: omit */
+	uint32_t reqq;		       /* 0: omit */
+	const char *version;	       /* NULL: omit */
 	const struct sockaddr *yourip; /* the peer's address as we see it; NULL: omit */
 	bool upload_only;
 };
@@ -64,9 +64,9 @@ void bt_ext_handshake_encode(struct bt_buf *out, const struct bt_ext_handshake_o
 enum { BT_EXT_MD_REQUEST = 0, BT_EXT_MD_DATA = 1, BT_EXT_MD_REJECT = 2 };
 
 struct bt_ext_md_msg {
-	int type;	    /* BT_EXT_MD_* */
-	uint32_t piece;	    /* the block index */
-	int64_t total_size; /* DATA only: the whole info dict's size, 1..BT_METADATA_MAX_SIZE */
+	int type;	     /* BT_EXT_MD_* */
+	uint32_t piece;	     /* the block index */
+	int64_t total_size;  /* DATA only: the whole info dict's size, 1..BT_METADATA_MAX_SIZE */
 	const uint8_t *data; /* DATA only: the block, pointing into the input */
 	size_t data_len;     /* DATA: 1..BT_METADATA_BLOCK */
 };

@@ -34,7 +34,7 @@
 
 #define BT_METADATA_BLOCK 16384
 /* The largest info dict taken (real ones pass 16 MiB for torrents of a million files). */
-#define BT_METADATA_MAX_SIZE ((int64_t)64 << 20)
+#define BT_METADATA_MAX_SIZE	((int64_t)64 << 20)
 #define BT_METADATA_PER_PEER	4
 #define BT_METADATA_TIMEOUT	10.0
 #define BT_METADATA_REJECT_WAIT 30.0

@@ -51,7 +51,8 @@ static void test_handshake_ipv6_and_disabled(void **state)
 	/* ut_metadata 0 means the peer turned it off (BEP 10). */
 	assert_int_equal(PARSE_HS(&h,
 				  "d1:md11:ut_metadatai0ee6:yourip16:"
-				  "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01" "e",
+				  "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01"
+				  "e",
 				  NULL),
 			 0);
 	assert_int_equal(h.ut_metadata, 0);
@@ -98,7 +99,11 @@ static void test_handshake_version_sanitised(void **state)
 {
 	(void)state;
 	struct bt_ext_handshake h;
-	assert_int_equal(PARSE_HS(&h, "d1:v10:a\x1b[31mb\xc2\xb5\x07" "e", NULL), 0);
+	assert_int_equal(PARSE_HS(&h,
+				  "d1:v10:a\x1b[31mb\xc2\xb5\x07"
+				  "e",
+				  NULL),
+			 0);
 	assert_string_equal(h.version, "a?[31mb???");
 	/* A long version is cut to fit. */
 	char s[300];
@@ -187,8 +192,8 @@ static void test_handshake_encode(void **state)
 	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
 	inet_pton(AF_INET6, "::1", &sin6.sin6_addr);
 	b.len = 0;
-	bt_ext_handshake_encode(&b, &(struct bt_ext_handshake_out){
-					    .yourip = (struct sockaddr *)&sin6});
+	bt_ext_handshake_encode(&b,
+				&(struct bt_ext_handshake_out){.yourip = (struct sockaddr *)&sin6});
 	assert_int_equal(bt_ext_handshake_parse(&h, b.data, b.len, NULL), 0);
 	assert_int_equal(h.yourip.family, 6);
 	assert_int_equal(h.yourip.addr[15], 1);

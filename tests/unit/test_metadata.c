@@ -103,8 +103,8 @@ static void test_single_peer_fetch(void **state)
 	free(f.info);
 }
 
-static enum bt_metadata_result data(struct bt_metadata *md, int peer, uint32_t piece,
-				    int64_t total, size_t len, struct bt_err *err)
+static enum bt_metadata_result data(struct bt_metadata *md, int peer, uint32_t piece, int64_t total,
+				    size_t len, struct bt_err *err)
 {
 	static uint8_t zeros[BT_METADATA_BLOCK + 1];
 	return bt_metadata_on_data(md, peer, piece, total, zeros, len, 0, err);
@@ -114,8 +114,7 @@ static void expect_ignored(struct bt_metadata *md, int peer, uint32_t piece, int
 			   size_t len, const char *why)
 {
 	struct bt_err err = {""};
-	if (data(md, peer, piece, total, len, &err) != BT_METADATA_IGNORED ||
-	    !strstr(err.msg, why))
+	if (data(md, peer, piece, total, len, &err) != BT_METADATA_IGNORED || !strstr(err.msg, why))
 		fail_msg("block %u len %zu total %lld: '%s', want '...%s...'", piece, len,
 			 (long long)total, err.msg, why);
 }
@@ -196,8 +195,8 @@ static int simulate(struct bt_metadata *md, const struct fixture *f, const int *
 		assert_true(n <= 16);
 		for (int i = 0; i < n; i++)
 			while (count[i] <= BT_METADATA_PER_PEER &&
-			       (asked[i][count[i]] = bt_metadata_next_request(md, peers[i],
-									       round)) >= 0)
+			       (asked[i][count[i]] =
+					bt_metadata_next_request(md, peers[i], round)) >= 0)
 				count[i]++;
 		for (int i = 0; i < n; i++)
 			assert_true(count[i] <= BT_METADATA_PER_PEER);
@@ -215,10 +214,11 @@ static int simulate(struct bt_metadata *md, const struct fixture *f, const int *
 					bad[0] ^= 0xff;
 					blk = bad;
 				}
-				/* Requests reset by a failure come back as ignored: that is fine. */
-				enum bt_metadata_result r = bt_metadata_on_data(
-					md, peers[i], b, (int64_t)f->len, blk, blen(f, b), round,
-					&err);
+				/* Requests reset by a failure come back as ignored: that is fine.
+				 */
+				enum bt_metadata_result r =
+					bt_metadata_on_data(md, peers[i], b, (int64_t)f->len, blk,
+							    blen(f, b), round, &err);
 				if (r == BT_METADATA_FAILED)
 					(*failures)++;
 				if (r == BT_METADATA_COMPLETE)
