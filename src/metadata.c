@@ -41,7 +41,8 @@ struct bt_metadata {
 	uint32_t blocks;
 	uint8_t *buf;
 	bool *have;
-	int *from; /* who sent each block */
+	int *from;	 /* who sent each block */
+	uint32_t *asked; /* requests outstanding for each block */
 	uint32_t have_count;
 	bool complete;
 
@@ -69,9 +70,11 @@ static void drop_buffer(struct bt_metadata *md)
 	free(md->buf);
 	free(md->have);
 	free(md->from);
+	free(md->asked);
 	md->buf = NULL;
 	md->have = NULL;
 	md->from = NULL;
+	md->asked = NULL;
 	md->size = 0;
 	md->blocks = 0;
 	md->have_count = 0;
@@ -108,6 +111,7 @@ static void drop_req(struct bt_metadata *md, size_t i)
 	struct md_peer *p = find_peer(md, md->reqs[i].peer);
 	if (p && p->inflight)
 		p->inflight--;
+	md->asked[md->reqs[i].block]--;
 	md->reqs[i] = md->reqs[--md->req_count];
 }
 
@@ -149,6 +153,7 @@ static void choose(struct bt_metadata *md, int64_t size)
 	md->buf = bt_xmalloc((size_t)size);
 	md->have = bt_xcalloc(md->blocks, sizeof *md->have);
 	md->from = bt_xcalloc(md->blocks, sizeof *md->from);
+	md->asked = bt_xcalloc(md->blocks, sizeof *md->asked);
 }
 
 /*
@@ -200,14 +205,6 @@ void bt_metadata_remove_peer(struct bt_metadata *md, int peer)
 	settle_size(md);
 }
 
-static bool requested(const struct bt_metadata *md, uint32_t b)
-{
-	for (size_t i = 0; i < md->req_count; i++)
-		if (md->reqs[i].block == b)
-			return true;
-	return false;
-}
-
 static int ask(struct bt_metadata *md, struct md_peer *p, uint32_t b, double now)
 {
 	if (md->req_count == md->req_cap) {
@@ -216,6 +213,7 @@ static int ask(struct bt_metadata *md, struct md_peer *p, uint32_t b, double now
 	}
 	md->reqs[md->req_count++] = (struct md_req){.block = b, .peer = p->id, .sent = now};
 	p->inflight++;
+	md->asked[b]++;
 	return (int)b;
 }
 
@@ -232,7 +230,7 @@ int bt_metadata_next_request(struct bt_metadata *md, int peer, double now)
 			return -1;
 	}
 	for (uint32_t b = 0; b < md->blocks; b++)
-		if (!md->have[b] && !requested(md, b))
+		if (!md->have[b] && !md->asked[b])
 			return ask(md, p, b, now);
 	/* Endgame: every missing block is asked of someone; ask this peer too. */
 	for (uint32_t b = 0; b < md->blocks; b++)

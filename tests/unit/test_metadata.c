@@ -406,6 +406,61 @@ static void test_remove_peer_returns_blocks(void **state)
 	free(f.info);
 }
 
+/*
+ * After a mixed assembly fails, each assembly comes from one peer; a source that stalls or
+ * rejects hands over to another, and the liar is named once the true bytes are known.
+ */
+static void single_source_handover(bool by_reject)
+{
+	struct fixture f = make_info(2 * BT_METADATA_BLOCK);
+	struct bt_metadata *md = bt_metadata_new(f.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 1, (int64_t)f.len), 0);
+	assert_int_equal(bt_metadata_add_peer(md, 2, (int64_t)f.len), 0);
+	assert_int_equal(bt_metadata_next_request(md, 1, 0), 0);
+	assert_int_equal(bt_metadata_next_request(md, 1, 0), 1);
+	assert_int_equal(bt_metadata_next_request(md, 2, 0), 0);
+	assert_int_equal(bt_metadata_next_request(md, 2, 0), 1);
+	assert_int_equal(serve(md, &f, 1, 0, 0, false), BT_METADATA_OK);
+	assert_int_equal(serve(md, &f, 2, 1, 0, true), BT_METADATA_FAILED);
+	/* Two contributors: neither is banned yet. */
+	assert_false(bt_metadata_banned(md, 1));
+	assert_false(bt_metadata_banned(md, 2));
+	/* Peer 2 asks first and becomes the single source; peer 1 waits. */
+	assert_int_equal(bt_metadata_next_request(md, 2, 1), 0);
+	assert_int_equal(bt_metadata_next_request(md, 2, 1), 1);
+	assert_int_equal(bt_metadata_next_request(md, 1, 1), -1);
+	assert_int_equal(serve(md, &f, 2, 0, 2, false), BT_METADATA_OK);
+	double t;
+	if (by_reject) {
+		bt_metadata_on_reject(md, 2, 1, 3);
+		t = 3;
+	} else {
+		t = bt_metadata_tick(md, 5);
+		assert_true(t == 1 + BT_METADATA_TIMEOUT);
+		bt_metadata_tick(md, t);
+	}
+	/* Its assembly is dropped with it: peer 1 starts a whole one. */
+	struct bt_metadata_progress p;
+	bt_metadata_progress(md, &p);
+	assert_int_equal(p.blocks_have, 0);
+	assert_int_equal(bt_metadata_next_request(md, 2, t), -1); /* resting */
+	assert_int_equal(bt_metadata_next_request(md, 1, t), 0);
+	assert_int_equal(bt_metadata_next_request(md, 1, t), 1);
+	assert_int_equal(serve(md, &f, 1, 1, t, false), BT_METADATA_OK);
+	assert_int_equal(serve(md, &f, 1, 0, t, false), BT_METADATA_COMPLETE);
+	assert_true(bt_metadata_banned(md, 2));
+	assert_false(bt_metadata_banned(md, 1));
+	bt_metadata_free(md);
+	free(f.info);
+}
+
+static void test_single_source_handover(void **state)
+{
+	(void)state;
+	single_source_handover(false);
+	single_source_handover(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_remove_peer_returns_blocks),
+		cmocka_unit_test(test_single_source_handover),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
