@@ -16,7 +16,7 @@ peer that rejects the metadata request, metadata that does not hash to the info 
 
 One case (LibtorrentSanity) points python3-libtorrent at the scripted peer: it passes without
 the client and shows that the fake's BEP 9/10 framing is right. Every wait has a timeout, every
-run of the binary is killed by PID after its timeout; runtime ~10 s when the commands work.
+run of the binary is killed by PID after its timeout; runtime ~15 s when the commands work.
 
 Usage: magnet_course.py <path to torrent binary>       (run with /usr/bin/python3)
 """
@@ -71,7 +71,9 @@ def magnet_uri(info_hash_hex, tracker=None, name=None, course_style=False):
 class CourseTracker:
     """A scripted HTTP tracker (trackers.FakeHTTPTracker) that answers as the course's does: a
     failure reason for a missing or bad parameter, no peers for left=0, else the peer list. Every
-    problem is kept in .problems, so a test can say what was wrong with the announce."""
+    problem is kept in .problems, so a test can say what was wrong with the announce.
+    Unlike the course's Go server it does not read '+' in the query as a space: our client
+    escapes every byte outside [A-Za-z0-9-._~] as %XX (src/tracker_proto.c)."""
 
     def __init__(self, size, info_hash, peers):
         self.size = size
@@ -105,7 +107,10 @@ class CourseTracker:
                               'failed to parse parameter: left')
         self.lefts.append(int(left))
         if int(left) == 0:
-            self.problems.append('left=0: the course\'s tracker answers with no peers')
+            # Fine once the size is known (a 'completed' or 'stopped' announce), not before.
+            if len(self.lefts) == 1:
+                self.problems.append('left=0 in the first announce: the course\'s tracker '
+                                     'answers with no peers (use a placeholder such as 1)')
             return T.Reply(bencode({'complete': 4, 'incomplete': 0, 'interval': 60,
                                     'min interval': 60}))
         if int(left) > self.size:
@@ -417,11 +422,10 @@ class MagnetErrors(MagnetCase):
     def assertFailedClearly(self, r):
         ctx = self.ctx(r)
         self.assertNotEqual(r.returncode, 0, ctx)
-        self.assertNotIn('Piece Hashes', r.out, ctx)
-        self.assertNotIn('Length:', r.out, ctx)
+        self.assertEqual(r.stdout, b'', 'printed although the metadata was bad; ' + ctx)
         last = r.err.splitlines()[-1] if r.err.strip() else ''
         self.assertTrue(last.startswith('torrent: '), ctx)
-        self.assertIn('metadata', last.lower(), ctx)
+        self.assertRegex(last.lower(), 'metadata|info dict|info hash', ctx)
         self.assertLess(r.elapsed, ERROR_TIMEOUT, ctx)
 
     def test_metadata_rejected(self):
