@@ -446,8 +446,10 @@ class MagnetErrors(MagnetCase):
         for cmd in ('magnet_info', 'magnet_download'):
             with self.subTest(command=cmd):
                 out = os.path.join(self.tmp, 'out.bin')
-                argv = (cmd, self.magnet) if cmd == 'magnet_info' else (cmd, '-o', out,
-                                                                       self.magnet)
+                # A download waits for peers as long as it takes unless told otherwise
+                # (like aria2 and Transmission); `info` gives up by itself after 30 s.
+                argv = (cmd, self.magnet) if cmd == 'magnet_info' else (
+                    cmd, '--stall-timeout', '10', '-o', out, self.magnet)
                 r = self.run_cmd(*argv, timeout=ERROR_TIMEOUT)
                 self.assertFailedClearly(r)
                 self.assertFalse(os.path.exists(out), self.ctx(r))
