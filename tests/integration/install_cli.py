@@ -238,6 +238,9 @@ class InstallTest(btcommon.CliTestCase):
         # download_piece's help points at download's options; so does the completion
         self.assertIn('--max-down', self.complete(['torrent', 'download_piece', '--max']))
         self.assertEqual(self.complete(['torrent', 'create', '--no-d']), ['--no-date'])
+        self.assertEqual(self.complete(['torrent', 'seed', '--prog']), ['--progress='])
+        # after an option that takes a value we cannot guess, nothing is offered
+        self.assertEqual(self.complete(['torrent', 'peers', '--timeout', '']), [])
 
     def test_completion_files(self):
         work = os.path.join(self.tmp, 'files')
