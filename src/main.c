@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -114,8 +115,10 @@ int main(int argc, char **argv)
 		return BT_EXIT_USAGE;
 	}
 	const char *name = argv[1];
+	bool general_help = argc == 2 || strcmp(argv[2], "help") == 0 ||
+			    strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0;
 	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
-	    (strcmp(name, "help") == 0 && argc == 2)) {
+	    (strcmp(name, "help") == 0 && general_help)) {
 		print_help(stdout);
 		return BT_EXIT_OK;
 	}

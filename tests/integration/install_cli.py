@@ -261,7 +261,12 @@ class FrontDoorTest(btcommon.CliTestCase):
             a, b = btcommon.run('help', cmd), btcommon.run(cmd, '--help')
             self.assertOk(a, cmd)
             self.assertEqual(a.stdout, b.stdout, cmd)
-        self.assertEqual(btcommon.run('help').stdout, btcommon.run('--help').stdout)
+        general = btcommon.run('--help')
+        self.assertOk(general)
+        for args in (['help'], ['help', '--help'], ['help', 'help']):
+            self.assertEqual(btcommon.run(*args).stdout, general.stdout, args)
+        line = self.assertFails(btcommon.run('help', 'seed', 'download'), 'torrent: ')
+        self.assertEqual(line, "torrent: help takes one command (see 'torrent --help')")
 
     def test_unknown_command_suggests_the_nearest(self):
         for args in (['downlaod'], ['help', 'downlaod']):
