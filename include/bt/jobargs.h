@@ -27,8 +27,9 @@ struct bt_job_args {
 	enum bt_job_mode mode;
 	char **torrents;
 	size_t ntorrents;
-	const char *piece_arg; /* download_piece: the index */
-	const char *data_path; /* seed: the data's path */
+	const char *piece_arg;		    /* download_piece: the index */
+	const char *data_path;		    /* seed: the data's path */
+	const char *plot_path, *stats_path; /* --plot FILE.svg, --stats FILE (JSON lines) */
 };
 
 extern const char bt_job_download_help[], bt_job_piece_help[], bt_job_seed_help[];
