@@ -30,8 +30,7 @@ static FILE *create(const char *path, const char *option, bool *made, struct bt_
 	return f;
 }
 
-struct bt_jobplot *bt_jobplot_new(const char *plot_path, const char *stats_path,
-				  struct bt_err *err)
+struct bt_jobplot *bt_jobplot_new(const char *plot_path, const char *stats_path, struct bt_err *err)
 {
 	if (plot_path && stats_path && strcmp(plot_path, stats_path) == 0) {
 		bt_err_set(err, -EINVAL, "--plot and --stats both name '%s'", plot_path);
@@ -42,7 +41,8 @@ struct bt_jobplot *bt_jobplot_new(const char *plot_path, const char *stats_path,
 	jp->plot_path = plot_path;
 	jp->stats_path = stats_path;
 	if ((plot_path && !(jp->plot_file = create(plot_path, "--plot", &jp->made_plot, err))) ||
-	    (stats_path && !(jp->stats_file = create(stats_path, "--stats", &jp->made_stats, err)))) {
+	    (stats_path &&
+	     !(jp->stats_file = create(stats_path, "--stats", &jp->made_stats, err)))) {
 		bt_jobplot_free(jp);
 		return NULL;
 	}

@@ -36,9 +36,10 @@ void bt_plot_begin(struct bt_plot *p, double t)
 	const struct bt_plot_sample *prev = last_sample(p);
 	free(p->cur.bytes);
 	/* Peers not named in this sample keep what they had: start from the last sample. */
-	p->cur = (struct bt_plot_sample){.t = prev && t < prev->t ? prev->t : t,
-					 .ncols = p->ncols,
-					 .bytes = bt_xcalloc(p->ncols ? p->ncols : 1, sizeof(uint64_t))};
+	p->cur = (struct bt_plot_sample){
+		.t = prev && t < prev->t ? prev->t : t,
+		.ncols = p->ncols,
+		.bytes = bt_xcalloc(p->ncols ? p->ncols : 1, sizeof(uint64_t))};
 	if (prev)
 		memcpy(p->cur.bytes, prev->bytes, prev->ncols * sizeof(uint64_t));
 	if (p->touched)
@@ -104,7 +105,8 @@ void bt_plot_end(struct bt_plot *p, uint64_t received)
 	p->cur = (struct bt_plot_sample){0};
 	s.received = received;
 	if (prev) {
-		/* Counts only grow: a peer forgotten and found again starts from zero in the engine. */
+		/* Counts only grow: a peer forgotten and found again starts from zero in the
+		 * engine. */
 		for (size_t c = 0; c < prev->ncols; c++)
 			if (s.bytes[c] < prev->bytes[c])
 				s.bytes[c] = prev->bytes[c];
@@ -278,7 +280,8 @@ static size_t rank_peers(const struct bt_plot *p, size_t *order)
 		if (s->bytes[c] > 0)
 			order[n++] = c;
 	for (size_t i = 1; i < n; i++) /* insertion sort: tens of peers */
-		for (size_t j = i; j > 0 && bytes_at(s, order[j]) > bytes_at(s, order[j - 1]); j--) {
+		for (size_t j = i; j > 0 && bytes_at(s, order[j]) > bytes_at(s, order[j - 1]);
+		     j--) {
 			size_t tmp = order[j];
 			order[j] = order[j - 1];
 			order[j - 1] = tmp;
@@ -306,7 +309,8 @@ static void areas(struct bt_buf *b, const struct bt_plot *p, const size_t *order
 	for (size_t k = 0; k < n; k++) {
 		char color[8];
 		color_of(k, color);
-		bt_buf_printf(b, "<path class=\"peer\" fill=\"%s\" fill-opacity=\"0.85\" data-peer=\"",
+		bt_buf_printf(b,
+			      "<path class=\"peer\" fill=\"%s\" fill-opacity=\"0.85\" data-peer=\"",
 			      color);
 		put_xml_text(b, p->names[order[k]]);
 		bt_buf_adds(b, "\" d=\"");
@@ -314,7 +318,8 @@ static void areas(struct bt_buf *b, const struct bt_plot *p, const size_t *order
 			bt_buf_printf(b, "%c%.1f,%.1f ", i ? 'L' : 'M', px_x(sc, p->samples[i].t),
 				      px_y(sc, acc[i] + peer_rate(p, i, order[k])));
 		for (size_t i = ns; i-- > 0;)
-			bt_buf_printf(b, "L%.1f,%.1f ", px_x(sc, p->samples[i].t), px_y(sc, acc[i]));
+			bt_buf_printf(b, "L%.1f,%.1f ", px_x(sc, p->samples[i].t),
+				      px_y(sc, acc[i]));
 		bt_buf_adds(b, "Z\"><title>");
 		put_xml_text(b, p->names[order[k]]);
 		bt_buf_adds(b, "</title></path>\n");
@@ -330,8 +335,7 @@ static void areas(struct bt_buf *b, const struct bt_plot *p, const size_t *order
 	free(acc);
 }
 
-static void shares(struct bt_buf *b, const struct bt_plot *p, const size_t *order, size_t n,
-		   int y0)
+static void shares(struct bt_buf *b, const struct bt_plot *p, const size_t *order, size_t n, int y0)
 {
 	const struct bt_plot_sample *s = last_sample(p);
 	uint64_t sum = 0;

@@ -34,7 +34,8 @@ static void test_json_line(void **state)
 	struct bt_buf b;
 	bt_buf_init(&b);
 	bt_plot_json_line(&b, &p);
-	assert_string_equal((char *)b.data, "{\"t\":0.00,\"rate\":0,\"received\":0,\"peers\":{}}\n");
+	assert_string_equal((char *)b.data,
+			    "{\"t\":0.00,\"rate\":0,\"received\":0,\"peers\":{}}\n");
 	sample(&p, 2, 3000, 1000);
 	b.len = 0;
 	bt_plot_json_line(&b, &p);
