@@ -37,15 +37,9 @@ bool bt_magnet_is(const char *s)
 	return s && strncasecmp(s, SCHEME, SCHEME_LEN) == 0;
 }
 
-static int hex_val(char c)
+static bool is_hex(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return c != '\0' && strchr("0123456789abcdefABCDEF", c) != NULL;
 }
 
 static int base32_val(char c)
@@ -107,21 +101,23 @@ static char *decode(struct parser *p, const char *v, size_t n)
 			continue;
 		}
 		size_t off = (size_t)(v + i - p->uri);
-		int hi = i + 2 < n ? hex_val(v[i + 1]) : -1;
-		int lo = i + 2 < n ? hex_val(v[i + 2]) : -1;
-		if (hi < 0 || lo < 0) {
+		char esc[3] = {0};
+		uint8_t c;
+		if (i + 2 < n)
+			memcpy(esc, v + i + 1, 2);
+		if (bt_hex_decode(&c, esc, 1) != 0) {
 			free(out);
 			bt_err_set(p->err, -EINVAL, "magnet: %s: bad percent-escape at offset %zu",
 				   p->label, off);
 			return NULL;
 		}
-		if (hi == 0 && lo == 0) {
+		if (c == 0) {
 			free(out);
 			bt_err_set(p->err, -EINVAL, "magnet: %s: %%00 (a NUL byte) at offset %zu",
 				   p->label, off);
 			return NULL;
 		}
-		out[j++] = (char)(hi << 4 | lo);
+		out[j++] = (char)c;
 		i += 2;
 	}
 	out[j] = '\0';
@@ -135,7 +131,7 @@ static int parse_btih(struct parser *p, const char *s, uint8_t out[BT_HASH_LEN])
 	char what[16];
 	if (len == 2 * BT_HASH_LEN) {
 		for (size_t i = 0; i < len; i++) {
-			if (hex_val(s[i]) < 0) {
+			if (!is_hex(s[i])) {
 				describe_char(what, s[i]);
 				return bt_err_set(
 					p->err, -EINVAL,
@@ -171,7 +167,7 @@ static int parse_btih(struct parser *p, const char *s, uint8_t out[BT_HASH_LEN])
 		return 0;
 	}
 	size_t hex = 0;
-	while (hex < len && hex_val(s[hex]) >= 0)
+	while (hex < len && is_hex(s[hex]))
 		hex++;
 	if (hex == len)
 		return bt_err_set(p->err, -EINVAL,
@@ -199,30 +195,22 @@ static int parse_btmh(struct parser *p, const char *s, uint8_t out[BT_SHA256_LEN
 static int on_xt(struct parser *p, const char *v)
 {
 	struct bt_magnet *m = p->m;
-	uint8_t h[BT_SHA256_LEN];
 	/* RFC 8141: the "urn" scheme and the namespace are case-insensitive. */
-	if (strncasecmp(v, "urn:btih:", 9) == 0) {
-		int rc = parse_btih(p, v + 9, h);
-		if (rc)
-			return rc;
-		if (p->has_v1 && memcmp(h, m->info_hash, BT_HASH_LEN) != 0)
-			return bt_err_set(p->err, -EINVAL,
-					  "magnet: %s: a second, different btih info hash",
-					  p->label);
-		memcpy(m->info_hash, h, BT_HASH_LEN);
-		p->has_v1 = true;
-	} else if (strncasecmp(v, "urn:btmh:", 9) == 0) {
-		int rc = parse_btmh(p, v + 9, h);
-		if (rc)
-			return rc;
-		if (m->has_v2 && memcmp(h, m->info_hash_v2, BT_SHA256_LEN) != 0)
-			return bt_err_set(p->err, -EINVAL,
-					  "magnet: %s: a second, different btmh info hash",
-					  p->label);
-		memcpy(m->info_hash_v2, h, BT_SHA256_LEN);
-		m->has_v2 = true;
-	}
-	/* Other namespaces (urn:sha1:, urn:ed2k:, ...) name the content for other networks. */
+	bool v1 = strncasecmp(v, "urn:btih:", 9) == 0;
+	if (!v1 && strncasecmp(v, "urn:btmh:", 9) != 0)
+		return 0; /* urn:sha1:, urn:ed2k:, ... name the content for other networks */
+	uint8_t h[BT_SHA256_LEN];
+	int rc = v1 ? parse_btih(p, v + 9, h) : parse_btmh(p, v + 9, h);
+	if (rc)
+		return rc;
+	uint8_t *dst = v1 ? m->info_hash : m->info_hash_v2;
+	size_t n = v1 ? BT_HASH_LEN : BT_SHA256_LEN;
+	bool *have = v1 ? &p->has_v1 : &m->has_v2;
+	if (*have && memcmp(h, dst, n) != 0)
+		return bt_err_set(p->err, -EINVAL, "magnet: %s: a second, different %s info hash",
+				  p->label, v1 ? "btih" : "btmh");
+	memcpy(dst, h, n);
+	*have = true;
 	return 0;
 }
 
@@ -245,6 +233,25 @@ static const char *url_problem(const char *u)
 	return NULL;
 }
 
+/* Room for one more element in an array of count elements of size bytes, capacity *cap. */
+static void *grow(void *arr, size_t *cap, size_t count, size_t size)
+{
+	if (count < *cap)
+		return arr;
+	*cap = *cap ? 2 * *cap : 8;
+	return bt_xreallocarray(arr, *cap, size);
+}
+
+/* Takes ownership of v: kept as a URL, or freed with err set. */
+static int check_url(struct parser *p, char *v)
+{
+	const char *why = url_problem(v);
+	if (!why)
+		return 0;
+	free(v);
+	return bt_err_set(p->err, -EINVAL, "magnet: %s: %s", p->label, why);
+}
+
 static bool has_url(char *const *urls, size_t n, const char *u)
 {
 	for (size_t i = 0; i < n; i++)
@@ -253,25 +260,19 @@ static bool has_url(char *const *urls, size_t n, const char *u)
 	return false;
 }
 
-/* Takes ownership of v. */
+/* Both take ownership of v. */
 static int on_tr(struct parser *p, char *v)
 {
 	struct bt_magnet *m = p->m;
-	const char *why = url_problem(v);
-	if (why) {
-		free(v);
-		return bt_err_set(p->err, -EINVAL, "magnet: %s: %s", p->label, why);
-	}
+	if (check_url(p, v))
+		return -EINVAL;
 	for (size_t i = 0; i < m->tier_count; i++) {
 		if (strcmp(m->tiers[i].urls[0], v) == 0) {
 			free(v);
 			return 0;
 		}
 	}
-	if (m->tier_count == p->tier_cap) {
-		p->tier_cap = p->tier_cap ? 2 * p->tier_cap : 4;
-		m->tiers = bt_xreallocarray(m->tiers, p->tier_cap, sizeof *m->tiers);
-	}
+	m->tiers = grow(m->tiers, &p->tier_cap, m->tier_count, sizeof *m->tiers);
 	struct bt_meta_tier *t = &m->tiers[m->tier_count++];
 	t->urls = bt_xmalloc(sizeof *t->urls);
 	t->urls[0] = v;
@@ -282,19 +283,13 @@ static int on_tr(struct parser *p, char *v)
 static int on_ws(struct parser *p, char *v)
 {
 	struct bt_magnet *m = p->m;
-	const char *why = url_problem(v);
-	if (why) {
-		free(v);
-		return bt_err_set(p->err, -EINVAL, "magnet: %s: %s", p->label, why);
-	}
+	if (check_url(p, v))
+		return -EINVAL;
 	if (has_url(m->web_seeds, m->web_seed_count, v)) {
 		free(v);
 		return 0;
 	}
-	if (m->web_seed_count == p->ws_cap) {
-		p->ws_cap = p->ws_cap ? 2 * p->ws_cap : 4;
-		m->web_seeds = bt_xreallocarray(m->web_seeds, p->ws_cap, sizeof *m->web_seeds);
-	}
+	m->web_seeds = grow(m->web_seeds, &p->ws_cap, m->web_seed_count, sizeof *m->web_seeds);
 	m->web_seeds[m->web_seed_count++] = v;
 	return 0;
 }
@@ -362,10 +357,7 @@ static int on_pe(struct parser *p, const char *v)
 	for (size_t i = 0; i < m->peer_count; i++)
 		if (bt_peer_addr_equal(&m->peers[i], &a))
 			return 0;
-	if (m->peer_count == p->peer_cap) {
-		p->peer_cap = p->peer_cap ? 2 * p->peer_cap : 8;
-		m->peers = bt_xreallocarray(m->peers, p->peer_cap, sizeof *m->peers);
-	}
+	m->peers = grow(m->peers, &p->peer_cap, m->peer_count, sizeof *m->peers);
 	m->peers[m->peer_count++] = a;
 	return 0;
 bad:
@@ -403,10 +395,7 @@ static int on_so(struct parser *p, const char *v)
 		if (m->select_count == BT_MAGNET_MAX_RANGES)
 			return bt_err_set(p->err, -EINVAL, "magnet: %s: more than %d ranges",
 					  p->label, BT_MAGNET_MAX_RANGES);
-		if (m->select_count == p->select_cap) {
-			p->select_cap = p->select_cap ? 2 * p->select_cap : 8;
-			m->select = bt_xreallocarray(m->select, p->select_cap, sizeof *m->select);
-		}
+		m->select = grow(m->select, &p->select_cap, m->select_count, sizeof *m->select);
 		m->select[m->select_count++] = r;
 		if (*s == '\0')
 			return 0;
