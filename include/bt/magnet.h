@@ -9,8 +9,10 @@
  * refused, naming the parameter, rather than cut), so memory and time are linear in the input.
  * Every known parameter's value is percent-decoded ('+' stays '+', as RFC 3986 says); a bad
  * escape or a %00 is an error naming the parameter and its offset in the URI. Unknown parameters
- * are ignored, and so are empty values of the optional ones (dn, tr, ws, x.pe, so). Parameter
- * names are case-sensitive; `xt`, `dn`, `tr` and `ws` may be numbered (`xt.1`, `tr.2`).
+ * are ignored, and so are empty values of the optional ones (dn, tr, ws, x.pe, so) and an xt of
+ * another namespace (urn:sha1:, urn:ed2k:); two different btih (or btmh) hashes are refused, and
+ * of repeated dn the first wins. Parameter names are case-sensitive; `xt`, `dn`, `tr` and `ws`
+ * may be numbered (`xt.1`, `tr.2`).
  *
  * What the struct promises on success: info_hash is set (a v2-only magnet is refused); tracker
  * and web seed URLs have a scheme ("scheme://host...") and no control characters or spaces, and
