@@ -11,6 +11,7 @@
 #include "bt/log.h"
 #include "bt/ratelimit.h"
 #include "bt/session.h"
+#include "bt/source.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -19,12 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One torrent of the run: its metainfo and its job. */
+/* One torrent of the run: its source (file, URL or magnet) and its job. */
 struct item {
-	struct bt_metainfo m;
+	struct bt_source src;
 	const char *path;
 	struct bt_download *d;
+	struct sockaddr_storage *peers; /* --peer and a magnet's x.pe */
+	socklen_t *peer_lens;
 	bool announced; /* its "Downloaded ..." line is out */
+	bool running;	/* a magnet's metadata is known: the job runs */
 };
 
 struct run {
@@ -36,6 +40,7 @@ struct run {
 	struct bt_jobview view;
 	struct bt_jobplot *plot; /* --plot, --stats */
 	uint32_t piece;		 /* download_piece: the index, parsed */
+	bool save_failed;
 };
 
 static void on_progress(evutil_socket_t fd, short what, void *arg)
@@ -67,6 +72,16 @@ static bool all_ended(const struct run *r)
 	return true;
 }
 
+/* A magnet's metainfo is known: save it if asked, and say so. */
+static void metadata_arrived(struct run *r, struct item *it)
+{
+	const struct bt_metainfo *m = bt_download_metainfo(it->d);
+	bt_log(BT_LOG_INFO, r->o->command, "metadata received: '%s', %u pieces", m->name,
+	       m->piece_count);
+	if (r->o->save_torrent && bt_source_save_torrent(r->o->command, m, r->o->save_torrent) != 0)
+		r->save_failed = true;
+}
+
 static void on_changed(void *arg, struct bt_download *d)
 {
 	struct run *r = arg;
@@ -74,6 +89,11 @@ static void on_changed(void *arg, struct bt_download *d)
 	while (r->items[i].d != d)
 		i++;
 	enum bt_download_state st = bt_download_state(d);
+	struct item *it = &r->items[i];
+	if (it->src.is_magnet && !it->running && bt_download_metainfo(d)) {
+		it->running = true;
+		metadata_arrived(r, it);
+	}
 	if (st == BT_DOWNLOAD_FINISHING)
 		bt_jobview_job_done(&r->view, i);
 	if (st == BT_DOWNLOAD_SEEDING && r->o->mode == BT_JOB_DOWNLOAD &&
@@ -102,7 +122,7 @@ static void on_stopped(void *arg, struct bt_download *d)
 	bt_session_stop(r->session);
 }
 
-/* Loads every torrent and makes its job; returns 0 or an exit code. */
+/* Loads every torrent (file, URL or magnet) and makes its job; returns 0 or an exit code. */
 static int load_items(struct run *r, struct bt_download_opts *dopts)
 {
 	const struct bt_job_args *o = r->o;
@@ -112,41 +132,65 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 	static const struct bt_download_events ev = {on_checking, on_changed, on_stopped};
 	for (size_t i = 0; i < o->ntorrents; i++) {
 		struct item *it = &r->items[i];
-		int rc = bt_cli_load_torrent(o->command, o->torrents[i], &it->m);
+		int rc = bt_source_load(o->command, o->torrents[i], r->session, &it->src);
+		r->n++;
 		if (rc)
 			return rc;
-		bt_cli_warn_renamed(o->command, &it->m);
-		r->n++;
+		const struct bt_metainfo *m = it->src.has_meta ? &it->src.m : NULL;
+		if (m)
+			bt_cli_warn_renamed(o->command, m);
 		it->path = o->torrents[i];
 		for (size_t k = 0; k < i; k++)
-			if (!memcmp(r->items[k].m.info_hash, it->m.info_hash, BT_HASH_LEN))
+			if (!memcmp(bt_source_info_hash(&r->items[k].src),
+				    bt_source_info_hash(&it->src), BT_HASH_LEN))
 				return bt_cli_usage_error(o->command,
 							  "'%s' and '%s' are the same torrent",
 							  r->items[k].path, it->path);
 		if (o->mode == BT_JOB_PIECE) {
+			/* A magnet's piece count is known only with its metadata: checked then. */
 			unsigned long v;
-			if (bt_cli_parse_uint(o->piece_arg, 0, it->m.piece_count - 1, &v))
+			unsigned long max = m ? m->piece_count - 1 : UINT32_MAX - 1;
+			if (bt_cli_parse_uint(o->piece_arg, 0, max, &v))
 				return bt_cli_usage_error(o->command,
-							  "piece index must be 0 to %u, not '%s'",
-							  it->m.piece_count - 1, o->piece_arg);
+							  "piece index must be 0 to %lu, not '%s'",
+							  max, o->piece_arg);
 			dopts->piece = r->piece = (uint32_t)v;
 		}
-		it->d = bt_download_new(r->session, &it->m, dopts, &ev, r);
+		struct bt_download_opts iopts = *dopts;
+		size_t np = dopts->npeers;
+		it->peers = bt_xcalloc(np ? np : 1, sizeof *it->peers);
+		it->peer_lens = bt_xcalloc(np ? np : 1, sizeof *it->peer_lens);
+		memcpy(it->peers, dopts->peers, np * sizeof *it->peers);
+		memcpy(it->peer_lens, dopts->peer_lens, np * sizeof *it->peer_lens);
+		bt_source_add_magnet_peers(&it->src, &it->peers, &it->peer_lens, &np);
+		iopts.peers = it->peers;
+		iopts.peer_lens = it->peer_lens;
+		iopts.npeers = np;
+		if (m) {
+			it->d = bt_download_new(r->session, m, &iopts, &ev, r);
+		} else {
+			struct bt_download_magnet mg = bt_source_job_magnet(&it->src);
+			it->d = bt_download_new_magnet(r->session, &mg, &iopts, &ev, r);
+		}
 		r->view.jobs[i] = it->d;
 		r->view.n++;
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(bt_download_final_path(r->items[k].d),
+		for (size_t k = 0; m && k < i; k++)
+			if (bt_download_final_path(r->items[k].d) &&
+			    strcmp(bt_download_final_path(r->items[k].d),
 				   bt_download_final_path(it->d)) == 0)
 				return bt_cli_usage_error(
 					o->command, "'%s' and '%s' would both write '%s'",
 					r->items[k].path, it->path, bt_download_final_path(it->d));
+		if (m && o->save_torrent &&
+		    (rc = bt_source_save_torrent(o->command, m, o->save_torrent)))
+			return rc;
 	}
 	return 0;
 }
 
 static int finish(struct run *r, enum bt_session_end end)
 {
-	int rc = BT_EXIT_OK;
+	int rc = r->save_failed ? BT_EXIT_FAILURE : BT_EXIT_OK;
 	for (size_t i = 0; i < r->n; i++) {
 		struct item *it = &r->items[i];
 		struct bt_download *d = it->d;
@@ -238,7 +282,7 @@ static int run_jobs(struct bt_job_args *o)
 			fprintf(stderr,
 				"torrent: resuming '%s': %lld of %u pieces already verified\n",
 				bt_download_temp_path(r.items[i].d), (long long)kept,
-				r.items[i].m.piece_count);
+				bt_download_metainfo(r.items[i].d)->piece_count);
 		if (bt_download_was_complete(r.items[i].d) && o->seed)
 			announce_result(&r, &r.items[i]);
 	}
@@ -295,7 +339,9 @@ done:
 		event_free(r.progress_ev);
 	for (size_t i = 0; i < r.n; i++) {
 		bt_download_free(r.items[i].d);
-		bt_meta_deinit(&r.items[i].m);
+		bt_source_deinit(&r.items[i].src);
+		free(r.items[i].peers);
+		free(r.items[i].peer_lens);
 	}
 	free(r.items);
 	free(r.view.jobs);
@@ -330,6 +376,31 @@ static int run_seed(int argc, char **argv)
 {
 	return run_mode(argc, argv, "seed", BT_JOB_SEED);
 }
+
+static int run_magnet_download(int argc, char **argv)
+{
+	return run_mode(argc, argv, "magnet_download", BT_JOB_DOWNLOAD);
+}
+
+static int run_magnet_download_piece(int argc, char **argv)
+{
+	return run_mode(argc, argv, "magnet_download_piece", BT_JOB_PIECE);
+}
+
+/* The course's names: a magnet is accepted by download and download_piece themselves. */
+const struct bt_cli_command bt_cmd_magnet_download = {
+	.name = "magnet_download",
+	.summary = "download a magnet link's torrent (as 'download')",
+	.help = bt_job_download_help,
+	.run = run_magnet_download,
+};
+
+const struct bt_cli_command bt_cmd_magnet_download_piece = {
+	.name = "magnet_download_piece",
+	.summary = "download one piece of a magnet link's torrent (as 'download_piece')",
+	.help = bt_job_piece_help,
+	.run = run_magnet_download_piece,
+};
 
 const struct bt_cli_command bt_cmd_seed = {
 	.name = "seed",

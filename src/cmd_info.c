@@ -1,6 +1,7 @@
 #include "bt/cli.h"
 #include "bt/json.h"
 #include "bt/metainfo.h"
+#include "bt/source.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -8,9 +9,12 @@
 #include <time.h>
 
 static const char help[] =
-	"Usage: torrent info [--json] <file.torrent>\n"
+	"Usage: torrent info [--json] <torrent>\n"
+	"       torrent magnet_info <magnet>\n"
 	"\n"
-	"Shows what a .torrent file describes. The first lines are always, in this order:\n"
+	"Shows what a torrent describes: a .torrent file, an http(s):// URL of one, or a magnet\n"
+	"link, whose metadata is first fetched from its peers (its trackers and x.pe addresses,\n"
+	"BEP 9). The first lines are always, in this order:\n"
 	"  Tracker URL: <the announce URL, or the first of announce-list; '(none)' if "
 	"trackerless>\n"
 	"  Length: <total bytes of all files>\n"
@@ -30,7 +34,8 @@ static const char help[] =
 	"--help')\n"
 	"  -h, --help  show this help\n"
 	"\n"
-	"Exit status: 0 success, 2 bad usage, unreadable file or invalid torrent.\n";
+	"Exit status: 0 success, 1 a magnet's metadata could not be fetched, 2 bad usage,\n"
+	"unreadable file or invalid torrent or magnet.\n";
 
 static void print_hex_line(const char *label, const uint8_t *p, size_t n)
 {
@@ -256,25 +261,27 @@ static int run(int argc, char **argv)
 			return BT_EXIT_USAGE;
 		}
 	}
+	const char *cmd = argv[0];
 	if (argc - optind != 1)
-		return bt_cli_usage_error("info", "expected one .torrent file");
-	const char *path = argv[optind];
-
-	struct bt_metainfo m;
-	int rc = bt_cli_load_torrent("info", path, &m);
-	if (rc)
-		return rc;
-	if (json)
-		print_json(&m);
-	else
-		print_text(&m);
-	bt_meta_deinit(&m);
-	return BT_EXIT_OK;
+		return bt_cli_usage_error(cmd, "expected one .torrent file, URL or magnet link");
+	/* A magnet's metadata is fetched from its peers first (magnet_info is this command). */
+	struct bt_source src;
+	int rc = bt_source_load(cmd, argv[optind], NULL, &src);
+	if (!rc)
+		rc = bt_source_fetch_metainfo(cmd, &src, NULL, NULL, 0, 0);
+	if (!rc) {
+		if (json)
+			print_json(&src.m);
+		else
+			print_text(&src.m);
+	}
+	bt_source_deinit(&src);
+	return rc;
 }
 
 const struct bt_cli_command bt_cmd_info = {
 	.name = "info",
-	.summary = "show what a .torrent file describes",
+	.summary = "show what a torrent (.torrent file, URL or magnet) describes",
 	.help = help,
 	.run = run,
 };

@@ -15,7 +15,11 @@
 
 struct bt_download {
 	struct bt_session *s;
-	const struct bt_metainfo *m;
+	const struct bt_metainfo *m;  /* NULL while a magnet's metadata is fetched */
+	struct bt_download_magnet mg; /* a magnet's job */
+	bool magnet;
+	char hex_name[2 * BT_HASH_LEN + 1];
+	struct bt_metainfo own; /* a magnet's metainfo, once fetched */
 	struct bt_download_opts o;
 	struct bt_download_events ev;
 	void *arg;
@@ -97,13 +101,11 @@ static void name_outputs(struct bt_download *d)
 		d->temp_path = concat3(d->final_path, ".part", "");
 }
 
-struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
-				    const struct bt_download_opts *opts,
-				    const struct bt_download_events *ev, void *arg)
+static struct bt_download *download_alloc(struct bt_session *s, const struct bt_download_opts *opts,
+					  const struct bt_download_events *ev, void *arg)
 {
 	struct bt_download *d = bt_xcalloc(1, sizeof *d);
 	d->s = s;
-	d->m = m;
 	d->o = *opts;
 	if (ev)
 		d->ev = *ev;
@@ -112,15 +114,44 @@ struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metain
 	d->dir_fd = -1;
 	d->resumed = -1;
 	d->seeding_since = -1;
+	if (d->o.kind == BT_DOWNLOAD_SEED)
+		d->o.seed = true;
+	return d;
+}
+
+/* What the metainfo decides: the piece sets and the names. */
+static void set_metainfo(struct bt_download *d, const struct bt_metainfo *m)
+{
+	d->m = m;
+	bt_bitfield_deinit(&d->have);
+	bt_bitfield_deinit(&d->want);
 	bt_bitfield_init(&d->have, m->piece_count);
 	bt_bitfield_init(&d->want, m->piece_count);
 	if (d->o.kind == BT_DOWNLOAD_PIECE)
 		bt_bitfield_set(&d->want, d->o.piece);
 	else
 		bt_bitfield_set_all(&d->want);
-	if (d->o.kind == BT_DOWNLOAD_SEED)
-		d->o.seed = true;
 	name_outputs(d);
+}
+
+struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
+				    const struct bt_download_opts *opts,
+				    const struct bt_download_events *ev, void *arg)
+{
+	struct bt_download *d = download_alloc(s, opts, ev, arg);
+	set_metainfo(d, m);
+	return d;
+}
+
+struct bt_download *bt_download_new_magnet(struct bt_session *s,
+					   const struct bt_download_magnet *mg,
+					   const struct bt_download_opts *opts,
+					   const struct bt_download_events *ev, void *arg)
+{
+	struct bt_download *d = download_alloc(s, opts, ev, arg);
+	d->mg = *mg;
+	d->magnet = true;
+	bt_hex_encode(d->hex_name, mg->info_hash, BT_HASH_LEN);
 	return d;
 }
 
@@ -143,6 +174,8 @@ void bt_download_free(struct bt_download *d)
 	free(d->temp_path);
 	bt_bitfield_deinit(&d->have);
 	bt_bitfield_deinit(&d->want);
+	if (d->magnet)
+		bt_meta_deinit(&d->own);
 	free(d);
 }
 
@@ -365,7 +398,8 @@ static int prepare_seed(struct bt_download *d, struct bt_err *err)
 			  d->final_path, m->piece_count - good, m->piece_count, list);
 }
 
-int bt_download_prepare(struct bt_download *d, struct bt_err *err)
+/* Everything prepare does once the metainfo is known. */
+static int prepare_known(struct bt_download *d, struct bt_err *err)
 {
 	int rc = d->o.kind == BT_DOWNLOAD_PIECE	 ? prepare_piece(d, err)
 		 : d->o.kind == BT_DOWNLOAD_SEED ? prepare_seed(d, err)
@@ -381,6 +415,12 @@ int bt_download_prepare(struct bt_download *d, struct bt_err *err)
 	if (!rc)
 		bt_bitfield_set_all(&d->have);
 	return rc;
+}
+
+int bt_download_prepare(struct bt_download *d, struct bt_err *err)
+{
+	/* A magnet's names and data are known only once its metadata is. */
+	return d->m ? prepare_known(d, err) : 0;
 }
 
 static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err)
@@ -405,6 +445,8 @@ static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt
 static int read_block(void *arg, uint32_t piece, uint32_t begin, uint32_t length, uint8_t *dest)
 {
 	struct bt_download *d = arg;
+	if (!d->storage)
+		return -EIO;
 	return bt_storage_read(d->storage, piece, begin, dest, length, NULL);
 }
 
@@ -490,6 +532,40 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A magnet's info dict arrived: the job now knows what it downloads, and where. */
+static int on_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err *err)
+{
+	struct bt_download *d = arg;
+	if (d->m)
+		return 0;
+	int rc = bt_meta_parse_info(&d->own, info, len, d->mg.tiers, d->mg.tier_count, err);
+	if (rc)
+		return rc;
+	if (d->o.kind == BT_DOWNLOAD_PIECE && d->o.piece >= d->own.piece_count) {
+		uint32_t count = d->own.piece_count;
+		bt_meta_deinit(&d->own);
+		return bt_err_set(
+			err, -EINVAL,
+			"piece index %u is out of range: the torrent has %u pieces (0 to %u)",
+			d->o.piece, count, count - 1);
+	}
+	set_metainfo(d, &d->own);
+	if (d->o.kind == BT_DOWNLOAD_INFO) {
+		set_state(d, BT_DOWNLOAD_DONE);
+		bt_download_stop(d);
+		return 0;
+	}
+	if ((rc = prepare_known(d, err)))
+		return rc;
+	if (d->state == BT_DOWNLOAD_DONE) {
+		bt_download_stop(d);
+		return 0;
+	}
+	set_state(d, BT_DOWNLOAD_RUNNING);
+	bt_torrent_set_metainfo(d->torrent, d->m, &d->have, &d->want);
+	return 0;
+}
+
 void bt_download_start(struct bt_download *d)
 {
 	if (d->state != BT_DOWNLOAD_NEW)
@@ -497,19 +573,25 @@ void bt_download_start(struct bt_download *d)
 	struct bt_torrent_opts topts = d->o.torrent;
 	topts.seed = d->o.seed;
 	topts.port = bt_session_listen_port(d->s);
+	bool serves = d->storage || (d->magnet && d->o.kind == BT_DOWNLOAD_TORRENT);
 	struct bt_torrent_events tev = {.piece_verified = store_piece,
-					.read_block = d->storage ? read_block : NULL,
+					.read_block = serves ? read_block : NULL,
 					.complete = on_complete,
 					.failed = on_failed,
-					.stopped = on_torrent_stopped};
-	d->torrent = bt_torrent_new(d->s, d->m, &d->have, &d->want, &topts, &tev, d);
+					.stopped = on_torrent_stopped,
+					.metadata = on_metadata};
+	if (d->magnet)
+		d->torrent = bt_torrent_new_magnet(d->s, d->mg.info_hash, d->mg.tiers,
+						   d->mg.tier_count, &topts, &tev, d);
+	else
+		d->torrent = bt_torrent_new(d->s, d->m, &d->have, &d->want, &topts, &tev, d);
 	for (size_t i = 0; i < d->o.npeers; i++)
 		bt_torrent_add_peer(d->torrent, (const struct sockaddr *)&d->o.peers[i],
 				    d->o.peer_lens[i]);
 	d->tick = event_new(bt_session_base(d->s), -1, EV_PERSIST, on_tick, d);
 	if (!d->tick)
 		bt_oom();
-	d->state = BT_DOWNLOAD_RUNNING;
+	d->state = d->m ? BT_DOWNLOAD_RUNNING : BT_DOWNLOAD_METADATA;
 	bt_torrent_start(d->torrent);
 }
 
@@ -562,6 +644,16 @@ const char *bt_download_temp_path(const struct bt_download *d)
 const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d)
 {
 	return d->m;
+}
+
+const char *bt_download_name(const struct bt_download *d)
+{
+	return d->m ? d->m->name : d->mg.name ? d->mg.name : d->hex_name;
+}
+
+const uint8_t *bt_download_info_hash(const struct bt_download *d)
+{
+	return d->magnet ? d->mg.info_hash : d->m->info_hash;
 }
 
 int64_t bt_download_resumed(const struct bt_download *d)

@@ -8,7 +8,10 @@
 #include <string.h>
 
 const char bt_job_download_help[] =
-	"Usage: torrent download [options] <file.torrent>...\n"
+	"Usage: torrent download [options] <torrent>...\n"
+	"\n"
+	"A <torrent> is a .torrent file, an http:// or https:// URL of one, or a magnet link\n"
+	"(magnet:?xt=urn:btih:...; its metadata is fetched from peers first, BEP 9).\n"
 	"\n"
 	"Downloads whole torrents from their trackers' peers and from --peer addresses, many at\n"
 	"once, verifying every piece (SHA-1) before it is written. Each torrent's content goes\n"
@@ -37,6 +40,8 @@ const char bt_job_download_help[] =
 	"      --seed-time S        stop seeding after S seconds\n"
 	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
 	"      --force              resume from or overwrite an existing output\n"
+	"      --save-torrent FILE  write the torrent's metainfo to FILE once known (from a\n"
+	"                           magnet link or a URL) as a .torrent file\n"
 	"      --max-down RATE      download at most RATE bytes/s in all (e.g. 500K, 2M)\n"
 	"      --max-up RATE        upload at most RATE bytes/s in all\n"
 	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
@@ -56,7 +61,7 @@ const char bt_job_download_help[] =
 	"the next run), 2 bad usage or invalid torrent.\n";
 
 const char bt_job_piece_help[] =
-	"Usage: torrent download_piece -o <out> [options] <file.torrent> <index>\n"
+	"Usage: torrent download_piece -o <out> [options] <torrent> <index>\n"
 	"\n"
 	"Downloads one piece from many peers at once, verifies it, and writes exactly that\n"
 	"piece's bytes to <out> (through a temporary file renamed at the end).\n"
@@ -115,7 +120,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		OPT_MAX_UP,
 		OPT_ASSUME_VALID,
 		OPT_PLOT,
-		OPT_STATS
+		OPT_STATS,
+		OPT_SAVE_TORRENT
 	};
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -138,6 +144,7 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		{"assume-valid", no_argument, NULL, OPT_ASSUME_VALID},
 		{"plot", required_argument, NULL, OPT_PLOT},
 		{"stats", required_argument, NULL, OPT_STATS},
+		{"save-torrent", required_argument, NULL, OPT_SAVE_TORRENT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -199,6 +206,9 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 			break;
 		case OPT_ASSUME_VALID:
 			o->assume_valid = true;
+			break;
+		case OPT_SAVE_TORRENT:
+			o->save_torrent = optarg;
 			break;
 		case OPT_SEED_RATIO:
 			if (bt_cli_parse_seconds(optarg, 0.01, 1e6, &o->seed_ratio))
@@ -278,6 +288,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		return bt_cli_usage_error(cmd, "--seed is for 'download' and 'seed'");
 	if ((o->plot_path || o->stats_path) && o->mode == BT_JOB_SEED)
 		return bt_cli_usage_error(cmd, "--plot and --stats are for 'download'");
+	if (o->save_torrent && nargs > 1)
+		return bt_cli_usage_error(cmd, "--save-torrent is for one torrent");
 	if (o->assume_valid && o->mode != BT_JOB_SEED)
 		return bt_cli_usage_error(cmd, "--assume-valid is for 'seed'");
 	return 0;

@@ -9,7 +9,7 @@
 
 static const char *name_of(const struct bt_download *d)
 {
-	return bt_download_metainfo(d)->name;
+	return bt_download_name(d);
 }
 
 /* With several torrents, a JSON object names its torrent: `"name":"...",` (else nothing). */
@@ -125,6 +125,36 @@ static void show_one(struct bt_jobview *v, size_t i, bool final)
 	put_line(v, line, final);
 }
 
+/* A magnet's job before its metadata: whom it asks and how far it got. */
+static void show_metadata(struct bt_jobview *v, size_t i)
+{
+	const struct bt_download *d = v->jobs[i];
+	struct bt_torrent_stats s = {0};
+	if (bt_download_torrent(d))
+		bt_torrent_get_stats(bt_download_torrent(d), &s);
+	if (v->mode == BT_VIEW_JSON) {
+		struct bt_buf b;
+		bt_buf_init(&b);
+		bt_buf_adds(&b, "{");
+		put_name_field(&b, v, d);
+		bt_buf_printf(&b,
+			      "\"metadata\":false,\"peers\":%zu,\"metadata_peers\":%zu,"
+			      "\"metadata_blocks\":%u,\"metadata_blocks_total\":%u,"
+			      "\"elapsed\":%.2f}",
+			      s.peers_connected, s.metadata_peers, s.metadata_blocks_done,
+			      s.metadata_blocks_total, bt_now() - v->started);
+		fprintf(stderr, "%s\n", (char *)b.data);
+		bt_buf_deinit(&b);
+		return;
+	}
+	char line[512];
+	snprintf(line, sizeof line,
+		 "%s%sfetching metadata: %zu peers connected, %zu offering it, %u of %u blocks",
+		 v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", s.peers_connected,
+		 s.metadata_peers, s.metadata_blocks_done, s.metadata_blocks_total);
+	put_line(v, line, false);
+}
+
 /* The progress of every torrent still downloading (final: and those done, once). */
 void bt_jobview_progress(struct bt_jobview *v, bool final)
 {
@@ -140,8 +170,10 @@ void bt_jobview_progress(struct bt_jobview *v, bool final)
 	}
 	for (size_t i = 0; i < v->n; i++) {
 		enum bt_download_state st = bt_download_state(v->jobs[i]);
-		if (st == BT_DOWNLOAD_RUNNING ||
-		    (final && st == BT_DOWNLOAD_DONE && !v->final_shown[i]))
+		if (st == BT_DOWNLOAD_METADATA && !final)
+			show_metadata(v, i);
+		else if (st == BT_DOWNLOAD_RUNNING ||
+			 (final && st == BT_DOWNLOAD_DONE && !v->final_shown[i]))
 			show_one(v, i, final);
 	}
 }
@@ -223,7 +255,7 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 	struct bt_torrent_stats s = {.first_byte_s = -1};
 	if (t)
 		bt_torrent_get_stats(t, &s);
-	else
+	else if (bt_download_metainfo(d))
 		s.wanted_bytes = (uint64_t)bt_download_metainfo(d)->total_length;
 	double elapsed = bt_now() - v->started;
 	if (v->mode == BT_VIEW_JSON) {

@@ -14,8 +14,20 @@
 #endif
 
 static const struct bt_cli_command *const commands[] = {
-	&bt_cmd_decode,	  &bt_cmd_info,	  &bt_cmd_peers, &bt_cmd_handshake, &bt_cmd_download_piece,
-	&bt_cmd_download, &bt_cmd_create, &bt_cmd_seed,	 &bt_cmd_bench,
+	&bt_cmd_decode,
+	&bt_cmd_info,
+	&bt_cmd_peers,
+	&bt_cmd_handshake,
+	&bt_cmd_download_piece,
+	&bt_cmd_download,
+	&bt_cmd_create,
+	&bt_cmd_seed,
+	&bt_cmd_bench,
+	&bt_cmd_magnet_parse,
+	&bt_cmd_magnet_handshake,
+	&bt_cmd_magnet_info,
+	&bt_cmd_magnet_download_piece,
+	&bt_cmd_magnet_download,
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -31,7 +43,7 @@ static void print_help(FILE *f)
 	      "Commands:\n",
 	      f);
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-16s %s\n", commands[i]->name, commands[i]->summary);
+		fprintf(f, "  %-22s %s\n", commands[i]->name, commands[i]->summary);
 	fputs("\n"
 	      "Options may come before or after the arguments. Results go to standard output;\n"
 	      "diagnostics go to standard error, one line each, starting with 'torrent: '.\n"

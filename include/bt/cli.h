@@ -34,6 +34,11 @@ extern const struct bt_cli_command bt_cmd_download;
 extern const struct bt_cli_command bt_cmd_create;
 extern const struct bt_cli_command bt_cmd_seed;
 extern const struct bt_cli_command bt_cmd_bench;
+extern const struct bt_cli_command bt_cmd_magnet_parse;
+extern const struct bt_cli_command bt_cmd_magnet_handshake;
+extern const struct bt_cli_command bt_cmd_magnet_info;
+extern const struct bt_cli_command bt_cmd_magnet_download_piece;
+extern const struct bt_cli_command bt_cmd_magnet_download;
 
 /* Prints "torrent: <command>: <message>" on stderr. */
 void bt_cli_error(const char *command, const char *fmt, ...) BT_PRINTF(2, 3);

@@ -18,6 +18,11 @@
  * reported through `changed` → stop (the tracker's `stopped`, bounded) → free. The job never
  * stops the session: the front door runs the loop until every job has ended. Layer 3: it knows
  * the torrent, storage and the session, and nothing of the command line.
+ *
+ * A magnet's job (bt_download_new_magnet) starts in METADATA with no metainfo and no names: its
+ * torrent fetches the info dict from peers; then the job parses it, decides the names, prepares
+ * (as above, rechecking what is on disk) and moves to RUNNING on the same connections, reporting
+ * `changed`. An INFO job ends (DONE) as soon as the metadata is there.
  */
 #ifndef BT_DOWNLOAD_H
 #define BT_DOWNLOAD_H
@@ -36,10 +41,12 @@ enum bt_download_kind {
 	BT_DOWNLOAD_TORRENT, /* the whole torrent */
 	BT_DOWNLOAD_PIECE,   /* one piece, to a file of its own */
 	BT_DOWNLOAD_SEED,    /* existing data, served */
+	BT_DOWNLOAD_INFO,    /* a magnet's metadata only */
 };
 
 enum bt_download_state {
 	BT_DOWNLOAD_NEW,       /* before start */
+	BT_DOWNLOAD_METADATA,  /* a magnet's info dict is being fetched */
 	BT_DOWNLOAD_RUNNING,   /* fetching pieces */
 	BT_DOWNLOAD_FINISHING, /* every piece verified: syncing and renaming (reported first) */
 	BT_DOWNLOAD_SEEDING,   /* complete under its final name, serving */
@@ -73,10 +80,23 @@ struct bt_download_events {
 	void (*stopped)(void *arg, struct bt_download *d);
 };
 
+/* A magnet: the info hash, the `dn` name if any (for messages) and the trackers. */
+struct bt_download_magnet {
+	uint8_t info_hash[BT_HASH_LEN];
+	const char *name;
+	const struct bt_meta_tier *tiers;
+	size_t tier_count;
+};
+
 /* m is borrowed and must outlive the job. */
 struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
 				    const struct bt_download_opts *opts,
 				    const struct bt_download_events *ev, void *arg);
+/* The job for a magnet; mg's strings and tiers are borrowed and must outlive the job. */
+struct bt_download *bt_download_new_magnet(struct bt_session *s,
+					   const struct bt_download_magnet *mg,
+					   const struct bt_download_opts *opts,
+					   const struct bt_download_events *ev, void *arg);
 void bt_download_free(struct bt_download *d);
 
 /*
@@ -95,10 +115,16 @@ bool bt_download_stopped(const struct bt_download *d);
 enum bt_download_state bt_download_state(const struct bt_download *d);
 bool bt_download_ended(const struct bt_download *d); /* DONE or FAILED */
 const char *bt_download_reason(const struct bt_download *d);
-/* The names are known from bt_download_new on; the temporary one is NULL for a seed job. */
+/* The names are known from bt_download_new on (a magnet's once its metadata is: NULL before);
+ * the temporary one is NULL for a seed job. */
 const char *bt_download_final_path(const struct bt_download *d);
 const char *bt_download_temp_path(const struct bt_download *d);
+/* NULL while a magnet's metadata is fetched. */
 const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d);
+/* A name for messages: the torrent's, else the magnet's `dn`, else the info hash in hex. */
+const char *bt_download_name(const struct bt_download *d);
+/* The info hash (known from the start, magnets included). */
+const uint8_t *bt_download_info_hash(const struct bt_download *d);
 /* Pieces found good by prepare's recheck (resume), -1 if there was nothing to recheck. */
 int64_t bt_download_resumed(const struct bt_download *d);
 /* True when prepare found the final output complete already. */

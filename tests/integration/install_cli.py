@@ -234,7 +234,7 @@ class InstallTest(btcommon.CliTestCase):
         self.assertEqual(self.complete(['torrent', 'help', 'se']), ['seed'])
 
     def test_completion_options(self):
-        self.assertEqual(self.complete(['torrent', 'download', '--sta']), ['--stall-timeout'])
+        self.assertEqual(self.complete(['torrent', 'download', '--stal']), ['--stall-timeout'])
         # download_piece's help points at download's options; so does the completion
         self.assertIn('--max-down', self.complete(['torrent', 'download_piece', '--max']))
         self.assertEqual(self.complete(['torrent', 'create', '--no-d']), ['--no-date'])
