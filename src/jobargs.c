@@ -35,7 +35,8 @@ const char bt_job_download_help[] =
 	"      --seed               keep seeding after the download until Ctrl-C or a limit\n"
 	"      --seed-ratio R       stop seeding once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop seeding after S seconds\n"
-	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
+	"      --stall-timeout S    give up when no data arrives for S seconds (default 0:\n"
+	"                           wait for peers as long as it takes)\n"
 	"      --force              resume from or overwrite an existing output\n"
 	"      --max-down RATE      download at most RATE bytes/s in all (e.g. 500K, 2M)\n"
 	"      --max-up RATE        upload at most RATE bytes/s in all\n"
@@ -135,7 +136,6 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 	};
 	const char *cmd = o->command;
 	o->max_peers = 50;
-	o->stall_timeout = 60;
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":o:d:p:qvh", opts)) != -1) {
 		switch (c) {
@@ -163,10 +163,11 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 							  optarg);
 			break;
 		case OPT_STALL:
-			if (bt_cli_parse_seconds(optarg, 1, 86400, &o->stall_timeout))
-				return bt_cli_usage_error(
-					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'",
-					optarg);
+			if (bt_cli_parse_seconds(optarg, 0, 86400, &o->stall_timeout))
+				return bt_cli_usage_error(cmd,
+							  "--stall-timeout wants 0 (never) to "
+							  "86400 seconds, not '%s'",
+							  optarg);
 			break;
 		case OPT_FORCE:
 			o->force = true;
