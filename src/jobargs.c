@@ -54,11 +54,14 @@ const char bt_job_download_help[] =
 
 const char bt_job_piece_help[] =
 	"Usage: torrent download_piece -o <out> [options] <file.torrent> <index>\n"
+	"       torrent download_piece --dir DIR [options] <file.torrent> <index>\n"
 	"\n"
 	"Downloads one piece from many peers at once, verifies it, and writes exactly that\n"
-	"piece's bytes to <out> (through a temporary file renamed at the end).\n"
+	"piece's bytes to <out>, or with --dir to DIR/<name>.piece<index> (through a temporary\n"
+	"file renamed at the end).\n"
 	"\n"
-	"Options: as for 'torrent download' (-o is required), see 'torrent download --help'.\n"
+	"Options: as for 'torrent download' (-o or --dir is required), see\n"
+	"'torrent download --help'.\n"
 	"\n"
 	"Exit status: 0 downloaded and verified, 1 failed, 2 bad usage or invalid torrent.\n";
 
@@ -251,8 +254,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 						    : "expected a .torrent file");
 	o->torrents = args;
 	o->ntorrents = nargs;
-	if (o->mode == BT_JOB_PIECE && !o->output)
-		return bt_cli_usage_error(cmd, "-o <out> is required");
+	if (o->mode == BT_JOB_PIECE && !o->output && !o->dir)
+		return bt_cli_usage_error(cmd, "-o <out> (or --dir DIR) is required");
 	if (o->output && nargs > 1)
 		return bt_cli_usage_error(cmd, "-o is for one torrent; use --dir for several");
 	if (o->output && o->dir)
