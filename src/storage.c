@@ -509,7 +509,7 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 		/* root's parent is the user's (followed); root and all below it are ours. */
 		char *slash = strrchr(s->root, '/');
 		s->base = slash ? slash + 1 : s->root;
-		const char *parent = slash == s->root ? "/" : slash ? s->root : ".";
+		const char *parent = !slash ? "." : slash == s->root ? "/" : s->root;
 		if (slash && slash != s->root)
 			*slash = '\0';
 		if (create && slash && slash != s->root)
