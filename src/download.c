@@ -289,7 +289,9 @@ static const char *kind_of(mode_t mode)
 		return "a FIFO";
 	if (S_ISCHR(mode) || S_ISBLK(mode))
 		return "a device";
-	return S_ISREG(mode) ? "a regular file" : "not a regular file";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return S_ISREG(mode) ? "a regular file" : "of an unknown kind";
 }
 
 /*
