@@ -3,7 +3,10 @@
  * neither --dir nor -o): names of the final output and its `.part`, refusal to clobber,
  * --force, resume counts, piece and seed jobs, and the `checking` progress, all through
  * bt_download_prepare without any network. Then one whole download over loopback from a
- * seeding job in a child process, and one whose only peer refuses connections.
+ * seeding job in a child process, and one whose only peer refuses connections. Then what
+ * --force never touches, what a run that stored nothing leaves (nothing), a seed of the folder
+ * holding <name>, a piece job's --dir, and, with the engine's clock jumped 90 s ahead, that a
+ * download with no stall timeout goes on waiting for a connected peer that has nothing.
  */
 #include "bt/download.h"
 
