@@ -208,10 +208,16 @@ static int finish(struct run *r, enum bt_session_end end)
 		if (st == BT_DOWNLOAD_DONE || st == BT_DOWNLOAD_SEEDING)
 			announce_result(r, it);
 		else if (end == BT_SESSION_INTERRUPTED && r->o->mode != BT_JOB_SEED) {
-			bt_cli_error(r->o->command,
-				     "interrupted; verified pieces are kept in '%s': run the same "
-				     "command again to resume",
-				     bt_download_temp_path(d));
+			if (bt_download_keeps_part(d))
+				bt_cli_error(
+					r->o->command,
+					"interrupted; verified pieces are kept in '%s': run the "
+					"same command again to resume",
+					bt_download_temp_path(d));
+			else
+				bt_cli_error(r->o->command,
+					     "interrupted before any piece was verified; nothing "
+					     "was kept");
 			rc = BT_EXIT_FAILURE;
 		} else if (st == BT_DOWNLOAD_RUNNING && r->o->mode != BT_JOB_SEED) {
 			rc = BT_EXIT_FAILURE;

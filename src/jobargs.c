@@ -38,7 +38,8 @@ const char bt_job_download_help[] =
 	"      --seed               keep seeding after the download until Ctrl-C or a limit\n"
 	"      --seed-ratio R       stop seeding once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop seeding after S seconds\n"
-	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
+	"      --stall-timeout S    give up when no data arrives for S seconds (default 0:\n"
+	"                           wait for peers as long as it takes)\n"
 	"      --force              resume from or overwrite an existing output\n"
 	"      --save-torrent FILE  write the torrent's metainfo to FILE once known (from a\n"
 	"                           magnet link or a URL) as a .torrent file\n"
@@ -62,11 +63,14 @@ const char bt_job_download_help[] =
 
 const char bt_job_piece_help[] =
 	"Usage: torrent download_piece -o <out> [options] <torrent> <index>\n"
+	"       torrent download_piece --dir DIR [options] <torrent> <index>\n"
 	"\n"
 	"Downloads one piece from many peers at once, verifies it, and writes exactly that\n"
-	"piece's bytes to <out> (through a temporary file renamed at the end).\n"
+	"piece's bytes to <out>, or with --dir to DIR/<name>.piece<index> (through a temporary\n"
+	"file renamed at the end).\n"
 	"\n"
-	"Options: as for 'torrent download' (-o is required), see 'torrent download --help'.\n"
+	"Options: as for 'torrent download' (-o or --dir is required), see\n"
+	"'torrent download --help'.\n"
 	"\n"
 	"Exit status: 0 downloaded and verified, 1 failed, 2 bad usage or invalid torrent.\n";
 
@@ -150,7 +154,6 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 	};
 	const char *cmd = o->command;
 	o->max_peers = 50;
-	o->stall_timeout = 60;
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":o:d:p:qvh", opts)) != -1) {
 		switch (c) {
@@ -178,10 +181,11 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 							  optarg);
 			break;
 		case OPT_STALL:
-			if (bt_cli_parse_seconds(optarg, 1, 86400, &o->stall_timeout))
-				return bt_cli_usage_error(
-					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'",
-					optarg);
+			if (bt_cli_parse_seconds(optarg, 0, 86400, &o->stall_timeout))
+				return bt_cli_usage_error(cmd,
+							  "--stall-timeout wants 0 (never) to "
+							  "86400 seconds, not '%s'",
+							  optarg);
 			break;
 		case OPT_FORCE:
 			o->force = true;
@@ -274,8 +278,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 						    : "expected a .torrent file");
 	o->torrents = args;
 	o->ntorrents = nargs;
-	if (o->mode == BT_JOB_PIECE && !o->output)
-		return bt_cli_usage_error(cmd, "-o <out> is required");
+	if (o->mode == BT_JOB_PIECE && !o->output && !o->dir)
+		return bt_cli_usage_error(cmd, "-o <out> (or --dir DIR) is required");
 	if (o->output && nargs > 1)
 		return bt_cli_usage_error(cmd, "-o is for one torrent; use --dir for several");
 	if (o->output && o->dir)

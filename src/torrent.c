@@ -702,7 +702,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		fail_torrent(t, "%s", why);
 		return;
 	}
-	if (now - t->last_data > t->opts.stall_timeout_s) {
+	/* No give-up by default: while a tracker or a peer may still bring data, wait (as aria2
+	 * and Transmission do); only an explicit stall timeout ends the wait. */
+	if (t->opts.stall_timeout_s > 0 && now - t->last_data > t->opts.stall_timeout_s) {
 		char why[768];
 		struct bt_torrent_stats st;
 		bt_torrent_get_stats(t, &st);
@@ -813,8 +815,6 @@ static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *inf
 		t->opts.max_peers = 50;
 	if (!t->opts.port)
 		t->opts.port = 6881;
-	if (t->opts.stall_timeout_s <= 0)
-		t->opts.stall_timeout_s = 60;
 	t->ev = *ev;
 	t->arg = arg;
 	t->first_byte = -1;

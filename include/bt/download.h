@@ -10,8 +10,18 @@
  * Where data goes: with `output` (-o) a single-file torrent is the file `output` and a
  * multi-file one the directory `output/<name>`; otherwise the content is `dir/<name>` (a file
  * or a folder; dir NULL means the current directory), as libtorrent's save path, aria2's -d and
- * Transmission's -w mean. A piece job writes exactly that piece's bytes to `output`. A seed job
- * serves `data_path` if given, else `dir/<name>`.
+ * Transmission's -w mean. A piece job writes exactly that piece's bytes to `output` (without
+ * one, to `dir/<name>.piece<index>`). A seed job serves `data_path` if given, else
+ * `dir/<name>`; a `data_path` that is a folder holding `<name>` is taken as a save path
+ * (`<data_path>/<name>` is served) unless it holds the multi-file torrent's files itself.
+ *
+ * What is never touched: a final name that is not of the torrent's kind (a directory, FIFO,
+ * device or link where a single file goes; anything but a directory for several files) is
+ * refused by name, --force or not; --force only resumes from a regular file (or the
+ * torrent's own folder). What is left behind: a job that ends (fails, is interrupted or is
+ * freed) without a verified piece in its `.part` removes what it made (the `.part`, the
+ * folders it created, and moves a --force'd output back); with verified pieces the `.part`
+ * stays for the next run.
  *
  * Life: new → prepare (names, checks; synchronous, reporting progress through `checking`) →
  * start (on the session's loop) → the state moves to SEEDING, DONE or FAILED, each change
@@ -57,7 +67,7 @@ enum bt_download_state {
 struct bt_download_opts {
 	enum bt_download_kind kind;
 	const char *dir;       /* content at dir/<name>; NULL: the current directory */
-	const char *output;    /* -o, see above; required for a piece job */
+	const char *output;    /* -o, see above */
 	const char *data_path; /* seed: the data itself; NULL: dir/<name> */
 	uint32_t piece;	       /* for a piece job */
 	bool force;	       /* resume from (or overwrite) an existing final output */
@@ -115,8 +125,9 @@ bool bt_download_stopped(const struct bt_download *d);
 enum bt_download_state bt_download_state(const struct bt_download *d);
 bool bt_download_ended(const struct bt_download *d); /* DONE or FAILED */
 const char *bt_download_reason(const struct bt_download *d);
-/* The names are known from bt_download_new on (a magnet's once its metadata is: NULL before);
- * the temporary one is NULL for a seed job. */
+/* The names are known from bt_download_new on (a magnet's once its metadata is: NULL before;
+ * a seed job's folder data_path is resolved by prepare); the temporary one is NULL for a seed
+ * job. */
 const char *bt_download_final_path(const struct bt_download *d);
 const char *bt_download_temp_path(const struct bt_download *d);
 /* NULL while a magnet's metadata is fetched. */
@@ -127,6 +138,9 @@ const char *bt_download_name(const struct bt_download *d);
 const uint8_t *bt_download_info_hash(const struct bt_download *d);
 /* Pieces found good by prepare's recheck (resume), -1 if there was nothing to recheck. */
 int64_t bt_download_resumed(const struct bt_download *d);
+/* True when the `.part` holds verified pieces (stored or resumed) and is kept when the job
+ * ends unfinished; false means bt_download_free removes what the run made. */
+bool bt_download_keeps_part(const struct bt_download *d);
 /* True when prepare found the final output complete already. */
 bool bt_download_was_complete(const struct bt_download *d);
 /* Seconds since seeding began, or -1. */

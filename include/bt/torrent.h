@@ -48,7 +48,7 @@ struct bt_torrent_opts {
 	size_t max_peers; /* 0: 50 */
 	uint16_t port;	  /* announced to trackers; 0: 6881 */
 	bool use_trackers;
-	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: 60 s */
+	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: never */
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;		  /* keep serving peers after the download is complete */
 };
