@@ -29,10 +29,11 @@ static void test_line_with_and_without_phase(void **state)
 {
 	(void)state;
 	char line[256];
-	struct bt_progress p = {.done = 1 << 20, .total = 4 << 20, .rate = 1 << 20, .peers = 2,
-				.unchoking = 1};
+	struct bt_progress p = {
+		.done = 1 << 20, .total = 4 << 20, .rate = 1 << 20, .peers = 2, .unchoking = 1};
 	bt_progress_line(line, sizeof line, &p);
-	assert_string_equal(line, " 25.0%  1.0 MiB of 4.0 MiB  1.0 MiB/s  ETA 3s  peers 2 (1 unchoking)");
+	assert_string_equal(line,
+			    " 25.0%  1.0 MiB of 4.0 MiB  1.0 MiB/s  ETA 3s  peers 2 (1 unchoking)");
 	p.phase = "connecting to 3 peers";
 	p.name = "x";
 	bt_progress_line(line, sizeof line, &p);
@@ -113,8 +114,12 @@ static void test_files_from_verified_pieces(void **state)
 		{.path = "b", .length = 5, .offset = 8},
 		{.path = "empty", .length = 0, .offset = 13},
 	};
-	struct bt_metainfo m = {.piece_length = 4, .piece_count = 4, .total_length = 13,
-				.multi_file = true, .files = files, .file_count = 4};
+	struct bt_metainfo m = {.piece_length = 4,
+				.piece_count = 4,
+				.total_length = 13,
+				.multi_file = true,
+				.files = files,
+				.file_count = 4};
 	struct bt_bitfield have;
 	bt_bitfield_init(&have, 4);
 	uint64_t done[4];
