@@ -325,6 +325,14 @@ static void summary_files(const struct bt_jobview *v, const struct bt_download *
 		}
 	const char *prefix = v->n > 1 ? name_of(d) : "", *colon = v->n > 1 ? ": " : "";
 	fprintf(stderr, "torrent: %s%s%zu of %zu files complete\n", prefix, colon, complete, files);
+	uint64_t any = 0;
+	for (size_t i = 0; i < m->file_count; i++)
+		any += m->files[i].pad ? 0 : done[i];
+	/* Nothing verified (a run that never got data): a list of zeros would say nothing more. */
+	if (!any && !verbose()) {
+		free(done);
+		return;
+	}
 	/* Every file when asked (-v) or when few; else the incomplete ones, which matter. */
 	bool all = verbose() || files <= LIST_FILES;
 	size_t shown = 0;

@@ -23,6 +23,7 @@ import unicodedata
 import unittest
 
 import ownseed
+import swarm
 
 TORRENT = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
 SIZE = 5 << 20
@@ -113,6 +114,12 @@ class Screen:
         return [t for t, w in self._logical() if w]
 
 
+def clean(text):
+    """Fails on a sanitizer report in a run's output (UBSan reports and goes on)."""
+    swarm.check_sanitizers(text.encode('utf-8', 'replace'))
+    return text
+
+
 def set_size(fd, cols, rows=24):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
 
@@ -146,6 +153,7 @@ def run_in_pty(argv, cols, timeout=30, on_output=None):
             p.kill()
         p.wait()
         os.close(master)
+    clean(''.join(t for _, t in chunks))
     return p.returncode, chunks
 
 
@@ -307,7 +315,7 @@ class ProgressTest(unittest.TestCase):
             out = os.path.join(self.tmp.name, 'tracked-out')
             r = subprocess.run([TORRENT, 'download', '--progress=json', '--stall-timeout', '3',
                                 '-o', out, meta], capture_output=True, text=True, timeout=30)
-        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertNotEqual(r.returncode, 0, clean(r.stderr))
         ticks = [json.loads(l) for l in r.stderr.splitlines() if l.startswith('{"done"')]
         self.assertTrue(ticks, r.stderr)
         self.assertEqual({t.get('phase') for t in ticks}, {'waiting for trackers'}, r.stderr)
@@ -383,11 +391,11 @@ class MultiFileTest(unittest.TestCase):
                 p.kill()
                 p.wait()
         self.assertNotEqual(p.returncode, 0, err)
-        return err
+        return clean(err)
 
     def test_complete_summary_lists_each_file(self):
         r = subprocess.run(self.argv(), capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.returncode, 0, clean(r.stderr))
         lines = r.stderr.splitlines()
         i = next(k for k, l in enumerate(lines) if l.startswith('torrent: received 4.0 MiB'))
         self.assertEqual(lines[i + 1], 'torrent: 3 of 3 files complete', lines)
@@ -440,7 +448,6 @@ class SeedSummaryTest(unittest.TestCase):
 
     def test_uploaded_to_libtorrent(self):
         import upload_common
-        import swarm
         with tempfile.TemporaryDirectory() as tmp:
             data, meta = ownseed.make_payload(TORRENT, tmp, SIZE)
             ip = '127.0.9.26'
@@ -464,7 +471,7 @@ class SeedSummaryTest(unittest.TestCase):
                 except subprocess.TimeoutExpired:
                     seed.kill()
                     _, err = seed.communicate()
-        self.assertEqual(seed.returncode, 0, err)
+        self.assertEqual(seed.returncode, 0, clean(err))
         self.assertNotIn('received', err)
         last = err.splitlines()[-1]
         self.assertRegex(last, r'^torrent: uploaded 5\.0 MiB to 1 peer in \d+ s, ratio 1\.00$')
