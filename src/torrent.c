@@ -60,6 +60,7 @@ struct bt_torrent {
 	bool registered; /* with the session's router, for incoming connections */
 	unsigned ticks;
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
+	size_t served_closed;	  /* connections since gone that we sent blocks to */
 	bool finished, failed, stopping, stopped;
 	struct bt_block *pick_buf;
 };
@@ -627,6 +628,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		}
 		bt_addrbook_closed(t->book, c->addr, now, NULL);
 		t->uploaded_closed += bt_peer_uploaded(c->peer);
+		t->served_closed += bt_peer_uploaded(c->peer) > 0;
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
 		bt_bitfield_deinit(&c->counted);
@@ -1093,4 +1095,47 @@ void bt_torrent_set_port(struct bt_torrent *t, uint16_t port)
 	t->opts.port = port;
 	if (t->tracker)
 		bt_tracker_set_port(t->tracker, port);
+}
+
+const struct bt_bitfield *bt_torrent_have(const struct bt_torrent *t)
+{
+	return &t->have;
+}
+
+size_t bt_torrent_peers_served(const struct bt_torrent *t)
+{
+	size_t n = t->served_closed;
+	for (size_t i = 0; i < t->nconns; i++)
+		n += !t->conns[i]->reaping && bt_peer_uploaded(t->conns[i]->peer) > 0;
+	return n;
+}
+
+const char *bt_torrent_phase(const struct bt_torrent *t, char *buf, size_t n)
+{
+	if (t->first_byte >= 0 || t->finished || t->failed || t->stopping)
+		return NULL;
+	if (t->md) {
+		struct bt_metadata_progress mp;
+		bt_metadata_progress(t->md, &mp);
+		snprintf(buf, n, "fetching metadata: %zu peer%s offering it, %u of %u blocks",
+			 mp.peers, mp.peers == 1 ? "" : "s", mp.blocks_have, mp.blocks_total);
+		return buf;
+	}
+	size_t dialling = 0, connected = 0;
+	for (size_t i = 0; i < t->nconns; i++) {
+		const struct conn *c = t->conns[i];
+		enum bt_peer_phase ph = c->reaping ? BT_PEER_CLOSING : bt_peer_phase(c->peer);
+		dialling += ph < BT_PEER_AWAIT_FIRST_MSG;
+		connected += ph == BT_PEER_AWAIT_FIRST_MSG || ph == BT_PEER_ACTIVE;
+	}
+	if (connected)
+		snprintf(buf, n, "waiting for data from %zu peer%s", connected,
+			 connected == 1 ? "" : "s");
+	else if (dialling)
+		snprintf(buf, n, "connecting to %zu peer%s", dialling, dialling == 1 ? "" : "s");
+	else
+		snprintf(buf, n, "%s",
+			 t->tracker && !bt_tracker_working_url(t->tracker) ? "waiting for trackers"
+									   : "waiting for peers");
+	return buf;
 }

@@ -136,4 +136,14 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 /* Every address that got past the handshake, with the bytes it sent; returns the count. */
 size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out);
 
+/* The pieces verified so far (resumed ones included), for per-file progress. */
+const struct bt_bitfield *bt_torrent_have(const struct bt_torrent *t);
+/* Connections (gone or open) that we sent at least one block to. */
+size_t bt_torrent_peers_served(const struct bt_torrent *t);
+/* Before the first block, what the torrent waits for, in a few words for the progress line
+ * ("waiting for trackers", "connecting to 3 peers", "waiting for data from 2 peers"), written
+ * into buf; NULL once data flows or the torrent is complete, failed or stopping. A later
+ * metadata phase (magnet) answers here too: "fetching metadata". */
+const char *bt_torrent_phase(const struct bt_torrent *t, char *buf, size_t n);
+
 #endif
