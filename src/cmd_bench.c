@@ -356,13 +356,16 @@ static int run_bench(struct bench *b)
 	}
 
 	/* The downloader: its JSON progress comes through a pipe. */
-	char **argv = bt_xcalloc(12 + 2 * (size_t)b->seeders, sizeof *argv);
+	char **argv = bt_xcalloc(14 + 2 * (size_t)b->seeders, sizeof *argv);
 	char(*peers)[32] = bt_xcalloc(b->seeders, sizeof *peers);
 	size_t a = 0;
 	argv[a++] = "torrent";
 	argv[a++] = "download";
 	argv[a++] = "--no-tracker";
 	argv[a++] = "--progress=json";
+	/* Our own seeders: if they stop sending, the run is broken, not slow. */
+	argv[a++] = "--stall-timeout";
+	argv[a++] = "60";
 	argv[a++] = "-o";
 	argv[a++] = b->out;
 	if (b->plot_path) {

@@ -1,4 +1,4 @@
-#include "bt/torrent.h"
+#include "torrent_internal.h"
 
 #include "bt/addrbook.h"
 #include "bt/assembly.h"
@@ -19,54 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One connected peer, as the torrent sees it. */
-struct conn {
-	struct bt_torrent *t;
-	struct bt_peer *peer;
-	int addr;		    /* its address book handle */
-	struct bt_bitfield counted; /* the availability it contributes to the picker */
-	bool counted_in;
-	bool reaping;
-	bool optimistic;     /* the choker's optimistic unchoke */
-	uint8_t ut_metadata; /* the peer's id for ut_metadata (BEP 9), 0: none */
-	bool md_peer;	     /* known to the metadata fetcher */
-};
-
-struct bt_torrent {
-	struct bt_session *session;
-	uint8_t info_hash[BT_HASH_LEN];
-	const struct bt_metainfo *m; /* NULL while a magnet's metadata is fetched */
-	struct bt_metadata *md;	     /* the fetch, in that phase */
-	struct event *meta_ready;    /* the fetched dict goes to the owner from the loop */
-	struct bt_torrent_opts opts;
-	struct bt_torrent_events ev;
-	void *arg;
-	struct bt_picker *picker;
-	struct bt_bitfield have;
-	uint64_t wanted_bytes, verified_bytes, received_bytes;
-	uint32_t pieces_failed;
-
-	struct bt_addrbook *book;
-	struct conn **conns;
-	size_t nconns, conns_cap;
-
-	struct bt_assembly assembly;
-	struct bt_tracker *tracker;
-	struct event *tick, *reap;
-	double started, last_data, first_byte;
-	double rate;
-	uint64_t rate_window;
-	struct bt_choker choker;
-	bool registered; /* with the session's router, for incoming connections */
-	unsigned ticks;
-	uint64_t uploaded_closed; /* bytes sent to peers since gone */
-	size_t served_closed;	  /* connections since gone that we sent blocks to */
-	bool finished, failed, stopping, stopped;
-	struct bt_block *pick_buf;
-};
-
-static void fail_torrent(struct bt_torrent *t, const char *fmt, ...) BT_PRINTF(2, 3);
-static void fail_torrent(struct bt_torrent *t, const char *fmt, ...)
+void bt_torrent_fail(struct bt_torrent *t, const char *fmt, ...)
 {
 	if (t->failed || t->finished)
 		return;
@@ -79,18 +32,11 @@ static void fail_torrent(struct bt_torrent *t, const char *fmt, ...)
 	t->ev.failed(t->arg, reason);
 }
 
-/* "peer 1.2.3.4:5", the subject of a connection's log lines. */
-static const char *peer_subject(const struct bt_torrent *t, const struct conn *c, char *buf,
-				size_t n)
+const char *bt_torrent_peer_subject(const struct bt_torrent *t, const struct conn *c, char *buf,
+				    size_t n)
 {
 	snprintf(buf, n, "peer %s", bt_addrbook_get(t->book, c->addr)->name);
 	return buf;
-}
-
-static struct conn *conn_of(struct bt_peer *p, void *arg)
-{
-	(void)p;
-	return arg;
 }
 
 static void return_requests(struct bt_torrent *t, struct bt_peer *p)
@@ -138,180 +84,12 @@ static void update_interest(struct bt_torrent *t, struct conn *c)
 	bt_peer_set_interested(c->peer, want);
 }
 
-static void schedule_reap(struct bt_torrent *t, struct conn *c)
+void bt_torrent_reap(struct bt_torrent *t, struct conn *c)
 {
 	if (c->reaping)
 		return;
 	c->reaping = true;
 	event_active(t->reap, EV_TIMEOUT, 0);
-}
-
-/*
- * Our BEP 10 handshake, after the bitfield (rtorrent and aria2 want BITFIELD first): ut_metadata
- * (with the dict's size once we know it), our listen port, `reqq` (how many requests we queue,
- * so a client that pipelines thousands, Transmission, does not wait forever for the ones we
- * would drop), our version and the address we see the peer at. Nothing is sent to a peer
- * without the extension bit.
- */
-static void send_ext_handshake(struct bt_torrent *t, struct conn *c)
-{
-	const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, c->addr);
-	struct bt_ext_handshake_out ours = {
-		.ut_metadata = true,
-		.metadata_size = t->m ? (int64_t)t->m->info_len : 0,
-		.port = bt_session_listen_port(t->session),
-		.reqq = BT_SERVEQ_CAP,
-		.version = "torrent " BT_VERSION,
-		.yourip = (const struct sockaddr *)&e->addr,
-	};
-	struct bt_buf b;
-	bt_buf_init(&b);
-	bt_ext_handshake_encode(&b, &ours);
-	(void)bt_peer_send_extended(c->peer, 0, b.data, b.len);
-	bt_buf_deinit(&b);
-}
-
-static void send_md(struct conn *c, int type, uint32_t piece, int64_t total, const uint8_t *data,
-		    size_t len)
-{
-	struct bt_buf b;
-	bt_buf_init(&b);
-	bt_ext_md_encode(&b, type, piece, total, data, len);
-	(void)bt_peer_send_extended(c->peer, c->ut_metadata, b.data, b.len);
-	bt_buf_deinit(&b);
-}
-
-/* Asks the peer for as many metadata blocks as the fetcher gives it. */
-static void request_metadata(struct bt_torrent *t, struct conn *c)
-{
-	if (!t->md || !c->md_peer || c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
-		return;
-	double now = bt_now();
-	for (int i; (i = bt_metadata_next_request(t->md, c->addr, now)) >= 0;)
-		send_md(c, BT_EXT_MD_REQUEST, (uint32_t)i, 0, NULL, 0);
-}
-
-static void request_metadata_all(struct bt_torrent *t)
-{
-	for (size_t i = 0; i < t->nconns; i++)
-		request_metadata(t, t->conns[i]);
-}
-
-/* Answers a ut_metadata request: a block of the dict we have, or a reject. */
-static void serve_metadata(struct bt_torrent *t, struct conn *c, uint32_t piece)
-{
-	if (!c->ut_metadata)
-		return;
-	const struct bt_metainfo *m = t->m;
-	size_t off = (size_t)piece * BT_METADATA_BLOCK;
-	if (!m || piece >= (m->info_len + BT_METADATA_BLOCK - 1) / BT_METADATA_BLOCK) {
-		send_md(c, BT_EXT_MD_REJECT, piece, 0, NULL, 0);
-		return;
-	}
-	size_t len = m->info_len - off < BT_METADATA_BLOCK ? m->info_len - off : BT_METADATA_BLOCK;
-	send_md(c, BT_EXT_MD_DATA, piece, (int64_t)m->info_len, m->info_raw + off, len);
-}
-
-static void close_conn(struct bt_torrent *t, struct conn *c, const char *why)
-{
-	bt_addrbook_set_error(t->book, c->addr, why);
-	bt_peer_close(c->peer);
-	schedule_reap(t, c);
-}
-
-static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t *payload,
-			     size_t len)
-{
-	struct bt_ext_handshake h;
-	struct bt_err err;
-	char subject[80];
-	if (bt_ext_handshake_parse(&h, payload, len, &err)) {
-		bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
-		close_conn(t, c, err.msg);
-		return;
-	}
-	c->ut_metadata = h.ut_metadata;
-	if (t->ev.peer_extended)
-		t->ev.peer_extended(t->arg, bt_peer_id(c->peer), &h);
-	if (t->md && h.ut_metadata && h.metadata_size > 0 && !c->md_peer && !c->reaping &&
-	    bt_metadata_add_peer(t->md, c->addr, h.metadata_size) == 0) {
-		c->md_peer = true;
-		request_metadata(t, c);
-	}
-}
-
-/* Bans the peers the fetcher found lying (their dict did not hash). */
-static void drop_metadata_liars(struct bt_torrent *t)
-{
-	for (size_t i = 0; i < t->nconns; i++) {
-		struct conn *c = t->conns[i];
-		if (c->reaping || !c->md_peer || !bt_metadata_banned(t->md, c->addr))
-			continue;
-		bt_addrbook_strike(t->book, c->addr, BT_ADDRBOOK_MAX_STRIKES,
-				   "sent metadata that does not match the info hash");
-		bt_metadata_remove_peer(t->md, c->addr);
-		c->md_peer = false;
-		bt_peer_close(c->peer);
-		schedule_reap(t, c);
-	}
-}
-
-static void on_md_message(struct bt_torrent *t, struct conn *c, const uint8_t *payload, size_t len)
-{
-	struct bt_ext_md_msg msg;
-	struct bt_err err;
-	char subject[80];
-	if (bt_ext_md_parse(&msg, payload, len, &err)) {
-		bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
-		close_conn(t, c, err.msg);
-		return;
-	}
-	if (msg.type == BT_EXT_MD_REQUEST) {
-		serve_metadata(t, c, msg.piece);
-		return;
-	}
-	if (!t->md || !c->md_peer)
-		return;
-	double now = bt_now();
-	if (msg.type == BT_EXT_MD_REJECT) {
-		bt_addrbook_set_error(t->book, c->addr, "rejected our metadata requests");
-		bt_metadata_on_reject(t->md, c->addr, msg.piece, now);
-		request_metadata_all(t);
-		return;
-	}
-	if (msg.type != BT_EXT_MD_DATA)
-		return;
-	t->last_data = now;
-	switch (bt_metadata_on_data(t->md, c->addr, msg.piece, msg.total_size, msg.data,
-				    msg.data_len, now, &err)) {
-	case BT_METADATA_COMPLETE:
-		event_active(t->meta_ready, EV_TIMEOUT, 0);
-		return;
-	case BT_METADATA_FAILED:
-		bt_log(BT_LOG_WARN, "metadata",
-		       "the assembled info dict does not match the info "
-		       "hash; fetching it again");
-		drop_metadata_liars(t);
-		request_metadata_all(t);
-		return;
-	default:
-		request_metadata(t, c);
-		return;
-	}
-}
-
-static void on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
-			size_t len)
-{
-	struct conn *c = conn_of(p, arg);
-	struct bt_torrent *t = c->t;
-	if (c->reaping)
-		return;
-	if (ext_id == 0)
-		on_ext_handshake(t, c, payload, len);
-	else if (ext_id == BT_EXT_ID_UT_METADATA)
-		on_md_message(t, c, payload, len);
-	/* Other ids are extensions we did not announce: ignored. */
 }
 
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
@@ -321,9 +99,10 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	struct bt_torrent *t = c->t;
 	bt_addrbook_handshaken(t->book, c->addr);
 	char subject[80];
-	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "handshake done");
+	bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject),
+	       "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
-	send_ext_handshake(t, c);
+	bt_torrent_send_ext_handshake(t, c);
 }
 
 static void on_choked(void *arg, struct bt_peer *p, bool choked)
@@ -358,7 +137,7 @@ static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
 	if (t->finished && bt_bitfield_full(bf)) {
 		bt_addrbook_set_error(t->book, c->addr, "a seed, as we are");
 		bt_peer_close(p);
-		schedule_reap(t, c);
+		bt_torrent_reap(t, c);
 		return;
 	}
 	update_interest(t, c);
@@ -401,7 +180,7 @@ static void piece_failed(struct bt_torrent *t, uint32_t piece)
 		if (c) {
 			return_requests(t, c->peer);
 			bt_peer_close(c->peer);
-			schedule_reap(t, c);
+			bt_torrent_reap(t, c);
 		}
 	}
 	bt_assembly_release(&t->assembly, piece);
@@ -419,7 +198,7 @@ static void piece_complete(struct bt_torrent *t, uint32_t piece)
 	struct bt_err err;
 	if (t->ev.piece_verified(t->arg, piece, data, &err)) {
 		bt_assembly_release(&t->assembly, piece);
-		fail_torrent(t, "%s", err.msg);
+		bt_torrent_fail(t, "%s", err.msg);
 		return;
 	}
 	bt_assembly_release(&t->assembly, piece);
@@ -527,13 +306,14 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	if (bt_peer_is_self(p))
 		bt_addrbook_mark_self(t->book, c->addr);
 	char subject[80];
-	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "closed: %s", reason);
+	bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "closed: %s",
+	       reason);
 	return_requests(t, p);
-	schedule_reap(t, c);
+	bt_torrent_reap(t, c);
 	if (t->md && c->md_peer) {
 		c->md_peer = false;
 		bt_metadata_remove_peer(t->md, c->addr);
-		request_metadata_all(t);
+		bt_torrent_request_metadata(t);
 	}
 	/* Its blocks go to the others at once. */
 	for (size_t i = 0; i < t->nconns; i++)
@@ -550,7 +330,7 @@ static const struct bt_peer_events peer_events = {
 	.interest = on_interest,
 	.read_block = on_read_block,
 	.closed = on_closed,
-	.extended = on_extended,
+	.extended = bt_torrent_on_extended,
 };
 
 static struct bt_peer_config peer_config(const struct bt_torrent *t)
@@ -639,24 +419,6 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 	connect_more(t);
 }
 
-/* Says what became of the peers (the first few), for the error a user sees. */
-static void describe_peers(const struct bt_torrent *t, const char *lead, char *out, size_t n)
-{
-	size_t len = (size_t)snprintf(out, n, "%s", lead);
-	struct bt_addrbook_counts counts;
-	bt_addrbook_counts(t->book, &counts);
-	int h = -1;
-	for (size_t i = 0; i < 3 && (h = bt_addrbook_next(t->book, h)) >= 0 && len < n; i++) {
-		const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, h);
-		len += (size_t)snprintf(out + len, n - len, "%s %s: %s", i ? ";" : ":", e->name,
-					e->last_error[0] ? e->last_error : "not tried");
-	}
-	if (counts.known > 3 && len < n)
-		len += (size_t)snprintf(out + len, n - len, "; and %zu more", counts.known - 3);
-	if (t->tracker && len < n)
-		snprintf(out + len, n - len, "; tracker %s", bt_tracker_status(t->tracker));
-}
-
 static bool any_hope(const struct bt_torrent *t)
 {
 	if (live_conns(t) > 0 || t->tracker)
@@ -686,7 +448,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (t->md) {
 		bt_metadata_tick(t->md, now);
-		request_metadata_all(t);
+		bt_torrent_request_metadata(t);
 	}
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
@@ -700,8 +462,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		bt_tracker_need_peers(t->tracker);
 	if (!any_hope(t)) {
 		char why[768];
-		describe_peers(t, "no peers left to download from", why, sizeof why);
-		fail_torrent(t, "%s", why);
+		bt_torrent_describe_peers(t, "no peers left to download from", why, sizeof why);
+		bt_torrent_fail(t, "%s", why);
 		return;
 	}
 	/* No give-up by default: while a tracker or a peer may still bring data, wait (as aria2
@@ -711,20 +473,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		struct bt_torrent_stats st;
 		bt_torrent_get_stats(t, &st);
 		if (t->md)
-			describe_peers(t, "peers", why, sizeof why);
+			bt_torrent_describe_peers(t, "peers", why, sizeof why);
 		else if (st.peers_connected == 0)
-			describe_peers(t, "no peers left to download from", why, sizeof why);
+			bt_torrent_describe_peers(t, "no peers left to download from", why,
+						  sizeof why);
 		else
 			snprintf(why, sizeof why, "%zu peers connected, %zu unchoking us",
 				 st.peers_connected, st.peers_unchoking);
 		if (t->md)
-			fail_torrent(t,
-				     "no metadata (info dict) for %.0f s: %zu peers connected, %zu "
-				     "offering it (%s)",
-				     t->opts.stall_timeout_s, st.peers_connected, st.metadata_peers,
-				     why);
+			bt_torrent_fail(
+				t,
+				"no metadata (info dict) for %.0f s: %zu peers connected, %zu "
+				"offering it (%s)",
+				t->opts.stall_timeout_s, st.peers_connected, st.metadata_peers,
+				why);
 		else
-			fail_torrent(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
+			bt_torrent_fail(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
 	}
 }
 
@@ -801,8 +565,6 @@ static void setup_pieces(struct bt_torrent *t, const struct bt_metainfo *m,
 	bt_picker_set_max_partial(t->picker, bt_assembly_max_partial(&t->assembly));
 }
 
-static void on_meta_ready(evutil_socket_t fd, short what, void *arg);
-
 /* Everything but the pieces and the trackers. */
 static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *info_hash,
 					const struct bt_torrent_opts *opts,
@@ -829,7 +591,7 @@ static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *inf
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
 	t->reap = event_new(base, -1, 0, on_reap, t);
-	t->meta_ready = event_new(base, -1, 0, on_meta_ready, t);
+	t->meta_ready = event_new(base, -1, 0, bt_torrent_on_meta_ready, t);
 	if (!t->tick || !t->reap || !t->meta_ready)
 		bt_oom();
 	return t;
@@ -877,29 +639,6 @@ struct bt_torrent *bt_torrent_new_magnet(struct bt_session *s, const uint8_t inf
 	t->md = bt_metadata_new(info_hash);
 	make_tracker(t, tiers, tier_count);
 	return t;
-}
-
-/* The fetched dict, handed to the owner from the loop (not from inside a peer's callback). */
-static void on_meta_ready(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct bt_torrent *t = arg;
-	if (!t->md || t->failed || t->stopping)
-		return;
-	size_t len;
-	const uint8_t *info = bt_metadata_info(t->md, &len);
-	struct bt_err err;
-	bt_log(BT_LOG_DEBUG, "metadata", "received the info dict (%zu bytes)", len);
-	int rc = t->ev.metadata ? t->ev.metadata(t->arg, info, len, &err) : 0;
-	if (rc) {
-		fail_torrent(t, "%s", err.msg);
-		return;
-	}
-	if (t->m) {
-		bt_metadata_free(t->md);
-		t->md = NULL;
-	}
 }
 
 void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
@@ -995,7 +734,7 @@ void bt_torrent_start(struct bt_torrent *t)
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
 	if (!t->tracker && counts.known == 0)
-		fail_torrent(t, "no peers: the torrent has no trackers and no --peer was given");
+		bt_torrent_fail(t, "no peers: the torrent has no trackers and no --peer was given");
 }
 
 void bt_torrent_stop(struct bt_torrent *t)
@@ -1015,61 +754,6 @@ void bt_torrent_stop(struct bt_torrent *t)
 bool bt_torrent_stopped(const struct bt_torrent *t)
 {
 	return t->stopped;
-}
-
-void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *out)
-{
-	memset(out, 0, sizeof *out);
-	out->wanted_bytes = t->wanted_bytes;
-	out->verified_bytes = t->verified_bytes;
-	out->received_bytes = t->received_bytes;
-	out->pieces_failed = t->pieces_failed;
-	out->rate = t->rate;
-	out->first_byte_s = t->first_byte;
-	out->uploaded_bytes = t->uploaded_closed;
-	for (size_t i = 0; i < t->nconns; i++)
-		out->uploaded_bytes +=
-			t->conns[i]->reaping ? 0 : bt_peer_uploaded(t->conns[i]->peer);
-	for (size_t i = 0; i < t->nconns; i++) {
-		const struct conn *c = t->conns[i];
-		if (c->reaping || bt_peer_phase(c->peer) < BT_PEER_AWAIT_FIRST_MSG ||
-		    bt_peer_phase(c->peer) == BT_PEER_CLOSING)
-			continue;
-		out->peers_connected++;
-		out->peers_unchoking += !bt_peer_choking_us(c->peer);
-		out->up_rate += bt_peer_up_rate(c->peer);
-	}
-	struct bt_addrbook_counts counts;
-	bt_addrbook_counts(t->book, &counts);
-	out->peers_used = counts.used;
-	out->has_metadata = t->m != NULL;
-	if (t->md) {
-		struct bt_metadata_progress mp;
-		bt_metadata_progress(t->md, &mp);
-		out->metadata_peers = mp.peers;
-		out->metadata_blocks_done = mp.blocks_have;
-		out->metadata_blocks_total = mp.blocks_total;
-	}
-}
-
-size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out)
-{
-	struct bt_addrbook_counts counts;
-	bt_addrbook_counts(t->book, &counts);
-	struct bt_torrent_peer_stat *v = bt_xcalloc(counts.known ? counts.known : 1, sizeof *v);
-	size_t n = 0;
-	for (int h = -1; (h = bt_addrbook_next(t->book, h)) >= 0;) {
-		const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, h);
-		if (!e->handshaken)
-			continue;
-		snprintf(v[n].name, sizeof v[n].name, "%s", e->name);
-		v[n].bytes = e->bytes;
-		v[n].strikes = e->strikes;
-		v[n].banned = e->banned;
-		n++;
-	}
-	*out = v;
-	return n;
 }
 
 void bt_torrent_accept(struct bt_torrent *t, int fd, const struct sockaddr *sa, socklen_t len,
@@ -1095,47 +779,4 @@ void bt_torrent_set_port(struct bt_torrent *t, uint16_t port)
 	t->opts.port = port;
 	if (t->tracker)
 		bt_tracker_set_port(t->tracker, port);
-}
-
-const struct bt_bitfield *bt_torrent_have(const struct bt_torrent *t)
-{
-	return &t->have;
-}
-
-size_t bt_torrent_peers_served(const struct bt_torrent *t)
-{
-	size_t n = t->served_closed;
-	for (size_t i = 0; i < t->nconns; i++)
-		n += !t->conns[i]->reaping && bt_peer_uploaded(t->conns[i]->peer) > 0;
-	return n;
-}
-
-const char *bt_torrent_phase(const struct bt_torrent *t, char *buf, size_t n)
-{
-	if (t->first_byte >= 0 || t->finished || t->failed || t->stopping)
-		return NULL;
-	if (t->md) {
-		struct bt_metadata_progress mp;
-		bt_metadata_progress(t->md, &mp);
-		snprintf(buf, n, "fetching metadata: %zu peer%s offering it, %u of %u blocks",
-			 mp.peers, mp.peers == 1 ? "" : "s", mp.blocks_have, mp.blocks_total);
-		return buf;
-	}
-	size_t dialling = 0, connected = 0;
-	for (size_t i = 0; i < t->nconns; i++) {
-		const struct conn *c = t->conns[i];
-		enum bt_peer_phase ph = c->reaping ? BT_PEER_CLOSING : bt_peer_phase(c->peer);
-		dialling += ph < BT_PEER_AWAIT_FIRST_MSG;
-		connected += ph == BT_PEER_AWAIT_FIRST_MSG || ph == BT_PEER_ACTIVE;
-	}
-	if (connected)
-		snprintf(buf, n, "waiting for data from %zu peer%s", connected,
-			 connected == 1 ? "" : "s");
-	else if (dialling)
-		snprintf(buf, n, "connecting to %zu peer%s", dialling, dialling == 1 ? "" : "s");
-	else
-		snprintf(buf, n, "%s",
-			 t->tracker && !bt_tracker_working_url(t->tracker) ? "waiting for trackers"
-									   : "waiting for peers");
-	return buf;
 }

@@ -909,6 +909,112 @@ static void test_end_to_end_from_seeder(void **state)
 	bt_meta_deinit(&m);
 }
 
+/* Forks a seeder of m (src/data.bin) on 127.0.0.1; returns its pid and port. */
+static pid_t start_seeder(const struct bt_metainfo *m, uint16_t *port_out)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		run_seeder(m, fds[1]);
+	}
+	close(fds[1]);
+	ssize_t n = read(fds[0], port_out, sizeof *port_out);
+	close(fds[0]);
+	if (n != sizeof *port_out) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("the seeder did not start");
+	}
+	return pid;
+}
+
+/* One magnet job of `kind` against the seeder at port: runs it to its end, returns the job. */
+static struct bt_download *run_magnet(struct bt_session *s, const struct bt_metainfo *m,
+				      uint16_t port, enum bt_download_kind kind, uint32_t piece,
+				      struct rec *r)
+{
+	static struct sockaddr_storage peer;
+	static socklen_t plen;
+	plen = bt_sockaddr_from_ip("127.0.0.1", port, &peer);
+	struct bt_download_opts o = {.kind = kind,
+				     .dir = "got",
+				     .output = kind == BT_DOWNLOAD_PIECE ? "got.piece" : NULL,
+				     .piece = piece,
+				     .peers = &peer,
+				     .peer_lens = &plen,
+				     .npeers = 1};
+	o.torrent.use_trackers = false;
+	o.torrent.stall_timeout_s = 10;
+	struct bt_download_magnet mg = {.name = "hint"};
+	memcpy(mg.info_hash, m->info_hash, BT_HASH_LEN);
+	memset(r, 0, sizeof *r);
+	r->s = s;
+	struct bt_download *d = bt_download_new_magnet(s, &mg, &o, &events, r);
+	struct bt_err err;
+	/* Nothing is known before the metadata: no names, no metainfo, nothing to prepare. */
+	assert_null(bt_download_metainfo(d));
+	assert_null(bt_download_final_path(d));
+	assert_string_equal(bt_download_name(d), "hint");
+	assert_memory_equal(bt_download_info_hash(d), m->info_hash, BT_HASH_LEN);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	bt_download_start(d);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_METADATA);
+	assert_int_equal(bt_session_run(s, 20), BT_SESSION_STOPPED);
+	return d;
+}
+
+/* A magnet (the info hash and a peer, no metainfo): the metadata comes over BEP 9 from our own
+ * seeder, matches the torrent's, and the job goes on to download on the same connection; an
+ * INFO job ends with the metadata; a piece index past the end fails once the count is known. */
+static void test_magnet_from_seeder(void **state)
+{
+	(void)state;
+	write_sources();
+	struct bt_metainfo m;
+	make_single(&m);
+	uint16_t port;
+	pid_t pid = start_seeder(&m, &port);
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	struct rec r;
+
+	struct bt_download *d = run_magnet(s, &m, port, BT_DOWNLOAD_INFO, 0, &r);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	const struct bt_metainfo *got = bt_download_metainfo(d);
+	assert_non_null(got);
+	assert_int_equal(got->info_len, m.info_len);
+	assert_memory_equal(got->info_raw, m.info_raw, m.info_len);
+	assert_string_equal(bt_download_name(d), "data.bin");
+	assert_false(exists("got"));
+	bt_download_free(d);
+
+	d = run_magnet(s, &m, port, BT_DOWNLOAD_TORRENT, 0, &r);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_DONE);
+	assert_string_equal(bt_download_final_path(d), "got/data.bin");
+	uint8_t *data = pattern(SINGLE_LEN, 1);
+	assert_same_file("got/data.bin", data, SINGLE_LEN);
+	free(data);
+	struct bt_torrent_stats st;
+	bt_torrent_get_stats(bt_download_torrent(d), &st);
+	assert_true(st.has_metadata);
+	assert_int_equal(st.verified_bytes, SINGLE_LEN);
+	bt_download_free(d);
+
+	d = run_magnet(s, &m, port, BT_DOWNLOAD_PIECE, SINGLE_PIECES, &r);
+	assert_int_equal(bt_download_state(d), BT_DOWNLOAD_FAILED);
+	assert_non_null(strstr(bt_download_reason(d), "out of range"));
+	assert_false(exists("got.piece"));
+	bt_download_free(d);
+
+	bt_session_free(s);
+	stop_child(pid);
+	bt_meta_deinit(&m);
+}
+
 /* The only peer refuses connections: the job fails with a reason and leaves nothing. */
 static void test_dead_peer_fails(void **state)
 {
@@ -1279,6 +1385,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_planted_links_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_part_of_wrong_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_from_seeder, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_magnet_from_seeder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_peer_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_force_spares_other_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nothing_left_behind, setup, teardown),

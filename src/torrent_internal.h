@@ -1,0 +1,95 @@
+/*
+ * torrent_internal: what the files of the torrent module share: torrent.c (phases, peers,
+ * pieces, trackers, the public calls), torrent_ext.c (the extension protocol: our extended
+ * handshake, fetching a magnet's metadata over ut_metadata and serving ours) and
+ * torrent_stats.c (statistics and what the torrent is waiting for). Not for any other module.
+ */
+#ifndef BT_TORRENT_INTERNAL_H
+#define BT_TORRENT_INTERNAL_H
+
+#include "bt/addrbook.h"
+#include "bt/assembly.h"
+#include "bt/choker.h"
+#include "bt/metadata.h"
+#include "bt/peer.h"
+#include "bt/picker.h"
+#include "bt/torrent.h"
+#include "bt/util.h"
+
+#include <event2/event.h>
+
+/* One connected peer, as the torrent sees it. */
+struct conn {
+	struct bt_torrent *t;
+	struct bt_peer *peer;
+	int addr;		    /* its address book handle */
+	struct bt_bitfield counted; /* the availability it contributes to the picker */
+	bool counted_in;
+	bool reaping;
+	bool optimistic;     /* the choker's optimistic unchoke */
+	uint8_t ut_metadata; /* the peer's id for ut_metadata (BEP 9), 0: none */
+	bool md_peer;	     /* known to the metadata fetcher */
+};
+
+struct bt_torrent {
+	struct bt_session *session;
+	uint8_t info_hash[BT_HASH_LEN];
+	const struct bt_metainfo *m; /* NULL while a magnet's metadata is fetched */
+	struct bt_metadata *md;	     /* the fetch, in that phase */
+	struct event *meta_ready;    /* the fetched dict goes to the owner from the loop */
+	struct bt_torrent_opts opts;
+	struct bt_torrent_events ev;
+	void *arg;
+	struct bt_picker *picker;
+	struct bt_bitfield have;
+	uint64_t wanted_bytes, verified_bytes, received_bytes;
+	uint32_t pieces_failed;
+
+	struct bt_addrbook *book;
+	struct conn **conns;
+	size_t nconns, conns_cap;
+
+	struct bt_assembly assembly;
+	struct bt_tracker *tracker;
+	struct event *tick, *reap;
+	double started, last_data, first_byte;
+	double rate;
+	uint64_t rate_window;
+	struct bt_choker choker;
+	bool registered; /* with the session's router, for incoming connections */
+	unsigned ticks;
+	uint64_t uploaded_closed; /* bytes sent to peers since gone */
+	size_t served_closed;	  /* connections since gone that we sent blocks to */
+	bool finished, failed, stopping, stopped;
+	struct bt_block *pick_buf;
+};
+
+static inline struct conn *conn_of(struct bt_peer *p, void *arg)
+{
+	(void)p;
+	return arg;
+}
+
+/* Fails the torrent once, reporting the reason to its owner. */
+void bt_torrent_fail(struct bt_torrent *t, const char *fmt, ...) BT_PRINTF(2, 3);
+/* "peer 1.2.3.4:5", the subject of a connection's log lines. */
+const char *bt_torrent_peer_subject(const struct bt_torrent *t, const struct conn *c, char *buf,
+				    size_t n);
+/* Marks the connection for the reap event, which frees it from the loop. */
+void bt_torrent_reap(struct bt_torrent *t, struct conn *c);
+
+/* torrent_ext.c */
+void bt_torrent_send_ext_handshake(struct bt_torrent *t, struct conn *c);
+/* Asks every peer offering the metadata for the blocks the fetcher gives it. */
+void bt_torrent_request_metadata(struct bt_torrent *t);
+/* The peer event for extended messages. */
+void bt_torrent_on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
+			    size_t len);
+/* The meta_ready event: the fetched dict goes to the owner. */
+void bt_torrent_on_meta_ready(evutil_socket_t fd, short what, void *arg);
+
+/* torrent_stats.c */
+/* What became of the peers (the first few), after lead, for the error a user sees. */
+void bt_torrent_describe_peers(const struct bt_torrent *t, const char *lead, char *out, size_t n);
+
+#endif
