@@ -211,6 +211,29 @@ def make_torrent(target, out, piece_length, trackers=(), tool=None, source=None)
     return meta
 
 
+def make_big_info(directory, name, seed, info_bytes=1100 * KiB, piece_length=16 * KiB):
+    """A multi-file payload whose torrent's info dictionary is over `info_bytes` (default a
+    little over 1 MiB: more than 64 metadata blocks of 16 KiB), made of many small files with
+    long names in 30 folders with long names, and its v1 torrent (libtorrent, 16 KiB pieces).
+    Every file entry costs about 440 bytes of the info dict, so the content stays small (about
+    2 KiB a file). Returns (root, Meta); the torrent is directory/name.torrent."""
+    rnd = random.Random(seed)
+    per_file = 440
+    count = info_bytes // per_file + 1
+    folders = ['%02d-' % i + 'd' * 196 for i in range(30)]
+    files = []
+    for i in range(count):
+        leaf = '%05d-' % i + 'f' * 200 + '.bin'
+        files.append(('%s/%s' % (folders[i % len(folders)], leaf), rnd.randint(1, 4 * KiB)))
+    root = make_multi(directory, name, files, seed)
+    meta = make_torrent(root, os.path.join(directory, name + '.torrent'), piece_length,
+                        tool='libtorrent')
+    start, end = meta.root.spans[b'info']
+    if end - start <= info_bytes:
+        raise RuntimeError('info dict of %s is only %d bytes' % (meta.path, end - start))
+    return root, meta
+
+
 class Meta:
     """A torrent read back with btcommon's bdecode (independent of the code under test)."""
 
