@@ -514,7 +514,7 @@ class LibtorrentSeeder:
                 raise RuntimeError('libtorrent seeder on %s: %s' % (self.ip, ' '.join(words)))
 
     def command(self, line):
-        """'rate BYTES_PER_S' or 'reannounce'."""
+        """'rate BYTES_PER_S', 'reannounce' or 'connect HOST:PORT'."""
         self.proc.proc.stdin.write(line.encode() + b'\n')
         self.proc.proc.stdin.flush()
 
@@ -925,7 +925,8 @@ def _lt_seed_main(argv):
     """swarm.py lt-seed IP SAVE_PATH UPLOAD_LIMIT ANNOUNCE TORRENT...
 
     Prints 'listening PORT', then 'announced HASH' for each torrent after a tracker reply
-    (ANNOUNCE=1). Reads commands on stdin ('rate N', 'reannounce'); exits when stdin closes
+    (ANNOUNCE=1). Reads commands on stdin ('rate N', 'reannounce', 'connect HOST:PORT': dial
+    that peer for every torrent); exits when stdin closes
     (so it never outlives the test process)."""
     import libtorrent as lt
     ip, save_path, limit, announce = argv[0], argv[1], int(argv[2]), argv[3] == '1'
@@ -1009,6 +1010,10 @@ def _lt_seed_main(argv):
                 elif c and c[0] == 'reannounce':
                     for h in handles:
                         h.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+                elif c and c[0] == 'connect':
+                    host, _, port = c[1].rpartition(':')
+                    for h in handles:
+                        h.connect_peer((host, int(port)))
         except queue.Empty:
             pass
 
