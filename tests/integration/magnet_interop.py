@@ -7,8 +7,9 @@ magnet's tr= trackers and x.pe= peers (and --peer) name, then downloads like a .
    --save-torrent writing a .torrent that libtorrent loads with the same info hash;
 2. the same from an aria2c seeder (tr= and x.pe=);
 3. our `torrent seed` serving the metadata: a libtorrent downloader opens the magnet with our
-   seed as its only peer and gets the whole torrent; aria2c with --bt-metadata-only finds our
-   seed through opentracker and saves a .torrent with our info hash;
+   seed as its only peer and gets the whole torrent (also the one of case 4: 70 metadata
+   blocks from us); aria2c with --bt-metadata-only finds our seed through opentracker and
+   saves a .torrent with our info hash;
 4. a multi-file torrent whose info dict is over 1 MiB (2,561 files with long names in long
    folder names: 70 metadata blocks), from three libtorrent seeders at once.
 
@@ -213,6 +214,26 @@ class OurSeedServesMagnets(unittest.TestCase):
             lt_wait_seeding(ses, h, TIMEOUT, 'libtorrent downloading from our seed')
             same_content(self, label, os.path.join(out, meta.name))
             self.assertGreaterEqual(seed.wait_uploaded(meta.total, timeout=10), meta.total)
+            ses.remove_torrent(h)
+            del ses
+        finally:
+            r = seed.stop()
+        self.assertEqual(r.returncode, 0, r)
+
+    def test_libtorrent_opens_big_info_dict_from_our_seed(self):
+        # 70 metadata blocks served by us, the last one short
+        meta = P['big']
+        seed = Seed(meta, ROOTS['big'], take_ip())
+        try:
+            ses, _ = lt_session(take_ip(), encryption=False)
+            out = tempfile.mkdtemp(prefix='lt-big-from-ours-', dir=W)
+            h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
+                              peers=[seed.address])
+            ti = lt_wait_metadata(ses, h, 30, 'libtorrent opening the big magnet from us')
+            self.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+            self.assertEqual(ti.num_files(), len(meta.files))
+            lt_wait_seeding(ses, h, TIMEOUT, 'libtorrent downloading the big one from us')
+            same_content(self, 'big', os.path.join(out, meta.name))
             ses.remove_torrent(h)
             del ses
         finally:
