@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,7 +23,9 @@ static const char help[] =
 	"  -o, --output PATH      the .torrent to write (required; not overwritten without\n"
 	"                         --force)\n"
 	"  -a, --announce URL     a tracker, one tier per option; 'URL1,URL2' puts several\n"
-	"                         trackers in one tier (repeatable)\n"
+	"                         trackers in one tier (repeatable); http://, https:// or\n"
+	"                         udp://. Without -a the torrent has no tracker (a note\n"
+	"                         says so): peers find it through DHT and --peer only\n"
 	"  -l, --piece-length N   bytes per piece, a power of two from 16384 to 67108864; a\n"
 	"                         K or M suffix is allowed (default: from the total size,\n"
 	"                         16 KiB to 16 MiB, about 1000-2000 pieces)\n"
@@ -34,7 +37,7 @@ static const char help[] =
 	"      --no-date          leave out the creation date (the same input then always gives\n"
 	"                         the same file)\n"
 	"      --force            overwrite an existing output file\n"
-	"  -q, --quiet            no progress line\n"
+	"  -q, --quiet            no progress line, no note\n"
 	"  -h, --help             show this help\n"
 	"\n"
 	"Exit status: 0 created, 1 the data could not be read or the output written, 2 bad "
@@ -108,6 +111,32 @@ static int write_atomically(const char *path, const struct bt_buf *b, bool force
 		return BT_EXIT_FAILURE;
 	}
 	return BT_EXIT_OK;
+}
+
+/*
+ * The URLs of one -a tier ('URL1,URL2') that we could not announce to: only http, https and
+ * udp trackers exist for this client (and for most others), so a torrent naming another
+ * scheme would be made with a tracker nobody reaches. Returns the first such URL's start and
+ * its length in len_out, or NULL.
+ */
+static const char *bad_tracker(const char *tier, size_t *len_out)
+{
+	static const char *const schemes[] = {"http://", "https://", "udp://"};
+	for (const char *u = tier;;) {
+		size_t len = strcspn(u, ",");
+		bool ok = false;
+		for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !ok; i++) {
+			size_t n = strlen(schemes[i]);
+			ok = len > n && strncasecmp(u, schemes[i], n) == 0;
+		}
+		if (!ok) {
+			*len_out = len;
+			return u;
+		}
+		if (!u[len])
+			return NULL;
+		u += len + 1;
+	}
 }
 
 static int run(int argc, char **argv)
@@ -190,9 +219,17 @@ static int run(int argc, char **argv)
 		rc = bt_cli_usage_error("create", "expected one file or directory");
 	if (!rc && !output)
 		rc = bt_cli_usage_error("create", "-o <out.torrent> is required");
-	for (size_t i = 0; !rc && i < mo.tracker_count; i++)
+	for (size_t i = 0; !rc && i < mo.tracker_count; i++) {
+		size_t len;
+		const char *bad = bad_tracker(mo.trackers[i], &len);
 		if (!mo.trackers[i][0] || mo.trackers[i][0] == ',')
 			rc = bt_cli_usage_error("create", "--announce wants a URL");
+		else if (bad)
+			rc = bt_cli_usage_error("create",
+						"cannot announce to '%.*s': a tracker URL must "
+						"start with http://, https:// or udp://",
+						(int)len, bad);
+	}
 	if (rc) {
 		free(mo.trackers);
 		free(mo.web_seeds);
@@ -224,6 +261,12 @@ static int run(int argc, char **argv)
 			printf("Created %s: info hash %s, %u piece%s of %s.\n", output, hex,
 			       m.piece_count, m.piece_count == 1 ? "" : "s", pl);
 			bt_meta_deinit(&m);
+			if (!mo.tracker_count && !quiet)
+				fprintf(stderr,
+					"torrent: create: note: %s has no tracker (add one with -a "
+					"URL); peers can still find each other through DHT and "
+					"--peer\n",
+					output);
 		} else {
 			bt_cli_error("create", "internal error: the new torrent does not parse: %s",
 				     err.msg);

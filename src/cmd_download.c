@@ -6,10 +6,12 @@
 #include "bt/cli.h"
 #include "bt/download.h"
 #include "bt/jobargs.h"
+#include "bt/jobplot.h"
 #include "bt/jobview.h"
 #include "bt/log.h"
 #include "bt/ratelimit.h"
 #include "bt/session.h"
+#include "bt/source.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -18,12 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One torrent of the run: its metainfo and its job. */
+/* One torrent of the run: its source (file, URL or magnet) and its job. */
 struct item {
-	struct bt_metainfo m;
+	struct bt_source src;
 	const char *path;
 	struct bt_download *d;
+	struct sockaddr_storage *peers; /* --peer and a magnet's x.pe */
+	socklen_t *peer_lens;
 	bool announced; /* its "Downloaded ..." line is out */
+	bool running;	/* a magnet's metadata is known: the job runs */
 };
 
 struct run {
@@ -33,7 +38,9 @@ struct run {
 	size_t n;
 	struct event *progress_ev;
 	struct bt_jobview view;
-	uint32_t piece; /* download_piece: the index, parsed */
+	struct bt_jobplot *plot; /* --plot, --stats */
+	uint32_t piece;		 /* download_piece: the index, parsed */
+	bool save_failed;
 };
 
 static void on_progress(evutil_socket_t fd, short what, void *arg)
@@ -65,6 +72,16 @@ static bool all_ended(const struct run *r)
 	return true;
 }
 
+/* A magnet's metainfo is known: save it if asked, and say so. */
+static void metadata_arrived(struct run *r, struct item *it)
+{
+	const struct bt_metainfo *m = bt_download_metainfo(it->d);
+	bt_log(BT_LOG_INFO, r->o->command, "metadata received: '%s', %u pieces", m->name,
+	       m->piece_count);
+	if (r->o->save_torrent && bt_source_save_torrent(r->o->command, m, r->o->save_torrent) != 0)
+		r->save_failed = true;
+}
+
 static void on_changed(void *arg, struct bt_download *d)
 {
 	struct run *r = arg;
@@ -72,6 +89,11 @@ static void on_changed(void *arg, struct bt_download *d)
 	while (r->items[i].d != d)
 		i++;
 	enum bt_download_state st = bt_download_state(d);
+	struct item *it = &r->items[i];
+	if (it->src.is_magnet && !it->running && bt_download_metainfo(d)) {
+		it->running = true;
+		metadata_arrived(r, it);
+	}
 	if (st == BT_DOWNLOAD_FINISHING)
 		bt_jobview_job_done(&r->view, i);
 	if (st == BT_DOWNLOAD_SEEDING && r->o->mode == BT_JOB_DOWNLOAD &&
@@ -100,7 +122,7 @@ static void on_stopped(void *arg, struct bt_download *d)
 	bt_session_stop(r->session);
 }
 
-/* Loads every torrent and makes its job; returns 0 or an exit code. */
+/* Loads every torrent (file, URL or magnet) and makes its job; returns 0 or an exit code. */
 static int load_items(struct run *r, struct bt_download_opts *dopts)
 {
 	const struct bt_job_args *o = r->o;
@@ -110,41 +132,65 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 	static const struct bt_download_events ev = {on_checking, on_changed, on_stopped};
 	for (size_t i = 0; i < o->ntorrents; i++) {
 		struct item *it = &r->items[i];
-		int rc = bt_cli_load_torrent(o->command, o->torrents[i], &it->m);
+		int rc = bt_source_load(o->command, o->torrents[i], r->session, &it->src);
+		r->n++;
 		if (rc)
 			return rc;
-		bt_cli_warn_renamed(o->command, &it->m);
-		r->n++;
+		const struct bt_metainfo *m = it->src.has_meta ? &it->src.m : NULL;
+		if (m)
+			bt_cli_warn_renamed(o->command, m);
 		it->path = o->torrents[i];
 		for (size_t k = 0; k < i; k++)
-			if (!memcmp(r->items[k].m.info_hash, it->m.info_hash, BT_HASH_LEN))
+			if (!memcmp(bt_source_info_hash(&r->items[k].src),
+				    bt_source_info_hash(&it->src), BT_HASH_LEN))
 				return bt_cli_usage_error(o->command,
 							  "'%s' and '%s' are the same torrent",
 							  r->items[k].path, it->path);
 		if (o->mode == BT_JOB_PIECE) {
+			/* A magnet's piece count is known only with its metadata: checked then. */
 			unsigned long v;
-			if (bt_cli_parse_uint(o->piece_arg, 0, it->m.piece_count - 1, &v))
+			unsigned long max = m ? m->piece_count - 1 : UINT32_MAX - 1;
+			if (bt_cli_parse_uint(o->piece_arg, 0, max, &v))
 				return bt_cli_usage_error(o->command,
-							  "piece index must be 0 to %u, not '%s'",
-							  it->m.piece_count - 1, o->piece_arg);
+							  "piece index must be 0 to %lu, not '%s'",
+							  max, o->piece_arg);
 			dopts->piece = r->piece = (uint32_t)v;
 		}
-		it->d = bt_download_new(r->session, &it->m, dopts, &ev, r);
+		struct bt_download_opts iopts = *dopts;
+		size_t np = dopts->npeers;
+		it->peers = bt_xcalloc(np ? np : 1, sizeof *it->peers);
+		it->peer_lens = bt_xcalloc(np ? np : 1, sizeof *it->peer_lens);
+		memcpy(it->peers, dopts->peers, np * sizeof *it->peers);
+		memcpy(it->peer_lens, dopts->peer_lens, np * sizeof *it->peer_lens);
+		bt_source_add_magnet_peers(&it->src, &it->peers, &it->peer_lens, &np);
+		iopts.peers = it->peers;
+		iopts.peer_lens = it->peer_lens;
+		iopts.npeers = np;
+		if (m) {
+			it->d = bt_download_new(r->session, m, &iopts, &ev, r);
+		} else {
+			struct bt_download_magnet mg = bt_source_job_magnet(&it->src);
+			it->d = bt_download_new_magnet(r->session, &mg, &iopts, &ev, r);
+		}
 		r->view.jobs[i] = it->d;
 		r->view.n++;
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(bt_download_final_path(r->items[k].d),
+		for (size_t k = 0; m && k < i; k++)
+			if (bt_download_final_path(r->items[k].d) &&
+			    strcmp(bt_download_final_path(r->items[k].d),
 				   bt_download_final_path(it->d)) == 0)
 				return bt_cli_usage_error(
 					o->command, "'%s' and '%s' would both write '%s'",
 					r->items[k].path, it->path, bt_download_final_path(it->d));
+		if (m && o->save_torrent &&
+		    (rc = bt_source_save_torrent(o->command, m, o->save_torrent)))
+			return rc;
 	}
 	return 0;
 }
 
 static int finish(struct run *r, enum bt_session_end end)
 {
-	int rc = BT_EXIT_OK;
+	int rc = r->save_failed ? BT_EXIT_FAILURE : BT_EXIT_OK;
 	for (size_t i = 0; i < r->n; i++) {
 		struct item *it = &r->items[i];
 		struct bt_download *d = it->d;
@@ -162,10 +208,16 @@ static int finish(struct run *r, enum bt_session_end end)
 		if (st == BT_DOWNLOAD_DONE || st == BT_DOWNLOAD_SEEDING)
 			announce_result(r, it);
 		else if (end == BT_SESSION_INTERRUPTED && r->o->mode != BT_JOB_SEED) {
-			bt_cli_error(r->o->command,
-				     "interrupted; verified pieces are kept in '%s': run the same "
-				     "command again to resume",
-				     bt_download_temp_path(d));
+			if (bt_download_keeps_part(d))
+				bt_cli_error(
+					r->o->command,
+					"interrupted; verified pieces are kept in '%s': run the "
+					"same command again to resume",
+					bt_download_temp_path(d));
+			else
+				bt_cli_error(r->o->command,
+					     "interrupted before any piece was verified; nothing "
+					     "was kept");
 			rc = BT_EXIT_FAILURE;
 		} else if (st == BT_DOWNLOAD_RUNNING && r->o->mode != BT_JOB_SEED) {
 			rc = BT_EXIT_FAILURE;
@@ -206,6 +258,12 @@ static int run_jobs(struct bt_job_args *o)
 		rc = bt_cli_resolve_peer(cmd, o->peers[i], &peers[i], &lens[i]);
 	if (rc)
 		goto done;
+	if ((o->plot_path || o->stats_path) &&
+	    !(r.plot = bt_jobplot_new(o->plot_path, o->stats_path, &err))) {
+		bt_cli_error(cmd, "%s", err.msg);
+		rc = BT_EXIT_FAILURE;
+		goto done;
+	}
 	if (o->verbose)
 		bt_log_set_level(BT_LOG_DEBUG);
 	bt_log_set_sink(bt_jobview_log_sink, &r.view);
@@ -230,7 +288,7 @@ static int run_jobs(struct bt_job_args *o)
 			fprintf(stderr,
 				"torrent: resuming '%s': %lld of %u pieces already verified\n",
 				bt_download_temp_path(r.items[i].d), (long long)kept,
-				r.items[i].m.piece_count);
+				bt_download_metainfo(r.items[i].d)->piece_count);
 		if (bt_download_was_complete(r.items[i].d) && o->seed)
 			announce_result(&r, &r.items[i]);
 	}
@@ -256,6 +314,9 @@ static int run_jobs(struct bt_job_args *o)
 	r.view.engine_started = bt_now();
 	for (size_t i = 0; i < r.n; i++)
 		bt_download_start(r.items[i].d);
+	if (r.plot)
+		bt_jobplot_start(r.plot, bt_session_base(r.session), r.view.jobs, r.n,
+				 r.view.engine_started);
 	enum bt_session_end end = BT_SESSION_STOPPED;
 	if (!all_ended(&r))
 		end = bt_session_run(r.session, 0);
@@ -263,6 +324,9 @@ static int run_jobs(struct bt_job_args *o)
 	if (end != BT_SESSION_INTERRUPTED)
 		bt_jobview_progress(&r.view, true);
 	bt_jobview_end_line(&r.view);
+	int plot_rc = r.plot ? bt_jobplot_finish(r.plot, &err) : 0;
+	if (plot_rc)
+		bt_cli_error(cmd, "%s", err.msg);
 	/* Tell the trackers we are leaving, bounded, and close every peer. */
 	bool all_stopped = true;
 	for (size_t i = 0; i < r.n; i++) {
@@ -272,13 +336,18 @@ static int run_jobs(struct bt_job_args *o)
 	if (!all_stopped && end != BT_SESSION_INTERRUPTED)
 		bt_session_run(r.session, 3);
 	rc = finish(&r, end);
+	if (plot_rc && !rc)
+		rc = BT_EXIT_FAILURE;
 done:
 	bt_log_set_sink(NULL, NULL);
+	bt_jobplot_free(r.plot);
 	if (r.progress_ev)
 		event_free(r.progress_ev);
 	for (size_t i = 0; i < r.n; i++) {
 		bt_download_free(r.items[i].d);
-		bt_meta_deinit(&r.items[i].m);
+		bt_source_deinit(&r.items[i].src);
+		free(r.items[i].peers);
+		free(r.items[i].peer_lens);
 	}
 	free(r.items);
 	free(r.view.jobs);
@@ -313,6 +382,31 @@ static int run_seed(int argc, char **argv)
 {
 	return run_mode(argc, argv, "seed", BT_JOB_SEED);
 }
+
+static int run_magnet_download(int argc, char **argv)
+{
+	return run_mode(argc, argv, "magnet_download", BT_JOB_DOWNLOAD);
+}
+
+static int run_magnet_download_piece(int argc, char **argv)
+{
+	return run_mode(argc, argv, "magnet_download_piece", BT_JOB_PIECE);
+}
+
+/* The course's names: a magnet is accepted by download and download_piece themselves. */
+const struct bt_cli_command bt_cmd_magnet_download = {
+	.name = "magnet_download",
+	.summary = "download a magnet link's torrent (as 'download')",
+	.help = bt_job_download_help,
+	.run = run_magnet_download,
+};
+
+const struct bt_cli_command bt_cmd_magnet_download_piece = {
+	.name = "magnet_download_piece",
+	.summary = "download one piece of a magnet link's torrent (as 'download_piece')",
+	.help = bt_job_piece_help,
+	.run = run_magnet_download_piece,
+};
 
 const struct bt_cli_command bt_cmd_seed = {
 	.name = "seed",

@@ -1,4 +1,5 @@
 #include "bt/cli.h"
+#include "bt/source.h"
 #include "bt/hash.h"
 #include "bt/json.h"
 #include "bt/metainfo.h"
@@ -18,7 +19,10 @@
 #define STOPPED_SECONDS 1.0
 
 static const char help[] =
-	"Usage: torrent peers [options] <file.torrent>\n"
+	"Usage: torrent peers [options] <torrent>\n"
+	"\n"
+	"A <torrent> is a .torrent file, an http(s):// URL of one, or a magnet link (its tr=\n"
+	"trackers are asked; until the size is known, 'left' is announced as 16384).\n"
 	"\n"
 	"Asks the torrent's trackers for peers and prints each peer as ip:port (IPv6 as\n"
 	"[addr]:port), one per line, without duplicates. Every tracker of every tier (HTTP, HTTPS\n"
@@ -445,14 +449,23 @@ static int run(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return bt_cli_usage_error("peers", "expected one .torrent file");
-	const char *path = argv[optind];
-	struct bt_metainfo m;
-	int rc = bt_cli_load_torrent("peers", path, &m);
+		return bt_cli_usage_error("peers",
+					  "expected one .torrent file, URL or magnet link");
+	struct bt_source src;
+	int rc = bt_source_load("peers", argv[optind], NULL, &src);
 	if (rc)
 		return rc;
-	rc = run_peers(&m, timeout, (uint16_t)port, listen_ip, json);
-	bt_meta_deinit(&m);
+	if (src.is_magnet) {
+		/* The trackers need only the info hash; the size is a positive placeholder. */
+		struct bt_metainfo m = {.tiers = (struct bt_meta_tier *)src.mg.tiers,
+					.tier_count = src.mg.tier_count,
+					.total_length = BT_BLOCK_SIZE};
+		memcpy(m.info_hash, src.mg.info_hash, BT_HASH_LEN);
+		rc = run_peers(&m, timeout, (uint16_t)port, listen_ip, json);
+	} else {
+		rc = run_peers(&src.m, timeout, (uint16_t)port, listen_ip, json);
+	}
+	bt_source_deinit(&src);
 	return rc;
 }
 

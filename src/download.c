@@ -15,7 +15,11 @@
 
 struct bt_download {
 	struct bt_session *s;
-	const struct bt_metainfo *m;
+	const struct bt_metainfo *m;  /* NULL while a magnet's metadata is fetched */
+	struct bt_download_magnet mg; /* a magnet's job */
+	bool magnet;
+	char hex_name[2 * BT_HASH_LEN + 1];
+	struct bt_metainfo own; /* a magnet's metainfo, once fetched */
 	struct bt_download_opts o;
 	struct bt_download_events ev;
 	void *arg;
@@ -30,6 +34,13 @@ struct bt_download {
 	const char *final_base, *temp_base;
 	struct bt_bitfield have, want;
 	bool was_complete, stopping, stopped;
+	/* What this run made, to be undone if it ends with nothing verified stored: the `.part`
+	 * (through storage's own record), the final name moved to it by --force, and the folders
+	 * make_dirs created, parents first. */
+	bool part_is_ours, forced_rename;
+	char **made_dirs;
+	size_t nmade_dirs;
+	uint32_t stored; /* pieces stored in this run */
 	int64_t resumed;
 	double seeding_since;
 	struct event *tick; /* seed limits */
@@ -80,7 +91,14 @@ static void name_outputs(struct bt_download *d)
 {
 	const struct bt_metainfo *m = d->m;
 	const char *dir = d->o.dir;
-	if (d->o.kind == BT_DOWNLOAD_PIECE)
+	if (d->o.kind == BT_DOWNLOAD_PIECE && !d->o.output) {
+		/* --dir instead of -o: the piece beside where the whole torrent would go. */
+		char index[32];
+		snprintf(index, sizeof index, ".piece%u", d->o.piece);
+		char *base = concat3(dir ? dir : ".", "/", m->name);
+		d->final_path = concat3(base, index, "");
+		free(base);
+	} else if (d->o.kind == BT_DOWNLOAD_PIECE)
 		d->final_path = bt_xstrdup(d->o.output);
 	else if (d->o.kind == BT_DOWNLOAD_SEED && d->o.data_path)
 		d->final_path = bt_xstrdup(d->o.data_path);
@@ -97,13 +115,11 @@ static void name_outputs(struct bt_download *d)
 		d->temp_path = concat3(d->final_path, ".part", "");
 }
 
-struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
-				    const struct bt_download_opts *opts,
-				    const struct bt_download_events *ev, void *arg)
+static struct bt_download *download_alloc(struct bt_session *s, const struct bt_download_opts *opts,
+					  const struct bt_download_events *ev, void *arg)
 {
 	struct bt_download *d = bt_xcalloc(1, sizeof *d);
 	d->s = s;
-	d->m = m;
 	d->o = *opts;
 	if (ev)
 		d->ev = *ev;
@@ -112,16 +128,75 @@ struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metain
 	d->dir_fd = -1;
 	d->resumed = -1;
 	d->seeding_since = -1;
+	if (d->o.kind == BT_DOWNLOAD_SEED)
+		d->o.seed = true;
+	return d;
+}
+
+/* What the metainfo decides: the piece sets and the names. */
+static void set_metainfo(struct bt_download *d, const struct bt_metainfo *m)
+{
+	d->m = m;
+	bt_bitfield_deinit(&d->have);
+	bt_bitfield_deinit(&d->want);
 	bt_bitfield_init(&d->have, m->piece_count);
 	bt_bitfield_init(&d->want, m->piece_count);
 	if (d->o.kind == BT_DOWNLOAD_PIECE)
 		bt_bitfield_set(&d->want, d->o.piece);
 	else
 		bt_bitfield_set_all(&d->want);
-	if (d->o.kind == BT_DOWNLOAD_SEED)
-		d->o.seed = true;
 	name_outputs(d);
+}
+
+struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
+				    const struct bt_download_opts *opts,
+				    const struct bt_download_events *ev, void *arg)
+{
+	struct bt_download *d = download_alloc(s, opts, ev, arg);
+	set_metainfo(d, m);
 	return d;
+}
+
+struct bt_download *bt_download_new_magnet(struct bt_session *s,
+					   const struct bt_download_magnet *mg,
+					   const struct bt_download_opts *opts,
+					   const struct bt_download_events *ev, void *arg)
+{
+	struct bt_download *d = download_alloc(s, opts, ev, arg);
+	d->mg = *mg;
+	d->magnet = true;
+	bt_hex_encode(d->hex_name, mg->info_hash, BT_HASH_LEN);
+	return d;
+}
+
+bool bt_download_keeps_part(const struct bt_download *d)
+{
+	return d->o.kind == BT_DOWNLOAD_TORRENT && !d->was_complete &&
+	       (d->stored > 0 || d->resumed > 0);
+}
+
+/*
+ * A run that got no verified piece leaves nothing behind: the `.part` it created (a
+ * preallocated file or tree), the user's output it moved there under --force (moved back),
+ * and the folders it made. Only what this run made is removed, and folders only when empty.
+ */
+static void leave_nothing(struct bt_download *d)
+{
+	bool ended_well = d->state == BT_DOWNLOAD_DONE || d->state == BT_DOWNLOAD_SEEDING ||
+			  d->state == BT_DOWNLOAD_FINISHING;
+	bool keep = ended_well || bt_download_keeps_part(d) || d->o.kind == BT_DOWNLOAD_SEED;
+	if (!keep && d->part_is_ours)
+		bt_storage_discard(d->storage);
+	else
+		bt_storage_free(d->storage);
+	d->storage = NULL;
+	if (keep)
+		return;
+	struct stat st;
+	if (d->forced_rename && fstatat(d->dir_fd, d->final_base, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		renameat(d->dir_fd, d->temp_base, d->dir_fd, d->final_base);
+	for (size_t i = d->nmade_dirs; i-- > 0;)
+		rmdir(d->made_dirs[i]);
 }
 
 void bt_download_free(struct bt_download *d)
@@ -131,18 +206,23 @@ void bt_download_free(struct bt_download *d)
 	bt_torrent_free(d->torrent);
 	if (d->tick)
 		event_free(d->tick);
-	bt_storage_free(d->storage);
 	if (d->piece_fd >= 0) {
 		close(d->piece_fd);
 		if (d->state != BT_DOWNLOAD_DONE)
 			unlinkat(d->dir_fd, d->temp_base, 0);
 	}
+	leave_nothing(d);
 	if (d->dir_fd >= 0)
 		close(d->dir_fd);
+	for (size_t i = 0; i < d->nmade_dirs; i++)
+		free(d->made_dirs[i]);
+	free(d->made_dirs);
 	free(d->final_path);
 	free(d->temp_path);
 	bt_bitfield_deinit(&d->have);
 	bt_bitfield_deinit(&d->want);
+	if (d->magnet)
+		bt_meta_deinit(&d->own);
 	free(d);
 }
 
@@ -171,8 +251,8 @@ static uint32_t check_pieces(struct bt_download *d, struct bt_storage *st)
 	return good;
 }
 
-/* Creates dir and any missing parents, as `mkdir -p` does. */
-static int make_dirs(const char *dir, struct bt_err *err)
+/* Creates dir and any missing parents, as `mkdir -p` does, noting the ones it made. */
+static int make_dirs(struct bt_download *d, const char *dir, struct bt_err *err)
 {
 	char *path = bt_xstrdup(dir);
 	int rc = 0;
@@ -181,7 +261,11 @@ static int make_dirs(const char *dir, struct bt_err *err)
 		if (*p != '/' && !last)
 			continue;
 		*p = '\0';
-		if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+		if (mkdir(path, 0777) == 0) {
+			d->made_dirs = bt_xreallocarray(d->made_dirs, d->nmade_dirs + 1,
+							sizeof *d->made_dirs);
+			d->made_dirs[d->nmade_dirs++] = bt_xstrdup(path);
+		} else if (errno != EEXIST) {
 			rc = bt_err_set(err, -errno, "cannot create '%s': %s", path,
 					strerror(errno));
 			break;
@@ -229,6 +313,45 @@ static int refuse_link(const struct bt_download *d, const char *base, const char
 	return 0;
 }
 
+/* What a file-system object is, for a refusal that names it. */
+static const char *kind_of(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISCHR(mode) || S_ISBLK(mode))
+		return "a device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return S_ISREG(mode) ? "a regular file" : "of an unknown kind";
+}
+
+/*
+ * The final name holds something that is not this torrent's complete data. Unless it is of
+ * the torrent's own kind (a regular file for one file, a directory for several), nothing may
+ * touch it, --force or not: --force resumes from a partial download, it never moves the
+ * user's folder (`-o Downloads`) or a FIFO, a device or a link out of the way.
+ */
+static int refuse_other_kind(const struct bt_download *d, struct bt_err *err)
+{
+	struct stat st;
+	if (fstatat(d->dir_fd, d->final_base, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return bt_err_set(err, -errno, "cannot open '%s': %s", d->final_path,
+				  strerror(errno));
+	bool multi = d->m->multi_file;
+	if (multi ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode))
+		return 0;
+	if (S_ISLNK(st.st_mode))
+		return bt_err_set(err, -ELOOP,
+				  "'%s' is a symbolic link; refusing to write through it",
+				  d->final_path);
+	return bt_err_set(err, multi ? -ENOTDIR : -EISDIR,
+			  "'%s' is %s, not this torrent's %s; refusing to touch it (choose "
+			  "another output)",
+			  d->final_path, kind_of(st.st_mode), multi ? "folder" : "file");
+}
+
 static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
@@ -237,7 +360,7 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 	int rc = 0;
 	if (slash && slash > d->final_path) {
 		char *parent = bt_xstrndup(d->final_path, (size_t)(slash - d->final_path));
-		rc = make_dirs(parent, err);
+		rc = make_dirs(d, parent, err);
 		free(parent);
 	}
 	if (rc || (rc = open_parent(d, err)))
@@ -254,30 +377,33 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 			d->was_complete = true;
 			return 0;
 		}
+		if ((rc = refuse_other_kind(d, err)))
+			return rc;
 		if (!d->o.force)
 			return bt_err_set(
 				err, -EEXIST,
 				"'%s' exists and is not this torrent's complete data (%u of "
 				"%u pieces match); use --force to resume from it",
 				d->final_path, good, m->piece_count);
-		if ((rc = refuse_link(d, d->final_base, d->final_path, err)))
-			return rc;
 		if (exists(d->temp_path))
 			return bt_err_set(err, -EEXIST, "both '%s' and '%s' exist; remove one",
 					  d->final_path, d->temp_path);
 		if (renameat(d->dir_fd, d->final_base, d->dir_fd, d->temp_base) != 0)
 			return bt_err_set(err, -errno, "cannot rename '%s': %s", d->final_path,
 					  strerror(errno));
+		d->forced_rename = true;
 		/* The data just checked goes on under its temporary name: `have` stands. */
 		rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
 		if (!rc)
 			d->resumed = good;
+		d->part_is_ours = true; /* what the open added to the user's data, not the data */
 		return rc;
 	}
 	bool resuming = exists(d->temp_path);
 	rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
 	if (rc)
 		return rc;
+	d->part_is_ours = true;
 	if (resuming)
 		d->resumed = check_pieces(d, d->storage);
 	return 0;
@@ -344,9 +470,53 @@ static void list_missing(const struct bt_download *d, char *list, size_t size)
 	}
 }
 
+static bool is_dir_at(const char *dir, const char *rel)
+{
+	char *path = concat3(dir, "/", rel);
+	struct stat st;
+	bool yes = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	free(path);
+	return yes;
+}
+
+static bool exists_at(const char *dir, const char *rel)
+{
+	char *path = concat3(dir, "/", rel);
+	bool yes = exists(path);
+	free(path);
+	return yes;
+}
+
+/*
+ * `seed t.torrent D` with D a folder: like a save path (libtorrent, Transmission), D holds
+ * the content, D/<name>, unless D is itself a multi-file torrent's content (it holds the
+ * torrent's first file), as `seed t.torrent D/<name>` has always meant.
+ */
+static void resolve_data_path(struct bt_download *d)
+{
+	const struct bt_metainfo *m = d->m;
+	const char *path = d->final_path;
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return;
+	if (m->multi_file) {
+		const char *first = NULL;
+		for (size_t i = 0; i < m->file_count && !first; i++)
+			if (!m->files[i].pad && m->files[i].length > 0)
+				first = m->files[i].path;
+		if (!first || exists_at(path, first) || !is_dir_at(path, m->name))
+			return;
+	}
+	char *inside = concat3(path, "/", m->name);
+	free(d->final_path);
+	d->final_path = inside;
+}
+
 static int prepare_seed(struct bt_download *d, struct bt_err *err)
 {
 	const struct bt_metainfo *m = d->m;
+	if (d->o.data_path)
+		resolve_data_path(d);
 	int rc = bt_storage_open(&d->storage, m, d->final_path, BT_STORAGE_READONLY, err);
 	if (rc)
 		return rc;
@@ -365,7 +535,8 @@ static int prepare_seed(struct bt_download *d, struct bt_err *err)
 			  d->final_path, m->piece_count - good, m->piece_count, list);
 }
 
-int bt_download_prepare(struct bt_download *d, struct bt_err *err)
+/* Everything prepare does once the metainfo is known. */
+static int prepare_known(struct bt_download *d, struct bt_err *err)
 {
 	int rc = d->o.kind == BT_DOWNLOAD_PIECE	 ? prepare_piece(d, err)
 		 : d->o.kind == BT_DOWNLOAD_SEED ? prepare_seed(d, err)
@@ -383,11 +554,20 @@ int bt_download_prepare(struct bt_download *d, struct bt_err *err)
 	return rc;
 }
 
+int bt_download_prepare(struct bt_download *d, struct bt_err *err)
+{
+	/* A magnet's names and data are known only once its metadata is. */
+	return d->m ? prepare_known(d, err) : 0;
+}
+
 static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt_err *err)
 {
 	struct bt_download *d = arg;
-	if (d->storage)
-		return bt_storage_write_piece(d->storage, piece, data, err);
+	if (d->storage) {
+		int rc = bt_storage_write_piece(d->storage, piece, data, err);
+		d->stored += rc == 0;
+		return rc;
+	}
 	size_t len = (size_t)bt_meta_piece_size(d->m, piece);
 	for (size_t off = 0; off < len;) {
 		ssize_t n = pwrite(d->piece_fd, data + off, len - off, (off_t)off);
@@ -405,6 +585,8 @@ static int store_piece(void *arg, uint32_t piece, const uint8_t *data, struct bt
 static int read_block(void *arg, uint32_t piece, uint32_t begin, uint32_t length, uint8_t *dest)
 {
 	struct bt_download *d = arg;
+	if (!d->storage)
+		return -EIO;
 	return bt_storage_read(d->storage, piece, begin, dest, length, NULL);
 }
 
@@ -490,6 +672,40 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A magnet's info dict arrived: the job now knows what it downloads, and where. */
+static int on_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err *err)
+{
+	struct bt_download *d = arg;
+	if (d->m)
+		return 0;
+	int rc = bt_meta_parse_info(&d->own, info, len, d->mg.tiers, d->mg.tier_count, err);
+	if (rc)
+		return rc;
+	if (d->o.kind == BT_DOWNLOAD_PIECE && d->o.piece >= d->own.piece_count) {
+		uint32_t count = d->own.piece_count;
+		bt_meta_deinit(&d->own);
+		return bt_err_set(
+			err, -EINVAL,
+			"piece index %u is out of range: the torrent has %u pieces (0 to %u)",
+			d->o.piece, count, count - 1);
+	}
+	set_metainfo(d, &d->own);
+	if (d->o.kind == BT_DOWNLOAD_INFO) {
+		set_state(d, BT_DOWNLOAD_DONE);
+		bt_download_stop(d);
+		return 0;
+	}
+	if ((rc = prepare_known(d, err)))
+		return rc;
+	if (d->state == BT_DOWNLOAD_DONE) {
+		bt_download_stop(d);
+		return 0;
+	}
+	set_state(d, BT_DOWNLOAD_RUNNING);
+	bt_torrent_set_metainfo(d->torrent, d->m, &d->have, &d->want);
+	return 0;
+}
+
 void bt_download_start(struct bt_download *d)
 {
 	if (d->state != BT_DOWNLOAD_NEW)
@@ -497,19 +713,25 @@ void bt_download_start(struct bt_download *d)
 	struct bt_torrent_opts topts = d->o.torrent;
 	topts.seed = d->o.seed;
 	topts.port = bt_session_listen_port(d->s);
+	bool serves = d->storage || (d->magnet && d->o.kind == BT_DOWNLOAD_TORRENT);
 	struct bt_torrent_events tev = {.piece_verified = store_piece,
-					.read_block = d->storage ? read_block : NULL,
+					.read_block = serves ? read_block : NULL,
 					.complete = on_complete,
 					.failed = on_failed,
-					.stopped = on_torrent_stopped};
-	d->torrent = bt_torrent_new(d->s, d->m, &d->have, &d->want, &topts, &tev, d);
+					.stopped = on_torrent_stopped,
+					.metadata = on_metadata};
+	if (d->magnet)
+		d->torrent = bt_torrent_new_magnet(d->s, d->mg.info_hash, d->mg.tiers,
+						   d->mg.tier_count, &topts, &tev, d);
+	else
+		d->torrent = bt_torrent_new(d->s, d->m, &d->have, &d->want, &topts, &tev, d);
 	for (size_t i = 0; i < d->o.npeers; i++)
 		bt_torrent_add_peer(d->torrent, (const struct sockaddr *)&d->o.peers[i],
 				    d->o.peer_lens[i]);
 	d->tick = event_new(bt_session_base(d->s), -1, EV_PERSIST, on_tick, d);
 	if (!d->tick)
 		bt_oom();
-	d->state = BT_DOWNLOAD_RUNNING;
+	d->state = d->m ? BT_DOWNLOAD_RUNNING : BT_DOWNLOAD_METADATA;
 	bt_torrent_start(d->torrent);
 }
 
@@ -562,6 +784,16 @@ const char *bt_download_temp_path(const struct bt_download *d)
 const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d)
 {
 	return d->m;
+}
+
+const char *bt_download_name(const struct bt_download *d)
+{
+	return d->m ? d->m->name : d->mg.name ? d->mg.name : d->hex_name;
+}
+
+const uint8_t *bt_download_info_hash(const struct bt_download *d)
+{
+	return d->magnet ? d->mg.info_hash : d->m->info_hash;
 }
 
 int64_t bt_download_resumed(const struct bt_download *d)

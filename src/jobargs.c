@@ -8,7 +8,10 @@
 #include <string.h>
 
 const char bt_job_download_help[] =
-	"Usage: torrent download [options] <file.torrent>...\n"
+	"Usage: torrent download [options] <torrent>...\n"
+	"\n"
+	"A <torrent> is a .torrent file, an http:// or https:// URL of one, or a magnet link\n"
+	"(magnet:?xt=urn:btih:...; its metadata is fetched from peers first, BEP 9).\n"
 	"\n"
 	"Downloads whole torrents from their trackers' peers and from --peer addresses, many at\n"
 	"once, verifying every piece (SHA-1) before it is written. Each torrent's content goes\n"
@@ -35,14 +38,21 @@ const char bt_job_download_help[] =
 	"      --seed               keep seeding after the download until Ctrl-C or a limit\n"
 	"      --seed-ratio R       stop seeding once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop seeding after S seconds\n"
-	"      --stall-timeout S    give up when no data arrives for S seconds (default 60)\n"
+	"      --stall-timeout S    give up when no data arrives for S seconds (default 0:\n"
+	"                           wait for peers as long as it takes)\n"
 	"      --force              resume from or overwrite an existing output\n"
+	"      --save-torrent FILE  write the torrent's metainfo to FILE once known (from a\n"
+	"                           magnet link or a URL) as a .torrent file\n"
 	"      --max-down RATE      download at most RATE bytes/s in all (e.g. 500K, 2M)\n"
 	"      --max-up RATE        upload at most RATE bytes/s in all\n"
 	"  -v, --verbose            a line for each peer connected and closed, with the reason\n"
 	"  -q, --quiet              no progress output\n"
 	"      --progress=MODE      auto (a redrawn line on a terminal, a line every 5 s\n"
 	"                           otherwise), json (one object per second), or none\n"
+	"      --plot FILE.svg      draw the throughput over time, per peer, and each peer's\n"
+	"                           share as an SVG picture when the run ends\n"
+	"      --stats FILE         write the same numbers as JSON lines, one per second: t,\n"
+	"                           rate, received, and each peer's bytes so far\n"
 	"  -h, --help               show this help\n"
 	"\n"
 	"What we have we share: peers may download from us during the download too.\n"
@@ -52,12 +62,15 @@ const char bt_job_download_help[] =
 	"the next run), 2 bad usage or invalid torrent.\n";
 
 const char bt_job_piece_help[] =
-	"Usage: torrent download_piece -o <out> [options] <file.torrent> <index>\n"
+	"Usage: torrent download_piece -o <out> [options] <torrent> <index>\n"
+	"       torrent download_piece --dir DIR [options] <torrent> <index>\n"
 	"\n"
 	"Downloads one piece from many peers at once, verifies it, and writes exactly that\n"
-	"piece's bytes to <out> (through a temporary file renamed at the end).\n"
+	"piece's bytes to <out>, or with --dir to DIR/<name>.piece<index> (through a temporary\n"
+	"file renamed at the end).\n"
 	"\n"
-	"Options: as for 'torrent download' (-o is required), see 'torrent download --help'.\n"
+	"Options: as for 'torrent download' (-o or --dir is required), see\n"
+	"'torrent download --help'.\n"
 	"\n"
 	"Exit status: 0 downloaded and verified, 1 failed, 2 bad usage or invalid torrent.\n";
 
@@ -109,7 +122,10 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		OPT_LISTEN,
 		OPT_MAX_DOWN,
 		OPT_MAX_UP,
-		OPT_ASSUME_VALID
+		OPT_ASSUME_VALID,
+		OPT_PLOT,
+		OPT_STATS,
+		OPT_SAVE_TORRENT
 	};
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -130,12 +146,14 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		{"max-down", required_argument, NULL, OPT_MAX_DOWN},
 		{"max-up", required_argument, NULL, OPT_MAX_UP},
 		{"assume-valid", no_argument, NULL, OPT_ASSUME_VALID},
+		{"plot", required_argument, NULL, OPT_PLOT},
+		{"stats", required_argument, NULL, OPT_STATS},
+		{"save-torrent", required_argument, NULL, OPT_SAVE_TORRENT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *cmd = o->command;
 	o->max_peers = 50;
-	o->stall_timeout = 60;
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":o:d:p:qvh", opts)) != -1) {
 		switch (c) {
@@ -163,10 +181,11 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 							  optarg);
 			break;
 		case OPT_STALL:
-			if (bt_cli_parse_seconds(optarg, 1, 86400, &o->stall_timeout))
-				return bt_cli_usage_error(
-					cmd, "--stall-timeout wants 1 to 86400 seconds, not '%s'",
-					optarg);
+			if (bt_cli_parse_seconds(optarg, 0, 86400, &o->stall_timeout))
+				return bt_cli_usage_error(cmd,
+							  "--stall-timeout wants 0 (never) to "
+							  "86400 seconds, not '%s'",
+							  optarg);
 			break;
 		case OPT_FORCE:
 			o->force = true;
@@ -191,6 +210,9 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 			break;
 		case OPT_ASSUME_VALID:
 			o->assume_valid = true;
+			break;
+		case OPT_SAVE_TORRENT:
+			o->save_torrent = optarg;
 			break;
 		case OPT_SEED_RATIO:
 			if (bt_cli_parse_seconds(optarg, 0.01, 1e6, &o->seed_ratio))
@@ -217,6 +239,12 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 					"--max-%s wants a rate like 500K or 2M "
 					"(bytes per second, at least 1K), not '%s'",
 					c == OPT_MAX_DOWN ? "down" : "up", optarg);
+			break;
+		case OPT_PLOT:
+			o->plot_path = optarg;
+			break;
+		case OPT_STATS:
+			o->stats_path = optarg;
 			break;
 		case 'h':
 			fputs(o->mode == BT_JOB_PIECE  ? bt_job_piece_help
@@ -250,8 +278,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 						    : "expected a .torrent file");
 	o->torrents = args;
 	o->ntorrents = nargs;
-	if (o->mode == BT_JOB_PIECE && !o->output)
-		return bt_cli_usage_error(cmd, "-o <out> is required");
+	if (o->mode == BT_JOB_PIECE && !o->output && !o->dir)
+		return bt_cli_usage_error(cmd, "-o <out> (or --dir DIR) is required");
 	if (o->output && nargs > 1)
 		return bt_cli_usage_error(cmd, "-o is for one torrent; use --dir for several");
 	if (o->output && o->dir)
@@ -262,6 +290,10 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		return bt_cli_usage_error(cmd, "--seed-ratio and --seed-time need --seed");
 	if (o->mode == BT_JOB_PIECE && o->seed)
 		return bt_cli_usage_error(cmd, "--seed is for 'download' and 'seed'");
+	if ((o->plot_path || o->stats_path) && o->mode == BT_JOB_SEED)
+		return bt_cli_usage_error(cmd, "--plot and --stats are for 'download'");
+	if (o->save_torrent && nargs > 1)
+		return bt_cli_usage_error(cmd, "--save-torrent is for one torrent");
 	if (o->assume_valid && o->mode != BT_JOB_SEED)
 		return bt_cli_usage_error(cmd, "--assume-valid is for 'seed'");
 	return 0;

@@ -6,10 +6,15 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* Multi-file summaries list every file up to this many; beyond, the incomplete ones up to it. */
+#define LIST_FILES 20
 
 static const char *name_of(const struct bt_download *d)
 {
-	return bt_download_metainfo(d)->name;
+	return bt_download_name(d);
 }
 
 /* With several torrents, a JSON object names its torrent: `"name":"...",` (else nothing). */
@@ -40,9 +45,31 @@ void bt_jobview_log_sink(void *arg, enum bt_log_level level, const char *subject
 	fprintf(stderr, "torrent: %s: %s\n", subject, msg);
 }
 
-static void put_line(struct bt_jobview *v, const char *line, bool final)
+/*
+ * Asked at every redraw rather than on SIGWINCH: a redraw is at most four times a second, and a
+ * resize then shows at the next one. One column is left free: a line that fills the last column
+ * leaves some terminals waiting to wrap, and the next character would start a new line.
+ */
+static size_t line_columns(void)
+{
+	struct winsize ws;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col < 2)
+		return 0;
+	return (size_t)ws.ws_col - 1;
+}
+
+/* A line redrawn in place must never wrap: a wrapped line leaves its first part behind. */
+static void fit(const struct bt_jobview *v, char *line)
+{
+	size_t cols = v->tty ? line_columns() : 0;
+	if (cols)
+		bt_progress_fit(line, cols);
+}
+
+static void put_line(struct bt_jobview *v, char *line, bool final)
 {
 	if (v->tty) {
+		fit(v, line);
 		fprintf(stderr, "\r%s\033[K", line);
 		v->line_drawn = true;
 		if (final)
@@ -52,12 +79,14 @@ static void put_line(struct bt_jobview *v, const char *line, bool final)
 	}
 }
 
+/* phase: room for the torrent's phase text, which p->phase may point to. */
 static void progress_of(const struct bt_jobview *v, const struct bt_download *d, bool final,
-			struct bt_progress *p)
+			struct bt_progress *p, char *phase, size_t phase_len)
 {
 	struct bt_torrent_stats s = {0};
-	if (bt_download_torrent(d))
-		bt_torrent_get_stats(bt_download_torrent(d), &s);
+	struct bt_torrent *t = bt_download_torrent(d);
+	if (t)
+		bt_torrent_get_stats(t, &s);
 	*p = (struct bt_progress){.done = s.verified_bytes,
 				  .total = s.wanted_bytes,
 				  .rate = s.rate,
@@ -69,6 +98,8 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 		p->rate = (double)s.received_bytes / p->elapsed;
 	if (v->n > 1)
 		p->name = name_of(d);
+	if (t && !final && bt_download_state(d) == BT_DOWNLOAD_RUNNING)
+		p->phase = bt_torrent_phase(t, phase, phase_len);
 }
 
 /*
@@ -81,8 +112,10 @@ static void draw_block(struct bt_jobview *v, char (*lines)[512], size_t count, b
 		bt_jobview_end_line(v);
 	if (v->line_drawn && count > 1)
 		fprintf(stderr, "\r\033[%zuA", count - 1);
-	for (size_t i = 0; i < count; i++)
+	for (size_t i = 0; i < count; i++) {
+		fit(v, lines[i]);
 		fprintf(stderr, "\r%s\033[K%s", lines[i], i + 1 < count ? "\n" : "");
+	}
 	v->line_drawn = count > 0;
 	v->block_lines = count;
 	if (final)
@@ -96,7 +129,8 @@ static void draw_all(struct bt_jobview *v, bool final)
 	struct bt_progress total = {.elapsed = bt_now() - v->started, .name = "total"};
 	for (size_t i = 0; i < v->n; i++) {
 		struct bt_progress p;
-		progress_of(v, v->jobs[i], final, &p);
+		char phase[128];
+		progress_of(v, v->jobs[i], final, &p, phase, sizeof phase);
 		total.done += p.done, total.total += p.total, total.rate += p.rate;
 		total.peers += p.peers, total.unchoking += p.unchoking;
 		bt_progress_line(lines[i], sizeof lines[i], &p);
@@ -106,10 +140,57 @@ static void draw_all(struct bt_jobview *v, bool final)
 	free(lines);
 }
 
+static bool verbose(void)
+{
+	/* --verbose is what sets the log to debug: per-file detail goes with it. */
+	return bt_log_enabled(BT_LOG_DEBUG);
+}
+
+/* Each file's verified bytes, or NULL for a single-file torrent or a job that never ran. */
+static uint64_t *files_done(const struct bt_download *d)
+{
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	struct bt_torrent *t = bt_download_torrent(d);
+	if (!m || !m->multi_file || !t)
+		return NULL;
+	uint64_t *done = bt_xcalloc(m->file_count ? m->file_count : 1, sizeof *done);
+	bt_progress_files(m, bt_torrent_have(t), done);
+	return done;
+}
+
+/* With -v on a pipe, under each progress line: the files partly there, as aria2 shows them. */
+static void show_files_in_progress(const struct bt_jobview *v, const struct bt_download *d)
+{
+	uint64_t *done = verbose() ? files_done(d) : NULL;
+	if (!done)
+		return;
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	size_t shown = 0, more = 0;
+	for (size_t i = 0; i < m->file_count; i++) {
+		const struct bt_meta_file *f = &m->files[i];
+		if (f->pad || done[i] == 0 || done[i] >= (uint64_t)f->length)
+			continue;
+		if (shown++ == LIST_FILES) {
+			more++, shown--;
+			continue;
+		}
+		char line[1024];
+		bt_progress_file_line(line, sizeof line, f->path, done[i], (uint64_t)f->length,
+				      true);
+		fprintf(stderr, "torrent: %s%s  %s\n", v->n > 1 ? name_of(d) : "",
+			v->n > 1 ? ":" : "", line);
+	}
+	if (more)
+		fprintf(stderr, "torrent:   and %zu more file%s in progress\n", more,
+			more == 1 ? "" : "s");
+	free(done);
+}
+
 static void show_one(struct bt_jobview *v, size_t i, bool final)
 {
 	struct bt_progress p;
-	progress_of(v, v->jobs[i], final, &p);
+	char phase[128];
+	progress_of(v, v->jobs[i], final, &p, phase, sizeof phase);
 	if (final)
 		v->final_shown[i] = true;
 	if (v->mode == BT_VIEW_JSON) {
@@ -123,6 +204,39 @@ static void show_one(struct bt_jobview *v, size_t i, bool final)
 	char line[512];
 	bt_progress_line(line, sizeof line, &p);
 	put_line(v, line, final);
+	if (!v->tty && !final)
+		show_files_in_progress(v, v->jobs[i]);
+}
+
+/* A magnet's job before its metadata: whom it asks and how far it got. */
+static void show_metadata(struct bt_jobview *v, size_t i)
+{
+	const struct bt_download *d = v->jobs[i];
+	struct bt_torrent_stats s = {0};
+	if (bt_download_torrent(d))
+		bt_torrent_get_stats(bt_download_torrent(d), &s);
+	if (v->mode == BT_VIEW_JSON) {
+		struct bt_buf b;
+		bt_buf_init(&b);
+		bt_buf_adds(&b, "{");
+		put_name_field(&b, v, d);
+		bt_buf_printf(&b,
+			      "\"metadata\":false,\"peers\":%zu,\"metadata_peers\":%zu,"
+			      "\"metadata_blocks\":%u,\"metadata_blocks_total\":%u,"
+			      "\"elapsed\":%.2f}",
+			      s.peers_connected, s.metadata_peers, s.metadata_blocks_done,
+			      s.metadata_blocks_total, bt_now() - v->started);
+		fprintf(stderr, "%s\n", (char *)b.data);
+		bt_buf_deinit(&b);
+		return;
+	}
+	char phase[256], line[512];
+	const char *what = bt_download_torrent(d)
+				   ? bt_torrent_phase(bt_download_torrent(d), phase, sizeof phase)
+				   : NULL;
+	snprintf(line, sizeof line, "%s%s%s, %zu peers connected", v->n > 1 ? name_of(d) : "",
+		 v->n > 1 ? ": " : "", what ? what : "fetching metadata", s.peers_connected);
+	put_line(v, line, false);
 }
 
 /* The progress of every torrent still downloading (final: and those done, once). */
@@ -140,8 +254,10 @@ void bt_jobview_progress(struct bt_jobview *v, bool final)
 	}
 	for (size_t i = 0; i < v->n; i++) {
 		enum bt_download_state st = bt_download_state(v->jobs[i]);
-		if (st == BT_DOWNLOAD_RUNNING ||
-		    (final && st == BT_DOWNLOAD_DONE && !v->final_shown[i]))
+		if (st == BT_DOWNLOAD_METADATA && !final)
+			show_metadata(v, i);
+		else if (st == BT_DOWNLOAD_RUNNING ||
+			 (final && st == BT_DOWNLOAD_DONE && !v->final_shown[i]))
 			show_one(v, i, final);
 	}
 }
@@ -205,12 +321,119 @@ void bt_jobview_seeding(struct bt_jobview *v)
 
 void bt_jobview_checking(struct bt_jobview *v, uint32_t done, uint32_t total)
 {
-	if (v->mode != BT_VIEW_AUTO || !v->tty)
+	if (v->mode != BT_VIEW_AUTO)
 		return;
-	fprintf(stderr, "\rchecking %u of %u pieces\033[K", done, total);
-	v->line_drawn = true;
-	if (done == total)
-		bt_jobview_end_line(v);
+	char line[128];
+	bt_progress_checking_line(line, sizeof line, done, total);
+	if (v->tty) {
+		put_line(v, line, done == total);
+		return;
+	}
+	/* On a pipe: a line every 5 s of a long check, and its end when any was shown. */
+	double now = bt_now();
+	if (v->check_last == 0)
+		v->check_last = now;
+	bool end = done == total;
+	if (end ? v->check_shown : now - v->check_last >= 5) {
+		put_line(v, line, end);
+		v->check_last = now;
+		v->check_shown = true;
+	}
+	if (end)
+		v->check_last = 0, v->check_shown = false;
+}
+
+/* The multi-file part of the summary: a count, then each file's state. */
+static void summary_files(const struct bt_jobview *v, const struct bt_download *d)
+{
+	uint64_t *done = files_done(d);
+	if (!done)
+		return;
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	size_t files = 0, complete = 0;
+	for (size_t i = 0; i < m->file_count; i++)
+		if (!m->files[i].pad) {
+			files++;
+			complete += done[i] >= (uint64_t)m->files[i].length;
+		}
+	const char *prefix = v->n > 1 ? name_of(d) : "", *colon = v->n > 1 ? ": " : "";
+	fprintf(stderr, "torrent: %s%s%zu of %zu files complete\n", prefix, colon, complete, files);
+	uint64_t any = 0;
+	for (size_t i = 0; i < m->file_count; i++)
+		any += m->files[i].pad ? 0 : done[i];
+	/* Nothing verified (a run that never got data): a list of zeros would say nothing more. */
+	if (!any && !verbose()) {
+		free(done);
+		return;
+	}
+	/* Every file when asked (-v) or when few; else the incomplete ones, which matter. */
+	bool all = verbose() || files <= LIST_FILES;
+	size_t shown = 0;
+	for (size_t i = 0; i < m->file_count; i++) {
+		const struct bt_meta_file *f = &m->files[i];
+		bool whole = done[i] >= (uint64_t)f->length;
+		if (f->pad || (!all && whole))
+			continue;
+		if (!all && shown == LIST_FILES)
+			break;
+		char line[1024];
+		bt_progress_file_line(line, sizeof line, f->path, done[i], (uint64_t)f->length,
+				      verbose());
+		fprintf(stderr, "torrent: %s%s  %s\n", prefix, v->n > 1 ? ":" : "", line);
+		shown++;
+	}
+	if (!all && files - complete > shown)
+		fprintf(stderr, "torrent:   and %zu more incomplete files\n",
+			files - complete - shown);
+	free(done);
+}
+
+static void summary_json(const struct bt_jobview *v, const struct bt_download *d,
+			 const struct bt_torrent_stats *s, double elapsed)
+{
+	struct bt_torrent *t = bt_download_torrent(d);
+	struct bt_torrent_peer_stat *ps = NULL;
+	size_t n = t ? bt_torrent_peer_stats(t, &ps) : 0;
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_buf_adds(&b, "{\"event\":\"summary\",");
+	put_name_field(&b, v, d);
+	bt_buf_printf(&b,
+		      "\"received\":%llu,\"verified\":%llu,\"total\":%llu,\"seconds\":%.3f,"
+		      "\"first_byte\":%.3f,\"pieces_failed\":%u,\"uploaded\":%llu,"
+		      "\"peers_served\":%zu,\"peers\":[",
+		      (unsigned long long)s->received_bytes, (unsigned long long)s->verified_bytes,
+		      (unsigned long long)s->wanted_bytes, elapsed,
+		      s->first_byte_s < 0 ? -1 : s->first_byte_s + (v->engine_started - v->started),
+		      s->pieces_failed, (unsigned long long)s->uploaded_bytes,
+		      t ? bt_torrent_peers_served(t) : 0);
+	for (size_t i = 0; i < n; i++) {
+		bt_buf_printf(&b, "%s{\"address\":", i ? "," : "");
+		bt_json_put_str(&b, ps[i].name);
+		bt_buf_printf(&b, ",\"bytes\":%llu,\"banned\":%s}", (unsigned long long)ps[i].bytes,
+			      ps[i].banned ? "true" : "false");
+	}
+	bt_buf_adds(&b, "]");
+	uint64_t *done = files_done(d);
+	if (done) {
+		const struct bt_metainfo *m = bt_download_metainfo(d);
+		bt_buf_adds(&b, ",\"files\":[");
+		bool first = true;
+		for (size_t i = 0; i < m->file_count; i++) {
+			if (m->files[i].pad)
+				continue;
+			bt_buf_adds(&b, first ? "{\"path\":" : ",{\"path\":");
+			bt_json_put_str(&b, m->files[i].path);
+			bt_buf_printf(&b, ",\"length\":%lld,\"done\":%llu}",
+				      (long long)m->files[i].length, (unsigned long long)done[i]);
+			first = false;
+		}
+		bt_buf_adds(&b, "]");
+		free(done);
+	}
+	fprintf(stderr, "%s}\n", (char *)b.data);
+	free(ps);
+	bt_buf_deinit(&b);
 }
 
 void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
@@ -223,39 +446,39 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 	struct bt_torrent_stats s = {.first_byte_s = -1};
 	if (t)
 		bt_torrent_get_stats(t, &s);
-	else
+	else if (bt_download_metainfo(d))
 		s.wanted_bytes = (uint64_t)bt_download_metainfo(d)->total_length;
 	double elapsed = bt_now() - v->started;
 	if (v->mode == BT_VIEW_JSON) {
-		struct bt_torrent_peer_stat *ps = NULL;
-		size_t n = t ? bt_torrent_peer_stats(t, &ps) : 0;
-		struct bt_buf name;
-		bt_buf_init(&name);
-		put_name_field(&name, v, d);
-		fprintf(stderr,
-			"{\"event\":\"summary\",%s\"received\":%llu,\"verified\":%llu,"
-			"\"total\":%llu,\"seconds\":%.3f,\"first_byte\":%.3f,\"pieces_failed\":%u,"
-			"\"peers\":[",
-			name.len ? (char *)name.data : "", (unsigned long long)s.received_bytes,
-			(unsigned long long)s.verified_bytes, (unsigned long long)s.wanted_bytes,
-			elapsed,
-			s.first_byte_s < 0 ? -1 : s.first_byte_s + (v->engine_started - v->started),
-			s.pieces_failed);
-		for (size_t i = 0; i < n; i++)
-			fprintf(stderr, "%s{\"address\":\"%s\",\"bytes\":%llu,\"banned\":%s}",
-				i ? "," : "", ps[i].name, (unsigned long long)ps[i].bytes,
-				ps[i].banned ? "true" : "false");
-		fprintf(stderr, "]}\n");
-		free(ps);
-		bt_buf_deinit(&name);
+		summary_json(v, d, &s, elapsed);
 		return;
 	}
-	char size[32], rate[32];
-	bt_format_bytes(size, sizeof size, (double)s.received_bytes);
-	bt_format_rate(rate, sizeof rate, elapsed > 0 ? (double)s.received_bytes / elapsed : 0);
-	fprintf(stderr,
-		"torrent: %s%sreceived %s in %.1f s (%s average) from %zu peer%s; %u piece%s "
-		"failed verification\n",
-		v->n > 1 ? name_of(d) : "", v->n > 1 ? ": " : "", size, elapsed, rate, s.peers_used,
-		s.peers_used == 1 ? "" : "s", s.pieces_failed, s.pieces_failed == 1 ? "" : "s");
+	const char *prefix = v->n > 1 ? name_of(d) : "", *colon = v->n > 1 ? ": " : "";
+	/* A seed job (the one without a temporary name) received nothing worth a line. */
+	bool seed_job = bt_download_temp_path(d) == NULL;
+	if (!seed_job) {
+		char size[32], rate[32];
+		bt_format_bytes(size, sizeof size, (double)s.received_bytes);
+		bt_format_rate(rate, sizeof rate,
+			       elapsed > 0 ? (double)s.received_bytes / elapsed : 0);
+		fprintf(stderr,
+			"torrent: %s%sreceived %s in %.1f s (%s average) from %zu peer%s; %u "
+			"piece%s "
+			"failed verification\n",
+			prefix, colon, size, elapsed, rate, s.peers_used,
+			s.peers_used == 1 ? "" : "s", s.pieces_failed,
+			s.pieces_failed == 1 ? "" : "s");
+	}
+	double seeded = bt_download_seeding_for(d);
+	if (seed_job || s.uploaded_bytes > 0 || seeded >= 0) {
+		char line[256];
+		bt_progress_upload_line(line, sizeof line, s.uploaded_bytes,
+					bt_torrent_peers_served(t), seeded >= 0 ? seeded : elapsed,
+					bt_download_metainfo(d)
+						? (uint64_t)bt_download_metainfo(d)->total_length
+						: 0);
+		fprintf(stderr, "torrent: %s%s%s\n", prefix, colon, line);
+	}
+	if (!seed_job)
+		summary_files(v, d);
 }

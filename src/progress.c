@@ -3,6 +3,7 @@
 #include "bt/json.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 void bt_format_bytes(char *out, size_t n, double bytes)
@@ -65,8 +66,12 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 		return;
 	out += used;
 	n -= (size_t)used;
-	snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)", percent(p),
-		 done, total, rate, left, p->peers, p->unchoking);
+	/* The phase leads: on a narrow terminal the end of the line is what gets cut. */
+	if (p->phase)
+		snprintf(out, n, "%s  %.1f%%  %s of %s", p->phase, percent(p), done, total);
+	else
+		snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)",
+			 percent(p), done, total, rate, left, p->peers, p->unchoking);
 }
 
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
@@ -85,6 +90,125 @@ void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 		bt_buf_adds(out, "null");
 	else
 		bt_buf_printf(out, "%.1f", e);
-	bt_buf_printf(out, ",\"peers\":%zu,\"unchoking\":%zu,\"elapsed\":%.2f}", p->peers,
+	bt_buf_printf(out, ",\"peers\":%zu,\"unchoking\":%zu,\"elapsed\":%.2f", p->peers,
 		      p->unchoking, p->elapsed);
+	if (p->phase) {
+		bt_buf_adds(out, ",\"phase\":");
+		bt_json_put_str(out, p->phase);
+	}
+	bt_buf_adds(out, "}");
+}
+
+void bt_progress_checking_line(char *out, size_t n, uint32_t done, uint32_t total)
+{
+	/* Whole percents, rounded down: 100% only once the last piece is checked. */
+	unsigned pct = total ? (unsigned)((uint64_t)done * 100 / total) : 100;
+	snprintf(out, n, "checking %u%% (%u of %u pieces)", pct, done, total);
+}
+
+void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *have,
+		       uint64_t *done_out)
+{
+	int64_t plen = m->piece_length;
+	for (size_t i = 0; i < m->file_count; i++) {
+		const struct bt_meta_file *f = &m->files[i];
+		done_out[i] = 0;
+		if (f->pad) {
+			done_out[i] = (uint64_t)f->length;
+			continue;
+		}
+		if (f->length == 0)
+			continue;
+		int64_t end = f->offset + f->length;
+		/* Only the pieces that overlap the file: the walk is O(pieces + files) overall. */
+		for (int64_t k = f->offset / plen; k * plen < end && k < m->piece_count; k++) {
+			if (!bt_bitfield_get(have, (uint32_t)k))
+				continue;
+			int64_t lo = k * plen > f->offset ? k * plen : f->offset;
+			int64_t hi = (k + 1) * plen < end ? (k + 1) * plen : end;
+			done_out[i] += (uint64_t)(hi - lo);
+		}
+	}
+}
+
+void bt_progress_file_line(char *out, size_t n, const char *path, uint64_t done, uint64_t length,
+			   bool verbose)
+{
+	char size[32], got[32], state[32];
+	bt_format_bytes(size, sizeof size, (double)length);
+	bt_format_bytes(got, sizeof got, (double)done);
+	/* "complete" only when every byte is verified, never by rounding up to 100.0%. */
+	if (done >= length) {
+		snprintf(state, sizeof state, "complete");
+	} else {
+		double pct = 100.0 * (double)done / (double)length;
+		snprintf(state, sizeof state, "incomplete %5.1f%%", pct > 99.9 ? 99.9 : pct);
+	}
+	if (verbose)
+		snprintf(out, n, "%-17s  %10s of %10s  %s", state, got, size, path);
+	else
+		snprintf(out, n, "%-17s  %10s  %s", state, size, path);
+}
+
+void bt_progress_upload_line(char *out, size_t n, uint64_t uploaded, size_t peers, double seconds,
+			     uint64_t size)
+{
+	char up[32];
+	bt_format_bytes(up, sizeof up, (double)uploaded);
+	snprintf(out, n, "uploaded %s to %zu peer%s in %.0f s, ratio %.2f", up, peers,
+		 peers == 1 ? "" : "s", seconds > 0 ? seconds : 0,
+		 size ? (double)uploaded / (double)size : 0.0);
+}
+
+/* Wide (two-column) code points: the East Asian Wide and Fullwidth blocks and the emoji. */
+static bool is_wide(uint32_t c)
+{
+	return (c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0xa4cf && c != 0x303f) ||
+	       (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+	       (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) ||
+	       (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1f64f) ||
+	       (c >= 0x1f900 && c <= 0x1f9ff) || (c >= 0x20000 && c <= 0x3fffd);
+}
+
+/* The length in bytes of the character at s and its columns; an invalid byte is one column,
+ * as the terminal shows a replacement for it. */
+static size_t next_char(const unsigned char *s, size_t *cols_out)
+{
+	size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 1;
+	uint32_t c = len == 1 ? s[0] : s[0] & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80) {
+			*cols_out = 1;
+			return 1;
+		}
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	*cols_out = is_wide(c) ? 2 : 1;
+	return len;
+}
+
+size_t bt_progress_columns(const char *line)
+{
+	const unsigned char *s = (const unsigned char *)line;
+	size_t cols = 0;
+	while (*s) {
+		size_t w;
+		s += next_char(s, &w);
+		cols += w;
+	}
+	return cols;
+}
+
+void bt_progress_fit(char *line, size_t cols)
+{
+	unsigned char *s = (unsigned char *)line;
+	size_t used = 0;
+	while (*s) {
+		size_t w, len = next_char(s, &w);
+		if (used + w > cols)
+			break;
+		used += w;
+		s += len;
+	}
+	*s = '\0';
 }

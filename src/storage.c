@@ -37,7 +37,8 @@ struct bt_storage {
 	char *dc_rel;
 	size_t dc_len;
 	int dc_fd;
-	/* What bt_storage_open created in this run, removed again if it fails part-way. */
+	/* What bt_storage_open created in this run, removed again if it fails part-way or the
+	 * owner discards it (a job that stored nothing). */
 	bool made_root;
 	struct bt_buf made_dirs; /* relative paths, each '\0'-terminated, in creation order */
 	size_t *made_files, nmade_files;
@@ -422,7 +423,7 @@ static size_t fd_cap(void)
 	return cap < 4 ? 4 : cap;
 }
 
-/* Undoes what a failed open created: the files, then the directories, newest first. */
+/* Undoes what the open created: the files, then the directories, newest first. */
 static void remove_made(struct bt_storage *s)
 {
 	struct bt_err ignored;
@@ -508,7 +509,7 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 		/* root's parent is the user's (followed); root and all below it are ours. */
 		char *slash = strrchr(s->root, '/');
 		s->base = slash ? slash + 1 : s->root;
-		const char *parent = slash == s->root ? "/" : slash ? s->root : ".";
+		const char *parent = !slash ? "." : slash == s->root ? "/" : s->root;
 		if (slash && slash != s->root)
 			*slash = '\0';
 		if (create && slash && slash != s->root)
@@ -533,14 +534,16 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 		bt_storage_free(s);
 		return rc;
 	}
-	/* Only a failed open needs to know what it made. */
-	bt_buf_deinit(&s->made_dirs);
-	bt_buf_init(&s->made_dirs);
-	free(s->made_files);
-	s->made_files = NULL;
-	s->nmade_files = 0;
 	*out = s;
 	return 0;
+}
+
+void bt_storage_discard(struct bt_storage *s)
+{
+	if (!s)
+		return;
+	remove_made(s);
+	bt_storage_free(s);
 }
 
 void bt_storage_free(struct bt_storage *s)

@@ -4,6 +4,7 @@
 #include "bt/assembly.h"
 #include "bt/choker.h"
 #include "bt/log.h"
+#include "bt/metadata.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
 #include "bt/serveq.h"
@@ -26,12 +27,17 @@ struct conn {
 	struct bt_bitfield counted; /* the availability it contributes to the picker */
 	bool counted_in;
 	bool reaping;
-	bool optimistic; /* the choker's optimistic unchoke */
+	bool optimistic;     /* the choker's optimistic unchoke */
+	uint8_t ut_metadata; /* the peer's id for ut_metadata (BEP 9), 0: none */
+	bool md_peer;	     /* known to the metadata fetcher */
 };
 
 struct bt_torrent {
 	struct bt_session *session;
-	const struct bt_metainfo *m;
+	uint8_t info_hash[BT_HASH_LEN];
+	const struct bt_metainfo *m; /* NULL while a magnet's metadata is fetched */
+	struct bt_metadata *md;	     /* the fetch, in that phase */
+	struct event *meta_ready;    /* the fetched dict goes to the owner from the loop */
 	struct bt_torrent_opts opts;
 	struct bt_torrent_events ev;
 	void *arg;
@@ -54,6 +60,7 @@ struct bt_torrent {
 	bool registered; /* with the session's router, for incoming connections */
 	unsigned ticks;
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
+	size_t served_closed;	  /* connections since gone that we sent blocks to */
 	bool finished, failed, stopping, stopped;
 	struct bt_block *pick_buf;
 };
@@ -104,7 +111,7 @@ static bool already_requested(void *ctx, const struct bt_block *b)
 static void fill(struct bt_torrent *t, struct conn *c)
 {
 	struct bt_peer *p = c->peer;
-	if (c->reaping || t->finished || t->failed || bt_peer_phase(p) != BT_PEER_ACTIVE ||
+	if (!t->m || c->reaping || t->finished || t->failed || bt_peer_phase(p) != BT_PEER_ACTIVE ||
 	    bt_peer_choking_us(p) || !bt_peer_am_interested(p))
 		return;
 	/*
@@ -125,6 +132,8 @@ static void fill(struct bt_torrent *t, struct conn *c)
 
 static void update_interest(struct bt_torrent *t, struct conn *c)
 {
+	if (!t->m)
+		return;
 	bool want = !t->finished && bt_picker_interesting(t->picker, bt_peer_bitfield(c->peer));
 	bt_peer_set_interested(c->peer, want);
 }
@@ -138,18 +147,171 @@ static void schedule_reap(struct bt_torrent *t, struct conn *c)
 }
 
 /*
- * Our BEP 10 handshake, after the bitfield (rtorrent and aria2 want BITFIELD first): no
- * extensions yet, but `reqq` tells the peer how many requests we queue, so a client that
- * pipelines thousands (Transmission) does not wait forever for the ones we would drop. Nothing
- * is sent to a peer without the extension bit.
+ * Our BEP 10 handshake, after the bitfield (rtorrent and aria2 want BITFIELD first): ut_metadata
+ * (with the dict's size once we know it), our listen port, `reqq` (how many requests we queue,
+ * so a client that pipelines thousands, Transmission, does not wait forever for the ones we
+ * would drop), our version and the address we see the peer at. Nothing is sent to a peer
+ * without the extension bit.
  */
-static void send_ext_handshake(struct bt_peer *p)
+static void send_ext_handshake(struct bt_torrent *t, struct conn *c)
 {
-	static const char version[] = "torrent " BT_VERSION;
-	char hs[96];
-	int n = snprintf(hs, sizeof hs, "d1:mde4:reqqi%de1:v%zu:%se", BT_SERVEQ_CAP,
-			 sizeof version - 1, version);
-	(void)bt_peer_send_extended(p, 0, (const uint8_t *)hs, (size_t)n);
+	const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, c->addr);
+	struct bt_ext_handshake_out ours = {
+		.ut_metadata = true,
+		.metadata_size = t->m ? (int64_t)t->m->info_len : 0,
+		.port = bt_session_listen_port(t->session),
+		.reqq = BT_SERVEQ_CAP,
+		.version = "torrent " BT_VERSION,
+		.yourip = (const struct sockaddr *)&e->addr,
+	};
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_ext_handshake_encode(&b, &ours);
+	(void)bt_peer_send_extended(c->peer, 0, b.data, b.len);
+	bt_buf_deinit(&b);
+}
+
+static void send_md(struct conn *c, int type, uint32_t piece, int64_t total, const uint8_t *data,
+		    size_t len)
+{
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_ext_md_encode(&b, type, piece, total, data, len);
+	(void)bt_peer_send_extended(c->peer, c->ut_metadata, b.data, b.len);
+	bt_buf_deinit(&b);
+}
+
+/* Asks the peer for as many metadata blocks as the fetcher gives it. */
+static void request_metadata(struct bt_torrent *t, struct conn *c)
+{
+	if (!t->md || !c->md_peer || c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
+		return;
+	double now = bt_now();
+	for (int i; (i = bt_metadata_next_request(t->md, c->addr, now)) >= 0;)
+		send_md(c, BT_EXT_MD_REQUEST, (uint32_t)i, 0, NULL, 0);
+}
+
+static void request_metadata_all(struct bt_torrent *t)
+{
+	for (size_t i = 0; i < t->nconns; i++)
+		request_metadata(t, t->conns[i]);
+}
+
+/* Answers a ut_metadata request: a block of the dict we have, or a reject. */
+static void serve_metadata(struct bt_torrent *t, struct conn *c, uint32_t piece)
+{
+	if (!c->ut_metadata)
+		return;
+	const struct bt_metainfo *m = t->m;
+	size_t off = (size_t)piece * BT_METADATA_BLOCK;
+	if (!m || piece >= (m->info_len + BT_METADATA_BLOCK - 1) / BT_METADATA_BLOCK) {
+		send_md(c, BT_EXT_MD_REJECT, piece, 0, NULL, 0);
+		return;
+	}
+	size_t len = m->info_len - off < BT_METADATA_BLOCK ? m->info_len - off : BT_METADATA_BLOCK;
+	send_md(c, BT_EXT_MD_DATA, piece, (int64_t)m->info_len, m->info_raw + off, len);
+}
+
+static void close_conn(struct bt_torrent *t, struct conn *c, const char *why)
+{
+	bt_addrbook_set_error(t->book, c->addr, why);
+	bt_peer_close(c->peer);
+	schedule_reap(t, c);
+}
+
+static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t *payload,
+			     size_t len)
+{
+	struct bt_ext_handshake h;
+	struct bt_err err;
+	char subject[80];
+	if (bt_ext_handshake_parse(&h, payload, len, &err)) {
+		bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
+		close_conn(t, c, err.msg);
+		return;
+	}
+	c->ut_metadata = h.ut_metadata;
+	if (t->ev.peer_extended)
+		t->ev.peer_extended(t->arg, bt_peer_id(c->peer), &h);
+	if (t->md && h.ut_metadata && h.metadata_size > 0 && !c->md_peer && !c->reaping &&
+	    bt_metadata_add_peer(t->md, c->addr, h.metadata_size) == 0) {
+		c->md_peer = true;
+		request_metadata(t, c);
+	}
+}
+
+/* Bans the peers the fetcher found lying (their dict did not hash). */
+static void drop_metadata_liars(struct bt_torrent *t)
+{
+	for (size_t i = 0; i < t->nconns; i++) {
+		struct conn *c = t->conns[i];
+		if (c->reaping || !c->md_peer || !bt_metadata_banned(t->md, c->addr))
+			continue;
+		bt_addrbook_strike(t->book, c->addr, BT_ADDRBOOK_MAX_STRIKES,
+				   "sent metadata that does not match the info hash");
+		bt_metadata_remove_peer(t->md, c->addr);
+		c->md_peer = false;
+		bt_peer_close(c->peer);
+		schedule_reap(t, c);
+	}
+}
+
+static void on_md_message(struct bt_torrent *t, struct conn *c, const uint8_t *payload, size_t len)
+{
+	struct bt_ext_md_msg msg;
+	struct bt_err err;
+	char subject[80];
+	if (bt_ext_md_parse(&msg, payload, len, &err)) {
+		bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
+		close_conn(t, c, err.msg);
+		return;
+	}
+	if (msg.type == BT_EXT_MD_REQUEST) {
+		serve_metadata(t, c, msg.piece);
+		return;
+	}
+	if (!t->md || !c->md_peer)
+		return;
+	double now = bt_now();
+	if (msg.type == BT_EXT_MD_REJECT) {
+		bt_addrbook_set_error(t->book, c->addr, "rejected our metadata requests");
+		bt_metadata_on_reject(t->md, c->addr, msg.piece, now);
+		request_metadata_all(t);
+		return;
+	}
+	if (msg.type != BT_EXT_MD_DATA)
+		return;
+	t->last_data = now;
+	switch (bt_metadata_on_data(t->md, c->addr, msg.piece, msg.total_size, msg.data,
+				    msg.data_len, now, &err)) {
+	case BT_METADATA_COMPLETE:
+		event_active(t->meta_ready, EV_TIMEOUT, 0);
+		return;
+	case BT_METADATA_FAILED:
+		bt_log(BT_LOG_WARN, "metadata",
+		       "the assembled info dict does not match the info "
+		       "hash; fetching it again");
+		drop_metadata_liars(t);
+		request_metadata_all(t);
+		return;
+	default:
+		request_metadata(t, c);
+		return;
+	}
+}
+
+static void on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
+			size_t len)
+{
+	struct conn *c = conn_of(p, arg);
+	struct bt_torrent *t = c->t;
+	if (c->reaping)
+		return;
+	if (ext_id == 0)
+		on_ext_handshake(t, c, payload, len);
+	else if (ext_id == BT_EXT_ID_UT_METADATA)
+		on_md_message(t, c, payload, len);
+	/* Other ids are extensions we did not announce: ignored. */
 }
 
 static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake *h)
@@ -161,7 +323,7 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	char subject[80];
 	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
-	send_ext_handshake(p);
+	send_ext_handshake(t, c);
 }
 
 static void on_choked(void *arg, struct bt_peer *p, bool choked)
@@ -178,6 +340,8 @@ static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
 	const struct bt_bitfield *bf = bt_peer_bitfield(p);
+	if (!t->picker)
+		return;
 	if (piece == UINT32_MAX) {
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
@@ -205,6 +369,8 @@ static uint8_t *on_block_dest(void *arg, struct bt_peer *p, const struct bt_bloc
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
+	if (!t->picker)
+		return NULL;
 	uint8_t *data = bt_assembly_get(&t->assembly, b->piece);
 	if (!bt_picker_is_pending(t->picker, b) || !data)
 		return NULL;
@@ -281,6 +447,8 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
+	if (!t->picker)
+		return;
 	double now = bt_now();
 	if (t->first_byte < 0)
 		t->first_byte = now - t->started;
@@ -362,6 +530,11 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	bt_log(BT_LOG_DEBUG, peer_subject(t, c, subject, sizeof subject), "closed: %s", reason);
 	return_requests(t, p);
 	schedule_reap(t, c);
+	if (t->md && c->md_peer) {
+		c->md_peer = false;
+		bt_metadata_remove_peer(t->md, c->addr);
+		request_metadata_all(t);
+	}
 	/* Its blocks go to the others at once. */
 	for (size_t i = 0; i < t->nconns; i++)
 		if (t->conns[i] != c)
@@ -377,19 +550,20 @@ static const struct bt_peer_events peer_events = {
 	.interest = on_interest,
 	.read_block = on_read_block,
 	.closed = on_closed,
+	.extended = on_extended,
 };
 
 static struct bt_peer_config peer_config(const struct bt_torrent *t)
 {
 	struct bt_peer_config cfg = {
-		.geo = bt_meta_geometry(t->m),
+		.geo = t->m ? bt_meta_geometry(t->m) : (struct bt_geometry){0},
 		.ours = &t->have,
 		.down_limit = bt_session_down_limit(t->session),
 		.up_limit = bt_session_up_limit(t->session),
 		.request_timeout_s = t->opts.request_timeout_s,
 	};
 	cfg.bind_addr = bt_session_source(t->session, &cfg.bind_len);
-	memcpy(cfg.info_hash, t->m->info_hash, BT_HASH_LEN);
+	memcpy(cfg.info_hash, t->info_hash, BT_HASH_LEN);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN);
 	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
 	return cfg;
@@ -400,7 +574,7 @@ static struct conn *add_conn(struct bt_torrent *t, int addr)
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
 	c->addr = addr;
-	bt_bitfield_init(&c->counted, t->m->piece_count);
+	bt_bitfield_init(&c->counted, t->m ? t->m->piece_count : 0);
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;
 		t->conns = bt_xreallocarray(t->conns, t->conns_cap, sizeof *t->conns);
@@ -454,6 +628,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		}
 		bt_addrbook_closed(t->book, c->addr, now, NULL);
 		t->uploaded_closed += bt_peer_uploaded(c->peer);
+		t->served_closed += bt_peer_uploaded(c->peer) > 0;
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
 		bt_bitfield_deinit(&c->counted);
@@ -464,10 +639,10 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 	connect_more(t);
 }
 
-/* Says why no peer is left, for the error a user sees. */
-static void describe_no_peers(const struct bt_torrent *t, char *out, size_t n)
+/* Says what became of the peers (the first few), for the error a user sees. */
+static void describe_peers(const struct bt_torrent *t, const char *lead, char *out, size_t n)
 {
-	size_t len = (size_t)snprintf(out, n, "no peers left to download from");
+	size_t len = (size_t)snprintf(out, n, "%s", lead);
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
 	int h = -1;
@@ -509,6 +684,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		connect_more(t);
 		return;
 	}
+	if (t->md) {
+		bt_metadata_tick(t->md, now);
+		request_metadata_all(t);
+	}
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
@@ -521,20 +700,31 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		bt_tracker_need_peers(t->tracker);
 	if (!any_hope(t)) {
 		char why[768];
-		describe_no_peers(t, why, sizeof why);
+		describe_peers(t, "no peers left to download from", why, sizeof why);
 		fail_torrent(t, "%s", why);
 		return;
 	}
-	if (now - t->last_data > t->opts.stall_timeout_s) {
+	/* No give-up by default: while a tracker or a peer may still bring data, wait (as aria2
+	 * and Transmission do); only an explicit stall timeout ends the wait. */
+	if (t->opts.stall_timeout_s > 0 && now - t->last_data > t->opts.stall_timeout_s) {
 		char why[768];
 		struct bt_torrent_stats st;
 		bt_torrent_get_stats(t, &st);
-		if (st.peers_connected == 0)
-			describe_no_peers(t, why, sizeof why);
+		if (t->md)
+			describe_peers(t, "peers", why, sizeof why);
+		else if (st.peers_connected == 0)
+			describe_peers(t, "no peers left to download from", why, sizeof why);
 		else
 			snprintf(why, sizeof why, "%zu peers connected, %zu unchoking us",
 				 st.peers_connected, st.peers_unchoking);
-		fail_torrent(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
+		if (t->md)
+			fail_torrent(t,
+				     "no metadata (info dict) for %.0f s: %zu peers connected, %zu "
+				     "offering it (%s)",
+				     t->opts.stall_timeout_s, st.peers_connected, st.metadata_peers,
+				     why);
+		else
+			fail_torrent(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
 	}
 }
 
@@ -585,26 +775,14 @@ static void on_tracker_stopped(void *arg)
 		t->ev.stopped(t->arg);
 }
 
-struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,
-				  const struct bt_bitfield *have, const struct bt_bitfield *want,
-				  const struct bt_torrent_opts *opts,
-				  const struct bt_torrent_events *ev, void *arg)
+/* The pieces: what we have and want, the picker and the assembly buffers. */
+static void setup_pieces(struct bt_torrent *t, const struct bt_metainfo *m,
+			 const struct bt_bitfield *have, const struct bt_bitfield *want)
 {
-	struct bt_torrent *t = bt_xcalloc(1, sizeof *t);
-	t->session = s;
 	t->m = m;
-	if (opts)
-		t->opts = *opts;
-	if (!t->opts.max_peers)
-		t->opts.max_peers = 50;
-	if (!t->opts.port)
-		t->opts.port = 6881;
-	if (t->opts.stall_timeout_s <= 0)
-		t->opts.stall_timeout_s = 60;
-	t->ev = *ev;
-	t->arg = arg;
-	t->first_byte = -1;
+	bt_bitfield_deinit(&t->have);
 	bt_bitfield_init(&t->have, m->piece_count);
+	t->wanted_bytes = t->verified_bytes = 0;
 	for (uint32_t i = 0; i < m->piece_count; i++) {
 		bool wanted = !want || bt_bitfield_get(want, i);
 		if (have && bt_bitfield_get(have, i))
@@ -621,30 +799,144 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 	t->picker = bt_picker_new(&geo, &t->have, want, seed);
 	bt_assembly_init(&t->assembly, &geo, BT_ASSEMBLY_DEFAULT_BUDGET);
 	bt_picker_set_max_partial(t->picker, bt_assembly_max_partial(&t->assembly));
-	uint64_t book_seed;
-	bt_random_bytes(&book_seed, sizeof book_seed);
-	t->book = bt_addrbook_new(BT_ADDRBOOK_DEFAULT_CAPACITY, book_seed);
+}
+
+static void on_meta_ready(evutil_socket_t fd, short what, void *arg);
+
+/* Everything but the pieces and the trackers. */
+static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *info_hash,
+					const struct bt_torrent_opts *opts,
+					const struct bt_torrent_events *ev, void *arg)
+{
+	struct bt_torrent *t = bt_xcalloc(1, sizeof *t);
+	t->session = s;
+	memcpy(t->info_hash, info_hash, BT_HASH_LEN);
+	if (opts)
+		t->opts = *opts;
+	if (!t->opts.max_peers)
+		t->opts.max_peers = 50;
+	if (!t->opts.port)
+		t->opts.port = 6881;
+	t->ev = *ev;
+	t->arg = arg;
+	t->first_byte = -1;
+	bt_bitfield_init(&t->have, 0);
+	uint64_t seed;
+	bt_random_bytes(&seed, sizeof seed);
+	t->book = bt_addrbook_new(BT_ADDRBOOK_DEFAULT_CAPACITY, seed);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
 	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
 	t->reap = event_new(base, -1, 0, on_reap, t);
-	if (!t->tick || !t->reap)
+	t->meta_ready = event_new(base, -1, 0, on_meta_ready, t);
+	if (!t->tick || !t->reap || !t->meta_ready)
 		bt_oom();
-	if (t->opts.use_trackers && m->tier_count) {
-		struct bt_announce_req req = {.port = t->opts.port, .numwant = 200};
-		memcpy(req.info_hash, m->info_hash, BT_HASH_LEN);
-		memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
-		bt_random_bytes(&req.key, sizeof req.key);
-		req.left = (int64_t)(t->wanted_bytes - t->verified_bytes);
-		struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s),
-					    bt_session_source_ip(s)};
-		struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error,
-						on_tracker_stopped};
-		t->tracker =
-			bt_tracker_new(base, &io, m->tiers, m->tier_count, &req, NULL, &tev, t);
-	}
 	return t;
+}
+
+/* Until a magnet's size is known, `left` is a positive placeholder: a tracker may take 0 as
+ * "already complete" and send no peers. */
+static int64_t bytes_left(const struct bt_torrent *t)
+{
+	return t->m ? (int64_t)(t->wanted_bytes - t->verified_bytes) : BT_BLOCK_SIZE;
+}
+
+static void make_tracker(struct bt_torrent *t, const struct bt_meta_tier *tiers, size_t count)
+{
+	if (!t->opts.use_trackers || !count)
+		return;
+	struct bt_session *s = t->session;
+	struct bt_announce_req req = {.port = t->opts.port, .numwant = 200};
+	memcpy(req.info_hash, t->info_hash, BT_HASH_LEN);
+	memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
+	bt_random_bytes(&req.key, sizeof req.key);
+	req.left = bytes_left(t);
+	struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s), bt_session_source_ip(s)};
+	struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error, on_tracker_stopped};
+	t->tracker = bt_tracker_new(bt_session_base(s), &io, tiers, count, &req, NULL, &tev, t);
+}
+
+struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,
+				  const struct bt_bitfield *have, const struct bt_bitfield *want,
+				  const struct bt_torrent_opts *opts,
+				  const struct bt_torrent_events *ev, void *arg)
+{
+	struct bt_torrent *t = torrent_alloc(s, m->info_hash, opts, ev, arg);
+	setup_pieces(t, m, have, want);
+	make_tracker(t, m->tiers, m->tier_count);
+	return t;
+}
+
+struct bt_torrent *bt_torrent_new_magnet(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN],
+					 const struct bt_meta_tier *tiers, size_t tier_count,
+					 const struct bt_torrent_opts *opts,
+					 const struct bt_torrent_events *ev, void *arg)
+{
+	struct bt_torrent *t = torrent_alloc(s, info_hash, opts, ev, arg);
+	t->md = bt_metadata_new(info_hash);
+	make_tracker(t, tiers, tier_count);
+	return t;
+}
+
+/* The fetched dict, handed to the owner from the loop (not from inside a peer's callback). */
+static void on_meta_ready(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bt_torrent *t = arg;
+	if (!t->md || t->failed || t->stopping)
+		return;
+	size_t len;
+	const uint8_t *info = bt_metadata_info(t->md, &len);
+	struct bt_err err;
+	bt_log(BT_LOG_DEBUG, "metadata", "received the info dict (%zu bytes)", len);
+	int rc = t->ev.metadata ? t->ev.metadata(t->arg, info, len, &err) : 0;
+	if (rc) {
+		fail_torrent(t, "%s", err.msg);
+		return;
+	}
+	if (t->m) {
+		bt_metadata_free(t->md);
+		t->md = NULL;
+	}
+}
+
+void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
+			     const struct bt_bitfield *have, const struct bt_bitfield *want)
+{
+	if (t->m)
+		return;
+	setup_pieces(t, m, have, want);
+	for (size_t i = 0; i < t->nconns; i++)
+		t->conns[i]->md_peer = false;
+	struct bt_geometry geo = bt_meta_geometry(m);
+	/* Peers met meanwhile get the geometry; what they said they have is judged now. */
+	for (size_t i = 0; i < t->nconns; i++) {
+		struct conn *c = t->conns[i];
+		bt_bitfield_deinit(&c->counted);
+		bt_bitfield_init(&c->counted, m->piece_count);
+		if (c->reaping || bt_peer_set_geometry(c->peer, &geo) != 0 || c->reaping)
+			continue;
+		if (bt_peer_phase(c->peer) == BT_PEER_ACTIVE)
+			for (uint32_t k = 0; k < m->piece_count && t->have.count; k++)
+				if (bt_bitfield_get(&t->have, k))
+					bt_peer_send_have(c->peer, k);
+	}
+	if (t->tracker)
+		bt_tracker_update(t->tracker, (int64_t)t->uploaded_closed,
+				  (int64_t)t->received_bytes, bytes_left(t));
+	if (bt_picker_done(t->picker) && !t->finished) {
+		t->finished = true;
+		t->ev.complete(t->arg);
+		return;
+	}
+	for (size_t i = 0; i < t->nconns; i++)
+		if (!t->conns[i]->reaping && bt_peer_phase(t->conns[i]->peer) == BT_PEER_ACTIVE) {
+			update_interest(t, t->conns[i]);
+			fill(t, t->conns[i]);
+		}
+	connect_more(t);
 }
 
 void bt_torrent_free(struct bt_torrent *t)
@@ -652,14 +944,16 @@ void bt_torrent_free(struct bt_torrent *t)
 	if (!t)
 		return;
 	if (t->registered)
-		bt_session_unregister(t->session, t->m->info_hash);
+		bt_session_unregister(t->session, t->info_hash);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
 		bt_peer_free(t->conns[i]->peer);
 		free(t->conns[i]);
 	}
 	free(t->conns);
-	bt_assembly_deinit(&t->assembly);
+	if (t->m)
+		bt_assembly_deinit(&t->assembly);
+	bt_metadata_free(t->md);
 	bt_addrbook_free(t->book);
 	free(t->pick_buf);
 	bt_tracker_free(t->tracker);
@@ -667,6 +961,7 @@ void bt_torrent_free(struct bt_torrent *t)
 	bt_bitfield_deinit(&t->have);
 	event_free(t->tick);
 	event_free(t->reap);
+	event_free(t->meta_ready);
 	free(t);
 }
 
@@ -683,11 +978,11 @@ static void on_incoming(void *arg, int fd, const struct sockaddr *sa, socklen_t 
 
 void bt_torrent_start(struct bt_torrent *t)
 {
-	t->registered = bt_session_register(t->session, t->m->info_hash, on_incoming, t) == 0;
+	t->registered = bt_session_register(t->session, t->info_hash, on_incoming, t) == 0;
 	t->started = t->last_data = bt_now();
 	struct timeval one = {1, 0};
 	event_add(t->tick, &one);
-	if (bt_picker_done(t->picker)) {
+	if (t->picker && bt_picker_done(t->picker)) {
 		t->finished = true;
 		if (t->tracker && t->opts.seed)
 			bt_tracker_start(t->tracker);
@@ -713,8 +1008,7 @@ void bt_torrent_stop(struct bt_torrent *t)
 		t->stopped = true;
 		return;
 	}
-	bt_tracker_update(t->tracker, 0, (int64_t)t->received_bytes,
-			  (int64_t)(t->wanted_bytes - t->verified_bytes));
+	bt_tracker_update(t->tracker, 0, (int64_t)t->received_bytes, bytes_left(t));
 	bt_tracker_stop(t->tracker);
 }
 
@@ -748,6 +1042,14 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
 	out->peers_used = counts.used;
+	out->has_metadata = t->m != NULL;
+	if (t->md) {
+		struct bt_metadata_progress mp;
+		bt_metadata_progress(t->md, &mp);
+		out->metadata_peers = mp.peers;
+		out->metadata_blocks_done = mp.blocks_have;
+		out->metadata_blocks_total = mp.blocks_total;
+	}
 }
 
 size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out)
@@ -793,4 +1095,47 @@ void bt_torrent_set_port(struct bt_torrent *t, uint16_t port)
 	t->opts.port = port;
 	if (t->tracker)
 		bt_tracker_set_port(t->tracker, port);
+}
+
+const struct bt_bitfield *bt_torrent_have(const struct bt_torrent *t)
+{
+	return &t->have;
+}
+
+size_t bt_torrent_peers_served(const struct bt_torrent *t)
+{
+	size_t n = t->served_closed;
+	for (size_t i = 0; i < t->nconns; i++)
+		n += !t->conns[i]->reaping && bt_peer_uploaded(t->conns[i]->peer) > 0;
+	return n;
+}
+
+const char *bt_torrent_phase(const struct bt_torrent *t, char *buf, size_t n)
+{
+	if (t->first_byte >= 0 || t->finished || t->failed || t->stopping)
+		return NULL;
+	if (t->md) {
+		struct bt_metadata_progress mp;
+		bt_metadata_progress(t->md, &mp);
+		snprintf(buf, n, "fetching metadata: %zu peer%s offering it, %u of %u blocks",
+			 mp.peers, mp.peers == 1 ? "" : "s", mp.blocks_have, mp.blocks_total);
+		return buf;
+	}
+	size_t dialling = 0, connected = 0;
+	for (size_t i = 0; i < t->nconns; i++) {
+		const struct conn *c = t->conns[i];
+		enum bt_peer_phase ph = c->reaping ? BT_PEER_CLOSING : bt_peer_phase(c->peer);
+		dialling += ph < BT_PEER_AWAIT_FIRST_MSG;
+		connected += ph == BT_PEER_AWAIT_FIRST_MSG || ph == BT_PEER_ACTIVE;
+	}
+	if (connected)
+		snprintf(buf, n, "waiting for data from %zu peer%s", connected,
+			 connected == 1 ? "" : "s");
+	else if (dialling)
+		snprintf(buf, n, "connecting to %zu peer%s", dialling, dialling == 1 ? "" : "s");
+	else
+		snprintf(buf, n, "%s",
+			 t->tracker && !bt_tracker_working_url(t->tracker) ? "waiting for trackers"
+									   : "waiting for peers");
+	return buf;
 }

@@ -10,14 +10,29 @@
  * Where data goes: with `output` (-o) a single-file torrent is the file `output` and a
  * multi-file one the directory `output/<name>`; otherwise the content is `dir/<name>` (a file
  * or a folder; dir NULL means the current directory), as libtorrent's save path, aria2's -d and
- * Transmission's -w mean. A piece job writes exactly that piece's bytes to `output`. A seed job
- * serves `data_path` if given, else `dir/<name>`.
+ * Transmission's -w mean. A piece job writes exactly that piece's bytes to `output` (without
+ * one, to `dir/<name>.piece<index>`). A seed job serves `data_path` if given, else
+ * `dir/<name>`; a `data_path` that is a folder holding `<name>` is taken as a save path
+ * (`<data_path>/<name>` is served) unless it holds the multi-file torrent's files itself.
+ *
+ * What is never touched: a final name that is not of the torrent's kind (a directory, FIFO,
+ * device or link where a single file goes; anything but a directory for several files) is
+ * refused by name, --force or not; --force only resumes from a regular file (or the
+ * torrent's own folder). What is left behind: a job that ends (fails, is interrupted or is
+ * freed) without a verified piece in its `.part` removes what it made (the `.part`, the
+ * folders it created, and moves a --force'd output back); with verified pieces the `.part`
+ * stays for the next run.
  *
  * Life: new → prepare (names, checks; synchronous, reporting progress through `checking`) →
  * start (on the session's loop) → the state moves to SEEDING, DONE or FAILED, each change
  * reported through `changed` → stop (the tracker's `stopped`, bounded) → free. The job never
  * stops the session: the front door runs the loop until every job has ended. Layer 3: it knows
  * the torrent, storage and the session, and nothing of the command line.
+ *
+ * A magnet's job (bt_download_new_magnet) starts in METADATA with no metainfo and no names: its
+ * torrent fetches the info dict from peers; then the job parses it, decides the names, prepares
+ * (as above, rechecking what is on disk) and moves to RUNNING on the same connections, reporting
+ * `changed`. An INFO job ends (DONE) as soon as the metadata is there.
  */
 #ifndef BT_DOWNLOAD_H
 #define BT_DOWNLOAD_H
@@ -36,10 +51,12 @@ enum bt_download_kind {
 	BT_DOWNLOAD_TORRENT, /* the whole torrent */
 	BT_DOWNLOAD_PIECE,   /* one piece, to a file of its own */
 	BT_DOWNLOAD_SEED,    /* existing data, served */
+	BT_DOWNLOAD_INFO,    /* a magnet's metadata only */
 };
 
 enum bt_download_state {
 	BT_DOWNLOAD_NEW,       /* before start */
+	BT_DOWNLOAD_METADATA,  /* a magnet's info dict is being fetched */
 	BT_DOWNLOAD_RUNNING,   /* fetching pieces */
 	BT_DOWNLOAD_FINISHING, /* every piece verified: syncing and renaming (reported first) */
 	BT_DOWNLOAD_SEEDING,   /* complete under its final name, serving */
@@ -50,7 +67,7 @@ enum bt_download_state {
 struct bt_download_opts {
 	enum bt_download_kind kind;
 	const char *dir;       /* content at dir/<name>; NULL: the current directory */
-	const char *output;    /* -o, see above; required for a piece job */
+	const char *output;    /* -o, see above */
 	const char *data_path; /* seed: the data itself; NULL: dir/<name> */
 	uint32_t piece;	       /* for a piece job */
 	bool force;	       /* resume from (or overwrite) an existing final output */
@@ -73,10 +90,23 @@ struct bt_download_events {
 	void (*stopped)(void *arg, struct bt_download *d);
 };
 
+/* A magnet: the info hash, the `dn` name if any (for messages) and the trackers. */
+struct bt_download_magnet {
+	uint8_t info_hash[BT_HASH_LEN];
+	const char *name;
+	const struct bt_meta_tier *tiers;
+	size_t tier_count;
+};
+
 /* m is borrowed and must outlive the job. */
 struct bt_download *bt_download_new(struct bt_session *s, const struct bt_metainfo *m,
 				    const struct bt_download_opts *opts,
 				    const struct bt_download_events *ev, void *arg);
+/* The job for a magnet; mg's strings and tiers are borrowed and must outlive the job. */
+struct bt_download *bt_download_new_magnet(struct bt_session *s,
+					   const struct bt_download_magnet *mg,
+					   const struct bt_download_opts *opts,
+					   const struct bt_download_events *ev, void *arg);
 void bt_download_free(struct bt_download *d);
 
 /*
@@ -95,12 +125,22 @@ bool bt_download_stopped(const struct bt_download *d);
 enum bt_download_state bt_download_state(const struct bt_download *d);
 bool bt_download_ended(const struct bt_download *d); /* DONE or FAILED */
 const char *bt_download_reason(const struct bt_download *d);
-/* The names are known from bt_download_new on; the temporary one is NULL for a seed job. */
+/* The names are known from bt_download_new on (a magnet's once its metadata is: NULL before;
+ * a seed job's folder data_path is resolved by prepare); the temporary one is NULL for a seed
+ * job. */
 const char *bt_download_final_path(const struct bt_download *d);
 const char *bt_download_temp_path(const struct bt_download *d);
+/* NULL while a magnet's metadata is fetched. */
 const struct bt_metainfo *bt_download_metainfo(const struct bt_download *d);
+/* A name for messages: the torrent's, else the magnet's `dn`, else the info hash in hex. */
+const char *bt_download_name(const struct bt_download *d);
+/* The info hash (known from the start, magnets included). */
+const uint8_t *bt_download_info_hash(const struct bt_download *d);
 /* Pieces found good by prepare's recheck (resume), -1 if there was nothing to recheck. */
 int64_t bt_download_resumed(const struct bt_download *d);
+/* True when the `.part` holds verified pieces (stored or resumed) and is kept when the job
+ * ends unfinished; false means bt_download_free removes what the run made. */
+bool bt_download_keeps_part(const struct bt_download *d);
 /* True when prepare found the final output complete already. */
 bool bt_download_was_complete(const struct bt_download *d);
 /* Seconds since seeding began, or -1. */

@@ -1,11 +1,15 @@
 /*
  * jobview: how the `download`, `download_piece` and `seed` front doors show their jobs on
  * stderr. On a terminal, one line redrawn in place (with several torrents, a line for each and
- * one for their total, redrawn as a block); on a pipe, a plain line per torrent at most every 5 s;
- * with --progress=json, one object per torrent per second (with a "name" when there are several);
- * at the end a summary per torrent. Log lines (-v) go through bt_jobview_log_sink so they never
- * land inside a redrawn line. Layer 4: formatting comes from `progress`, numbers from the jobs; it
- * decides nothing.
+ * one for their total, redrawn as a block), each line cut to the terminal's width (asked at every
+ * redraw, so a resize shows at the next) so that it never wraps; on a pipe, a plain line per
+ * torrent at most every 5 s (with -v, and a multi-file torrent, a line under it per file in
+ * progress); with --progress=json, one object per torrent per second (with a "name" when there
+ * are several). Before the first byte the line says what the job waits for (checking, trackers,
+ * peers: bt_torrent_phase). At the end a summary per torrent: what was received, what was
+ * uploaded (a seed job says only that), and for a multi-file torrent each file's state. Log lines
+ * (-v) go through bt_jobview_log_sink so they never land inside a redrawn line. Layer 4:
+ * formatting comes from `progress`, numbers from the jobs; it decides nothing.
  */
 #ifndef BT_JOBVIEW_H
 #define BT_JOBVIEW_H
@@ -30,6 +34,9 @@ struct bt_jobview {
 	double started;	       /* the command's start, for elapsed times */
 	double engine_started; /* when the jobs started, for first-byte times */
 	double last_plain;
+	double check_last; /* on a pipe: when the current recheck began or was last shown; 0: none
+			    */
+	bool check_shown;  /* on a pipe: a line of the current recheck is out */
 	struct bt_download **jobs;
 	bool *final_shown; /* per job: its last progress line is out */
 	size_t n;

@@ -1,11 +1,15 @@
 /*
  * progress: pure formatting of what long commands show while they work and when they end:
- * byte counts and rates in binary units, an ETA, the one-line progress display and its JSON
- * form. No I/O: the command decides where and how often to print.
+ * byte counts and rates in binary (IEC) units through one formatter, an ETA, the one-line
+ * progress display and its JSON form, each file's share of the verified pieces, the upload
+ * summary, and the cut of a line to a terminal's width (by display columns, never splitting a
+ * UTF-8 character). No I/O: the command decides where and how often to print.
  */
 #ifndef BT_PROGRESS_H
 #define BT_PROGRESS_H
 
+#include "bt/bitfield.h"
+#include "bt/metainfo.h"
 #include "bt/util.h"
 
 #include <stddef.h>
@@ -17,6 +21,9 @@ struct bt_progress {
 	double elapsed;	      /* seconds */
 	size_t peers, unchoking;
 	const char *name; /* the torrent's, when several are shown; NULL otherwise */
+	/* Before the first byte, what the job waits for ("waiting for trackers", "connecting to 3
+	 * peers", "fetching metadata"): shown instead of the rate and ETA. NULL once data flows. */
+	const char *phase;
 };
 
 /* "1.5 MiB", "512 B", "3.2 GiB" */
@@ -26,9 +33,32 @@ void bt_format_rate(char *out, size_t n, double bytes_per_s);
 /* "42s", "3m05s", "2h01m", or "--" when unknown */
 void bt_format_eta(char *out, size_t n, double seconds);
 
-/* " 42.0%  420.0 MiB of 1.0 GiB  312.5 MiB/s  ETA 2s  peers 8 (8 unchoking)" */
+/* " 42.0%  420.0 MiB of 1.0 GiB  312.5 MiB/s  ETA 2s  peers 8 (8 unchoking)", or with a phase
+ * "connecting to 3 peers   0.0%  0 B of 1.0 GiB" */
 void bt_progress_line(char *out, size_t n, const struct bt_progress *p);
-/* {"done":..,"total":..,"percent":..,"rate":..,"eta":..,"peers":..,"unchoking":..,"elapsed":..} */
+/* {"done":..,"total":..,"percent":..,"rate":..,"eta":..,"peers":..,"unchoking":..,"elapsed":..}
+ * plus "phase":".." when there is one. */
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p);
+
+/* "checking  37%  (120 of 320 pieces)": the recheck of data already on disk. */
+void bt_progress_checking_line(char *out, size_t n, uint32_t done, uint32_t total);
+
+/* For each of m's files, the bytes covered by pieces set in have (done_out holds file_count
+ * entries; a pad file counts as done). */
+void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *have,
+		       uint64_t *done_out);
+/* "complete              1.0 MiB  dir/a.bin" or "incomplete  37.5%     1.0 MiB  dir/a.bin"
+ * (done of length); verbose adds the bytes done: "incomplete  37.5%  384.0 KiB of 1.0 MiB  ...".
+ */
+void bt_progress_file_line(char *out, size_t n, const char *path, uint64_t done, uint64_t length,
+			   bool verbose);
+/* "uploaded 20.0 MiB to 3 peers in 12 s, ratio 1.00" (ratio of uploaded to size). */
+void bt_progress_upload_line(char *out, size_t n, uint64_t uploaded, size_t peers, double seconds,
+			     uint64_t size);
+
+/* The display columns of a UTF-8 line (a wide East Asian character counts two). */
+size_t bt_progress_columns(const char *line);
+/* Cuts line in place to at most cols display columns, at a character boundary. */
+void bt_progress_fit(char *line, size_t cols);
 
 #endif

@@ -70,6 +70,11 @@ enum bt_storage_flags {
 int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
 		    int flags, struct bt_err *err);
 void bt_storage_free(struct bt_storage *s);
+/*
+ * Frees s after removing what its CREATE open made (the files, then the directories, newest
+ * first; never what was there before), for an owner that stored nothing in them. NULL: no-op.
+ */
+void bt_storage_discard(struct bt_storage *s);
 
 /*
  * Reads len bytes at offset `begin` within piece `index`; pad ranges read as zeros, and so does

@@ -18,11 +18,21 @@
  * pipe is kept at its rate-based depth. Peers that fail are reaped by a zero-delay event, never
  * freed inside their own callbacks. The torrent never stops the session: it reports complete,
  * failed and stopped to its owner.
+ *
+ * Phases: a torrent made from a magnet (bt_torrent_new_magnet) starts in METADATA: it knows
+ * only the info hash and trackers, connects to peers without a geometry, and fetches the info
+ * dict over BEP 9 from every peer that offers it (metadata.h decides whom to ask; the dict is
+ * checked against the info hash). The verified dict goes to the owner (`metadata` event), which
+ * parses it and calls bt_torrent_set_metainfo: the torrent then downloads on the same
+ * connections, judging the bitfields and HAVEs they sent meanwhile. Once the metadata is known
+ * (either way) we serve it to peers that ask (ut_metadata). Every peer with the extension bit
+ * gets our extended handshake (BEP 10) right after our bitfield.
  */
 #ifndef BT_TORRENT_H
 #define BT_TORRENT_H
 
 #include "bt/bitfield.h"
+#include "bt/ext.h"
 #include "bt/metainfo.h"
 #include "bt/wire.h"
 
@@ -38,7 +48,7 @@ struct bt_torrent_opts {
 	size_t max_peers; /* 0: 50 */
 	uint16_t port;	  /* announced to trackers; 0: 6881 */
 	bool use_trackers;
-	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: 60 s */
+	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: never */
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;		  /* keep serving peers after the download is complete */
 };
@@ -57,6 +67,12 @@ struct bt_torrent_events {
 	void (*failed)(void *arg, const char *reason);
 	/* After bt_torrent_stop: the stopped announce has ended. May be NULL. */
 	void (*stopped)(void *arg);
+	/* A magnet's info dict arrived and hashes to the info hash (info is valid during the
+	 * call). The owner parses it and calls bt_torrent_set_metainfo, or returns a negative
+	 * errno with err set, which fails the torrent. NULL for a torrent made from metainfo. */
+	int (*metadata)(void *arg, const uint8_t *info, size_t len, struct bt_err *err);
+	/* A peer's extended handshake (BEP 10) arrived. May be NULL. */
+	void (*peer_extended)(void *arg, const uint8_t *peer_id, const struct bt_ext_handshake *h);
 };
 
 struct bt_torrent_stats {
@@ -71,6 +87,9 @@ struct bt_torrent_stats {
 	uint64_t uploaded_bytes; /* block bytes sent in this run */
 	double up_rate;		 /* bytes/s, smoothed */
 	double first_byte_s;	 /* seconds from start to the first block, or -1 */
+	bool has_metadata;	 /* false while a magnet's info dict is being fetched */
+	size_t metadata_peers;	 /* peers offering it (while fetching) */
+	uint32_t metadata_blocks_done, metadata_blocks_total; /* total 0: size not known yet */
 };
 
 struct bt_torrent_peer_stat {
@@ -85,6 +104,20 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 				  const struct bt_bitfield *have, const struct bt_bitfield *want,
 				  const struct bt_torrent_opts *opts,
 				  const struct bt_torrent_events *ev, void *arg);
+/* A torrent known by its info hash only (a magnet): it starts by fetching the metadata. tiers
+ * (may be empty) are borrowed and must outlive the torrent. */
+struct bt_torrent *bt_torrent_new_magnet(struct bt_session *s, const uint8_t info_hash[BT_HASH_LEN],
+					 const struct bt_meta_tier *tiers, size_t tier_count,
+					 const struct bt_torrent_opts *opts,
+					 const struct bt_torrent_events *ev, void *arg);
+/*
+ * Gives a magnet's torrent its metainfo (m borrowed, outliving the torrent; its info hash must
+ * be the torrent's), the pieces already verified (have, may be NULL) and the pieces wanted
+ * (want, NULL for all). Meant to be called from the `metadata` event. The torrent downloads
+ * from then on; `complete` may be reported from inside this call.
+ */
+void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
+			     const struct bt_bitfield *have, const struct bt_bitfield *want);
 void bt_torrent_free(struct bt_torrent *t);
 
 void bt_torrent_add_peer(struct bt_torrent *t, const struct sockaddr *sa, socklen_t len);
@@ -102,5 +135,15 @@ bool bt_torrent_stopped(const struct bt_torrent *t);
 void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *out);
 /* Every address that got past the handshake, with the bytes it sent; returns the count. */
 size_t bt_torrent_peer_stats(const struct bt_torrent *t, struct bt_torrent_peer_stat **out);
+
+/* The pieces verified so far (resumed ones included), for per-file progress. */
+const struct bt_bitfield *bt_torrent_have(const struct bt_torrent *t);
+/* Connections (gone or open) that we sent at least one block to. */
+size_t bt_torrent_peers_served(const struct bt_torrent *t);
+/* Before the first block, what the torrent waits for, in a few words for the progress line
+ * ("waiting for trackers", "connecting to 3 peers", "waiting for data from 2 peers"), written
+ * into buf; NULL once data flows or the torrent is complete, failed or stopping. A later
+ * metadata phase (magnet) answers here too: "fetching metadata". */
+const char *bt_torrent_phase(const struct bt_torrent *t, char *buf, size_t n);
 
 #endif

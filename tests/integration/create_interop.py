@@ -137,7 +137,11 @@ class CreateCase(btcommon.CliTestCase):
             out = tempfile.mktemp(suffix='.torrent', dir=W)
         r = run_client('create', '-o', out, *args, timeout=60)
         self.assertEqual(r.returncode, 0, r)
-        self.assertEqual(r.stderr, b'', r)
+        # Nothing on stderr but, without a tracker, the one-line note that says so.
+        trackerless = '-a' not in args and '-q' not in args
+        self.assertEqual(r.err.startswith('torrent: create: note: %s has no tracker' % out),
+                         trackerless, r)
+        self.assertEqual(r.err.count('\n'), 1 if trackerless else 0, r)
         m = CREATED.match(r.out)
         self.assertIsNotNone(m, r)
         self.assertEqual(m.group(1), out)

@@ -364,7 +364,7 @@ class Usage(Case):
 
     def test_bad_numbers_and_options(self):
         for opt in (['--max-peers', '0'], ['--max-peers', '-3'], ['--max-peers', 'many'],
-                    ['--max-peers', '2.5'], ['--stall-timeout', '0'], ['--port', '0'],
+                    ['--max-peers', '2.5'], ['--stall-timeout', '-1'], ['--port', '0'],
                     ['--port', '70000'], ['--progress=bogus'], ['--bogus-option'], ['-o']):
             self.check('download', '--no-tracker', '--peer', closed_peer(), *opt, META.path)
 

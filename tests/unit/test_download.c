@@ -3,12 +3,17 @@
  * neither --dir nor -o): names of the final output and its `.part`, refusal to clobber,
  * --force, resume counts, piece and seed jobs, and the `checking` progress, all through
  * bt_download_prepare without any network. Then one whole download over loopback from a
- * seeding job in a child process, and one whose only peer refuses connections.
+ * seeding job in a child process, and one whose only peer refuses connections. Then what
+ * --force never touches, what a run that stored nothing leaves (nothing), a seed of the folder
+ * holding <name>, a piece job's --dir, and, with the engine's clock jumped 90 s ahead, that a
+ * download with no stall timeout goes on waiting for a connected peer that has nothing.
  */
 #include "bt/download.h"
 
 #include "bt/maketorrent.h"
 #include "bt/session.h"
+
+#include <event2/event.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +28,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -277,6 +284,11 @@ static struct bt_download *job(struct fx *f, const struct bt_metainfo *m, struct
 static void expect_names(struct fx *f, const struct bt_metainfo *m, struct bt_download_opts o,
 			 const char *final, const char *temp)
 {
+	/* The first folder of the output, if the job is to make it. */
+	char top[256];
+	snprintf(top, sizeof top, "%s", final);
+	char *slash = strchr(top, '/');
+	bool made_top = slash && (*slash = '\0', strcmp(top, ".") != 0) && !exists(top);
 	struct rec r;
 	struct bt_download *d = job(f, m, o, &r);
 	struct bt_err err = {{0}};
@@ -300,8 +312,10 @@ static void expect_names(struct fx *f, const struct bt_metainfo *m, struct bt_do
 		assert_int_equal(st.st_size, m->total_length);
 	}
 	bt_download_free(d);
-	/* Freeing an unfinished whole-torrent job keeps its `.part` for the next run. */
-	assert_true(exists(temp));
+	/* Freed with nothing verified stored: the `.part` and the folders the job made are gone. */
+	assert_false(exists(temp));
+	if (made_top)
+		assert_false(exists(top));
 }
 
 static void test_names_single(void **state)
@@ -895,7 +909,7 @@ static void test_end_to_end_from_seeder(void **state)
 	bt_meta_deinit(&m);
 }
 
-/* The only peer refuses connections: the job fails with a reason and keeps its `.part`. */
+/* The only peer refuses connections: the job fails with a reason and leaves nothing. */
 static void test_dead_peer_fails(void **state)
 {
 	(void)state;
@@ -929,11 +943,325 @@ static void test_dead_peer_fails(void **state)
 	assert_true(strlen(bt_download_reason(d)) > 0);
 	assert_true(bt_now() - t0 < 10);
 	bt_download_free(d);
-	assert_true(exists("got/data.bin.part"));
-	assert_false(exists("got/data.bin"));
+	/* It received nothing: neither the preallocated `.part` nor the folder made for it stay. */
+	assert_false(exists("got/data.bin.part"));
+	assert_false(exists("got"));
 	bt_session_free(s);
 	bt_meta_deinit(&m);
 	close(hold);
+}
+
+/* Prepares a job expected to be refused with code `rc`, its message naming `named`. */
+static void expect_refusal(struct fx *f, const struct bt_metainfo *m, struct bt_download_opts o,
+			   int rc, const char *named, const char *says)
+{
+	struct rec r;
+	struct bt_download *d = job(f, m, o, &r);
+	struct bt_err err = {{0}};
+	assert_int_equal(bt_download_prepare(d, &err), rc);
+	bt_download_free(d);
+	if (!strstr(err.msg, named) || !strstr(err.msg, says) || strchr(err.msg, '\n'))
+		fail_msg("unexpected error for %s: %s", named, err.msg);
+}
+
+/* --force never moves, truncates or deletes what is not of the torrent's kind. */
+static void test_force_spares_other_kinds(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	/* `-o Downloads` for a single-file torrent, Downloads being the user's folder. */
+	write_file("Downloads/keep.txt", "mine", 4);
+	char *before = snapshot(NULL);
+	for (int force = 0; force < 2; force++)
+		expect_refusal(&f, &f.single,
+			       (struct bt_download_opts){.output = "Downloads", .force = force},
+			       -EISDIR, "'Downloads' is a directory", "refusing to touch it");
+	char *after = snapshot(NULL);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	assert_false(exists("Downloads.part"));
+	assert_same_file("Downloads/keep.txt", (const uint8_t *)"mine", 4);
+
+	/* A FIFO at the final name: refused without blocking on it, left a FIFO. */
+	assert_int_equal(mkdir("out", 0777), 0);
+	assert_int_equal(mkfifo("out/data.bin", 0666), 0);
+	expect_refusal(&f, &f.single, (struct bt_download_opts){.dir = "out", .force = true},
+		       -EISDIR, "'out/data.bin' is a FIFO", "refusing to touch it");
+	struct stat st;
+	assert_int_equal(lstat("out/data.bin", &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	assert_false(exists("out/data.bin.part"));
+	assert_int_equal(unlink("out/data.bin"), 0);
+
+	/* A multi-file torrent whose folder name is a regular file. */
+	write_file("out/album", "file", 4);
+	expect_refusal(&f, &f.multi, (struct bt_download_opts){.dir = "out", .force = true},
+		       -ENOTDIR, "'out/album' is a regular file", "not this torrent's folder");
+	assert_same_file("out/album", (const uint8_t *)"file", 4);
+	assert_false(exists("out/album.part"));
+
+	/* A `.part` that is a FIFO: refused by name, left as it is. */
+	assert_int_equal(mkfifo("out/data.bin.part", 0666), 0);
+	expect_refusal(&f, &f.single, (struct bt_download_opts){.dir = "out"}, -EINVAL,
+		       "out/data.bin.part", "not a regular file");
+	assert_int_equal(lstat("out/data.bin.part", &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	fx_deinit(&f);
+}
+
+/* What a run that stored nothing made is undone; what was there before stays. */
+static void test_nothing_left_behind(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	struct rec r;
+	struct bt_err err = {{0}};
+
+	/* --force on an output with no good piece: moved to the `.part`, and back when freed. */
+	write_pattern("out/data.bin", SINGLE_LEN, 42);
+	struct bt_download *d =
+		job(&f, &f.single, (struct bt_download_opts){.dir = "out", .force = true}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_resumed(d), 0);
+	assert_false(bt_download_keeps_part(d));
+	assert_false(exists("out/data.bin"));
+	bt_download_free(d);
+	assert_false(exists("out/data.bin.part"));
+	uint8_t *want = pattern(SINGLE_LEN, 42);
+	assert_same_file("out/data.bin", want, SINGLE_LEN);
+	free(want);
+
+	/* A multi-file `.part` made in a folder that was there: only what the job made goes. */
+	write_file("have/other.txt", "x", 1);
+	d = job(&f, &f.multi, (struct bt_download_opts){.dir = "have"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_true(is_dir("have/album.part/sub"));
+	bt_download_free(d);
+	assert_false(exists("have/album.part"));
+	assert_same_file("have/other.txt", (const uint8_t *)"x", 1);
+
+	/* A `.part` with verified pieces (resumed) is kept. */
+	write_pattern("keep/data.bin.part", 2 * PIECE, 1);
+	d = job(&f, &f.single, (struct bt_download_opts){.dir = "keep"}, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_int_equal(bt_download_resumed(d), 2);
+	assert_true(bt_download_keeps_part(d));
+	bt_download_free(d);
+	assert_true(exists("keep/data.bin.part"));
+
+	/* The folders made for the output go too; one that was there stays. */
+	d = job(&f, &f.multi, (struct bt_download_opts){.dir = "deep/a/b"}, &r);
+	assert_int_equal(mkdir("deep", 0777), 0);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	assert_true(is_dir("deep/a/b/album.part"));
+	bt_download_free(d);
+	assert_false(exists("deep/a"));
+	assert_true(is_dir("deep"));
+	fx_deinit(&f);
+}
+
+/* `seed t.torrent D`: D holding <name> is a save path; D holding the files is the data. */
+static void test_seed_folder_as_save_path(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	static const struct {
+		bool multi;
+		const char *given, *served;
+	} cases[] = {
+		{false, "src", "src/data.bin"},
+		{false, "src/data.bin", "src/data.bin"},
+		{true, "src", "src/album"},
+		{true, "src/album", "src/album"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct rec r;
+		struct bt_err err = {{0}};
+		struct bt_download *d = job(&f, cases[i].multi ? &f.multi : &f.single,
+					    (struct bt_download_opts){.kind = BT_DOWNLOAD_SEED,
+								      .data_path = cases[i].given},
+					    &r);
+		if (bt_download_prepare(d, &err) != 0)
+			fail_msg("seed %s: %s", cases[i].given, err.msg);
+		assert_string_equal(bt_download_final_path(d), cases[i].served);
+		assert_checked(&r, cases[i].multi ? MULTI_PIECES : SINGLE_PIECES);
+		bt_download_free(d);
+	}
+	/* A folder without the data: the error names where it looked. */
+	assert_int_equal(mkdir("empty", 0777), 0);
+	expect_refusal(&f, &f.single,
+		       (struct bt_download_opts){.kind = BT_DOWNLOAD_SEED, .data_path = "empty"},
+		       -ENOENT, "empty/data.bin", "No such file");
+	fx_deinit(&f);
+}
+
+/* download_piece --dir: the piece beside where the torrent would go. */
+static void test_piece_job_dir(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f);
+	assert_int_equal(mkdir("pd", 0777), 0);
+	struct rec r;
+	struct bt_download *d = job(
+		&f, &f.single,
+		(struct bt_download_opts){.kind = BT_DOWNLOAD_PIECE, .dir = "pd", .piece = 3}, &r);
+	assert_string_equal(bt_download_final_path(d), "pd/data.bin.piece3");
+	assert_string_equal(bt_download_temp_path(d), "pd/data.bin.piece3.part");
+	bt_download_free(d);
+	fx_deinit(&f);
+}
+
+/*
+ * The clock the engine sees (bt_now, through CLOCK_MONOTONIC) jumps forward on demand, so a
+ * test can pass minutes in a second. libevent times its events with CLOCK_MONOTONIC_COARSE,
+ * which is left alone: the loop's own timers and deadlines keep real time.
+ */
+static double clock_skew;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	long rc = syscall(SYS_clock_gettime, id, ts);
+	if (rc == 0 && id == CLOCK_MONOTONIC && clock_skew > 0) {
+		ts->tv_sec += (time_t)clock_skew;
+		ts->tv_nsec += (long)((clock_skew - (double)(time_t)clock_skew) * 1e9);
+		if (ts->tv_nsec >= 1000000000L) {
+			ts->tv_sec++;
+			ts->tv_nsec -= 1000000000L;
+		}
+	}
+	return (int)rc;
+}
+
+/* A peer that shakes hands, has nothing and sends keep-alives: never returns. */
+static void run_silent_peer(int port_fd)
+{
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_storage a;
+	socklen_t alen = bt_sockaddr_from_ip("127.0.0.1", 0, &a);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, alen) != 0 || listen(ls, 4) != 0 ||
+	    getsockname(ls, (struct sockaddr *)&a, &alen) != 0)
+		_exit(2);
+	uint16_t port = ntohs(((struct sockaddr_in *)&a)->sin_port);
+	if (write(port_fd, &port, sizeof port) != sizeof port)
+		_exit(3);
+	close(port_fd);
+	alarm(30); /* in case the parent never stops it */
+	for (;;) {
+		int c = accept(ls, NULL, NULL);
+		if (c < 0)
+			_exit(4);
+		uint8_t hs[68];
+		size_t got = 0;
+		while (got < sizeof hs) {
+			ssize_t n = read(c, hs + got, sizeof hs - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		if (got < sizeof hs) {
+			close(c);
+			continue;
+		}
+		memset(hs + 20, 0, 8);	  /* no extensions */
+		memset(hs + 48, 'S', 20); /* our peer id */
+		if (write(c, hs, sizeof hs) != sizeof hs) {
+			close(c);
+			continue;
+		}
+		static const uint8_t keepalive[4];
+		uint8_t sink[4096];
+		while (write(c, keepalive, sizeof keepalive) == sizeof keepalive) {
+			usleep(100000);
+			while (recv(c, sink, sizeof sink, MSG_DONTWAIT) > 0)
+				;
+		}
+		close(c);
+	}
+}
+
+static void jump_clock(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	clock_skew += 90;
+}
+
+/*
+ * A download whose only peer is connected but has nothing, while 90 s pass in one jump: with
+ * the default (no stall timeout) it is still waiting; with a 30 s stall timeout it fails,
+ * which shows the jump is seen.
+ */
+static void run_waiting(const struct bt_metainfo *m, uint16_t port, double stall,
+			enum bt_download_state *state_out, char *reason, size_t n)
+{
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	struct sockaddr_storage peer;
+	socklen_t plen = bt_sockaddr_from_ip("127.0.0.1", port, &peer);
+	struct bt_download_opts o = {
+		.dir = "wait", .peers = &peer, .peer_lens = &plen, .npeers = 1};
+	o.torrent.use_trackers = false;
+	o.torrent.stall_timeout_s = stall;
+	struct rec r;
+	memset(&r, 0, sizeof r);
+	r.s = s;
+	struct bt_download *d = bt_download_new(s, m, &o, &events, &r);
+	assert_int_equal(bt_download_prepare(d, &err), 0);
+	bt_download_start(d);
+	struct event *jump = evtimer_new(bt_session_base(s), jump_clock, NULL);
+	struct timeval tv = {1, 500000};
+	evtimer_add(jump, &tv);
+	bt_session_run(s, 3.5);
+	event_free(jump);
+	clock_skew = 0;
+	*state_out = bt_download_state(d);
+	snprintf(reason, n, "%s", bt_download_reason(d));
+	bt_download_stop(d);
+	bt_download_free(d);
+	bt_session_free(s);
+}
+
+static void test_waits_past_old_stall_timeout(void **state)
+{
+	(void)state;
+	write_sources();
+	struct bt_metainfo m;
+	make_single(&m);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		run_silent_peer(fds[1]);
+	}
+	close(fds[1]);
+	uint16_t port = 0;
+	ssize_t got = read(fds[0], &port, sizeof port);
+	close(fds[0]);
+	enum bt_download_state waited, stalled;
+	char why_waited[512], why_stalled[512];
+	if (got == sizeof port) {
+		run_waiting(&m, port, 0, &waited, why_waited, sizeof why_waited);
+		run_waiting(&m, port, 30, &stalled, why_stalled, sizeof why_stalled);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	bt_meta_deinit(&m);
+	assert_int_equal(got, sizeof port);
+	print_message("no stall timeout: %s; 30 s: %s\n", why_waited[0] ? why_waited : "waiting",
+		      why_stalled);
+	assert_int_equal(waited, BT_DOWNLOAD_RUNNING);
+	assert_string_equal(why_waited, "");
+	assert_int_equal(stalled, BT_DOWNLOAD_FAILED);
+	assert_non_null(strstr(why_stalled, "no data for 30 s"));
+	/* Both runs received nothing: nothing of them is left. */
+	assert_false(exists("wait"));
 }
 
 int main(void)
@@ -952,6 +1280,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_part_of_wrong_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_from_seeder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_peer_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_force_spares_other_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nothing_left_behind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seed_folder_as_save_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_piece_job_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waits_past_old_stall_timeout, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
