@@ -192,6 +192,9 @@ class OurMagnetDownloads(unittest.TestCase):
         else:
             print('  big: no -v line names a metadata peer; checked completion only',
                   file=sys.stderr)
+        # the JSON lines while fetching say how many peers the metadata was asked of
+        asked = max([o.get('metadata_peers', 0) for o in r.json_lines()], default=0)
+        print('  big: at most %d metadata peers in the JSON lines' % asked, file=sys.stderr)
         peers = {p['address'] for p in r.summary()['peers'] if p['bytes'] > 0}
         print('  big: data from %d of 3 seeders, metadata from %s'
               % (len(peers & set(addrs)), sorted(served) or '?'), file=sys.stderr)
