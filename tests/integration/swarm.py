@@ -211,6 +211,29 @@ def make_torrent(target, out, piece_length, trackers=(), tool=None, source=None)
     return meta
 
 
+def make_big_info(directory, name, seed, info_bytes=1100 * KiB, piece_length=16 * KiB):
+    """A multi-file payload whose torrent's info dictionary is over `info_bytes` (default a
+    little over 1 MiB: more than 64 metadata blocks of 16 KiB), made of many small files with
+    long names in 30 folders with long names, and its v1 torrent (libtorrent, 16 KiB pieces).
+    Every file entry costs about 440 bytes of the info dict, so the content stays small (about
+    2 KiB a file). Returns (root, Meta); the torrent is directory/name.torrent."""
+    rnd = random.Random(seed)
+    per_file = 440
+    count = info_bytes // per_file + 1
+    folders = ['%02d-' % i + 'd' * 196 for i in range(30)]
+    files = []
+    for i in range(count):
+        leaf = '%05d-' % i + 'f' * 200 + '.bin'
+        files.append(('%s/%s' % (folders[i % len(folders)], leaf), rnd.randint(1, 4 * KiB)))
+    root = make_multi(directory, name, files, seed)
+    meta = make_torrent(root, os.path.join(directory, name + '.torrent'), piece_length,
+                        tool='libtorrent')
+    start, end = meta.root.spans[b'info']
+    if end - start <= info_bytes:
+        raise RuntimeError('info dict of %s is only %d bytes' % (meta.path, end - start))
+    return root, meta
+
+
 class Meta:
     """A torrent read back with btcommon's bdecode (independent of the code under test)."""
 
@@ -491,7 +514,7 @@ class LibtorrentSeeder:
                 raise RuntimeError('libtorrent seeder on %s: %s' % (self.ip, ' '.join(words)))
 
     def command(self, line):
-        """'rate BYTES_PER_S' or 'reannounce'."""
+        """'rate BYTES_PER_S', 'reannounce' or 'connect HOST:PORT'."""
         self.proc.proc.stdin.write(line.encode() + b'\n')
         self.proc.proc.stdin.flush()
 
@@ -902,7 +925,8 @@ def _lt_seed_main(argv):
     """swarm.py lt-seed IP SAVE_PATH UPLOAD_LIMIT ANNOUNCE TORRENT...
 
     Prints 'listening PORT', then 'announced HASH' for each torrent after a tracker reply
-    (ANNOUNCE=1). Reads commands on stdin ('rate N', 'reannounce'); exits when stdin closes
+    (ANNOUNCE=1). Reads commands on stdin ('rate N', 'reannounce', 'connect HOST:PORT': dial
+    that peer for every torrent); exits when stdin closes
     (so it never outlives the test process)."""
     import libtorrent as lt
     ip, save_path, limit, announce = argv[0], argv[1], int(argv[2]), argv[3] == '1'
@@ -986,6 +1010,10 @@ def _lt_seed_main(argv):
                 elif c and c[0] == 'reannounce':
                     for h in handles:
                         h.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+                elif c and c[0] == 'connect':
+                    host, _, port = c[1].rpartition(':')
+                    for h in handles:
+                        h.connect_peer((host, int(port)))
         except queue.Empty:
             pass
 

@@ -8,6 +8,10 @@
 - `MiniPeer`: a small BitTorrent peer written here (plaintext, no extensions) that handshakes
   with a seeder and can download a whole torrent honestly, or send whatever a test wants.
 - `vmrss_kib()`: a process's resident set size from /proc.
+- magnets: `magnet_uri()` builds one (tr=, x.pe=); `lt_add_magnet()` / `lt_wait_metadata()`
+  open one in libtorrent; `Aria2Magnet` opens one in aria2c (the metadata only, or the whole
+  torrent); `torrent_file_hash()` reads a saved .torrent back with libtorrent.
+- `RtorrentDownloader`: rtorrent 0.9.8 headless (daemon mode), stopped by PID.
 
 Reuses swarm.py (payloads, torrents, opentracker, processes). Everything stays on 127.0.0.0/8.
 """
@@ -23,6 +27,7 @@ import struct
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -551,3 +556,168 @@ class Tracker(swarm.OpenTracker):
 
     def whitelist(self, info_hashes_hex, timeout=10):
         raise NotImplementedError('give every hash to the constructor')
+
+
+# --- magnets ----------------------------------------------------------------------------------
+
+def magnet_uri(meta, trackers=(), peers=(), name=True):
+    """A BEP 9 magnet link for meta's torrent: xt (hex info hash), dn (unless name=False), one
+    tr= per tracker URL (percent-encoded whole, as clients write them) and one x.pe= per
+    'HOST:PORT' peer."""
+    parts = ['xt=urn:btih:' + meta.info_hash_hex]
+    if name:
+        parts.append('dn=' + urllib.parse.quote(meta.name, safe=''))
+    parts += ['tr=' + urllib.parse.quote(t, safe='') for t in trackers]
+    parts += ['x.pe=' + urllib.parse.quote(p, safe=':[]') for p in peers]
+    return 'magnet:?' + '&'.join(parts)
+
+
+def _host_port(address):
+    host, _, port = address.rpartition(':')
+    return host.strip('[]'), int(port)
+
+
+def lt_add_magnet(session, uri, save_path, peers=()):
+    """Adds a magnet link to a libtorrent session (lt_session()), started at once, and dials
+    every 'HOST:PORT' in peers. Returns the handle."""
+    import libtorrent as lt
+    atp = lt.parse_magnet_uri(uri)
+    atp.save_path = save_path
+    atp.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    handle = session.add_torrent(atp)
+    for p in peers:
+        handle.connect_peer(_host_port(p))
+    return handle
+
+
+def lt_wait_metadata(session, handle, timeout, what='libtorrent magnet'):
+    """Waits until the magnet's handle has its metadata; returns its torrent_info."""
+    end = time.monotonic() + timeout
+    while True:
+        st = handle.status()
+        if st.has_metadata:
+            return handle.torrent_file()
+        if time.monotonic() >= end:
+            raise TimeoutError('%s: no metadata after %s s: state %s, peers %d, error %r'
+                               % (what, timeout, st.state, st.num_peers, st.errc.message()))
+        session.wait_for_alert(100)
+        session.pop_alerts()
+
+
+def torrent_file_hash(path):
+    """The v1 info hash (40 hex) of a .torrent file as libtorrent reads it (raises if
+    libtorrent refuses the file)."""
+    import libtorrent as lt
+    ti = lt.torrent_info(path)
+    return str(ti.info_hashes().v1)
+
+
+class Aria2Magnet:
+    """aria2c opening a magnet link, bound to ip, saving into outdir. metadata_only: it stops
+    once it has the metadata and writes it as outdir/<info hash>.torrent
+    (--bt-metadata-only --bt-save-metadata); else it downloads the whole torrent and exits
+    once it verified everything (--seed-time=0). aria2c takes no peer addresses: it finds
+    peers through the magnet's trackers, or a seeder dials it (its port is self.port)."""
+
+    def __init__(self, ip, uri, outdir, cwd, metadata_only=False):
+        self.ip = ip
+        self.port = swarm.free_port(ip)
+        self.outdir = outdir
+        os.makedirs(outdir, exist_ok=True)  # else aria2c silently saves no metadata
+        argv = [swarm.ARIA2C, '--no-conf', '--seed-time=0', '--enable-dht=false',
+                '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',
+                '--disable-ipv6=true', '--interface=%s' % ip, '--listen-port=%d' % self.port,
+                '--dir=%s' % outdir, '--file-allocation=none', '--bt-max-peers=0',
+                '--bt-min-crypto-level=plain', '--bt-require-crypto=false',
+                '--summary-interval=0', '--console-log-level=warn', '--auto-save-interval=0',
+                '--allow-overwrite=false', '--show-console-readout=false',
+                '--bt-save-metadata=true', '--stop=%d' % SELF_STOP_S]
+        if metadata_only:
+            argv.append('--bt-metadata-only=true')
+        argv.append(uri)
+        self.proc = swarm.Proc(argv, outdir + '.aria2.log', cwd=cwd)
+
+    def saved_torrent(self, info_hash_hex):
+        return os.path.join(self.outdir, info_hash_hex + '.torrent')
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('aria2c not done after %s s: %s' % (timeout,
+                                                                    self.proc.read_log()))
+        if rc != 0:
+            raise AssertionError('aria2c exited %s: %s' % (rc, self.proc.read_log()))
+
+    def stop(self):
+        self.proc.stop()
+
+
+# --- rtorrent ---------------------------------------------------------------------------------
+
+class RtorrentDownloader:
+    """rtorrent 0.9.8 downloading one torrent into outdir, listening on ip:port, headless
+    (system.daemon.set, REAL-PEERS.md): plaintext allowed, no DHT, PEX or UDP trackers. Its
+    event.download.finished hook creates a marker file (rtorrent has verified every piece
+    then); stop() ends it by PID with SIGTERM (SIGINT does not stop it in daemon mode). It
+    dials the peers its tracker gives; a seeder can also dial it."""
+
+    RTORRENT = '/usr/bin/rtorrent'
+
+    def __init__(self, ip, meta, outdir, cwd):
+        self.ip = ip
+        self.port = swarm.free_port(ip)
+        self.home = tempfile.mkdtemp(prefix='rtorrent-', dir=cwd)
+        self.marker = os.path.join(self.home, 'done')
+        session_dir = os.path.join(self.home, 'session')
+        os.makedirs(session_dir)
+        os.makedirs(outdir, exist_ok=True)
+        rc = os.path.join(self.home, 'rtorrent.rc')
+        with open(rc, 'w') as f:
+            f.write('\n'.join([
+                'directory.default.set = %s' % outdir,
+                'session.path.set = %s' % session_dir,
+                'network.bind_address.set = %s' % ip,
+                'network.local_address.set = %s' % ip,
+                'network.port_range.set = %d-%d' % (self.port, self.port),
+                'network.port_random.set = no',
+                'protocol.encryption.set = allow_incoming,try_outgoing,enable_retry',
+                'dht.mode.set = disable',
+                'protocol.pex.set = no',
+                'trackers.use_udp.set = no',
+                'throttle.global_down.max_rate.set = 0',
+                'throttle.global_up.max_rate.set = 0',
+                'pieces.hash.on_completion.set = no',
+                'system.daemon.set = true',
+                'method.set_key = event.download.finished, magnetreal_done, '
+                '"execute.nothrow = touch, %s"' % self.marker,
+                'load.start_verbose = %s' % meta.path,
+                '']))
+        # its own HOME, so that no ~/.rtorrent.rc of the machine's user is read
+        argv = ['timeout', str(SELF_STOP_S), 'env', 'HOME=%s' % self.home, self.RTORRENT,
+                '-n', '-o', 'import=%s' % rc]
+        self.proc = swarm.Proc(argv, os.path.join(self.home, 'log.txt'), cwd=self.home)
+        self.started = time.monotonic()
+
+    @property
+    def address(self):
+        return '%s:%d' % (self.ip, self.port)
+
+    def done(self):
+        return os.path.exists(self.marker)
+
+    def wait(self, timeout):
+        """Waits for the finished hook; returns the seconds since rtorrent was started."""
+        def finished():
+            if not self.proc.alive():
+                raise AssertionError('rtorrent exited (%s): %s' % (
+                    self.proc.proc.returncode, self.proc.read_log()))
+            return self.done()
+        try:
+            swarm.wait_until(finished, timeout, step=0.05, what='rtorrent to complete')
+        except TimeoutError as e:
+            raise AssertionError('%s: %s' % (e, self.proc.read_log()))
+        return time.monotonic() - self.started
+
+    def stop(self):
+        self.proc.stop()
