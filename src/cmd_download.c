@@ -28,7 +28,6 @@ struct item {
 	struct sockaddr_storage *peers; /* --peer and a magnet's x.pe */
 	socklen_t *peer_lens;
 	bool announced; /* its "Downloaded ..." line is out */
-	bool running;	/* a magnet's metadata is known: the job runs */
 };
 
 struct run {
@@ -73,9 +72,10 @@ static bool all_ended(const struct run *r)
 }
 
 /* A magnet's metainfo is known: save it if asked, and say so. */
-static void metadata_arrived(struct run *r, struct item *it)
+static void on_metadata(void *arg, struct bt_download *d)
 {
-	const struct bt_metainfo *m = bt_download_metainfo(it->d);
+	struct run *r = arg;
+	const struct bt_metainfo *m = bt_download_metainfo(d);
 	bt_log(BT_LOG_INFO, r->o->command, "metadata received: '%s', %u pieces", m->name,
 	       m->piece_count);
 	if (r->o->save_torrent && bt_source_save_torrent(r->o->command, m, r->o->save_torrent) != 0)
@@ -89,11 +89,6 @@ static void on_changed(void *arg, struct bt_download *d)
 	while (r->items[i].d != d)
 		i++;
 	enum bt_download_state st = bt_download_state(d);
-	struct item *it = &r->items[i];
-	if (it->src.is_magnet && !it->running && bt_download_metainfo(d)) {
-		it->running = true;
-		metadata_arrived(r, it);
-	}
 	if (st == BT_DOWNLOAD_FINISHING)
 		bt_jobview_job_done(&r->view, i);
 	if (st == BT_DOWNLOAD_SEEDING && r->o->mode == BT_JOB_DOWNLOAD &&
@@ -129,7 +124,8 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 	r->items = bt_xcalloc(o->ntorrents, sizeof *r->items);
 	r->view.jobs = bt_xcalloc(o->ntorrents, sizeof *r->view.jobs);
 	r->view.final_shown = bt_xcalloc(o->ntorrents, sizeof *r->view.final_shown);
-	static const struct bt_download_events ev = {on_checking, on_changed, on_stopped};
+	static const struct bt_download_events ev = {on_checking, on_changed, on_stopped,
+						     on_metadata};
 	for (size_t i = 0; i < o->ntorrents; i++) {
 		struct item *it = &r->items[i];
 		int rc = bt_source_load(o->command, o->torrents[i], r->session, &it->src);

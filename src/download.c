@@ -690,6 +690,8 @@ static int on_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err
 			d->o.piece, count, count - 1);
 	}
 	set_metainfo(d, &d->own);
+	if (d->ev.metadata)
+		d->ev.metadata(d->arg, d);
 	if (d->o.kind == BT_DOWNLOAD_INFO) {
 		set_state(d, BT_DOWNLOAD_DONE);
 		bt_download_stop(d);

@@ -88,6 +88,9 @@ struct bt_download_events {
 	void (*changed)(void *arg, struct bt_download *d);
 	/* After bt_download_stop: the job has let go of its peers and trackers. May be NULL. */
 	void (*stopped)(void *arg, struct bt_download *d);
+	/* A magnet's metainfo is known (bt_download_metainfo), before its outputs are prepared.
+	 * May be NULL. */
+	void (*metadata)(void *arg, struct bt_download *d);
 };
 
 /* A magnet: the info hash, the `dn` name if any (for messages) and the trackers. */
