@@ -182,8 +182,7 @@ static int get_port(const struct bt_benc_node *a, struct bt_krpc_msg *out, struc
 	return 0;
 }
 
-static int parse_query(const struct bt_benc_node *root, struct bt_krpc_msg *out,
-		       struct bt_err *err)
+static int parse_query(const struct bt_benc_node *root, struct bt_krpc_msg *out, struct bt_err *err)
 {
 	const struct bt_benc_node *q, *a;
 	int rc = get_required(root, "", "q", BT_BENC_STR, &q, err);
@@ -241,8 +240,7 @@ static int parse_response(const struct bt_benc_node *root, struct bt_krpc_msg *o
 	return rc;
 }
 
-static int parse_error(const struct bt_benc_node *root, struct bt_krpc_msg *out,
-		       struct bt_err *err)
+static int parse_error(const struct bt_benc_node *root, struct bt_krpc_msg *out, struct bt_err *err)
 {
 	const struct bt_benc_node *e;
 	int rc = get_required(root, "", "e", BT_BENC_LIST, &e, err);
@@ -257,8 +255,8 @@ static int parse_error(const struct bt_benc_node *root, struct bt_krpc_msg *out,
 				  (int)code->str_len, (const char *)code->str);
 	out->error_code = (int)n;
 	/* The message ends up in logs: keep it one printable line. */
-	size_t len = msg->str_len < sizeof out->error_msg - 1 ? msg->str_len
-							      : sizeof out->error_msg - 1;
+	size_t len =
+		msg->str_len < sizeof out->error_msg - 1 ? msg->str_len : sizeof out->error_msg - 1;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = msg->str[i];
 		out->error_msg[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;

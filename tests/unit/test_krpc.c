@@ -11,8 +11,8 @@
 #include <cmocka.h>
 
 /* The ids BEP 5's examples use. */
-#define ID_A "abcdefghij0123456789"
-#define ID_M "mnopqrstuvwxyz123456"
+#define ID_A  "abcdefghij0123456789"
+#define ID_M  "mnopqrstuvwxyz123456"
 #define IDS_A "20:" ID_A
 #define IDS_M "20:" ID_M
 
@@ -155,8 +155,8 @@ static void test_bep5_examples_encode(void **state)
 	struct bt_krpc_reply r = {
 		.values = values, .value_count = 2, .token = u8("aoeusnth"), .token_len = 8};
 	bt_krpc_put_reply(&b, aa, 2, u8(ID_A), &r);
-	expect_bytes(&b, "d1:rd2:id" IDS_A
-			 "5:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa" V "1:y1:re");
+	expect_bytes(&b, "d1:rd2:id" IDS_A "5:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa" V
+			 "1:y1:re");
 
 	b.len = 0;
 	bt_krpc_put_announce_peer(&b, aa, 2, u8(ID_A), u8(ID_M), 6881, true, u8("aoeusnth"), 8);
@@ -173,8 +173,7 @@ static void test_bep5_examples_encode(void **state)
 	memcpy(node.id, ID_M, 20);
 	r = (struct bt_krpc_reply){.nodes = &node, .node_count = 1};
 	bt_krpc_put_reply(&b, aa, 2, u8("0123456789abcdefghij"), &r);
-	const char want[] = "d1:rd2:id20:0123456789abcdefghij5:nodes26:" ID_M
-			    "\x7f\x00\x00\x01"
+	const char want[] = "d1:rd2:id20:0123456789abcdefghij5:nodes26:" ID_M "\x7f\x00\x00\x01"
 			    "AB"
 			    "e1:t2:aa" V "1:y1:re";
 	assert_int_equal(b.len, sizeof want - 1);
@@ -256,12 +255,12 @@ static void fill_nodes(struct bt_krpc_node *n, size_t count, int family)
 	for (size_t i = 0; i < count; i++) {
 		memset(n[i].id, (int)(0x10 + i), 20);
 		n[i].addr = family == 6 ? v6((uint8_t)i, (uint16_t)(7000 + i))
-					: v4(10, 0, (uint8_t)(i >> 8), (uint8_t)i, (uint16_t)(6000 + i));
+					: v4(10, 0, (uint8_t)(i >> 8), (uint8_t)i,
+					     (uint16_t)(6000 + i));
 	}
 }
 
-static void expect_nodes(const struct bt_krpc_node *got, const struct bt_krpc_node *want,
-			 size_t n)
+static void expect_nodes(const struct bt_krpc_node *got, const struct bt_krpc_node *want, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		assert_memory_equal(got[i].id, want[i].id, 20);
@@ -311,9 +310,11 @@ static void test_roundtrip_reply_within_1024(void **state)
 	/* An IPv4 `ip`, and values of both families. */
 	struct bt_peer_addr ip4 = v4(203, 0, 113, 7, 6881);
 	struct bt_peer_addr values[3] = {v4(1, 2, 3, 4, 5), v6(1, 6), v4(9, 8, 7, 6, 65535)};
-	r = (struct bt_krpc_reply){
-		.values = values, .value_count = 3, .token = token, .token_len = 4,
-		.requester_ip = &ip4};
+	r = (struct bt_krpc_reply){.values = values,
+				   .value_count = 3,
+				   .token = token,
+				   .token_len = 4,
+				   .requester_ip = &ip4};
 	b.len = 0;
 	bt_krpc_put_reply(&b, tid, 2, id, &r);
 	assert_int_equal(bt_krpc_parse(&m, b.data, b.len, &err), 0);
@@ -484,7 +485,8 @@ static void test_announce_ports(void **state)
 	expect_bad(ANN("4:porti-1e5:token1:x"), "a.port -1 is out of range");
 	expect_bad(ANN("4:porti99999999999999999999e5:token1:x"), "out of range");
 	expect_bad(ANN("4:port4:68815:token1:x"), "a.port is not an integer");
-	expect_bad(ANN("12:implied_port1:14:porti1e5:token1:x"), "a.implied_port is not an integer");
+	expect_bad(ANN("12:implied_port1:14:porti1e5:token1:x"),
+		   "a.implied_port is not an integer");
 	expect_bad(ANN("4:porti1e"), "missing a.token");
 	expect_bad(ANN("4:porti1e5:tokeni1e"), "a.token is not a string");
 	expect_bad(ANN("4:porti1e5:token65:"
@@ -595,9 +597,8 @@ static void test_huge_and_deep(void **state)
 	(void)state;
 	struct bt_krpc_msg m;
 	struct bt_err err = {{0}};
-	size_t big = 65536;
-	uint8_t *p = malloc(big);
-	assert_non_null(p);
+	static uint8_t p[65536];
+	size_t big = sizeof p;
 	/* A valid-looking start; the size alone refuses it. */
 	memset(p, 'e', big);
 	memcpy(p, "d1:y1:q", 7);
@@ -627,7 +628,6 @@ static void test_huge_and_deep(void **state)
 	p[n++] = 'e';
 	assert_int_equal(bt_krpc_parse(&m, p, n, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "bad bencode"));
-	free(p);
 }
 
 /* A malformed query keeps its transaction id, so the core can answer it with error 203. */
