@@ -169,3 +169,51 @@ int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storag
 bad:
 	return bt_cli_usage_error(cmd, "--peer wants HOST:PORT or [IPv6]:PORT, not '%s'", arg);
 }
+
+/*
+ * Optimal string alignment distance: Levenshtein plus the swap of two neighbours, the typo
+ * people make most ("downlaod"). Words longer than the row are never close to a command name.
+ */
+static size_t edit_distance(const char *a, const char *b)
+{
+	enum { MAX = 64 };
+	size_t la = strlen(a), lb = strlen(b);
+	if (la >= MAX || lb >= MAX)
+		return SIZE_MAX;
+	size_t d[MAX][MAX];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] != b[j - 1];
+			size_t best = d[i - 1][j - 1] + cost;
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+int bt_cli_nearest(const char *word, const char *const *names, size_t n)
+{
+	size_t len = strlen(word), best = SIZE_MAX;
+	int found = -1;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = edit_distance(word, names[i]);
+		if (d < best) {
+			best = d;
+			found = (int)i;
+		}
+	}
+	if (found < 0 || best > 2 || 2 * best >= len)
+		return -1;
+	return found;
+}

@@ -11,6 +11,8 @@
 #include "bt/progress.h"
 #include "bt/ratelimit.h"
 
+#include <jansson.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,16 +38,20 @@ static const char help[] =
 	"Builds a local swarm and downloads from it: random data and a torrent of it in a\n"
 	"temporary directory, N seeders that are 'torrent seed' processes on 127.0.0.11,\n"
 	"127.0.0.12, ..., and one 'torrent download' using --peer for each (no tracker). The\n"
-	"download is verified against the data, then a table shows size, wall time, MB/s,\n"
-	"time to first byte, CPU seconds (downloader and seeders apart), the downloader's peak\n"
-	"memory and each seeder's share of the bytes. Everything started is stopped and every\n"
-	"file made is removed, on Ctrl-C too. All traffic stays on 127.0.0.0/8.\n"
+	"download is verified against the data, then a table shows size, wall time, MiB/s,\n"
+	"time to first byte, the peers that sent data, CPU seconds (downloader and seeders\n"
+	"apart), the downloader's peak memory and each seeder's share of the bytes. Everything\n"
+	"started is stopped and every file made is removed, on Ctrl-C too. All traffic stays on\n"
+	"127.0.0.0/8. Sizes and rates are in binary units (KiB = 1024 bytes, MiB/s).\n"
 	"\n"
 	"Options:\n"
 	"  -s, --size SIZE          data to download (default 1GiB; K, M, G suffixes)\n"
 	"  -n, --seeders N          seeders (default 8, at most 64)\n"
 	"  -l, --piece-length SIZE  piece length (default 1MiB)\n"
 	"      --json               print the result as one JSON object\n"
+	"      --plot FILE.svg      draw the download's throughput over time, per seeder, and\n"
+	"                           each seeder's share (see 'torrent download --help')\n"
+	"      --stats FILE         the same numbers as JSON lines, one per second\n"
 	"      --keep               keep the temporary directory (its path is printed)\n"
 	"  -h, --help               show this help\n"
 	"\n"
@@ -64,6 +70,7 @@ struct bench {
 	int64_t piece_length;
 	unsigned seeders;
 	bool json, keep;
+	const char *plot_path, *stats_path; /* passed on to the downloader */
 	char dir[512];
 	char data[600], torrent[600], out[600];
 	pid_t seed_pids[MAX_SEEDERS];
@@ -186,48 +193,84 @@ static int remove_entry(const char *p, const struct stat *st, int flag, struct F
 	return remove(p);
 }
 
-/* What the downloader's JSON summary says about each peer, kept as text. */
+/* What the downloader's JSON lines said: its progress objects and its summary. */
 struct summary {
 	bool seen;
 	double first_byte;
 	uint64_t received;
 	uint64_t peer_bytes[MAX_SEEDERS];
+	size_t peers_max;  /* the most peers connected at once */
+	size_t peers_used; /* peers that sent at least one byte */
 };
 
-static void parse_summary(const char *line, struct summary *s, unsigned seeders)
+static uint64_t get_u64(const json_t *o, const char *key)
 {
-	if (!strstr(line, "\"event\":\"summary\""))
-		return;
+	json_int_t v = json_integer_value(json_object_get(o, key));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static double get_num(const json_t *o, const char *key, double dflt)
+{
+	const json_t *v = json_object_get(o, key);
+	return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static void parse_summary(const json_t *o, struct summary *s, unsigned seeders)
+{
 	s->seen = true;
-	const char *fb = strstr(line, "\"first_byte\":");
-	if (fb)
-		s->first_byte = strtod(fb + 13, NULL);
-	const char *rc = strstr(line, "\"received\":");
-	if (rc)
-		s->received = strtoull(rc + 11, NULL, 10);
-	for (unsigned i = 0; i < seeders; i++) {
-		char key[64];
-		snprintf(key, sizeof key, "\"127.0.0.%u:%u\",\"bytes\":", 11 + i, BASE_PORT + i);
-		const char *p = strstr(line, key);
-		if (p)
-			s->peer_bytes[i] = strtoull(p + strlen(key), NULL, 10);
+	s->first_byte = get_num(o, "first_byte", -1);
+	s->received = get_u64(o, "received");
+	size_t i;
+	const json_t *peer;
+	json_array_foreach(json_object_get(o, "peers"), i, peer)
+	{
+		uint64_t bytes = get_u64(peer, "bytes");
+		const char *addr = json_string_value(json_object_get(peer, "address"));
+		s->peers_used += bytes > 0;
+		for (unsigned k = 0; addr && k < seeders; k++) {
+			char name[32];
+			snprintf(name, sizeof name, "127.0.0.%u:%u", 11 + k, BASE_PORT + k);
+			if (strcmp(addr, name) == 0)
+				s->peer_bytes[k] = bytes;
+		}
 	}
 }
 
-static void show_line(const char *line, double elapsed, bool tty)
+/*
+ * One line of the downloader's stderr: a progress object is redrawn as our line, the summary
+ * kept; anything else (an error or a warning) is passed on as it is, so a failing downloader
+ * says why.
+ */
+static void take_line(const char *line, struct summary *s, unsigned seeders, double elapsed,
+		      bool tty)
 {
-	/* {"done":..,"total":..,"percent":..,"rate":..} from the downloader, redrawn. */
-	const char *d = strstr(line, "\"done\":"), *t = strstr(line, "\"total\":"),
-		   *r = strstr(line, "\"rate\":");
-	if (!d || !t || !r || !tty)
+	json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+	if (!json_is_object(o)) {
+		json_decref(o);
+		if (tty)
+			fputs("\r\033[K", stderr);
+		fprintf(stderr, "%s\n", line);
 		return;
-	struct bt_progress p = {.done = strtoull(d + 7, NULL, 10),
-				.total = strtoull(t + 8, NULL, 10),
-				.rate = strtod(r + 7, NULL),
-				.elapsed = elapsed};
-	char text[200];
-	bt_progress_line(text, sizeof text, &p);
-	fprintf(stderr, "\rtorrent: bench: downloading %s\033[K", text);
+	}
+	const char *event = json_string_value(json_object_get(o, "event"));
+	if (event && strcmp(event, "summary") == 0) {
+		parse_summary(o, s, seeders);
+	} else if (json_object_get(o, "done")) {
+		struct bt_progress p = {.done = get_u64(o, "done"),
+					.total = get_u64(o, "total"),
+					.rate = get_num(o, "rate", 0),
+					.elapsed = elapsed,
+					.peers = (size_t)get_u64(o, "peers"),
+					.unchoking = (size_t)get_u64(o, "unchoking")};
+		if (p.peers > s->peers_max)
+			s->peers_max = p.peers;
+		if (tty) {
+			char text[200];
+			bt_progress_line(text, sizeof text, &p);
+			fprintf(stderr, "\rtorrent: bench: downloading %s\033[K", text);
+		}
+	}
+	json_decref(o);
 }
 
 static bool files_equal(const char *a, const char *b)
@@ -313,7 +356,7 @@ static int run_bench(struct bench *b)
 	}
 
 	/* The downloader: its JSON progress comes through a pipe. */
-	char **argv = bt_xcalloc(8 + 2 * (size_t)b->seeders, sizeof *argv);
+	char **argv = bt_xcalloc(12 + 2 * (size_t)b->seeders, sizeof *argv);
 	char(*peers)[32] = bt_xcalloc(b->seeders, sizeof *peers);
 	size_t a = 0;
 	argv[a++] = "torrent";
@@ -322,6 +365,14 @@ static int run_bench(struct bench *b)
 	argv[a++] = "--progress=json";
 	argv[a++] = "-o";
 	argv[a++] = b->out;
+	if (b->plot_path) {
+		argv[a++] = "--plot";
+		argv[a++] = (char *)b->plot_path;
+	}
+	if (b->stats_path) {
+		argv[a++] = "--stats";
+		argv[a++] = (char *)b->stats_path;
+	}
 	for (unsigned i = 0; i < b->seeders; i++) {
 		snprintf(peers[i], sizeof peers[i], "127.0.0.%u:%u", 11 + i, BASE_PORT + i);
 		argv[a++] = "--peer";
@@ -361,10 +412,8 @@ static int run_bench(struct bench *b)
 				bt_buf_addc(&line, chunk[i]);
 				continue;
 			}
-			if (line.len) {
-				show_line((char *)line.data, bt_now() - t0, tty);
-				parse_summary((char *)line.data, &sum, b->seeders);
-			}
+			if (line.len)
+				take_line((char *)line.data, &sum, b->seeders, bt_now() - t0, tty);
 			line.len = 0;
 		}
 	}
@@ -383,27 +432,31 @@ static int run_bench(struct bench *b)
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && files_equal(b->data, b->out);
 	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 		     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-	double mbps = (double)b->size / wall / 1e6;
+	double bps = (double)b->size / wall;
 	if (b->json) {
 		printf("{\"size\":%llu,\"piece_length\":%lld,\"seeders\":%u,\"verified\":%s,"
-		       "\"wall_s\":%.3f,\"mb_per_s\":%.1f,\"first_byte_s\":%.3f,"
+		       "\"wall_s\":%.3f,\"mib_per_s\":%.1f,\"first_byte_s\":%.3f,"
+		       "\"peers_connected\":%zu,\"peers_used\":%zu,"
 		       "\"cpu_s\":%.3f,\"seeders_cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"peers\":[",
 		       (unsigned long long)b->size, (long long)b->piece_length, b->seeders,
-		       ok ? "true" : "false", wall, mbps, sum.first_byte, cpu, seed_cpu,
-		       ru.ru_maxrss);
+		       ok ? "true" : "false", wall, bps / (1 << 20), sum.first_byte, sum.peers_max,
+		       sum.peers_used, cpu, seed_cpu, ru.ru_maxrss);
 		for (unsigned i = 0; i < b->seeders; i++)
 			printf("%s{\"address\":\"127.0.0.%u:%u\",\"bytes\":%llu}", i ? "," : "",
 			       11 + i, BASE_PORT + i, (unsigned long long)sum.peer_bytes[i]);
 		printf("]}\n");
 	} else {
-		char pl[32];
+		char pl[32], rate[32];
 		bt_format_bytes(pl, sizeof pl, (double)b->piece_length);
+		bt_format_rate(rate, sizeof rate, bps);
 		printf("size            %s (%u seeders, pieces of %s)\n", size_text, b->seeders,
 		       pl);
 		printf("verified        %s\n", ok ? "yes, byte for byte" : "NO");
 		printf("wall time       %.2f s\n", wall);
-		printf("throughput      %.1f MB/s\n", mbps);
+		printf("throughput      %s\n", rate);
 		printf("first byte      %.3f s\n", sum.first_byte);
+		printf("peers           %zu connected, %zu sent data (of %u seeders)\n",
+		       sum.peers_max, sum.peers_used, b->seeders);
 		printf("CPU, download   %.2f s (%.2f s per GiB)\n", cpu,
 		       cpu / ((double)b->size / (1 << 30)));
 		printf("CPU, seeders    %.2f s in all\n", seed_cpu);
@@ -436,13 +489,15 @@ out:
 
 static int run(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_KEEP };
+	enum { OPT_JSON = 256, OPT_KEEP, OPT_PLOT, OPT_STATS };
 	static const struct option opts[] = {
 		{"size", required_argument, NULL, 's'},
 		{"seeders", required_argument, NULL, 'n'},
 		{"piece-length", required_argument, NULL, 'l'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"keep", no_argument, NULL, OPT_KEEP},
+		{"plot", required_argument, NULL, OPT_PLOT},
+		{"stats", required_argument, NULL, OPT_STATS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -480,6 +535,12 @@ static int run(int argc, char **argv)
 			break;
 		case OPT_KEEP:
 			b.keep = true;
+			break;
+		case OPT_PLOT:
+			b.plot_path = optarg;
+			break;
+		case OPT_STATS:
+			b.stats_path = optarg;
 			break;
 		case 'h':
 			fputs(help, stdout);

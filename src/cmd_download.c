@@ -6,6 +6,7 @@
 #include "bt/cli.h"
 #include "bt/download.h"
 #include "bt/jobargs.h"
+#include "bt/jobplot.h"
 #include "bt/jobview.h"
 #include "bt/log.h"
 #include "bt/ratelimit.h"
@@ -33,7 +34,8 @@ struct run {
 	size_t n;
 	struct event *progress_ev;
 	struct bt_jobview view;
-	uint32_t piece; /* download_piece: the index, parsed */
+	struct bt_jobplot *plot; /* --plot, --stats */
+	uint32_t piece;		 /* download_piece: the index, parsed */
 };
 
 static void on_progress(evutil_socket_t fd, short what, void *arg)
@@ -206,6 +208,12 @@ static int run_jobs(struct bt_job_args *o)
 		rc = bt_cli_resolve_peer(cmd, o->peers[i], &peers[i], &lens[i]);
 	if (rc)
 		goto done;
+	if ((o->plot_path || o->stats_path) &&
+	    !(r.plot = bt_jobplot_new(o->plot_path, o->stats_path, &err))) {
+		bt_cli_error(cmd, "%s", err.msg);
+		rc = BT_EXIT_FAILURE;
+		goto done;
+	}
 	if (o->verbose)
 		bt_log_set_level(BT_LOG_DEBUG);
 	bt_log_set_sink(bt_jobview_log_sink, &r.view);
@@ -256,6 +264,9 @@ static int run_jobs(struct bt_job_args *o)
 	r.view.engine_started = bt_now();
 	for (size_t i = 0; i < r.n; i++)
 		bt_download_start(r.items[i].d);
+	if (r.plot)
+		bt_jobplot_start(r.plot, bt_session_base(r.session), r.view.jobs, r.n,
+				 r.view.engine_started);
 	enum bt_session_end end = BT_SESSION_STOPPED;
 	if (!all_ended(&r))
 		end = bt_session_run(r.session, 0);
@@ -263,6 +274,9 @@ static int run_jobs(struct bt_job_args *o)
 	if (end != BT_SESSION_INTERRUPTED)
 		bt_jobview_progress(&r.view, true);
 	bt_jobview_end_line(&r.view);
+	int plot_rc = r.plot ? bt_jobplot_finish(r.plot, &err) : 0;
+	if (plot_rc)
+		bt_cli_error(cmd, "%s", err.msg);
 	/* Tell the trackers we are leaving, bounded, and close every peer. */
 	bool all_stopped = true;
 	for (size_t i = 0; i < r.n; i++) {
@@ -272,8 +286,11 @@ static int run_jobs(struct bt_job_args *o)
 	if (!all_stopped && end != BT_SESSION_INTERRUPTED)
 		bt_session_run(r.session, 3);
 	rc = finish(&r, end);
+	if (plot_rc && !rc)
+		rc = BT_EXIT_FAILURE;
 done:
 	bt_log_set_sink(NULL, NULL);
+	bt_jobplot_free(r.plot);
 	if (r.progress_ev)
 		event_free(r.progress_ev);
 	for (size_t i = 0; i < r.n; i++) {

@@ -18,8 +18,10 @@ static const char help[] =
 	"  Piece Length: <bytes>\n"
 	"  Piece Hashes:\n"
 	"  <one 40-digit hash per line, in piece order>\n"
-	"then the name, piece count, private flag, creation date, creator, comment, every tracker\n"
-	"tier, web seeds, and the file list. Hybrid v1+v2 torrents (BEP 52) are shown through "
+	"then the name, the size in binary units (KiB = 1024 bytes) beside the exact count, piece\n"
+	"count, private flag, creation date, creator, comment, every tracker tier, web seeds, and\n"
+	"the file list: each file's number (from 1, as --select counts them), size and path.\n"
+	"Hybrid v1+v2 torrents (BEP 52) are shown through "
 	"their\n"
 	"v1 view; v2-only torrents are refused as not supported yet.\n"
 	"\n"
@@ -53,6 +55,20 @@ static void format_date(int64_t t, char *out, size_t n)
 	snprintf(out, n, "out of range");
 }
 
+/* Three significant digits in binary units: "1.00 GiB", "12.0 MiB", "512 KiB", "40 B". */
+static void human_size(char *out, size_t n, int64_t bytes)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double v = (double)bytes;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof units / sizeof units[0])
+		v /= 1024, u++;
+	if (u == 0)
+		snprintf(out, n, "%" PRId64 " B", bytes);
+	else
+		snprintf(out, n, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
 static void print_text(const struct bt_metainfo *m)
 {
 	const char *tracker = bt_meta_tracker(m);
@@ -66,6 +82,11 @@ static void print_text(const struct bt_metainfo *m)
 
 	print_labelled("Name: ", m->orig_name ? m->orig_name : m->name);
 	printf("Piece Count: %" PRIu32 "\n", m->piece_count);
+	char total[32], piece[32];
+	human_size(total, sizeof total, m->total_length);
+	human_size(piece, sizeof piece, m->piece_length);
+	printf("Size: %s (%" PRId64 " bytes) in %" PRIu32 " piece%s of %s\n", total,
+	       m->total_length, m->piece_count, m->piece_count == 1 ? "" : "s", piece);
 	printf("Private: %s\n", m->is_private ? "yes" : "no");
 	if (m->has_creation_date) {
 		char date[64];
@@ -99,11 +120,16 @@ static void print_text(const struct bt_metainfo *m)
 		printf("Files: %zu", m->file_count - pads);
 		if (pads)
 			printf(" (and %zu pad files)", pads);
-		fputc('\n', stdout);
+		fputs(" (number, size, bytes, path)\n", stdout);
+		/* Pad files are not the user's: they get no number, so the numbers match what a
+		 * user counts in this list. */
+		size_t number = 0;
 		for (size_t i = 0; i < m->file_count; i++) {
 			if (m->files[i].pad)
 				continue;
-			printf("  %14" PRId64 "  ", m->files[i].length);
+			char size[32];
+			human_size(size, sizeof size, m->files[i].length);
+			printf("  %3zu  %10s  %14" PRId64 "  ", ++number, size, m->files[i].length);
 			bt_cli_put_safe(stdout, m->files[i].orig_path ? m->files[i].orig_path
 								      : m->files[i].path);
 			fputc('\n', stdout);

@@ -43,6 +43,10 @@ const char bt_job_download_help[] =
 	"  -q, --quiet              no progress output\n"
 	"      --progress=MODE      auto (a redrawn line on a terminal, a line every 5 s\n"
 	"                           otherwise), json (one object per second), or none\n"
+	"      --plot FILE.svg      draw the throughput over time, per peer, and each peer's\n"
+	"                           share as an SVG picture when the run ends\n"
+	"      --stats FILE         write the same numbers as JSON lines, one per second: t,\n"
+	"                           rate, received, and each peer's bytes so far\n"
 	"  -h, --help               show this help\n"
 	"\n"
 	"What we have we share: peers may download from us during the download too.\n"
@@ -109,7 +113,9 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		OPT_LISTEN,
 		OPT_MAX_DOWN,
 		OPT_MAX_UP,
-		OPT_ASSUME_VALID
+		OPT_ASSUME_VALID,
+		OPT_PLOT,
+		OPT_STATS
 	};
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -130,6 +136,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		{"max-down", required_argument, NULL, OPT_MAX_DOWN},
 		{"max-up", required_argument, NULL, OPT_MAX_UP},
 		{"assume-valid", no_argument, NULL, OPT_ASSUME_VALID},
+		{"plot", required_argument, NULL, OPT_PLOT},
+		{"stats", required_argument, NULL, OPT_STATS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -218,6 +226,12 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 					"(bytes per second, at least 1K), not '%s'",
 					c == OPT_MAX_DOWN ? "down" : "up", optarg);
 			break;
+		case OPT_PLOT:
+			o->plot_path = optarg;
+			break;
+		case OPT_STATS:
+			o->stats_path = optarg;
+			break;
 		case 'h':
 			fputs(o->mode == BT_JOB_PIECE  ? bt_job_piece_help
 			      : o->mode == BT_JOB_SEED ? bt_job_seed_help
@@ -262,6 +276,8 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		return bt_cli_usage_error(cmd, "--seed-ratio and --seed-time need --seed");
 	if (o->mode == BT_JOB_PIECE && o->seed)
 		return bt_cli_usage_error(cmd, "--seed is for 'download' and 'seed'");
+	if ((o->plot_path || o->stats_path) && o->mode == BT_JOB_SEED)
+		return bt_cli_usage_error(cmd, "--plot and --stats are for 'download'");
 	if (o->assume_valid && o->mode != BT_JOB_SEED)
 		return bt_cli_usage_error(cmd, "--assume-valid is for 'seed'");
 	return 0;

@@ -396,6 +396,26 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 	return 0;
 }
 
+/*
+ * The part shared by a whole .torrent and a bare info dict (BEP 9): keeps the info dict's own
+ * bytes, checks it, and hashes exactly those bytes. On failure m is deinitialised.
+ */
+static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, struct bt_err *err)
+{
+	m->info_raw = bt_xmalloc(info->raw_len);
+	memcpy(m->info_raw, info->raw, info->raw_len);
+	m->info_len = info->raw_len;
+	int rc = parse_info(m, info, err);
+	if (rc) {
+		bt_meta_deinit(m);
+		return rc;
+	}
+	bt_sha1(info->raw, info->raw_len, m->info_hash);
+	if (m->hybrid)
+		bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
+	return 0;
+}
+
 int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err)
 {
 	memset(m, 0, sizeof *m);
@@ -413,21 +433,12 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 		rc = BAD("missing 'info' dictionary");
 	else if (info->type != BT_BENC_DICT)
 		rc = BAD("'info' is not a dictionary");
-	if (!rc) {
-		m->info_raw = bt_xmalloc(info->raw_len);
-		memcpy(m->info_raw, info->raw, info->raw_len);
-		m->info_len = info->raw_len;
-		rc = parse_info(m, info, err);
-	}
+	if (!rc)
+		rc = load_info(m, info, err);
 	if (rc) {
 		bt_benc_doc_deinit(&doc);
-		bt_meta_deinit(m);
 		return rc;
 	}
-
-	bt_sha1(info->raw, info->raw_len, m->info_hash);
-	if (m->hybrid)
-		bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
 
 	parse_trackers(m, root);
 	const struct bt_benc_node *cd = bt_benc_dict_get(root, "creation date");
@@ -435,6 +446,89 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 	m->created_by = opt_string(root, "created by");
 	m->comment = opt_string(root, "comment");
 	bt_benc_doc_deinit(&doc);
+	return 0;
+}
+
+int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
+		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+{
+	memset(m, 0, sizeof *m);
+	if (len > BT_META_MAX_FILE_SIZE)
+		return BAD("info: %zu bytes, more than the limit of %zu", len,
+			   BT_META_MAX_FILE_SIZE);
+	struct bt_benc_doc doc;
+	struct bt_err perr;
+	if (bt_benc_parse(&doc, info, len, NULL, NULL, &perr) != BT_BENC_OK)
+		return bt_err_set(err, -EINVAL, "info: bencode: %s", perr.msg);
+	const struct bt_benc_node *root = bt_benc_root(&doc);
+	int rc = root->type != BT_BENC_DICT ? BAD("'info' is not a dictionary")
+					    : load_info(m, root, err);
+	bt_benc_doc_deinit(&doc);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < tier_count; i++) {
+		char **urls = bt_xcalloc(tiers[i].count ? tiers[i].count : 1, sizeof *urls);
+		size_t n = 0;
+		for (size_t j = 0; j < tiers[i].count; j++)
+			if (tiers[i].urls[j] && tiers[i].urls[j][0])
+				urls[n++] = bt_xstrdup(tiers[i].urls[j]);
+		if (n)
+			add_tier(m, urls, n);
+		else
+			free(urls);
+	}
+	return 0;
+}
+
+/* key and its list of strings. */
+static void put_strings(struct bt_buf *out, const char *key, char *const *v, size_t n)
+{
+	bt_benc_put_cstr(out, key);
+	bt_benc_begin_list(out);
+	for (size_t i = 0; i < n; i++)
+		bt_benc_put_cstr(out, v[i]);
+	bt_benc_end(out);
+}
+
+int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out)
+{
+	if (!m->info_raw || !m->info_len)
+		return -EINVAL;
+	/* Keys in byte order; the info dict goes in verbatim so its hash cannot change. */
+	bt_benc_begin_dict(out);
+	const char *announce = bt_meta_tracker(m);
+	if (announce) {
+		bt_benc_put_cstr(out, "announce");
+		bt_benc_put_cstr(out, announce);
+	}
+	if (m->tier_count) {
+		bt_benc_put_cstr(out, "announce-list");
+		bt_benc_begin_list(out);
+		for (size_t i = 0; i < m->tier_count; i++) {
+			bt_benc_begin_list(out);
+			for (size_t j = 0; j < m->tiers[i].count; j++)
+				bt_benc_put_cstr(out, m->tiers[i].urls[j]);
+			bt_benc_end(out);
+		}
+		bt_benc_end(out);
+	}
+	if (m->comment) {
+		bt_benc_put_cstr(out, "comment");
+		bt_benc_put_cstr(out, m->comment);
+	}
+	if (m->created_by) {
+		bt_benc_put_cstr(out, "created by");
+		bt_benc_put_cstr(out, m->created_by);
+	}
+	if (m->has_creation_date) {
+		bt_benc_put_cstr(out, "creation date");
+		bt_benc_put_int(out, m->creation_date);
+	}
+	bt_benc_put_cstr(out, "info");
+	bt_buf_add(out, m->info_raw, m->info_len);
+	if (m->web_seed_count)
+		put_strings(out, "url-list", m->web_seeds, m->web_seed_count);
+	bt_benc_end(out);
 	return 0;
 }
 

@@ -70,6 +70,14 @@ int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainf
  */
 void bt_cli_warn_renamed(const char *command, const struct bt_metainfo *m);
 
+/*
+ * The name among names[0..n) nearest to word by edit distance (insertions, deletions,
+ * substitutions and swaps of two neighbours each count one), for "did you mean" hints. Returns its
+ * index, or -1 when none is close enough to be a likely typo (at most 2 edits, and fewer than
+ * half of word's length), so a wild guess is never offered.
+ */
+int bt_cli_nearest(const char *word, const char *const *names, size_t n);
+
 /* Writes s to f with control characters escaped as \xNN, so a torrent cannot drive a terminal. */
 void bt_cli_put_safe(FILE *f, const char *s);
 

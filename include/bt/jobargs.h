@@ -29,6 +29,8 @@ struct bt_job_args {
 	size_t ntorrents;
 	const char *piece_arg; /* download_piece: the index */
 	const char *data_path; /* seed: the data's path */
+	/* download: --plot FILE.svg, --stats FILE (JSON lines); NULL when not asked for */
+	const char *plot_path, *stats_path;
 };
 
 extern const char bt_job_download_help[], bt_job_piece_help[], bt_job_seed_help[];

@@ -89,6 +89,19 @@ struct bt_metainfo {
  */
 int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err);
 void bt_meta_deinit(struct bt_metainfo *m);
+/*
+ * A metainfo from a bare info dict (as fetched by BEP 9) and a magnet's trackers (copied; empty
+ * URLs and tiers skipped), checked exactly as bt_meta_parse checks one. The info hash is SHA-1
+ * over exactly these bytes. Returns 0 or -EINVAL / -ENOTSUP with err; on failure m is zeroed.
+ */
+int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
+		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
+/*
+ * Appends a .torrent of m: announce, announce-list, comment, created by, creation date and
+ * url-list where known, and the info dict's bytes verbatim, so the file has m's info hash.
+ * Returns 0, or -EINVAL if m holds no info dict.
+ */
+int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out);
 
 /* The first tracker URL (`announce`, or the first of the first tier), or NULL. */
 const char *bt_meta_tracker(const struct bt_metainfo *m);

@@ -2,12 +2,16 @@
 when it finishes and when it is interrupted. Small sizes: this checks behaviour, not speed."""
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import xml.etree.ElementTree as ET
 
 TORRENT = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
 
@@ -46,6 +50,11 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(res["size"], 8 << 20)
         self.assertEqual(res["seeders"], 3)
         self.assertEqual(len(res["peers"]), 3)
+        # The peer count comes from the downloader's JSON, read as JSON: every seeder.
+        self.assertEqual(res["peers_connected"], 3)
+        self.assertEqual(res["peers_used"], 3)
+        self.assertGreater(res["mib_per_s"], 0)
+        self.assertNotIn("mb_per_s", res)
         self.assertEqual(sum(p["bytes"] for p in res["peers"]), 8 << 20)
         self.assertGreater(res["wall_s"], 0)
         self.assertGreater(res["peak_rss_kib"], 0)
@@ -59,9 +68,66 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         for label in ("size", "verified        yes", "wall time", "throughput", "first byte",
                       "CPU, download", "CPU, seeders", "peak memory", "127.0.0.11",
-                      "127.0.0.12"):
+                      "127.0.0.12", "peers           2 connected, 2 sent data (of 2 seeders)"):
             self.assertIn(label, r.stdout)
+        # One unit convention: binary units, never decimal MB.
+        self.assertRegex(r.stdout, r"throughput +[0-9.]+ [KMG]iB/s\n")
+        self.assertNotRegex(r.stdout + r.stderr, r"\b[kKMG]B\b")
         self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def test_progress_line_shows_the_seeders_on_a_terminal(self):
+        # The redrawn line (stderr on a pty) must count the seeders, not "peers 0".
+        master, slave = pty.openpty()
+        p = subprocess.Popen([TORRENT, "bench", "--size", "8M", "--seeders", "3"],
+                             stdout=subprocess.DEVNULL, stderr=slave, env=self.env)
+        os.close(slave)
+        out = b""
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 1)
+                if not ready:
+                    if p.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the pty closes when the bench exits
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            p.wait(timeout=30)
+        finally:
+            os.close(master)
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, out)
+        text = out.decode("utf-8", "replace")
+        counts = [int(n) for n in re.findall(r"downloading .*?peers (\d+) \(", text)]
+        self.assertTrue(counts, text)
+        self.assertEqual(counts[-1], 3, text)
+
+    def test_plot_and_stats(self):
+        svg = os.path.join(self.tmp.name, "..", os.path.basename(self.tmp.name) + "-p.svg")
+        stats = svg[:-4] + ".jsonl"
+        self.addCleanup(lambda: [os.remove(f) for f in (svg, stats) if os.path.exists(f)])
+        r = subprocess.run([TORRENT, "bench", "--size", "8M", "--seeders", "3", "--json",
+                            "--plot", svg, "--stats", stats],
+                           capture_output=True, text=True, timeout=120, env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = sorted("127.0.0.%d:%d" % (11 + i, 17011 + i) for i in range(3))
+        root = ET.parse(svg).getroot()
+        series = [e.get("data-peer") for e in root.iter("{http://www.w3.org/2000/svg}path")
+                  if e.get("class") == "peer"]
+        self.assertEqual(sorted(series), names)
+        with open(stats) as f:
+            objs = [json.loads(line) for line in f]
+        self.assertGreaterEqual(len(objs), 2)
+        self.assertEqual(sorted(objs[-1]["peers"]), names)
+        self.assertEqual(objs[-1]["received"], 8 << 20)
+        self.assertEqual(os.listdir(self.tmp.name), [], "bench left files behind")
 
     def test_interrupted_cleans_up(self):
         p = subprocess.Popen([TORRENT, "bench", "--size", "2G", "--seeders", "2"],

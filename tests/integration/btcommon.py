@@ -100,6 +100,12 @@ def bdecode(data):
     return v
 
 
+def bdecode_prefix(data):
+    """Decodes the one value at the start of `data` and returns (value, end): for messages
+    where a bencoded dict is followed by raw bytes (a BEP 9 metadata block)."""
+    return _decode(data, 0)
+
+
 def info_hash(data):
     """SHA-1 over the raw bytes of the root dictionary's 'info' value, as stored."""
     root = bdecode(data)

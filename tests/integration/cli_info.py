@@ -518,5 +518,53 @@ class Rejected(InfoTestCase):
                     self.assertFails(p, ERR + path + ': ')
 
 
+class HumanUnits(InfoTestCase):
+    """Sizes in binary units beside the exact counts, only after the exact-format block."""
+
+    def test_size_line_after_the_exact_block(self):
+        mib = 1 << 20
+        info = single_info(1 << 30, **{'piece length': mib, 'pieces': rand_bytes(20 * 1024)})
+        data = torrent(info)
+        path = self.write(data)
+        lines, js = self.check_all(data, path)
+        # The first five lines and the hashes keep their exact form (check_all); nothing in
+        # them has a unit.
+        for line in lines[:5 + 1024]:
+            self.assertNotRegex(line, r'[KMG]iB')
+        rest = lines[5 + 1024:]
+        self.assertIn('Size: 1.00 GiB (1073741824 bytes) in 1024 pieces of 1.00 MiB', rest)
+
+    def test_small_sizes(self):
+        for length, text in ((1, '1 B'), (1023, '1023 B'), (1024, '1.00 KiB'),
+                             (40000, '39.1 KiB'), (12 * (1 << 20), '12.0 MiB'),
+                             (500 << 20, '500 MiB')):
+            with self.subTest(length=length):
+                plen = 1 << 20 if length > 1 << 20 else PLEN
+                info = single_info(length, **{'piece length': plen,
+                                              'pieces': rand_bytes(20 * -(-length // plen))})
+                lines = self.info_text(self.write(torrent(info)))
+                want = 'Size: %s (%d bytes) in ' % (text, length)
+                self.assertTrue(any(l.startswith(want) for l in lines), (want, lines[-8:]))
+
+    def test_numbered_files_with_sizes(self):
+        files = [{'length': 12 * (1 << 20), 'path': ['a', 'big.bin']},
+                 {'length': PLEN - (12 * (1 << 20)) % PLEN or PLEN, 'path': ['.pad', 'x'],
+                  'attr': 'p'},
+                 {'length': 1500, 'path': ['small.txt']},
+                 {'length': 0, 'path': ['empty']}]
+        data = torrent(multi_info(files))
+        path = self.write(data)
+        lines, js = self.check_all(data, path)
+        listed = [l for l in lines if re.match(r'^ +\d+ +\S+ \S+ +\d+  ', l)]
+        self.assertEqual(len(listed), 3, lines)
+        want = [(1, '12.0 MiB', 12 * (1 << 20), 'a/big.bin'), (2, '1.46 KiB', 1500, 'small.txt'),
+                (3, '0 B', 0, 'empty')]
+        for line, (num, human, exact, name) in zip(listed, want):
+            m = re.match(r'^ +(\d+) +(\S+ \S+) +(\d+)  (.*)$', line)
+            self.assertIsNotNone(m, line)
+            self.assertEqual((int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)),
+                             (num, human, exact, name))
+
+
 if __name__ == '__main__':
     btcommon.main()

@@ -18,6 +18,10 @@ Misbehaviour comes from subclassing Conn and overriding its hooks:
     on_tick()                         called every loop turn (about 20 times a second)
 and using send(), send_msg(), close_self().
 
+MagnetConn is a seeder for a magnet link (BEP 9 over BEP 10) shaped like the CodeCrafters
+course's peer: the extension bit in its reserved bytes, a BITFIELD then its extended handshake
+right after the handshake, metadata blocks on request (or rejects), pieces as Conn serves them.
+
 Every Conn keeps counters that the tests assert on, so a scenario can fail: bytes pushed, the
 blocks sent, the requests and cancels received (with times), whether and when the client
 closed the connection (EOF or reset) as opposed to the fake closing it itself, and any error.
@@ -35,12 +39,18 @@ import struct
 import threading
 import time
 
+import btcommon
+
 PSTR = b'BitTorrent protocol'
 HANDSHAKE_LEN = 68
 BLOCK = 16 * 1024
 
 CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, PIECE, CANCEL = range(9)
 PORT, EXTENDED = 9, 20
+EXT_HANDSHAKE = 0                           # BEP 10: extended message id 0 is the handshake
+EXT_RESERVED = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])  # the BEP 10 bit, nothing else
+METADATA_BLOCK = 16 * 1024                  # BEP 9: the info dict travels in 16 KiB blocks
+META_REQUEST, META_DATA, META_REJECT = 0, 1, 2
 
 HANDSHAKE_TIMEOUT = 10.0  # the client must send its handshake within this
 SEND_TIMEOUT = 10.0       # a blocked sendall gives up after this
@@ -67,7 +77,8 @@ def bencode(obj):
 
 class Torrent:
     """A single-file torrent made here from random data: .path (the .torrent), .data,
-    .info_hash (20 bytes), .piece_length, .piece_count, .size."""
+    .info (the info dict), .info_bytes (bencoded, what the info hash covers), .info_hash
+    (20 bytes), .piece_length, .piece_count, .size."""
 
     def __init__(self, directory, size, piece_length=256 * 1024, seed=0, name='payload.bin'):
         rnd = random.Random(seed)
@@ -78,7 +89,9 @@ class Torrent:
         self.hashes = [hashlib.sha1(self.piece(i)).digest() for i in range(self.piece_count)]
         info = {'name': name, 'length': size, 'piece length': piece_length,
                 'pieces': b''.join(self.hashes)}
-        self.info_hash = hashlib.sha1(bencode(info)).digest()
+        self.info = info
+        self.info_bytes = bencode(info)
+        self.info_hash = hashlib.sha1(self.info_bytes).digest()
         # An announce URL nobody listens on: the tests pass --no-tracker anyway.
         meta = {'announce': 'http://127.0.0.1:9/announce', 'info': info}
         self.path = os.path.join(directory, 'fake-%d.torrent' % seed)
@@ -117,6 +130,11 @@ def msg(msg_id, payload=b''):
     return struct.pack('>IB', 1 + len(payload), msg_id) + payload
 
 
+def ext_msg(ext_id, payload):
+    """A BEP 10 extended message: id 20, the extended id, then the payload."""
+    return msg(EXTENDED, bytes([ext_id]) + payload)
+
+
 class Closed(Exception):
     """The connection is over (either side); unwinds the Conn's loop."""
 
@@ -137,6 +155,10 @@ class Conn:
         self.error = None
         self.handshake_ok = False
         self.client_reserved = None
+        self.client_peer_id = None
+        # Every message the client sent after its handshake, in order: (t, id, payload), id
+        # None for a keep-alive. The order is what some tests judge (what came first).
+        self.messages = []
         self.interested = False
         self.am_choking = True
         self.t_choked = None           # when we choked after unchoking
@@ -215,6 +237,9 @@ class Conn:
 
     # --- hooks (override to misbehave) ---------------------------------------------------------
 
+    def handshake_reserved(self):
+        return bytes(8)
+
     def after_handshake(self):
         self.send_msg(BITFIELD, self.bitfield_payload())
 
@@ -239,6 +264,9 @@ class Conn:
         return self.fx.data[start:start + length]
 
     def after_block(self, index, begin, length):
+        pass
+
+    def on_extended(self, ext_id, payload):
         pass
 
     def on_tick(self):
@@ -318,7 +346,8 @@ class Conn:
             self._ended('error', 'handshake for another info hash')
             raise Closed()
         self.client_reserved = hs[20:28]
-        self.send(handshake(self.fx.info_hash, self.peer.peer_id))
+        self.client_peer_id = hs[48:68]
+        self.send(handshake(self.fx.info_hash, self.peer.peer_id, self.handshake_reserved()))
         self.handshake_ok = True
         self._parse()  # whatever came with the handshake
 
@@ -339,6 +368,7 @@ class Conn:
                 return
             body = bytes(self.inbuf[4:4 + n])
             del self.inbuf[:4 + n]
+            self.messages.append((time.monotonic(), body[0] if n else None, body[1:]))
             if n:
                 self._dispatch(body[0], body[1:])
 
@@ -363,6 +393,8 @@ class Conn:
             else:
                 self.cancels.append((now, index, begin, length))
                 self.on_cancel(index, begin, length)
+        elif mid == EXTENDED and payload:
+            self.on_extended(payload[0], payload[1:])
         elif mid in (CHOKE, UNCHOKE, BITFIELD, PORT, EXTENDED):
             pass  # nothing to do for a seeder that does not download
         else:
@@ -384,6 +416,94 @@ class Conn:
             if rate:
                 self.next_send = max(now, self.next_send) + length / rate
             self.after_block(index, begin, length)
+
+
+class MagnetConn(Conn):
+    """A seeder for a magnet link, as the CodeCrafters course's peer behaves. Options (FakePeer
+    keyword arguments): ut_metadata (its BEP 9 extended id, default 3), metadata (the bytes it
+    serves as the info dict, default the torrent's own), metadata_reply ('data' or 'reject'),
+    metadata_size (what its extended handshake announces, default len(metadata)).
+
+    Recorded for the tests: client_ext (the client's extended handshake, decoded),
+    client_ut_metadata (the id the client gave ut_metadata, which this peer must use for the
+    blocks it sends), metadata_requests [(t, piece)], metadata_sent [(t, piece, msg_type)]."""
+
+    def __init__(self, peer, sock, remote):
+        super().__init__(peer, sock, remote)
+        opts = peer.opts
+        self.my_ut_metadata = opts.get('ut_metadata', 3)
+        self.metadata = opts.get('metadata', self.fx.info_bytes)
+        self.metadata_reply = opts.get('metadata_reply', 'data')
+        self.metadata_size = opts.get('metadata_size', len(self.metadata))
+        self.client_ext = None
+        self.client_ut_metadata = None
+        self.metadata_requests = []
+        self.metadata_sent = []
+
+    def handshake_reserved(self):
+        return EXT_RESERVED
+
+    def after_handshake(self):
+        # The course's peer: BITFIELD first (it may come before the client can know the piece
+        # count), then the extended handshake, without waiting for anything from the client.
+        self.send_msg(BITFIELD, self.bitfield_payload())
+        self.send(ext_msg(EXT_HANDSHAKE, bencode({'m': {'ut_metadata': self.my_ut_metadata},
+                                                  'metadata_size': self.metadata_size})))
+
+    def on_extended(self, ext_id, payload):
+        if ext_id == EXT_HANDSHAKE:
+            self._on_ext_handshake(payload)
+        elif ext_id == self.my_ut_metadata:
+            self._on_metadata_msg(payload)
+        else:
+            self.protocol_errors.append('extended message with unknown id %d' % ext_id)
+
+    def _on_ext_handshake(self, payload):
+        try:
+            d = btcommon.bdecode(payload)
+        except (btcommon.BDecodeError, ValueError) as e:
+            self.protocol_errors.append('extended handshake not bencoded: %s' % e)
+            return
+        if not isinstance(d, dict) or not isinstance(d.get(b'm'), dict):
+            self.protocol_errors.append('extended handshake without an m dict: %r' % payload)
+            return
+        self.client_ext = d
+        ut = d[b'm'].get(b'ut_metadata')
+        if isinstance(ut, int) and 0 < ut < 256:
+            self.client_ut_metadata = ut
+        else:
+            self.protocol_errors.append('extended handshake: bad ut_metadata %r' % (ut,))
+
+    def _on_metadata_msg(self, payload):
+        try:
+            d, end = btcommon.bdecode_prefix(payload)
+        except (btcommon.BDecodeError, ValueError) as e:
+            self.protocol_errors.append('ut_metadata message not bencoded: %s' % e)
+            return
+        if not isinstance(d, dict) or d.get(b'msg_type') != META_REQUEST or \
+                not isinstance(d.get(b'piece'), int) or end != len(payload):
+            self.protocol_errors.append('ut_metadata message is not a request: %r' % payload)
+            return
+        piece = d[b'piece']
+        self.metadata_requests.append((time.monotonic(), piece))
+        self.on_metadata_request(piece)
+
+    def on_metadata_request(self, piece):
+        if self.client_ut_metadata is None:
+            self.protocol_errors.append('metadata request before an extended handshake with '
+                                        'ut_metadata: no id to answer with')
+            return
+        start = piece * METADATA_BLOCK
+        if self.metadata_reply == 'reject' or piece < 0 or start >= len(self.metadata):
+            self.send(ext_msg(self.client_ut_metadata,
+                              bencode({'msg_type': META_REJECT, 'piece': piece})))
+            self.metadata_sent.append((time.monotonic(), piece, META_REJECT))
+            return
+        head = bencode({'msg_type': META_DATA, 'piece': piece,
+                        'total_size': len(self.metadata)})
+        self.send(ext_msg(self.client_ut_metadata,
+                          head + self.metadata[start:start + METADATA_BLOCK]))
+        self.metadata_sent.append((time.monotonic(), piece, META_DATA))
 
 
 class FakePeer:
