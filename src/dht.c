@@ -9,33 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GOOD_TIME	 900.0 /* BEP 5: 15 minutes */
-#define REFRESH_TIME	 900.0
-#define SOFT_TIMEOUT	 1.0
-#define HARD_TIMEOUT	 4.0
-#define SEARCH_MAX_TIME	 60.0
-#define BOOTSTRAP_EVERY	 30.0
-#define SECRET_EVERY	 300.0
-#define PEER_TTL	 1800.0
-#define MAX_FAILS	 2
-#define MAX_BUCKETS	 160
-#define MAX_CANDS	 64
-#define MAX_TX		 512
-#define MAX_PINGS	 32 /* pings of heard-of nodes outstanding at once */
-#define MAX_OUT		 4096
-#define MAX_ROUTERS	 16
-#define PEERS_PER_HASH	 100
-#define MAX_HASHES	 2000
-#define TOKEN_LEN	 8
-#define TID_LEN		 4
-#define MIN_QUERY_LEN	 20
-#define RL_SLOTS	 256
-#define RL_RATE		 20.0
-#define RL_BURST	 40.0
-#define VOTE_SLOTS	 8
-#define VOTERS_NEEDED	 4
-#define MAX_TICK_WAIT	 5.0
-#define EXPIRE_EVERY	 60.0
+#define GOOD_TIME	900.0 /* BEP 5: 15 minutes */
+#define REFRESH_TIME	900.0
+#define SOFT_TIMEOUT	1.0
+#define HARD_TIMEOUT	4.0
+#define SEARCH_MAX_TIME 60.0
+#define BOOTSTRAP_EVERY 30.0
+#define SECRET_EVERY	300.0
+#define PEER_TTL	1800.0
+#define MAX_FAILS	2
+#define MAX_BUCKETS	160
+#define MAX_CANDS	64
+#define MAX_TX		512
+#define MAX_PINGS	32 /* pings of heard-of nodes outstanding at once */
+#define MAX_OUT		4096
+#define MAX_ROUTERS	16
+#define PEERS_PER_HASH	100
+#define MAX_HASHES	2000
+#define TOKEN_LEN	8
+#define TID_LEN		4
+#define MIN_QUERY_LEN	20
+#define RL_SLOTS	256
+#define RL_RATE		20.0
+#define RL_BURST	40.0
+#define VOTE_SLOTS	8
+#define VOTERS_NEEDED	4
+#define MAX_TICK_WAIT	5.0
+#define EXPIRE_EVERY	60.0
 
 struct node {
 	uint8_t id[BT_HASH_LEN];
@@ -242,7 +242,6 @@ static bool is_router(const struct bt_dht *d, const struct bt_peer_addr *a)
 			return true;
 	return false;
 }
-
 
 static bool node_good(const struct node *n, double now)
 {
@@ -633,8 +632,7 @@ static bool tx_to(const struct bt_dht *d, const struct bt_peer_addr *a)
 	return false;
 }
 
-static int send_ping(struct bt_dht *d, const struct bt_peer_addr *to, const uint8_t *id,
-		     double now)
+static int send_ping(struct bt_dht *d, const struct bt_peer_addr *to, const uint8_t *id, double now)
 {
 	struct tx *t = tx_new(d, to, id, TX_PING, now);
 	if (!t)
@@ -853,7 +851,8 @@ static void consider_nodes(struct bt_dht *d, const struct bt_krpc_node *nodes, s
 			continue;
 		size_t bi = bucket_index(d, kn->id);
 		struct bucket *b = &d->buckets[bi];
-		bool room = b->count < BT_DHT_K || (bi == d->nbuckets - 1 && d->nbuckets < MAX_BUCKETS);
+		bool room =
+			b->count < BT_DHT_K || (bi == d->nbuckets - 1 && d->nbuckets < MAX_BUCKETS);
 		if (!room || find_node(d, kn->id) || tx_to(d, &kn->addr))
 			continue;
 		bool cached;
@@ -1061,8 +1060,7 @@ static void handle_query(struct bt_dht *d, const struct bt_krpc_msg *m,
 			fill_nodes(d, m->target, &r, nodes);
 		else if (m->has_info_hash)
 			fill_nodes(d, m->info_hash, &r, nodes);
-		else
-		{
+		else {
 			reply_error(d, m, from, BT_KRPC_ERR_METHOD, "method unknown");
 			return;
 		}
@@ -1256,7 +1254,8 @@ double bt_dht_tick(struct bt_dht *d, double now)
 		if (t->kind == TX_SEARCH && !t->slow && now - t->sent >= SOFT_TIMEOUT) {
 			t->slow = true;
 			struct search *s = &d->searches[t->search];
-			int ci = s->active && s->serial == t->serial ? cand_find_addr(s, &t->to) : -1;
+			int ci = s->active && s->serial == t->serial ? cand_find_addr(s, &t->to)
+								     : -1;
 			if (ci >= 0)
 				s->c[ci].slow = true;
 		}
@@ -1292,7 +1291,8 @@ double bt_dht_tick(struct bt_dht *d, double now)
 	}
 	for (size_t i = 0; i < d->ntx; i++) {
 		const struct tx *t = &d->txs[i];
-		double due = t->sent + (t->kind == TX_SEARCH && !t->slow ? SOFT_TIMEOUT : HARD_TIMEOUT);
+		double due =
+			t->sent + (t->kind == TX_SEARCH && !t->slow ? SOFT_TIMEOUT : HARD_TIMEOUT);
 		if (due < next)
 			next = due;
 	}
@@ -1349,8 +1349,7 @@ void bt_dht_add_router(struct bt_dht *d, const struct sockaddr *sa, socklen_t le
 	d->routers[d->nrouters++] = a;
 }
 
-static void add_known(struct bt_dht *d, const uint8_t *id, const struct bt_peer_addr *a,
-		      double now)
+static void add_known(struct bt_dht *d, const uint8_t *id, const struct bt_peer_addr *a, double now)
 {
 	if (is_router(d, a))
 		return;
@@ -1480,7 +1479,8 @@ bool bt_dht_external_ip(const struct bt_dht *d, struct bt_peer_addr *out)
 {
 	const struct vote *best = NULL;
 	for (size_t i = 0; i < VOTE_SLOTS; i++)
-		if (d->votes[i].nvoters >= VOTERS_NEEDED && (!best || d->votes[i].nvoters > best->nvoters))
+		if (d->votes[i].nvoters >= VOTERS_NEEDED &&
+		    (!best || d->votes[i].nvoters > best->nvoters))
 			best = &d->votes[i];
 	if (!best)
 		return false;

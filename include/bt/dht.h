@@ -49,11 +49,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define BT_DHT_K	   8   /* nodes per bucket, and the closest nodes a search ends on */
-#define BT_DHT_ALPHA	   5   /* queries a search keeps in flight */
-#define BT_DHT_MAX_SEARCHES 32 /* searches started by bt_dht_search at once */
-#define BT_DHT_SAVE_NODES  300 /* nodes kept by bt_dht_save */
-#define BT_DHT_MAX_REPLY   1024 /* UDP payload of anything we send */
+#define BT_DHT_K	    8	 /* nodes per bucket, and the closest nodes a search ends on */
+#define BT_DHT_ALPHA	    5	 /* queries a search keeps in flight */
+#define BT_DHT_MAX_SEARCHES 32	 /* searches started by bt_dht_search at once */
+#define BT_DHT_SAVE_NODES   300	 /* nodes kept by bt_dht_save */
+#define BT_DHT_MAX_REPLY    1024 /* UDP payload of anything we send */
 
 struct bt_dht_config {
 	uint8_t id[BT_HASH_LEN];

@@ -20,11 +20,11 @@
 
 #include <cmocka.h>
 
-#define N_NODES	    1000
-#define STEP	    0.01 /* seconds of virtual time per simulator step */
-#define SLOTS	    16	 /* latency < SLOTS steps */
-#define LOSS_PER_MIL 20	 /* 2% of datagrams lost */
-#define PORT	    6881
+#define N_NODES	     1000
+#define STEP	     0.01 /* seconds of virtual time per simulator step */
+#define SLOTS	     16	  /* latency < SLOTS steps */
+#define LOSS_PER_MIL 20	  /* 2% of datagrams lost */
+#define PORT	     6881
 
 struct packet {
 	uint8_t *data;
@@ -39,8 +39,8 @@ struct slot {
 
 struct sim {
 	int n;
-	struct bt_dht **dht;   /* NULL for attackers */
-	uint8_t (*ids)[20];    /* true ids */
+	struct bt_dht **dht; /* NULL for attackers */
+	uint8_t (*ids)[20];  /* true ids */
 	bool *alive, *attacker;
 	double *next_tick;
 	double start_at_step; /* node i starts at i * start_at_step */
@@ -198,7 +198,8 @@ static void sim_step(struct sim *s)
 	bool second = (long)(s->now * 100 + 0.5) % 100 == 0;
 	for (int i = 0; i < s->n; i++) {
 		if (s->attacker[i] && s->alive[i] && second) {
-			int to = (int)(rnd(s) % (uint64_t)s->n), victim = (int)(rnd(s) % (uint64_t)s->n);
+			int to = (int)(rnd(s) % (uint64_t)s->n),
+			    victim = (int)(rnd(s) % (uint64_t)s->n);
 			uint8_t tid[2] = {9, 9};
 			struct bt_buf b;
 			bt_buf_init(&b);
@@ -222,7 +223,8 @@ static void sim_step(struct sim *s)
 				struct sockaddr_in sa;
 				sim_addr(r, &sa);
 				if (r != i)
-					bt_dht_add_router(s->dht[i], (struct sockaddr *)&sa, sizeof sa);
+					bt_dht_add_router(s->dht[i], (struct sockaddr *)&sa,
+							  sizeof sa);
 			}
 			s->next_tick[i] = s->now;
 		}
@@ -422,8 +424,8 @@ static void test_lookups_converge_and_survive_churn(void **state)
 		random_hash(s, h);
 		int a = honest_node(s), b = honest_node(s);
 		int hits = announce_and_count(s, a, h, (uint16_t)(8000 + round));
-		print_message("sim: after churn, announce %d reached %d of the 8 true closest\n", round,
-			      hits);
+		print_message("sim: after churn, announce %d reached %d of the 8 true closest\n",
+			      round, hits);
 		/* (an announce_peer is one datagram: the 2% loss alone costs one now and then) */
 		assert_true(hits >= 5);
 		total += hits;
@@ -488,8 +490,9 @@ static void test_liars_and_garbage_do_not_poison(void **state)
 	for (int i = 0; i < s->n; i++)
 		if (s->dht[i])
 			check_table(s, i, &entries, &fake, &stolen);
-	print_message("sim: %zu table entries, %zu at made-up addresses, %zu liars under stolen ids\n",
-		      entries, fake, stolen);
+	print_message(
+		"sim: %zu table entries, %zu at made-up addresses, %zu liars under stolen ids\n",
+		entries, fake, stolen);
 	assert_true(entries > 0);
 	assert_int_equal(fake, 0);
 	/* Liars get in only as themselves (one entry per address): at most their share. */
