@@ -141,7 +141,8 @@ struct bt_dht {
 	struct tx *txs;
 	size_t ntx, cap_tx;
 
-	struct search searches[BT_DHT_MAX_SEARCHES + 1];
+	/* slot 0 is the bootstrap; allocated when first used (a search is ~8 KiB) */
+	struct search *searches[BT_DHT_MAX_SEARCHES + 1];
 	unsigned next_serial;
 
 	struct bt_peer_addr routers[MAX_ROUTERS];
@@ -661,6 +662,14 @@ static int send_find_node(struct bt_dht *d, const struct bt_peer_addr *to, const
 
 /* Searches. */
 
+static const struct search no_search;
+
+/* A search slot, or an inactive stand-in when it was never used. */
+static struct search *search_at(struct bt_dht *d, int i)
+{
+	return d->searches[i] ? d->searches[i] : (struct search *)&no_search;
+}
+
 static int cand_find_addr(const struct search *s, const struct bt_peer_addr *a)
 {
 	for (size_t i = 0; i < s->n; i++)
@@ -759,7 +768,7 @@ static void search_finish(struct bt_dht *d, struct search *s, double now)
  */
 static void search_step(struct bt_dht *d, int si, double now)
 {
-	struct search *s = &d->searches[si];
+	struct search *s = search_at(d, si);
 	if (!s->active)
 		return;
 	size_t inflight = 0, slow = 0;
@@ -798,7 +807,9 @@ static void search_step(struct bt_dht *d, int si, double now)
 static int search_start(struct bt_dht *d, int si, const uint8_t *target, bool internal,
 			bool announce, uint16_t port, double now)
 {
-	struct search *s = &d->searches[si];
+	if (!d->searches[si])
+		d->searches[si] = bt_xmalloc(sizeof *d->searches[si]);
+	struct search *s = d->searches[si];
 	memset(s, 0, sizeof *s);
 	s->active = true;
 	s->internal = internal;
@@ -824,7 +835,7 @@ int bt_dht_search(struct bt_dht *d, const uint8_t info_hash[BT_HASH_LEN], bool a
 	d->now = now;
 	int free_slot = -1;
 	for (int i = 1; i <= BT_DHT_MAX_SEARCHES; i++) {
-		struct search *s = &d->searches[i];
+		struct search *s = search_at(d, i);
 		if (s->active && memcmp(s->target, info_hash, BT_HASH_LEN) == 0)
 			return search_start(d, i, info_hash, false, announce, port, now);
 		if (!s->active && free_slot < 0)
@@ -1110,7 +1121,7 @@ static void handle_query(struct bt_dht *d, const struct bt_krpc_msg *m,
 static void search_reply(struct bt_dht *d, const struct tx *t, const struct bt_krpc_msg *m,
 			 double now)
 {
-	struct search *s = &d->searches[t->search];
+	struct search *s = search_at(d, t->search);
 	if (!s->active || s->serial != t->serial)
 		return;
 	if (t->router) {
@@ -1253,7 +1264,7 @@ double bt_dht_tick(struct bt_dht *d, double now)
 		}
 		if (t->kind == TX_SEARCH && !t->slow && now - t->sent >= SOFT_TIMEOUT) {
 			t->slow = true;
-			struct search *s = &d->searches[t->search];
+			struct search *s = search_at(d, t->search);
 			int ci = s->active && s->serial == t->serial ? cand_find_addr(s, &t->to)
 								     : -1;
 			if (ci >= 0)
@@ -1266,7 +1277,7 @@ double bt_dht_tick(struct bt_dht *d, double now)
 
 	struct bt_dht_stats st;
 	bt_dht_get_stats(d, &st);
-	if (st.good < BT_DHT_K && now >= d->next_bootstrap && !d->searches[0].active) {
+	if (st.good < BT_DHT_K && now >= d->next_bootstrap && !search_at(d, 0)->active) {
 		d->next_bootstrap = now + BOOTSTRAP_EVERY;
 		search_start(d, 0, d->id, true, false, 0, now);
 	}
@@ -1336,6 +1347,8 @@ void bt_dht_free(struct bt_dht *d)
 	free(d->out);
 	free(d->ev);
 	free(d->txs);
+	for (int i = 0; i <= BT_DHT_MAX_SEARCHES; i++)
+		free(d->searches[i]);
 	free(d->buckets);
 	free(d->stored);
 	free(d);
@@ -1382,7 +1395,7 @@ void bt_dht_get_stats(const struct bt_dht *d, struct bt_dht_stats *out)
 				out->good++;
 		}
 	for (int i = 1; i <= BT_DHT_MAX_SEARCHES; i++)
-		if (d->searches[i].active)
+		if (d->searches[i] && d->searches[i]->active)
 			out->searches++;
 	for (size_t i = 0; i < d->nstored; i++)
 		out->stored_peers += d->stored[i].count;
