@@ -1,5 +1,8 @@
 #include "bt/cli.h"
 
+#include "bt/dht_net.h"
+#include "bt/session.h"
+
 #include "bt/log.h"
 #include "bt/metainfo.h"
 
@@ -216,4 +219,43 @@ int bt_cli_nearest(const char *word, const char *const *names, size_t n)
 	if (found < 0 || best > 2 || 2 * best >= len)
 		return -1;
 	return found;
+}
+
+int bt_cli_start_dht(const char *cmd, struct bt_session *s, const char *const *given, size_t n,
+		     uint16_t port)
+{
+	/* --dht-bootstrap, else $TORRENT_DHT_BOOTSTRAP ("none", or host:port,host:port), else the
+	 * default routers. */
+	static const char *const none[1] = {NULL};
+	const char *env = getenv("TORRENT_DHT_BOOTSTRAP");
+	char *copy = NULL;
+	const char **list = NULL;
+	size_t count = 0;
+	bool defaults = !n && !env;
+	if (!n && env && strcmp(env, "none") != 0) {
+		copy = bt_xstrdup(env);
+		for (char *save = NULL, *tok = strtok_r(copy, ", ", &save); tok;
+		     tok = strtok_r(NULL, ", ", &save)) {
+			list = bt_xreallocarray(list, count + 1, sizeof *list);
+			list[count++] = tok;
+		}
+	}
+	char *state_dir = bt_dht_state_dir();
+	struct bt_session_dht_opts o = {
+		.routers = defaults ? NULL
+			   : n	    ? given
+			   : list   ? list
+				    : none,
+		.nrouters = n ? n : count,
+		.state_dir = state_dir,
+		.port = port,
+	};
+	struct bt_err err;
+	int rc = bt_session_enable_dht(s, &o, &err);
+	if (rc)
+		bt_cli_error(cmd, "warning: %s; going on without the DHT", err.msg);
+	free(state_dir);
+	free(list);
+	free(copy);
+	return rc;
 }

@@ -340,9 +340,19 @@ static int run_bench(struct bench *b)
 		char ip[32], port[16];
 		snprintf(ip, sizeof ip, "127.0.0.%u", 11 + i);
 		snprintf(port, sizeof port, "%u", BASE_PORT + i);
-		char *argv[] = {"torrent", "seed",     "--listen",     ip,
-				"-p",	   port,       "--no-tracker", "--assume-valid",
-				"-q",	   b->torrent, b->data,	       NULL};
+		char *argv[] = {"torrent",
+				"seed",
+				"--listen",
+				ip,
+				"-p",
+				port,
+				"--no-tracker",
+				"--no-dht",
+				"--assume-valid",
+				"-q",
+				b->torrent,
+				b->data,
+				NULL};
 		b->seed_pids[b->nseeds++] = spawn(argv, -1);
 	}
 	double deadline = bt_now() + 15;
@@ -356,12 +366,14 @@ static int run_bench(struct bench *b)
 	}
 
 	/* The downloader: its JSON progress comes through a pipe. */
-	char **argv = bt_xcalloc(14 + 2 * (size_t)b->seeders, sizeof *argv);
+	char **argv = bt_xcalloc(15 + 2 * (size_t)b->seeders, sizeof *argv);
 	char(*peers)[32] = bt_xcalloc(b->seeders, sizeof *peers);
 	size_t a = 0;
 	argv[a++] = "torrent";
 	argv[a++] = "download";
 	argv[a++] = "--no-tracker";
+	/* A local swarm: nothing goes to the DHT. */
+	argv[a++] = "--no-dht";
 	argv[a++] = "--progress=json";
 	/* Our own seeders: if they stop sending, the run is broken, not slow. */
 	argv[a++] = "--stall-timeout";

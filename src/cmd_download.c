@@ -303,6 +303,9 @@ static int run_jobs(struct bt_job_args *o)
 				     err.msg);
 		}
 	}
+	if (!o->no_dht)
+		bt_cli_start_dht(cmd, r.session, o->dht_routers, o->ndht_routers,
+				 (uint16_t)o->dht_port);
 	r.progress_ev = event_new(bt_session_base(r.session), -1, EV_PERSIST, on_progress, &r);
 	struct timeval tv;
 	event_add(r.progress_ev,
@@ -361,6 +364,7 @@ static int run_mode(int argc, char **argv, const char *name, enum bt_job_mode mo
 	if (rc == 0)
 		rc = run_jobs(&o);
 	free(o.peers);
+	free(o.dht_routers);
 	return rc < 0 ? BT_EXIT_OK : rc;
 }
 

@@ -1444,6 +1444,24 @@ void bt_dht_save(const struct bt_dht *d, struct bt_buf *out)
 	bt_buf_deinit(&nodes);
 }
 
+void bt_dht_set_id(struct bt_dht *d, const uint8_t id[BT_HASH_LEN], double now)
+{
+	if (memcmp(id, d->id, BT_HASH_LEN) == 0)
+		return;
+	/* A new id moves every bucket boundary: rebuild the table around it. */
+	struct bucket *old = d->buckets;
+	size_t nold = d->nbuckets;
+	memcpy(d->id, id, BT_HASH_LEN);
+	d->buckets = bt_xcalloc(1, sizeof *d->buckets);
+	d->buckets[0].last_changed = now;
+	d->nbuckets = 1;
+	for (size_t i = 0; i < nold; i++)
+		for (size_t j = 0; j < old[i].count; j++)
+			if (memcmp(old[i].nodes[j].id, d->id, BT_HASH_LEN) != 0)
+				table_put(d, &old[i].nodes[j], now);
+	free(old);
+}
+
 int bt_dht_load(struct bt_dht *d, const uint8_t *p, size_t len, double now)
 {
 	d->now = now;
@@ -1461,20 +1479,7 @@ int bt_dht_load(struct bt_dht *d, const uint8_t *p, size_t len, double now)
 		bt_benc_doc_deinit(&doc);
 		return -EINVAL;
 	}
-	if (memcmp(id->str, d->id, BT_HASH_LEN) != 0) {
-		/* A new id moves every bucket boundary: rebuild the table around it. */
-		struct bucket *old = d->buckets;
-		size_t nold = d->nbuckets;
-		memcpy(d->id, id->str, BT_HASH_LEN);
-		d->buckets = bt_xcalloc(1, sizeof *d->buckets);
-		d->buckets[0].last_changed = now;
-		d->nbuckets = 1;
-		for (size_t i = 0; i < nold; i++)
-			for (size_t j = 0; j < old[i].count; j++)
-				if (memcmp(old[i].nodes[j].id, d->id, BT_HASH_LEN) != 0)
-					table_put(d, &old[i].nodes[j], now);
-		free(old);
-	}
+	bt_dht_set_id(d, id->str, now);
 	size_t count = nodes ? nodes->str_len / each : 0;
 	for (size_t i = 0; i < count && i < BT_DHT_SAVE_NODES; i++) {
 		const uint8_t *e = nodes->str + i * each;

@@ -30,6 +30,10 @@ const char bt_job_download_help[] =
 	"                           multi-file one to the folder PATH/<name>\n"
 	"      --peer HOST:PORT     also download from this peer (repeatable)\n"
 	"      --no-tracker         do not ask the trackers (use --peer addresses only)\n"
+	"      --no-dht             do not use the DHT (BEP 5)\n"
+	"      --dht-bootstrap H:P  join the DHT through this node (repeatable; replaces the\n"
+	"                           default routers; default from $TORRENT_DHT_BOOTSTRAP)\n"
+	"      --dht-port PORT      the DHT's UDP port (default: the listen port)\n"
 	"      --max-peers N        peers connected at once, per torrent (default 50)\n"
 	"  -p, --port PORT          port to listen on for peers and to announce (default: the\n"
 	"                           first free of 6881-6889, else any free port)\n"
@@ -93,6 +97,10 @@ const char bt_job_seed_help[] =
 	"                           (default: every address, and the system's choice)\n"
 	"      --peer HOST:PORT     also connect to this peer (repeatable)\n"
 	"      --no-tracker         do not announce to the trackers\n"
+	"      --no-dht             do not use the DHT (BEP 5)\n"
+	"      --dht-bootstrap H:P  join the DHT through this node (repeatable; replaces the\n"
+	"                           default routers; default from $TORRENT_DHT_BOOTSTRAP)\n"
+	"      --dht-port PORT      the DHT's UDP port (default: the listen port)\n"
 	"      --max-peers N        peers connected at once, per torrent (default 50)\n"
 	"      --seed-ratio R       stop once R times the torrent's size is uploaded\n"
 	"      --seed-time S        stop after S seconds\n"
@@ -125,7 +133,10 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		OPT_ASSUME_VALID,
 		OPT_PLOT,
 		OPT_STATS,
-		OPT_SAVE_TORRENT
+		OPT_SAVE_TORRENT,
+		OPT_NO_DHT,
+		OPT_DHT_BOOTSTRAP,
+		OPT_DHT_PORT
 	};
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -149,6 +160,9 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		{"plot", required_argument, NULL, OPT_PLOT},
 		{"stats", required_argument, NULL, OPT_STATS},
 		{"save-torrent", required_argument, NULL, OPT_SAVE_TORRENT},
+		{"no-dht", no_argument, NULL, OPT_NO_DHT},
+		{"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOTSTRAP},
+		{"dht-port", required_argument, NULL, OPT_DHT_PORT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -213,6 +227,19 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 			break;
 		case OPT_SAVE_TORRENT:
 			o->save_torrent = optarg;
+			break;
+		case OPT_NO_DHT:
+			o->no_dht = true;
+			break;
+		case OPT_DHT_BOOTSTRAP:
+			o->dht_routers = bt_xreallocarray(o->dht_routers, o->ndht_routers + 1,
+							  sizeof *o->dht_routers);
+			o->dht_routers[o->ndht_routers++] = optarg;
+			break;
+		case OPT_DHT_PORT:
+			if (bt_cli_parse_uint(optarg, 1, 65535, &o->dht_port))
+				return bt_cli_usage_error(
+					cmd, "--dht-port wants 1 to 65535, not '%s'", optarg);
 			break;
 		case OPT_SEED_RATIO:
 			if (bt_cli_parse_seconds(optarg, 0.01, 1e6, &o->seed_ratio))

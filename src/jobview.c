@@ -92,7 +92,10 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 				  .rate = s.rate,
 				  .elapsed = bt_now() - v->started,
 				  .peers = s.peers_connected,
-				  .unchoking = s.peers_unchoking};
+				  .unchoking = s.peers_unchoking,
+				  .dht = s.dht,
+				  .dht_nodes = s.dht_nodes,
+				  .dht_peers = s.dht_peers};
 	/* The last line shows the whole run's average rather than the last second's. */
 	if (final && p->elapsed > 0)
 		p->rate = (double)s.received_bytes / p->elapsed;

@@ -61,6 +61,9 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	bt_format_bytes(total, sizeof total, (double)p->total);
 	bt_format_rate(rate, sizeof rate, p->rate);
 	bt_format_eta(left, sizeof left, eta(p));
+	char dht[32] = "";
+	if (p->dht)
+		snprintf(dht, sizeof dht, "  DHT %zu nodes", p->dht_nodes);
 	int used = p->name ? snprintf(out, n, "%s: ", p->name) : 0;
 	if (used < 0 || (size_t)used >= n)
 		return;
@@ -70,8 +73,8 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	if (p->phase)
 		snprintf(out, n, "%s  %.1f%%  %s of %s", p->phase, percent(p), done, total);
 	else
-		snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)",
-			 percent(p), done, total, rate, left, p->peers, p->unchoking);
+		snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)%s",
+			 percent(p), done, total, rate, left, p->peers, p->unchoking, dht);
 }
 
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
@@ -96,6 +99,9 @@ void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 		bt_buf_adds(out, ",\"phase\":");
 		bt_json_put_str(out, p->phase);
 	}
+	if (p->dht)
+		bt_buf_printf(out, ",\"dht_nodes\":%zu,\"dht_peers\":%llu", p->dht_nodes,
+			      (unsigned long long)p->dht_peers);
 	bt_buf_adds(out, "}");
 }
 

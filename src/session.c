@@ -1,5 +1,7 @@
 #include "bt/session.h"
 
+#include "bt/dht_net.h"
+
 #include "bt/hash.h"
 #include "bt/http.h"
 #include "bt/log.h"
@@ -73,6 +75,8 @@ struct bt_session {
 	socklen_t source_len;
 	char source_ip[64];
 	uint8_t peer_id[BT_PEER_ID_LEN];
+	struct bt_dht_net *dht; /* NULL: no DHT */
+	struct bt_udp *dht_udp; /* the DHT's own port (--dht-port), else NULL */
 };
 
 static void drop_pending(struct pending *pd, bool close_fd);
@@ -155,6 +159,8 @@ void bt_session_free(struct bt_session *s)
 	while (!LIST_EMPTY(&s->pending))
 		drop_pending(LIST_FIRST(&s->pending), true);
 	bt_router_deinit(&s->router);
+	bt_dht_net_free(s->dht);
+	bt_udp_free(s->dht_udp);
 	free(s->local);
 	bt_udp_tracker_free(s->udp);
 	bt_udp_free(s->udp_socket);
@@ -173,6 +179,45 @@ void bt_session_free(struct bt_session *s)
 		evdns_base_free(s->dns, 0);
 	event_base_free(s->base);
 	free(s);
+}
+
+/* The port the shared UDP sockets are bound to (IPv4), or 0. */
+static uint16_t udp_port(const struct bt_session *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (bt_udp_local_addr(s->udp_socket, AF_INET, &ss, &len) != 0)
+		return 0;
+	return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+}
+
+int bt_session_enable_dht(struct bt_session *s, const struct bt_session_dht_opts *o,
+			  struct bt_err *err)
+{
+	struct bt_udp *udp = s->udp_socket;
+	if (o->port && o->port != udp_port(s)) {
+		/* Its own socket, on the port asked for. */
+		s->dht_udp = bt_udp_new(s->base);
+		const char *ip = s->source_ip[0] ? s->source_ip : NULL;
+		int rc = bt_udp_bind(s->dht_udp, ip, o->port, err);
+		if (rc) {
+			bt_udp_free(s->dht_udp);
+			s->dht_udp = NULL;
+			return rc;
+		}
+		udp = s->dht_udp;
+	}
+	struct bt_dht_net_opts no = {.routers = o->routers,
+				     .nrouters = o->nrouters,
+				     .state_dir = o->state_dir,
+				     .port = s->listen_port};
+	s->dht = bt_dht_net_new(s->base, s->dns, udp, &no, err);
+	return s->dht ? 0 : -ENOMEM;
+}
+
+struct bt_dht_net *bt_session_dht(struct bt_session *s)
+{
+	return s->dht;
 }
 
 struct event_base *bt_session_base(struct bt_session *s)

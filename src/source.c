@@ -174,6 +174,8 @@ int bt_source_fetch_metainfo(const char *cmd, struct bt_source *src,
 		bt_cli_error(cmd, "%s", err.msg);
 		return BT_EXIT_FAILURE;
 	}
+	/* A magnet without trackers can be opened through the DHT. */
+	bt_cli_start_dht(cmd, r.session, NULL, 0, 0);
 	struct sockaddr_storage *addrs = NULL;
 	socklen_t *alens = NULL;
 	size_t n = 0;

@@ -1,6 +1,7 @@
 #include "torrent_internal.h"
 
 #include "bt/addrbook.h"
+#include "bt/dht_net.h"
 #include "bt/assembly.h"
 #include "bt/choker.h"
 #include "bt/log.h"
@@ -423,6 +424,8 @@ static bool any_hope(const struct bt_torrent *t)
 {
 	if (live_conns(t) > 0 || t->tracker)
 		return true;
+	if (t->dht_subscribed && bt_dht_net_hopeful(bt_session_dht(t->session)))
+		return true;
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
 	return counts.hopeful > 0;
@@ -493,14 +496,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * A tracker's peers. A reply may list hundreds of thousands: the book takes the tracker's share
- * (BT_ADDRBOOK_DEFAULT_PER_SOURCE) in O(1) each and refuses the rest, so the walk stops at the
- * first refusal; it starts at a random place, so the part taken is not the tracker's choice.
+ * A tracker's or the DHT's peers. A reply may list hundreds of thousands: the book takes the
+ * source's share (BT_ADDRBOOK_DEFAULT_PER_SOURCE) in O(1) each and refuses the rest, so the walk
+ * stops at the first refusal; it starts at a random place, so the part taken is not the source's
+ * choice.
  */
-static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
-			     const struct bt_peer_addr *self)
+static void add_peers(struct bt_torrent *t, const struct bt_peer_addr *peers, size_t n,
+		      const struct bt_peer_addr *self, enum bt_addrbook_source source)
 {
-	struct bt_torrent *t = arg;
 	uint64_t r = 0;
 	if (n > 1)
 		bt_random_bytes(&r, sizeof r);
@@ -515,11 +518,37 @@ static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t
 		socklen_t len = bt_peer_addr_to_sockaddr(&peers[i], &ss);
 		if (!len || bt_session_is_self(t->session, (struct sockaddr *)&ss))
 			continue;
-		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, BT_ADDRBOOK_TRACKER,
-				    now) == -ENOSPC)
+		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, source, now) == -ENOSPC)
 			break;
 	}
 	connect_more(t);
+}
+
+static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
+			     const struct bt_peer_addr *self)
+{
+	add_peers(arg, peers, n, self, BT_ADDRBOOK_TRACKER);
+}
+
+static void on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+{
+	struct bt_torrent *t = arg;
+	t->dht_peers += n;
+	add_peers(t, peers, n, NULL, BT_ADDRBOOK_DHT);
+}
+
+/* The DHT searches for our info hash while we run, except for a private torrent (BEP 27). */
+static void dht_subscribe(struct bt_torrent *t, bool on)
+{
+	struct bt_dht_net *dht = bt_session_dht(t->session);
+	on = on && dht && !(t->m && t->m->is_private) && !t->stopping;
+	if (on && !t->dht_subscribed)
+		t->dht_subscribed =
+			bt_dht_net_subscribe(dht, t->info_hash, true, on_dht_peers, t) == 0;
+	else if (!on && t->dht_subscribed) {
+		bt_dht_net_unsubscribe(dht, t->info_hash);
+		t->dht_subscribed = false;
+	}
 }
 
 static void on_tracker_error(void *arg, const char *url, const char *message)
@@ -665,6 +694,7 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 	if (t->tracker)
 		bt_tracker_update(t->tracker, (int64_t)t->uploaded_closed,
 				  (int64_t)t->received_bytes, bytes_left(t));
+	dht_subscribe(t, true); /* off again if the torrent turned out private */
 	if (bt_picker_done(t->picker) && !t->finished) {
 		t->finished = true;
 		t->ev.complete(t->arg);
@@ -684,6 +714,7 @@ void bt_torrent_free(struct bt_torrent *t)
 		return;
 	if (t->registered)
 		bt_session_unregister(t->session, t->info_hash);
+	dht_subscribe(t, false);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
 		bt_peer_free(t->conns[i]->peer);
@@ -723,23 +754,30 @@ void bt_torrent_start(struct bt_torrent *t)
 	event_add(t->tick, &one);
 	if (t->picker && bt_picker_done(t->picker)) {
 		t->finished = true;
-		if (t->tracker && t->opts.seed)
-			bt_tracker_start(t->tracker);
+		if (t->opts.seed) {
+			if (t->tracker)
+				bt_tracker_start(t->tracker);
+			dht_subscribe(t, true);
+		}
 		t->ev.complete(t->arg);
 		return;
 	}
 	if (t->tracker)
 		bt_tracker_start(t->tracker);
+	dht_subscribe(t, true);
 	connect_more(t);
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
-	if (!t->tracker && counts.known == 0)
-		bt_torrent_fail(t, "no peers: the torrent has no trackers and no --peer was given");
+	if (!t->tracker && !t->dht_subscribed && counts.known == 0)
+		bt_torrent_fail(t,
+				"no peers: the torrent has no trackers and no --peer was given%s",
+				bt_session_dht(t->session) ? "" : ", and the DHT is off");
 }
 
 void bt_torrent_stop(struct bt_torrent *t)
 {
 	t->stopping = true;
+	dht_subscribe(t, false);
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping)
 			bt_peer_close(t->conns[i]->peer);

@@ -61,6 +61,8 @@ struct bt_torrent {
 	uint64_t uploaded_closed; /* bytes sent to peers since gone */
 	size_t served_closed;	  /* connections since gone that we sent blocks to */
 	bool finished, failed, stopping, stopped;
+	bool dht_subscribed; /* the DHT searches for us */
+	uint64_t dht_peers;  /* addresses the DHT gave */
 	struct bt_block *pick_buf;
 };
 

@@ -1,6 +1,8 @@
 /* The torrent's statistics and what it is waiting for: see torrent.h. */
 #include "torrent_internal.h"
 
+#include "bt/dht_net.h"
+#include "bt/session.h"
 #include "bt/tracker.h"
 
 #include <stdio.h>
@@ -33,6 +35,14 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	bt_addrbook_counts(t->book, &counts);
 	out->peers_used = counts.used;
 	out->has_metadata = t->m != NULL;
+	struct bt_dht_net *dht = bt_session_dht(t->session);
+	if (dht) {
+		struct bt_dht_net_stats ds;
+		bt_dht_net_get_stats(dht, &ds);
+		out->dht = true;
+		out->dht_nodes = ds.nodes;
+		out->dht_peers = t->dht_peers;
+	}
 	if (t->md) {
 		struct bt_metadata_progress mp;
 		bt_metadata_progress(t->md, &mp);

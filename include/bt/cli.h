@@ -94,4 +94,14 @@ void bt_cli_put_safe(FILE *f, const char *s);
 int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storage *out,
 			socklen_t *len_out);
 
+struct bt_session;
+/*
+ * Starts the session's DHT node (after it listens): routers from --dht-bootstrap (given, n), else
+ * from $TORRENT_DHT_BOOTSTRAP ("none", or comma-separated host:port), else the defaults; state in
+ * bt_dht_state_dir(); port 0 for the listen port. Prints a warning and returns a negative errno if
+ * it cannot start (the command goes on without it).
+ */
+int bt_cli_start_dht(const char *cmd, struct bt_session *s, const char *const *given, size_t n,
+		     uint16_t port);
+
 #endif

@@ -141,6 +141,8 @@ int bt_dht_load(struct bt_dht *d, const uint8_t *p, size_t len, double now);
 
 /* Our current id. */
 const uint8_t *bt_dht_id(const struct bt_dht *d);
+/* Takes a new id (BEP 42's, once our external address is known), keeping the table's nodes. */
+void bt_dht_set_id(struct bt_dht *d, const uint8_t id[BT_HASH_LEN], double now);
 
 /*
  * Our external address as the `ip` of replies says it (BEP 42), once 4 different nodes agree:

@@ -32,6 +32,10 @@ struct bt_job_args {
 	/* download: --plot FILE.svg, --stats FILE (JSON lines); NULL when not asked for */
 	const char *plot_path, *stats_path;
 	const char *save_torrent; /* --save-torrent: write the metainfo there once known */
+	bool no_dht;
+	const char **dht_routers; /* --dht-bootstrap, in order; the caller frees the array */
+	size_t ndht_routers;
+	unsigned long dht_port;
 };
 
 extern const char bt_job_download_help[], bt_job_piece_help[], bt_job_seed_help[];

@@ -24,6 +24,10 @@ struct bt_progress {
 	/* Before the first byte, what the job waits for ("waiting for trackers", "connecting to 3
 	 * peers", "fetching metadata"): shown instead of the rate and ETA. NULL once data flows. */
 	const char *phase;
+	/* With the DHT on (dht): the nodes it knows and the peers it gave this torrent. */
+	bool dht;
+	size_t dht_nodes;
+	uint64_t dht_peers;
 };
 
 /* "1.5 MiB", "512 B", "3.2 GiB" */
@@ -33,11 +37,12 @@ void bt_format_rate(char *out, size_t n, double bytes_per_s);
 /* "42s", "3m05s", "2h01m", or "--" when unknown */
 void bt_format_eta(char *out, size_t n, double seconds);
 
-/* " 42.0%  420.0 MiB of 1.0 GiB  312.5 MiB/s  ETA 2s  peers 8 (8 unchoking)", or with a phase
+/* " 42.0%  420.0 MiB of 1.0 GiB  312.5 MiB/s  ETA 2s  peers 8 (8 unchoking)" (then "  DHT 120
+ * nodes" with the DHT on), or with a phase
  * "connecting to 3 peers   0.0%  0 B of 1.0 GiB" */
 void bt_progress_line(char *out, size_t n, const struct bt_progress *p);
 /* {"done":..,"total":..,"percent":..,"rate":..,"eta":..,"peers":..,"unchoking":..,"elapsed":..}
- * plus "phase":".." when there is one. */
+ * plus "phase":".." when there is one, and "dht_nodes":..,"dht_peers":.. with the DHT on. */
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p);
 
 /* "checking  37%  (120 of 320 pieces)": the recheck of data already on disk. */

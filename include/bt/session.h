@@ -81,6 +81,22 @@ bool bt_session_is_self(const struct bt_session *s, const struct sockaddr *sa);
 /* The port listened on, or 0. */
 uint16_t bt_session_listen_port(const struct bt_session *s);
 
+struct bt_dht_net;
+struct bt_session_dht_opts {
+	const char *const *routers; /* "host:port"; NULL: the default routers; see dht_net.h */
+	size_t nrouters;
+	const char *state_dir; /* NULL: no state kept */
+	uint16_t port;	       /* the DHT's UDP port; 0: the shared UDP sockets (the listen port) */
+};
+/*
+ * Starts the DHT node (dht_net.h), after bt_session_listen so that it shares the listen port
+ * (unless o->port asks for another). Torrents then find peers through it. 0 or a negative errno.
+ */
+int bt_session_enable_dht(struct bt_session *s, const struct bt_session_dht_opts *o,
+			  struct bt_err *err);
+/* The DHT node, or NULL when it is off. */
+struct bt_dht_net *bt_session_dht(struct bt_session *s);
+
 /* Runs the loop; deadline_s <= 0 means no deadline. */
 enum bt_session_end bt_session_run(struct bt_session *s, double deadline_s);
 void bt_session_stop(struct bt_session *s);
