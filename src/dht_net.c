@@ -31,9 +31,9 @@ struct sub {
 	bool announce;
 	bt_dht_peers_fn fn;
 	void *arg;
-	double next;	/* when its search starts again */
+	double next;	  /* when its search starts again */
 	unsigned running; /* cores searching for it now */
-	size_t found;	/* peers found by the current round */
+	size_t found;	  /* peers found by the current round */
 };
 
 struct core {
@@ -46,6 +46,7 @@ struct core {
 struct lookup {
 	struct bt_dht_net *n; /* NULL once the net is gone */
 	struct evdns_getaddrinfo_request *req;
+	bool as_node; /* a node to ping, not a router */
 	char name[300];
 };
 
@@ -153,7 +154,8 @@ static void load_core(struct core *c, double now)
 	if (!c->state_path || bt_read_file(c->state_path, 1 << 20, &data, &len, NULL) != 0)
 		return;
 	if (bt_dht_load(c->d, data, len, now) != 0)
-		bt_log(BT_LOG_DEBUG, "dht", "%s is not a DHT state; starting afresh", c->state_path);
+		bt_log(BT_LOG_DEBUG, "dht", "%s is not a DHT state; starting afresh",
+		       c->state_path);
 	free(data);
 }
 
@@ -276,10 +278,13 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	size_t added = 0;
 	for (struct evutil_addrinfo *a = res; a; a = a->ai_next) {
 		struct core *c = core_for(n, a->ai_family);
-		if (c) {
+		if (!c)
+			continue;
+		if (l->as_node)
+			bt_dht_add_node(c->d, NULL, a->ai_addr, (socklen_t)a->ai_addrlen, bt_now());
+		else
 			bt_dht_add_router(c->d, a->ai_addr, (socklen_t)a->ai_addrlen);
-			added++;
-		}
+		added++;
 	}
 	if (res)
 		evutil_freeaddrinfo(res);
@@ -309,7 +314,7 @@ static int split_router(const char *s, char *host, size_t hostlen, char port[8])
 	return 0;
 }
 
-static void resolve_router(struct bt_dht_net *n, const char *name)
+static void resolve(struct bt_dht_net *n, const char *name, bool as_node)
 {
 	char host[256], port[8];
 	if (split_router(name, host, sizeof host, port) != 0) {
@@ -318,6 +323,7 @@ static void resolve_router(struct bt_dht_net *n, const char *name)
 	}
 	struct lookup *l = bt_xcalloc(1, sizeof *l);
 	l->n = n;
+	l->as_node = as_node;
 	snprintf(l->name, sizeof l->name, "%s", name);
 	struct evutil_addrinfo hints = {.ai_socktype = SOCK_DGRAM,
 					.ai_protocol = IPPROTO_UDP,
@@ -379,7 +385,7 @@ struct bt_dht_net *bt_dht_net_new(struct event_base *base, struct evdns_base *dn
 	const char *const *routers = o->routers ? o->routers : bt_dht_default_routers;
 	size_t nrouters = o->routers ? o->nrouters : BT_DHT_DEFAULT_ROUTERS;
 	for (size_t i = 0; i < nrouters; i++)
-		resolve_router(n, routers[i]);
+		resolve(n, routers[i], false);
 	pump(n, now);
 	return n;
 }
@@ -407,8 +413,8 @@ void bt_dht_net_free(struct bt_dht_net *n)
 	free(n);
 }
 
-int bt_dht_net_subscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN],
-			 bool announce, bt_dht_peers_fn fn, void *arg)
+int bt_dht_net_subscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN], bool announce,
+			 bt_dht_peers_fn fn, void *arg)
 {
 	if (find_sub(n, info_hash))
 		return -EEXIST;
@@ -438,6 +444,11 @@ void bt_dht_net_add_node(struct bt_dht_net *n, const struct sockaddr *sa, sockle
 	double now = bt_now();
 	bt_dht_add_node(c->d, NULL, sa, len, now);
 	pump(n, now);
+}
+
+void bt_dht_net_add_node_name(struct bt_dht_net *n, const char *host_port)
+{
+	resolve(n, host_port, true);
 }
 
 void bt_dht_net_get_stats(const struct bt_dht_net *n, struct bt_dht_net_stats *out)

@@ -310,6 +310,32 @@ static void parse_trackers(struct bt_metainfo *m, const struct bt_benc_node *roo
 			if (u->type == BT_BENC_STR && u->str_len)
 				m->web_seeds[m->web_seed_count++] = node_strdup(u);
 	}
+
+	/* BEP 5's `nodes` of a trackerless torrent: [host, port] pairs, kept as "host:port". */
+	const struct bt_benc_node *nodes = bt_benc_dict_get(root, "nodes");
+	if (nodes && nodes->type == BT_BENC_LIST && nodes->count) {
+		size_t cap = nodes->count < BT_META_MAX_NODES ? nodes->count : BT_META_MAX_NODES;
+		m->dht_nodes = bt_xcalloc(cap, sizeof *m->dht_nodes);
+		const struct bt_benc_node *e = bt_benc_first(nodes);
+		for (uint32_t j = 0; j < nodes->count && m->dht_node_count < cap;
+		     j++, e = bt_benc_skip(e)) {
+			if (e->type != BT_BENC_LIST || e->count != 2)
+				continue;
+			const struct bt_benc_node *host = bt_benc_first(e),
+						  *port = bt_benc_skip(host);
+			int64_t p;
+			if (host->type != BT_BENC_STR || !host->str_len || host->str_len > 253 ||
+			    memchr(host->str, '\0', host->str_len) || bt_benc_int(port, &p) ||
+			    p < 1 || p > 65535)
+				continue;
+			struct bt_buf b;
+			bt_buf_init(&b);
+			bool v6 = memchr(host->str, ':', host->str_len) != NULL;
+			bt_buf_printf(&b, "%s%.*s%s:%d", v6 ? "[" : "", (int)host->str_len,
+				      (const char *)host->str, v6 ? "]" : "", (int)p);
+			m->dht_nodes[m->dht_node_count++] = (char *)bt_buf_steal(&b, NULL);
+		}
+	}
 }
 
 static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, struct bt_err *err)
@@ -553,6 +579,7 @@ void bt_meta_deinit(struct bt_metainfo *m)
 		free_strings(m->tiers[i].urls, m->tiers[i].count);
 	free(m->tiers);
 	free_strings(m->web_seeds, m->web_seed_count);
+	free_strings(m->dht_nodes, m->dht_node_count);
 	free(m->created_by);
 	free(m->comment);
 	free(m->info_raw);

@@ -542,10 +542,13 @@ static void dht_subscribe(struct bt_torrent *t, bool on)
 {
 	struct bt_dht_net *dht = bt_session_dht(t->session);
 	on = on && dht && !(t->m && t->m->is_private) && !t->stopping;
-	if (on && !t->dht_subscribed)
+	if (on && !t->dht_subscribed) {
 		t->dht_subscribed =
 			bt_dht_net_subscribe(dht, t->info_hash, true, on_dht_peers, t) == 0;
-	else if (!on && t->dht_subscribed) {
+		/* A trackerless torrent's own nodes help join (BEP 5). */
+		for (size_t i = 0; t->m && i < t->m->dht_node_count; i++)
+			bt_dht_net_add_node_name(dht, t->m->dht_nodes[i]);
+	} else if (!on && t->dht_subscribed) {
 		bt_dht_net_unsubscribe(dht, t->info_hash);
 		t->dht_subscribed = false;
 	}

@@ -47,10 +47,10 @@ struct bt_dht_net_opts {
 };
 
 struct bt_dht_net_stats {
-	size_t nodes, good;    /* over both families */
-	size_t searches;       /* running in the cores */
-	uint64_t peers_found;  /* addresses reported to subscribers */
-	uint64_t queries_in;   /* queries answered for others */
+	size_t nodes, good;   /* over both families */
+	size_t searches;      /* running in the cores */
+	uint64_t peers_found; /* addresses reported to subscribers */
+	uint64_t queries_in;  /* queries answered for others */
 };
 
 /* The state directory: $XDG_STATE_HOME/torrent, else $HOME/.local/state/torrent; NULL if
@@ -66,11 +66,13 @@ void bt_dht_net_free(struct bt_dht_net *n);
 
 typedef void (*bt_dht_peers_fn)(void *arg, const struct bt_peer_addr *peers, size_t count);
 /* Searches for info_hash now and then repeatedly; peers go to fn. 0, -EEXIST or -ENOSPC. */
-int bt_dht_net_subscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN],
-			 bool announce, bt_dht_peers_fn fn, void *arg);
+int bt_dht_net_subscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN], bool announce,
+			 bt_dht_peers_fn fn, void *arg);
 void bt_dht_net_unsubscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN]);
 /* A node heard of elsewhere (a peer's PORT message, a torrent's `nodes`): pinged, kept if good. */
 void bt_dht_net_add_node(struct bt_dht_net *n, const struct sockaddr *sa, socklen_t len);
+/* The same for "host:port" (a torrent's `nodes`), resolved first. */
+void bt_dht_net_add_node_name(struct bt_dht_net *n, const char *host_port);
 void bt_dht_net_get_stats(const struct bt_dht_net *n, struct bt_dht_net_stats *out);
 /* True while the DHT may still bring peers: it knows nodes, or routers are being asked. */
 bool bt_dht_net_hopeful(const struct bt_dht_net *n);

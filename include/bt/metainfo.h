@@ -33,6 +33,8 @@
 #define BT_META_MAX_FILE_SIZE ((size_t)64 << 20)
 /* More pieces than this are refused (libtorrent's default max_pieces; no real torrent has). */
 #define BT_META_MAX_PIECES 0x200000
+/* DHT nodes kept from a torrent's `nodes`. */
+#define BT_META_MAX_NODES 64
 
 struct bt_meta_file {
 	char *path; /* relative, components joined by '/'; for a single-file torrent, the name */
@@ -71,6 +73,8 @@ struct bt_metainfo {
 	size_t tier_count;
 	char **web_seeds;
 	size_t web_seed_count;
+	char **dht_nodes; /* BEP 5 `nodes`: "host:port" ("[v6]:port"), at most BT_META_MAX_NODES */
+	size_t dht_node_count;
 
 	bool is_private;
 	bool has_creation_date;

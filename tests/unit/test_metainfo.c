@@ -166,6 +166,23 @@ static void test_trackers_and_web_seeds(void **state)
 	bt_meta_deinit(&m);
 }
 
+/* BEP 5's `nodes`: [host, port] pairs kept as "host:port"; malformed entries skipped. */
+static void test_dht_nodes(void **state)
+{
+	(void)state;
+	const char *t = "d4:infod6:lengthi1e4:name1:a12:piece lengthi1e6:pieces20:" HASHES20 "e"
+			"5:nodesll9:127.0.0.1i6881eel3:::1i7000eel3:badi0eei5el1:xel0:i1eee"
+			"e";
+	struct bt_metainfo m;
+	struct bt_err err = {""};
+	assert_int_equal(parse(&m, t, &err), 0);
+	assert_int_equal(m.tier_count, 0);
+	assert_int_equal(m.dht_node_count, 2);
+	assert_string_equal(m.dht_nodes[0], "127.0.0.1:6881");
+	assert_string_equal(m.dht_nodes[1], "[::1]:7000");
+	bt_meta_deinit(&m);
+}
+
 static void test_hybrid_and_v2(void **state)
 {
 	(void)state;
@@ -621,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_unsorted_keys_hash_raw_bytes),
 		cmocka_unit_test(test_multi_file_offsets_and_pads),
 		cmocka_unit_test(test_trackers_and_web_seeds),
+		cmocka_unit_test(test_dht_nodes),
 		cmocka_unit_test(test_hybrid_and_v2),
 		cmocka_unit_test(test_invalid_torrents),
 		cmocka_unit_test(test_nul_in_component),
