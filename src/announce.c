@@ -3,8 +3,11 @@
 #include "bt/http.h"
 #include "bt/udp_tracker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,42 @@ static void set_self(struct bt_announce_reply *reply, const char *local_ip, uint
 	struct sockaddr_storage ss;
 	if (local_ip && bt_sockaddr_from_ip(local_ip, port, &ss))
 		bt_peer_addr_from_sockaddr((struct sockaddr *)&ss, &reply->self);
+}
+
+/*
+ * Our global IPv6 address for BEP 7's `ipv6=`, or false when we have none worth announcing.
+ * With a source address (--listen) it is that address, if it is a global IPv6 one: an IPv4 or
+ * loopback source means we listen there only. Otherwise the kernel is asked which address it
+ * would send from to a global destination (connecting a UDP socket sends nothing); on a host
+ * with only loopback, link-local or unique-local IPv6 there is no route or no global source, and
+ * nothing is announced.
+ */
+static bool global_ipv6(const char *source_ip, uint8_t out[16])
+{
+	if (source_ip) {
+		struct in6_addr a;
+		if (inet_pton(AF_INET6, source_ip, &a) != 1 || !bt_ipv6_is_global(a.s6_addr))
+			return false;
+		memcpy(out, a.s6_addr, 16);
+		return true;
+	}
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	/* 2001:4860:4860::8888, a public resolver's address; any global one would do. */
+	struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
+	static const uint8_t probe[16] = {0x20, 0x01, 0x48, 0x60, 0x48, 0x60, 0,    0,
+					  0,	0,    0,    0,	  0,	0,    0x88, 0x88};
+	memcpy(&to.sin6_addr, probe, 16);
+	struct sockaddr_in6 local;
+	socklen_t len = sizeof local;
+	bool ok = connect(fd, (struct sockaddr *)&to, sizeof to) == 0 &&
+		  getsockname(fd, (struct sockaddr *)&local, &len) == 0 &&
+		  local.sin6_family == AF_INET6 && bt_ipv6_is_global(local.sin6_addr.s6_addr);
+	close(fd);
+	if (ok)
+		memcpy(out, &local.sin6_addr, 16);
+	return ok;
 }
 
 static void on_http_done(const struct bt_http_response *res, void *arg)
@@ -98,7 +137,10 @@ struct bt_announce *bt_announce_start(const struct bt_announce_io *io, const cha
 	a->done = done;
 	a->arg = arg;
 	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-		char *full = bt_tracker_http_url(url, req);
+		struct bt_announce_req with6 = *req;
+		if (!with6.has_ipv6)
+			with6.has_ipv6 = global_ipv6(io->source_ip, with6.ipv6);
+		char *full = bt_tracker_http_url(url, &with6);
 		struct bt_http_opts opts = {.max_body = MAX_REPLY,
 					    .timeout_ms = timeout_ms,
 					    .source_ip = io->source_ip};

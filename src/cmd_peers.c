@@ -6,17 +6,24 @@
 #include "bt/session.h"
 #include "bt/udp.h"
 #include "bt/announce.h"
+#include "bt/http.h"
+#include "bt/udp_tracker.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* After the first tracker that gives peers, the others get this long to catch up. */
 #define GRACE_SECONDS 0.5
 /* The bound on the "stopped" announces sent on the way out. */
 #define STOPPED_SECONDS 1.0
+/* The bound on the scrape round of --json (never more than --timeout). */
+#define SCRAPE_SECONDS 2.0
+/* A scrape reply for one torrent is tiny; this is far above any honest one. */
+#define SCRAPE_MAX_REPLY ((size_t)256 << 10)
 
 static const char help[] =
 	"Usage: torrent peers [options] <torrent>\n"
@@ -37,7 +44,9 @@ static const char help[] =
 	"  -p, --port PORT        the port announced to the trackers (default 6881)\n"
 	"      --listen IP        announce from this local address (HTTP and UDP)\n"
 	"      --json             print one JSON object: the merged peers, and per tracker its\n"
-	"                         peers, interval, seeders, leechers, warning and error\n"
+	"                         peers, interval, seeders, leechers, warning and error, and its\n"
+	"                         scrape (BEP 48; complete, incomplete, downloaded, error), asked\n"
+	"                         after our 'stopped' so that we are not counted\n"
 	"  -h, --help             show this help\n"
 	"\n"
 	"Exit status: 0 if any tracker gave a peer, 1 if none did, 2 bad usage or invalid "
@@ -56,6 +65,10 @@ struct tracker_result {
 	struct bt_peer_addr *peers;
 	size_t peer_count;
 	double elapsed;
+	struct bt_http_req *scrape_http;
+	struct bt_udp_req *scrape_udp;
+	struct bt_scrape_reply scrape; /* counts -1 until a scrape answered */
+	char *scrape_error;
 };
 
 struct peers_run {
@@ -152,6 +165,104 @@ static void send_stopped(struct peers_run *run)
 	for (size_t i = 0; i < run->count; i++) {
 		bt_announce_cancel(run->trackers[i].announce);
 		run->trackers[i].announce = NULL;
+	}
+}
+
+static void scrape_done(struct tracker_result *t)
+{
+	if (--t->run->pending == 0)
+		bt_session_stop(t->run->session);
+}
+
+static void on_scrape_http(const struct bt_http_response *res, void *arg)
+{
+	struct tracker_result *t = arg;
+	t->scrape_http = NULL;
+	struct bt_err err;
+	char msg[320];
+	if (res->error && res->error != -EPROTO) {
+		t->scrape_error = bt_xstrdup(res->message);
+	} else if (bt_tracker_parse_scrape(res->body, res->len, t->run->req.info_hash, &t->scrape,
+					   &err)) {
+		/* An error status with a body that is no scrape reply: the status says more. */
+		snprintf(msg, sizeof msg, "%s", res->error ? res->message : err.msg);
+		t->scrape_error = bt_xstrdup(msg);
+	} else if (t->scrape.failure) {
+		snprintf(msg, sizeof msg, "failure reason: %.250s", t->scrape.failure);
+		t->scrape_error = bt_xstrdup(msg);
+		bt_scrape_reply_deinit(&t->scrape);
+	} else if (res->error) {
+		t->scrape_error = bt_xstrdup(res->message);
+		bt_scrape_reply_deinit(&t->scrape);
+	}
+	scrape_done(t);
+}
+
+static void on_scrape_udp(const struct bt_scrape_reply *reply, int error, const char *message,
+			  void *arg)
+{
+	struct tracker_result *t = arg;
+	t->scrape_udp = NULL;
+	if (error || !reply) {
+		t->scrape_error = bt_xstrdup(message ? message : "no reply");
+	} else {
+		t->scrape = *reply;
+		t->scrape.failure = NULL;
+	}
+	scrape_done(t);
+}
+
+/*
+ * BEP 48: every tracker that answered the announce is scraped, all at once, after the "stopped"
+ * round (so the counts do not include this query). Failures are recorded per tracker and are
+ * never fatal: the peers were already found.
+ */
+static void scrape_all(struct peers_run *run, double timeout)
+{
+	run->pending = 0;
+	for (size_t i = 0; i < run->count; i++) {
+		struct tracker_result *t = &run->trackers[i];
+		if (!t->answered || t->error) {
+			t->scrape_error = bt_xstrdup("not scraped: the announce failed");
+			continue;
+		}
+		if (strncasecmp(t->url, "udp://", 6) == 0) {
+			struct bt_err err;
+			t->scrape_udp = bt_udp_scrape(run->io.udp, t->url, run->req.info_hash,
+						      on_scrape_udp, t, &err);
+			if (!t->scrape_udp)
+				t->scrape_error = bt_xstrdup(err.msg);
+			run->pending += t->scrape_udp != NULL;
+			continue;
+		}
+		char *url = bt_tracker_scrape_url(t->url, run->req.info_hash);
+		if (!url) {
+			t->scrape_error = bt_xstrdup("no scrape URL: the announce URL's last path "
+						     "component does not start with 'announce'");
+			continue;
+		}
+		struct bt_http_opts opts = {.max_body = SCRAPE_MAX_REPLY,
+					    .timeout_ms = (long)(timeout * 1000),
+					    .source_ip = run->io.source_ip};
+		t->scrape_http = bt_http_get(run->io.http, url, &opts, on_scrape_http, t);
+		free(url);
+		if (!t->scrape_http)
+			t->scrape_error = bt_xstrdup("not an http(s) URL");
+		run->pending += t->scrape_http != NULL;
+	}
+	if (run->pending)
+		bt_session_run(run->session, timeout);
+	for (size_t i = 0; i < run->count; i++) {
+		struct tracker_result *t = &run->trackers[i];
+		if (!t->scrape_http && !t->scrape_udp)
+			continue;
+		bt_http_cancel(t->scrape_http);
+		bt_udp_cancel(t->scrape_udp);
+		t->scrape_http = NULL;
+		t->scrape_udp = NULL;
+		char msg[64];
+		snprintf(msg, sizeof msg, "no scrape reply within %g s", timeout);
+		t->scrape_error = bt_xstrdup(msg);
 	}
 }
 
@@ -278,6 +389,14 @@ static void print_json(const struct peers_run *run, const struct bt_peer_addr *a
 		json_opt(&b, &first, "error", t->error);
 		bt_json_key(&b, &first, "elapsed_ms");
 		bt_buf_printf(&b, "%.0f", t->elapsed * 1000);
+		int sfirst = 1;
+		bt_json_key(&b, &first, "scrape");
+		bt_buf_addc(&b, '{');
+		json_int(&b, &sfirst, "complete", t->scrape.complete);
+		json_int(&b, &sfirst, "incomplete", t->scrape.incomplete);
+		json_int(&b, &sfirst, "downloaded", t->scrape.downloaded);
+		json_opt(&b, &sfirst, "error", t->scrape_error);
+		bt_buf_addc(&b, '}');
 		bt_buf_addc(&b, '}');
 	}
 	bt_buf_adds(&b, "]}\n");
@@ -311,6 +430,8 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		.count = count,
 		.started = bt_now(),
 	};
+	for (size_t i = 0; i < count; i++)
+		bt_scrape_reply_deinit(&run.trackers[i].scrape); /* counts unknown: -1 */
 	if (listen_ip)
 		bt_udp_set_source(bt_session_udp_socket(s), listen_ip);
 	run.grace = evtimer_new(bt_session_base(s), on_grace, &run);
@@ -355,6 +476,8 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		bt_cli_error("peers", "interrupted");
 	else
 		send_stopped(&run);
+	if (json && end != BT_SESSION_INTERRUPTED)
+		scrape_all(&run, timeout < SCRAPE_SECONDS ? timeout : SCRAPE_SECONDS);
 
 	struct bt_peer_addr *all = NULL;
 	size_t n = 0;
@@ -388,6 +511,8 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		free(run.trackers[i].error);
 		free(run.trackers[i].warning);
 		free(run.trackers[i].peers);
+		free(run.trackers[i].scrape_error);
+		bt_scrape_reply_deinit(&run.trackers[i].scrape);
 	}
 	free(run.trackers);
 	event_free(run.grace);

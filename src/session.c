@@ -64,6 +64,7 @@ struct bt_session {
 	int spare_fd;	      /* /dev/null held open, given up to shed connections on EMFILE */
 	uint16_t listen_port;
 	struct sockaddr_storage listen_addr; /* as bound: a wildcard or one address */
+	bool dual_stack;		     /* listening on [::] for IPv4 and IPv6 alike */
 	struct sockaddr_storage *local;	     /* with a wildcard: this host's addresses */
 	size_t nlocal;
 	struct bt_router router;
@@ -395,6 +396,26 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	pause_accepting(s, why);
 }
 
+/*
+ * An IPv4 peer on the dual-stack listener arrives as ::ffff:a.b.c.d. Torrents, the address book
+ * and the logs see it as the plain IPv4 address it is, the same key a tracker's entry for it has.
+ */
+static socklen_t unmap(const struct sockaddr *sa, socklen_t len, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof *out);
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof *s6 &&
+	    IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+		s4->sin_family = AF_INET;
+		s4->sin_port = s6->sin6_port;
+		memcpy(&s4->sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+		return sizeof *s4;
+	}
+	memcpy(out, sa, len);
+	return len;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
@@ -419,8 +440,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct pending *pd = bt_xcalloc(1, sizeof *pd);
 	pd->s = s;
 	pd->fd = fd;
-	memcpy(&pd->addr, sa, (size_t)len);
-	pd->addr_len = (socklen_t)len;
+	pd->addr_len = unmap(sa, (socklen_t)len, &pd->addr);
 	pd->since = bt_now();
 	pd->ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_pending, pd);
 	if (!pd->ev)
@@ -440,6 +460,38 @@ static struct evconnlistener *bind_port(struct bt_session *s, const struct socka
 		(int)len);
 	if (l)
 		evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
+}
+
+/*
+ * The wildcard listener: one IPv6 socket with IPV6_V6ONLY off, so IPv4 peers (as ::ffff:a.b.c.d,
+ * unmapped in on_accept) and IPv6 peers reach the same port. errno is kept for the caller:
+ * EAFNOSUPPORT means this host has no IPv6 and the caller falls back to 0.0.0.0.
+ */
+static struct evconnlistener *bind_dual_stack(struct bt_session *s, uint16_t port)
+{
+	evutil_socket_t fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	int off = 0, on = 1;
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+	if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+	    bind(fd, (struct sockaddr *)&sin6, sizeof sin6) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	struct evconnlistener *l = evconnlistener_new(
+		s->base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64, fd);
+	if (!l) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l, on_accept_error);
 	return l;
 }
 
@@ -500,22 +552,35 @@ static void learn_local_addresses(struct bt_session *s)
 	freeifaddrs(ifa);
 }
 
+/* Binds the TCP listener on one port: the dual-stack wildcard, or ss (an address, or 0.0.0.0). */
+static struct evconnlistener *listen_on(struct bt_session *s, bool dual,
+					struct sockaddr_storage *ss, socklen_t len, uint16_t port)
+{
+	if (dual)
+		return bind_dual_stack(s, port);
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	return bind_port(s, (struct sockaddr *)ss, len);
+}
+
 int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struct bt_err *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = bt_sockaddr_from_ip(ip ? ip : "0.0.0.0", 0, &ss);
 	if (!len)
 		return bt_err_set(err, -EINVAL, "cannot listen on '%s': not an IP address", ip);
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	/* Every address means both families on the one port; a given address is just that one. */
+	bool dual = ip == NULL;
 	uint16_t first = port ? port : 6881, last = port ? port : 6889;
 	bool udp_bound = false;
 	for (uint32_t p = first; p <= last && !s->listener; p++) {
-		if (ss.ss_family == AF_INET)
-			s4->sin_port = htons((uint16_t)p);
-		else
-			s6->sin6_port = htons((uint16_t)p);
-		s->listener = bind_port(s, (struct sockaddr *)&ss, len);
+		s->listener = listen_on(s, dual, &ss, len, (uint16_t)p);
+		if (!s->listener && dual && errno == EAFNOSUPPORT) {
+			dual = false; /* a kernel without IPv6: IPv4 only, as before */
+			s->listener = listen_on(s, dual, &ss, len, (uint16_t)p);
+		}
 		/* A port of our choosing should be free for the UDP sockets too. */
 		udp_bound = s->listener && bt_udp_bind(s->udp_socket, ip, (uint16_t)p, NULL) == 0;
 		if (s->listener && !udp_bound && !port) {
@@ -523,13 +588,12 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struc
 			s->listener = NULL;
 		}
 	}
-	if (!s->listener && !port) {
-		s4->sin_port = 0; /* the same field for both families */
-		s->listener = bind_port(s, (struct sockaddr *)&ss, len);
-	}
+	if (!s->listener && !port)
+		s->listener = listen_on(s, dual, &ss, len, 0);
 	if (!s->listener)
 		return bt_err_set(err, -errno, "cannot listen on %s port %u: %s",
 				  ip ? ip : "every address", port, strerror(errno));
+	s->dual_stack = dual;
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof bound;
 	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&bound, &blen);
@@ -550,10 +614,19 @@ int bt_session_listen(struct bt_session *s, const char *ip, uint16_t port, struc
 
 bool bt_session_is_self(const struct bt_session *s, const struct sockaddr *sa)
 {
-	if (!s->listener || port_of(sa) != s->listen_port)
+	struct sockaddr_storage plain;
+	socklen_t plen = sa->sa_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+			 : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+						    : 0;
+	if (!s->listener || !plen)
+		return false;
+	unmap(sa, plen, &plain);
+	sa = (const struct sockaddr *)&plain;
+	if (port_of(sa) != s->listen_port)
 		return false;
 	const struct sockaddr *bound = (const struct sockaddr *)&s->listen_addr;
-	if (bound->sa_family != sa->sa_family)
+	/* The dual-stack listener takes both families; any other takes its own only. */
+	if (bound->sa_family != sa->sa_family && !s->dual_stack)
 		return false;
 	if (!is_wildcard(bound))
 		return same_ip(bound, sa);

@@ -72,6 +72,14 @@ bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *
 	return true;
 }
 
+bool bt_ipv6_is_global(const uint8_t addr[16])
+{
+	/* 2000::/3, less the documentation prefix 2001:db8::/32 (RFC 3849). */
+	if ((addr[0] & 0xe0) != 0x20)
+		return false;
+	return !(addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0x0d && addr[3] == 0xb8);
+}
+
 void bt_announce_reply_deinit(struct bt_announce_reply *r)
 {
 	free(r->failure);
@@ -127,6 +135,45 @@ char *bt_tracker_http_url(const char *announce, const struct bt_announce_req *re
 	if (req->numwant >= 0)
 		bt_buf_printf(&b, "&numwant=%" PRId32, req->numwant);
 	bt_buf_printf(&b, "&key=%08" PRIx32, req->key);
+	if (req->has_ipv6) {
+		char text[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, req->ipv6, text, sizeof text);
+		bt_buf_adds(&b, "&ipv6=");
+		url_encode(&b, (const uint8_t *)text, strlen(text));
+	}
+	return (char *)bt_buf_steal(&b, NULL);
+}
+
+char *bt_tracker_scrape_url(const char *announce, const uint8_t info_hash[BT_HASH_LEN])
+{
+	size_t base = strcspn(announce, "#");
+	size_t path_end = strcspn(announce, "?#");
+	const char *auth = strstr(announce, "://");
+	const char *path = auth && (size_t)(auth - announce) < path_end
+				   ? memchr(auth + 3, '/', path_end - (size_t)(auth + 3 - announce))
+				   : NULL;
+	if (!path)
+		return NULL; /* no path at all: nothing named "announce" to replace */
+	const char *last = path;
+	for (const char *p = path; p < announce + path_end; p++)
+		if (*p == '/')
+			last = p;
+	static const char word[] = "announce";
+	if ((size_t)(announce + path_end - (last + 1)) < sizeof word - 1 ||
+	    memcmp(last + 1, word, sizeof word - 1) != 0)
+		return NULL;
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_buf_add(&b, announce, (size_t)(last + 1 - announce));
+	bt_buf_adds(&b, "scrape");
+	const char *rest = last + sizeof word;
+	bt_buf_add(&b, rest, (size_t)(announce + base - rest));
+	if (path_end == base)
+		bt_buf_addc(&b, '?');
+	else if (announce[base - 1] != '?' && announce[base - 1] != '&')
+		bt_buf_addc(&b, '&');
+	bt_buf_adds(&b, "info_hash=");
+	url_encode(&b, info_hash, BT_HASH_LEN);
 	return (char *)bt_buf_steal(&b, NULL);
 }
 
@@ -251,6 +298,76 @@ out:
 	return rc;
 }
 
+void bt_scrape_reply_deinit(struct bt_scrape_reply *r)
+{
+	free(r->failure);
+	memset(r, 0, sizeof *r);
+	r->complete = r->incomplete = r->downloaded = -1;
+}
+
+static int scrape_count(const struct bt_benc_node *d, const char *key, int64_t *out,
+			struct bt_err *err)
+{
+	const struct bt_benc_node *v = bt_benc_dict_get(d, key);
+	if (!v)
+		return bt_err_set(err, -EINVAL, "the entry for this torrent has no '%s'", key);
+	if (bt_benc_int(v, out) || *out < 0)
+		return bt_err_set(err, -EINVAL, "'%s' is not a non-negative integer", key);
+	return 0;
+}
+
+int bt_tracker_parse_scrape(const uint8_t *body, size_t len, const uint8_t info_hash[BT_HASH_LEN],
+			    struct bt_scrape_reply *reply, struct bt_err *err)
+{
+	memset(reply, 0, sizeof *reply);
+	reply->complete = reply->incomplete = reply->downloaded = -1;
+	struct bt_benc_limits lim = {.max_depth = 16, .max_nodes = (size_t)1 << 20};
+	struct bt_benc_doc doc;
+	struct bt_err perr;
+	size_t used;
+	if (bt_benc_parse(&doc, body, len, &lim, &used, &perr) != BT_BENC_OK)
+		return bt_err_set(err, -EINVAL, "scrape reply is not bencoded: %s", perr.msg);
+	const struct bt_benc_node *root = bt_benc_root(&doc);
+	const struct bt_benc_node *files, *entry = NULL;
+	int rc = 0;
+	if (root->type != BT_BENC_DICT) {
+		rc = bt_err_set(err, -EINVAL, "scrape reply is not a bencoded dictionary");
+		goto out;
+	}
+	if ((reply->failure = opt_str(root, "failure reason")))
+		goto out;
+	files = bt_benc_dict_get(root, "files");
+	if (!files || files->type != BT_BENC_DICT) {
+		rc = bt_err_set(err, -EINVAL, "scrape reply has no 'files' dictionary");
+		goto out;
+	}
+	/* Keys are raw 20-byte hashes (NULs allowed), so the lookup compares lengths and bytes. */
+	const struct bt_benc_node *k = bt_benc_first(files);
+	for (uint32_t i = 0; i < files->count && !entry; i++) {
+		const struct bt_benc_node *v = bt_benc_skip(k);
+		if (k->str_len == BT_HASH_LEN && memcmp(k->str, info_hash, BT_HASH_LEN) == 0)
+			entry = v;
+		k = bt_benc_skip(v);
+	}
+	if (!entry) {
+		rc = bt_err_set(err, -EINVAL, "scrape reply does not list this torrent");
+		goto out;
+	}
+	if (entry->type != BT_BENC_DICT) {
+		rc = bt_err_set(err, -EINVAL, "scrape entry for this torrent is not a dictionary");
+		goto out;
+	}
+	if ((rc = scrape_count(entry, "complete", &reply->complete, err)) ||
+	    (rc = scrape_count(entry, "incomplete", &reply->incomplete, err)) ||
+	    (rc = scrape_count(entry, "downloaded", &reply->downloaded, err)))
+		goto out;
+out:
+	bt_benc_doc_deinit(&doc);
+	if (rc)
+		bt_scrape_reply_deinit(reply);
+	return rc;
+}
+
 void bt_udp_connect_request(uint8_t out[BT_UDP_CONNECT_LEN], uint32_t transaction_id)
 {
 	bt_store_be64(out, BT_UDP_PROTOCOL_ID);
@@ -306,5 +423,35 @@ enum bt_udp_result bt_udp_parse_reply(const uint8_t *p, size_t n, uint32_t trans
 	reply->complete = bt_load_be32(p + 16);
 	size_t cap = 0;
 	add_compact(reply, &cap, p + 20, n - 20, ipv6 ? 6 : 4);
+	return BT_UDP_OK;
+}
+
+void bt_udp_scrape_request(uint8_t out[BT_UDP_SCRAPE_LEN], uint64_t connection_id,
+			   uint32_t transaction_id, const uint8_t info_hash[BT_HASH_LEN])
+{
+	bt_store_be64(out, connection_id);
+	bt_store_be32(out + 8, BT_UDP_SCRAPE);
+	bt_store_be32(out + 12, transaction_id);
+	memcpy(out + 16, info_hash, BT_HASH_LEN);
+}
+
+enum bt_udp_result bt_udp_parse_scrape(const uint8_t *p, size_t n, uint32_t transaction_id,
+				       struct bt_scrape_reply *reply)
+{
+	memset(reply, 0, sizeof *reply);
+	reply->complete = reply->incomplete = reply->downloaded = -1;
+	if (n < 8 || bt_load_be32(p + 4) != transaction_id)
+		return BT_UDP_IGNORE;
+	uint32_t action = bt_load_be32(p);
+	if (action == BT_UDP_ERROR) {
+		reply->failure = bt_xstrndup((const char *)p + 8, n - 8);
+		return BT_UDP_FAILED;
+	}
+	if (action != BT_UDP_SCRAPE || n < 20)
+		return BT_UDP_IGNORE;
+	/* BEP 15 orders them seeders, completed, leechers. */
+	reply->complete = bt_load_be32(p + 8);
+	reply->downloaded = bt_load_be32(p + 12);
+	reply->incomplete = bt_load_be32(p + 16);
 	return BT_UDP_OK;
 }

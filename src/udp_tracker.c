@@ -57,8 +57,10 @@ struct bt_udp_req {
 	uint64_t connection_id;
 	int tries;
 	struct event *timer;
-	struct bt_announce_req req;
+	struct bt_announce_req req; /* a scrape uses only its info hash */
+	bool scrape;		    /* BEP 15 action 2 instead of an announce */
 	bt_udp_done_fn done;
+	bt_udp_scrape_fn scrape_done;
 	void *arg;
 };
 
@@ -127,6 +129,21 @@ static void finish(struct bt_udp_req *r, const struct bt_announce_reply *reply, 
 		   const char *message)
 {
 	bt_udp_done_fn done = r->done;
+	bt_udp_scrape_fn scrape_done = r->scrape_done;
+	void *arg = r->arg;
+	unlink_req(r);
+	free(r);
+	/* A scrape that failed before its reply (resolver, timeout) ends here too. */
+	if (scrape_done)
+		scrape_done(NULL, error, message, arg);
+	else
+		done(reply, error, message, arg);
+}
+
+static void finish_scrape(struct bt_udp_req *r, const struct bt_scrape_reply *reply, int error,
+			  const char *message)
+{
+	bt_udp_scrape_fn done = r->scrape_done;
 	void *arg = r->arg;
 	unlink_req(r);
 	free(r);
@@ -183,6 +200,9 @@ static void send_current(struct bt_udp_req *r)
 	if (r->phase == CONNECTING) {
 		bt_udp_connect_request(pkt, r->tid);
 		len = BT_UDP_CONNECT_LEN;
+	} else if (r->scrape) {
+		bt_udp_scrape_request(pkt, r->connection_id, r->tid, r->req.info_hash);
+		len = BT_UDP_SCRAPE_LEN;
 	} else {
 		bt_udp_announce_request(pkt, r->connection_id, r->tid, &r->req);
 		len = BT_UDP_ANNOUNCE_LEN;
@@ -250,6 +270,25 @@ static void set_self(struct bt_udp_tracker *u, const struct bt_udp_req *r,
 		reply->self.port = r->req.port;
 }
 
+static void handle_scrape(struct bt_udp_req *r, const uint8_t *p, size_t n)
+{
+	struct bt_scrape_reply reply;
+	switch (bt_udp_parse_scrape(p, n, r->tid, &reply)) {
+	case BT_UDP_IGNORE:
+		return;
+	case BT_UDP_FAILED: {
+		char msg[300];
+		snprintf(msg, sizeof msg, "tracker error: %.*s", 250, reply.failure);
+		finish_scrape(r, &reply, -EPROTO, msg);
+		break;
+	}
+	case BT_UDP_OK:
+		finish_scrape(r, &reply, 0, NULL);
+		break;
+	}
+	bt_scrape_reply_deinit(&reply);
+}
+
 static void handle_datagram(struct bt_udp_tracker *u, const uint8_t *p, size_t n,
 			    const struct sockaddr_storage *from, socklen_t from_len)
 {
@@ -263,6 +302,10 @@ static void handle_datagram(struct bt_udp_tracker *u, const uint8_t *p, size_t n
 			break;
 	if (!r)
 		return;
+	if (r->scrape && r->phase == ANNOUNCING) {
+		handle_scrape(r, p, n);
+		return;
+	}
 	struct bt_announce_reply reply;
 	uint64_t cid;
 	bool ipv6 = r->addr.ss_family == AF_INET6;
@@ -335,9 +378,8 @@ void bt_udp_tracker_set_retry_base(struct bt_udp_tracker *u, int ms)
 	u->retry_base_ms = ms > 0 ? ms : 15000;
 }
 
-struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
-				   const struct bt_announce_req *req, bt_udp_done_fn done,
-				   void *arg, struct bt_err *err)
+static struct bt_udp_req *start(struct bt_udp_tracker *u, const char *url,
+				const struct bt_announce_req *req, void *arg, struct bt_err *err)
 {
 	struct bt_udp_req *r = bt_xcalloc(1, sizeof *r);
 	if (bt_url_host_port(url, r->host, sizeof r->host, r->port, sizeof r->port)) {
@@ -347,7 +389,6 @@ struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
 	}
 	r->u = u;
 	r->req = *req;
-	r->done = done;
 	r->arg = arg;
 	r->phase = RESOLVING;
 	r->timer = evtimer_new(u->base, on_start, r);
@@ -359,6 +400,30 @@ struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
 	u->reqs = r;
 	struct timeval zero = {0, 0};
 	evtimer_add(r->timer, &zero);
+	return r;
+}
+
+struct bt_udp_req *bt_udp_announce(struct bt_udp_tracker *u, const char *url,
+				   const struct bt_announce_req *req, bt_udp_done_fn done,
+				   void *arg, struct bt_err *err)
+{
+	struct bt_udp_req *r = start(u, url, req, arg, err);
+	if (r)
+		r->done = done;
+	return r;
+}
+
+struct bt_udp_req *bt_udp_scrape(struct bt_udp_tracker *u, const char *url,
+				 const uint8_t info_hash[BT_HASH_LEN], bt_udp_scrape_fn done,
+				 void *arg, struct bt_err *err)
+{
+	struct bt_announce_req req = {0};
+	memcpy(req.info_hash, info_hash, BT_HASH_LEN);
+	struct bt_udp_req *r = start(u, url, &req, arg, err);
+	if (r) {
+		r->scrape = true;
+		r->scrape_done = done;
+	}
 	return r;
 }
 

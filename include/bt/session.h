@@ -51,8 +51,11 @@ const uint8_t *bt_session_peer_id(const struct bt_session *s);
 
 /*
  * Listens for peers on ip (NULL: every address) and port; port 0 takes the first one of
- * 6881-6889 free for TCP and UDP, or else any free port. The UDP sockets are bound to the same
- * address and port; if that fails they stay on an ephemeral port (not an error). Incoming
+ * 6881-6889 free for TCP and UDP, or else any free port. With ip NULL the one TCP socket is
+ * IPv6 with IPV6_V6ONLY off, so IPv4 and IPv6 peers (BEP 7) reach the same port (IPv4 only on a
+ * kernel without IPv6); an IPv4 peer is handed on with its plain IPv4 address, never as
+ * ::ffff:a.b.c.d. With an address, only that address. The UDP sockets are bound to the same
+ * address(es) and port; if that fails they stay on an ephemeral port (not an error). Incoming
  * connections are routed by the info hash of their handshake to the registered torrents.
  * Returns 0 with err unset, or a negative errno.
  */

@@ -32,6 +32,12 @@ struct bt_announce_req {
 	enum bt_tracker_event event;
 	int32_t numwant; /* -1: the tracker's default */
 	uint32_t key;
+	/*
+	 * BEP 7: our global IPv6 address, sent as `ipv6=` to HTTP trackers so that an announce
+	 * over IPv4 also lists us for IPv6 peers. has_ipv6 false: not sent (see bt_ipv6_is_global).
+	 */
+	bool has_ipv6;
+	uint8_t ipv6[16];
 };
 
 /* A peer's address: family is 4 or 6; addr holds 4 or 16 bytes in network order. */
@@ -52,6 +58,14 @@ bool bt_peer_addr_equal(const struct bt_peer_addr *a, const struct bt_peer_addr 
 bool bt_peer_addr_from_sockaddr(const struct sockaddr *sa, struct bt_peer_addr *out);
 /* The socket address of a peer address; returns its length (0 for an unknown family). */
 unsigned bt_peer_addr_to_sockaddr(const struct bt_peer_addr *a, struct sockaddr_storage *out);
+
+/*
+ * Whether an IPv6 address is worth telling a tracker as our own (BEP 7's `ipv6=`): global
+ * unicast (2000::/3) only. Loopback, link-local, unique-local (fc00::/7), IPv4-mapped and
+ * documentation (2001:db8::/32) addresses reach no peer elsewhere, so announcing them would
+ * only hand the swarm addresses that fail.
+ */
+bool bt_ipv6_is_global(const uint8_t addr[16]);
 
 struct bt_announce_reply {
 	char *failure;	  /* "failure reason": the announce failed; nothing else is set */
@@ -87,10 +101,38 @@ char *bt_tracker_http_url(const char *announce, const struct bt_announce_req *re
 int bt_tracker_parse_http(const uint8_t *body, size_t len, struct bt_announce_reply *reply,
 			  struct bt_err *err);
 
+/*
+ * BEP 48 scrape. The scrape URL of an HTTP(S) announce URL: when the last path component starts
+ * with "announce", that word replaced by "scrape" (the rest of the component and the query are
+ * kept), with info_hash appended; otherwise the tracker has no scrape and this returns NULL.
+ * The caller frees the string.
+ */
+char *bt_tracker_scrape_url(const char *announce, const uint8_t info_hash[BT_HASH_LEN]);
+
+/* What a scrape says about one torrent; every count -1 when unknown. */
+struct bt_scrape_reply {
+	char *failure;	    /* "failure reason" (HTTP) or the error action's message (UDP) */
+	int64_t complete;   /* seeders */
+	int64_t incomplete; /* leechers */
+	int64_t downloaded; /* completed downloads ever reported */
+};
+
+void bt_scrape_reply_deinit(struct bt_scrape_reply *r);
+
+/*
+ * Parses an HTTP scrape reply: {"files": {<20-byte info hash>: {"complete", "incomplete",
+ * "downloaded"}}}, looking up info_hash. Returns 0 (also for a "failure reason" reply: check
+ * reply->failure), or -EINVAL with err naming what is wrong (not bencoded, no "files"
+ * dictionary, our torrent not in it, a count missing or not a non-negative integer).
+ */
+int bt_tracker_parse_scrape(const uint8_t *body, size_t len, const uint8_t info_hash[BT_HASH_LEN],
+			    struct bt_scrape_reply *reply, struct bt_err *err);
+
 /* BEP 15 */
 #define BT_UDP_PROTOCOL_ID  0x41727101980ULL
 #define BT_UDP_CONNECT_LEN  16
 #define BT_UDP_ANNOUNCE_LEN 98
+#define BT_UDP_SCRAPE_LEN   36 /* a scrape for one info hash */
 
 enum bt_udp_action {
 	BT_UDP_CONNECT = 0,
@@ -102,6 +144,9 @@ enum bt_udp_action {
 void bt_udp_connect_request(uint8_t out[BT_UDP_CONNECT_LEN], uint32_t transaction_id);
 void bt_udp_announce_request(uint8_t out[BT_UDP_ANNOUNCE_LEN], uint64_t connection_id,
 			     uint32_t transaction_id, const struct bt_announce_req *req);
+
+void bt_udp_scrape_request(uint8_t out[BT_UDP_SCRAPE_LEN], uint64_t connection_id,
+			   uint32_t transaction_id, const uint8_t info_hash[BT_HASH_LEN]);
 
 enum bt_udp_result {
 	BT_UDP_OK,     /* the expected reply: connection_id or the announce reply is filled in */
@@ -118,5 +163,13 @@ enum bt_udp_result {
 enum bt_udp_result bt_udp_parse_reply(const uint8_t *p, size_t n, uint32_t transaction_id,
 				      enum bt_udp_action expected, bool ipv6,
 				      uint64_t *connection_id_out, struct bt_announce_reply *reply);
+
+/*
+ * Checks a datagram against a scrape for one info hash (transaction id, action 2, at least the
+ * 12 bytes of the first entry: seeders, completed, leechers) and fills reply. An error action
+ * gives BT_UDP_FAILED with reply->failure; anything else that is not the answer, BT_UDP_IGNORE.
+ */
+enum bt_udp_result bt_udp_parse_scrape(const uint8_t *p, size_t n, uint32_t transaction_id,
+				       struct bt_scrape_reply *reply);
 
 #endif

@@ -184,7 +184,7 @@ class OpenTrackerTest(unittest.TestCase):
         for t in doc['trackers']:
             self.assertEqual(sorted(t), sorted(['url', 'peers', 'interval', 'min_interval',
                                                 'seeders', 'leechers', 'warning', 'error',
-                                                'elapsed_ms']), j)
+                                                'elapsed_ms', 'scrape']), j)
             self.assertLess(t['elapsed_ms'], TIMEOUT * 1000, j)
 
     def test_dead_first_tier_then_http(self):

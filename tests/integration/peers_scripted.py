@@ -379,7 +379,10 @@ class HTTPRequestTest(ScriptedTest):
         r = self.peers(path, '--json')
         self.assertEqual(r.returncode, 0, r)
         self.assertEqual([x['url'] for x in json.loads(r.stdout)['trackers']], [t.url()])
-        self.assertEqual([q['params']['event'] for q in t.announces()], [b'started', b'stopped'])
+        # --json then scrapes it once too (BEP 48), which is no announce.
+        self.assertEqual([q['params'].get('event') for q in t.announces()],
+                         [b'started', b'stopped', None])
+        self.assertEqual(t.announces()[2]['path'], '/scrape')
 
     def test_stopped_only_to_trackers_that_answered(self):
         good = self.http(Reply(ok_body(PEERS)))

@@ -883,6 +883,105 @@ static void test_is_self(void **state)
 	bt_session_free(s);
 }
 
+/* Connects a blocking client to ip:port over whichever family ip is. */
+static int connect_to(const char *ip, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = bt_sockaddr_from_ip(ip, port, &ss);
+	assert_true(len != 0);
+	int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * BEP 7: with no --listen the one port takes IPv4 and IPv6 peers alike, and an IPv4 peer is
+ * handed on as AF_INET (the key a tracker's entry for it has), never as ::ffff:127.0.0.1.
+ */
+static void test_wildcard_listens_on_both_families(void **state)
+{
+	(void)state;
+	struct bt_session *s = listening_session(NULL);
+	uint16_t port = bt_session_listen_port(s);
+	uint8_t ih[BT_HASH_LEN], hs[BT_HANDSHAKE_LEN];
+	hash_of(7, ih);
+	handshake_for(ih, hs);
+
+	struct incoming in4, in6;
+	incoming_init(&in4);
+	assert_int_equal(bt_session_register(s, ih, on_incoming, &in4), 0);
+	int fd4 = connect_to("127.0.0.1", port);
+	assert_true(fd4 >= 0);
+	assert_int_equal(send(fd4, hs, sizeof hs, MSG_NOSIGNAL), (ssize_t)sizeof hs);
+	assert_true(pump_until_incoming(s, &in4, 3));
+	assert_int_equal(in4.addr.ss_family, AF_INET);
+	assert_int_equal(in4.len, sizeof(struct sockaddr_in));
+	struct sockaddr_in local4;
+	socklen_t l4 = sizeof local4;
+	assert_int_equal(getsockname(fd4, (struct sockaddr *)&local4, &l4), 0);
+	const struct sockaddr_in *seen4 = (const struct sockaddr_in *)&in4.addr;
+	assert_int_equal(seen4->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+	assert_int_equal(seen4->sin_port, local4.sin_port);
+	bt_session_unregister(s, ih);
+
+	incoming_init(&in6);
+	assert_int_equal(bt_session_register(s, ih, on_incoming, &in6), 0);
+	int fd6 = connect_to("::1", port);
+	if (fd6 < 0) {
+		/* No ::1 on this host: IPv4 alone is all that can be checked. */
+		print_message("no IPv6 loopback here: %s\n", strerror(errno));
+	} else {
+		assert_int_equal(send(fd6, hs, sizeof hs, MSG_NOSIGNAL), (ssize_t)sizeof hs);
+		assert_true(pump_until_incoming(s, &in6, 3));
+		assert_int_equal(in6.addr.ss_family, AF_INET6);
+		const struct sockaddr_in6 *seen6 = (const struct sockaddr_in6 *)&in6.addr;
+		assert_true(IN6_IS_ADDR_LOOPBACK(&seen6->sin6_addr));
+		assert_true(is_self(s, "::1", port));
+		assert_false(is_self(s, "::1", (uint16_t)(port + 1)));
+		close(fd6);
+	}
+	/* Our own address in either family, mapped or not, is us. */
+	assert_true(is_self(s, "127.0.0.1", port));
+	assert_true(is_self(s, "::ffff:127.0.0.1", port));
+	assert_false(is_self(s, "::ffff:192.0.2.1", port));
+	assert_false(is_self(s, "2001:db8::1", port));
+	assert_int_equal(bt_session_rejected(s), 0);
+	close(fd4);
+	incoming_deinit(&in4);
+	incoming_deinit(&in6);
+	bt_session_free(s);
+}
+
+/* --listen ::1 means that address only: IPv4 peers find nothing there. */
+static void test_listen_on_ipv6_address_only(void **state)
+{
+	(void)state;
+	struct bt_err err;
+	struct bt_session *s = bt_session_new(&err);
+	assert_non_null(s);
+	if (bt_session_listen(s, "::1", 0, &err) != 0) {
+		print_message("no IPv6 loopback here: %s\n", err.msg);
+		bt_session_free(s);
+		return;
+	}
+	uint16_t port = bt_session_listen_port(s);
+	assert_true(port != 0);
+	int fd = connect_to("127.0.0.1", port);
+	if (fd >= 0)
+		close(fd);
+	assert_true(fd < 0);
+	assert_true(is_self(s, "::1", port));
+	assert_false(is_self(s, "127.0.0.1", port));
+	fd = connect_to("::1", port);
+	assert_true(fd >= 0);
+	close(fd);
+	bt_session_free(s);
+}
+
 static void test_limits_and_source(void **state)
 {
 	(void)state;
@@ -967,6 +1066,8 @@ int main(void)
 		cmocka_unit_test(test_register_unregister),
 		cmocka_unit_test(test_emfile_sheds_and_recovers),
 		cmocka_unit_test(test_is_self),
+		cmocka_unit_test(test_wildcard_listens_on_both_families),
+		cmocka_unit_test(test_listen_on_ipv6_address_only),
 		cmocka_unit_test(test_limits_and_source),
 		cmocka_unit_test(test_run_deadline_and_stop),
 		cmocka_unit_test(test_pending_timeout),
