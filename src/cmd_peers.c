@@ -1,4 +1,5 @@
 #include "bt/cli.h"
+#include "bt/dht_net.h"
 #include "bt/source.h"
 #include "bt/hash.h"
 #include "bt/json.h"
@@ -43,13 +44,19 @@ static const char help[] =
 	"  -t, --timeout SECONDS  give up on trackers that have not answered by then (default 5)\n"
 	"  -p, --port PORT        the port announced to the trackers (default 6881)\n"
 	"      --listen IP        announce from this local address (HTTP and UDP)\n"
+	"      --dht              ask the DHT too (BEP 5; peers found until --timeout, or half a\n"
+	"                         second after the trackers are done and it found some)\n"
+	"      --dht-bootstrap H:P  join the DHT through this node (repeatable; default from\n"
+	"                         $TORRENT_DHT_BOOTSTRAP, else the usual routers)\n"
 	"      --json             print one JSON object: the merged peers, and per tracker its\n"
 	"                         peers, interval, seeders, leechers, warning and error, and its\n"
 	"                         scrape (BEP 48; complete, incomplete, downloaded, error), asked\n"
-	"                         after our 'stopped' so that we are not counted\n"
+	"                         after our 'stopped' so that we are not counted; with --dht,\n"
+	"                         \"dht\": the peers it found and the nodes it knew\n"
 	"  -h, --help             show this help\n"
 	"\n"
-	"Exit status: 0 if any tracker gave a peer, 1 if none did, 2 bad usage or invalid "
+	"Exit status: 0 if any tracker (or the DHT) gave a peer, 1 if none did, 2 bad usage or "
+	"invalid "
 	"torrent.\n";
 
 struct peers_run;
@@ -80,7 +87,31 @@ struct peers_run {
 	size_t pending;
 	struct event *grace;
 	double started;
+	bool dht;			/* --dht: the DHT is asked too */
+	struct bt_peer_addr *dht_peers; /* what it found */
+	size_t ndht;
 };
+
+/* With --dht the run ends on the trackers' and the DHT's answers, a grace period after peers. */
+static void answered_some(struct peers_run *run, bool peers)
+{
+	bool dht_ok = !run->dht || run->ndht;
+	if (run->pending == 0 && dht_ok) {
+		bt_session_stop(run->session);
+	} else if (peers && dht_ok && !evtimer_pending(run->grace, NULL)) {
+		struct timeval tv = {0, (suseconds_t)(GRACE_SECONDS * 1e6)};
+		evtimer_add(run->grace, &tv);
+	}
+}
+
+static void on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+{
+	struct peers_run *run = arg;
+	run->dht_peers = bt_xreallocarray(run->dht_peers, run->ndht + n, sizeof *run->dht_peers);
+	memcpy(run->dht_peers + run->ndht, peers, n * sizeof *peers);
+	run->ndht += n;
+	answered_some(run, true);
+}
 
 /*
  * Our own announce comes back from trackers that list every peer, the asker included: the entry
@@ -124,12 +155,7 @@ static void on_announced(const char *url, const struct bt_announce_reply *reply,
 				t->peers[t->peer_count++] = reply->peers[i];
 	}
 	run->pending--;
-	if (run->pending == 0) {
-		bt_session_stop(run->session);
-	} else if (t->peer_count && !evtimer_pending(run->grace, NULL)) {
-		struct timeval tv = {0, (suseconds_t)(GRACE_SECONDS * 1e6)};
-		evtimer_add(run->grace, &tv);
-	}
+	answered_some(run, t->peer_count > 0);
 }
 
 /* The "stopped" round: replies are not kept, only counted. */
@@ -399,19 +425,36 @@ static void print_json(const struct peers_run *run, const struct bt_peer_addr *a
 		bt_buf_addc(&b, '}');
 		bt_buf_addc(&b, '}');
 	}
-	bt_buf_adds(&b, "]}\n");
+	bt_buf_adds(&b, "]");
+	if (run->dht) {
+		/* Each peer's source: the trackers' lists above, and the DHT's here. */
+		bt_buf_adds(&b, ",\"dht\":{\"peers\":");
+		json_peers(&b, run->dht_peers, run->ndht);
+		struct bt_dht_net_stats st = {0};
+		if (bt_session_dht(run->session))
+			bt_dht_net_get_stats(bt_session_dht(run->session), &st);
+		bt_buf_printf(&b, ",\"nodes\":%zu}", st.nodes);
+	}
+	bt_buf_adds(&b, "}\n");
 	fwrite(b.data, 1, b.len, stdout);
 	bt_buf_deinit(&b);
 }
 
+/* --dht and its routers. */
+struct dht_args {
+	bool on;
+	const char **routers;
+	size_t nrouters;
+};
+
 static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
-		     const char *listen_ip, bool json)
+		     const char *listen_ip, bool json, const struct dht_args *dht)
 {
 	const char **urls;
 	size_t count = collect_urls(m, &urls);
-	if (count == 0) {
+	if (count == 0 && !dht->on) {
 		free(urls);
-		bt_cli_error("peers", "the torrent lists no trackers");
+		bt_cli_error("peers", "the torrent lists no trackers (--dht asks the DHT)");
 		return BT_EXIT_FAILURE;
 	}
 	struct bt_err err;
@@ -429,6 +472,7 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		.trackers = bt_xcalloc(count, sizeof *run.trackers),
 		.count = count,
 		.started = bt_now(),
+		.dht = dht->on,
 	};
 	for (size_t i = 0; i < count; i++)
 		bt_scrape_reply_deinit(&run.trackers[i].scrape); /* counts unknown: -1 */
@@ -457,7 +501,15 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		else
 			t->error = bt_xstrdup(err.msg);
 	}
-	enum bt_session_end end = run.pending ? bt_session_run(s, timeout) : BT_SESSION_STOPPED;
+	struct bt_dht_net *node = NULL;
+	if (dht->on && bt_cli_start_dht("peers", s, dht->routers, dht->nrouters, 0) == 0) {
+		node = bt_session_dht(s);
+		bt_dht_net_subscribe(node, m->info_hash, false, on_dht_peers, &run);
+	}
+	enum bt_session_end end =
+		run.pending || node ? bt_session_run(s, timeout) : BT_SESSION_STOPPED;
+	if (node)
+		bt_dht_net_unsubscribe(node, m->info_hash);
 	for (size_t i = 0; i < count; i++) {
 		struct tracker_result *t = &run.trackers[i];
 		if (!t->announce)
@@ -489,6 +541,11 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 			bt_cli_error("peers", "%s: %s", t->url, t->error);
 		merge(&all, &n, t);
 	}
+	if (run.ndht) {
+		all = bt_xreallocarray(all, n + run.ndht, sizeof *all);
+		memcpy(all + n, run.dht_peers, run.ndht * sizeof *all);
+		n += run.ndht;
+	}
 	n = dedupe(all, n);
 	if (end != BT_SESSION_INTERRUPTED) {
 		if (json) {
@@ -501,12 +558,13 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 			}
 		}
 		if (n == 0)
-			bt_cli_error("peers", "no peers from %zu tracker%s", count,
-				     count == 1 ? "" : "s");
+			bt_cli_error("peers", "no peers from %zu tracker%s%s", count,
+				     count == 1 ? "" : "s", dht->on ? " and the DHT" : "");
 	}
 	int rc = n && end != BT_SESSION_INTERRUPTED ? BT_EXIT_OK : BT_EXIT_FAILURE;
 
 	free(all);
+	free(run.dht_peers);
 	for (size_t i = 0; i < count; i++) {
 		free(run.trackers[i].error);
 		free(run.trackers[i].warning);
@@ -523,12 +581,14 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 
 static int run(int argc, char **argv)
 {
-	enum { OPT_LISTEN = 256 };
+	enum { OPT_LISTEN = 256, OPT_DHT, OPT_DHT_BOOTSTRAP };
 	static const struct option opts[] = {
 		{"timeout", required_argument, NULL, 't'},
 		{"port", required_argument, NULL, 'p'},
 		{"json", no_argument, NULL, 'j'},
 		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"dht", no_argument, NULL, OPT_DHT},
+		{"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOTSTRAP},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -536,6 +596,7 @@ static int run(int argc, char **argv)
 	unsigned long port = 6881;
 	bool json = false;
 	const char *listen_ip = NULL;
+	struct dht_args dht = {0};
 	int c;
 	while ((c = bt_cli_getopt(argc, argv, ":t:p:h", opts)) != -1) {
 		switch (c) {
@@ -566,31 +627,45 @@ static int run(int argc, char **argv)
 			listen_ip = optarg;
 			break;
 		}
+		case OPT_DHT:
+			dht.on = true;
+			break;
+		case OPT_DHT_BOOTSTRAP:
+			dht.routers = bt_xreallocarray(dht.routers, dht.nrouters + 1,
+						       sizeof *dht.routers);
+			dht.routers[dht.nrouters++] = optarg;
+			break;
 		case 'h':
+			free(dht.routers);
 			fputs(help, stdout);
 			return BT_EXIT_OK;
 		default:
+			free(dht.routers);
 			return BT_EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 1)
-		return bt_cli_usage_error("peers",
-					  "expected one .torrent file, URL or magnet link");
 	struct bt_source src;
-	int rc = bt_source_load("peers", argv[optind], NULL, &src);
-	if (rc)
+	int rc = argc - optind != 1 ? bt_cli_usage_error("peers", "expected one .torrent file, URL "
+								  "or magnet link")
+		 : dht.nrouters && !dht.on
+			 ? bt_cli_usage_error("peers", "--dht-bootstrap goes with --dht")
+			 : bt_source_load("peers", argv[optind], NULL, &src);
+	if (rc) {
+		free(dht.routers);
 		return rc;
+	}
 	if (src.is_magnet) {
 		/* The trackers need only the info hash; the size is a positive placeholder. */
 		struct bt_metainfo m = {.tiers = (struct bt_meta_tier *)src.mg.tiers,
 					.tier_count = src.mg.tier_count,
 					.total_length = BT_BLOCK_SIZE};
 		memcpy(m.info_hash, src.mg.info_hash, BT_HASH_LEN);
-		rc = run_peers(&m, timeout, (uint16_t)port, listen_ip, json);
+		rc = run_peers(&m, timeout, (uint16_t)port, listen_ip, json, &dht);
 	} else {
-		rc = run_peers(&src.m, timeout, (uint16_t)port, listen_ip, json);
+		rc = run_peers(&src.m, timeout, (uint16_t)port, listen_ip, json, &dht);
 	}
 	bt_source_deinit(&src);
+	free(dht.routers);
 	return rc;
 }
 
