@@ -154,7 +154,8 @@ void bt_torrent_pex_finished(struct bt_torrent *t)
 		struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE || !done_peer(c))
 			continue;
-		close_conn(t, c, c->upload_only ? "upload-only, and we have every piece we want"
-						: "a seed, as we are");
+		close_conn(t, c,
+			   c->upload_only ? "upload-only, and we have every piece we want"
+					  : "a seed, as we are");
 	}
 }

@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < na; i++) {
 			struct bt_pex_peer p;
 			bt_pex_added(&again, i, &p);
-			if (!bt_peer_addr_equal(&p.addr, &added[i].addr) || p.flags != added[i].flags)
+			if (!bt_peer_addr_equal(&p.addr, &added[i].addr) ||
+			    p.flags != added[i].flags)
 				abort();
 		}
 	}
