@@ -3,7 +3,7 @@
 - Learning peers: a libtorrent downloader (the hub) is connected to three libtorrent seeders;
   our client is given only the hub (--peer). The hub's PEX names the seeders, and our client
   must download from every one of them (per-peer bytes of the --progress=json summary).
-- Teaching peers: our client downloads (slowly, --max-download) from one libtorrent seeder while a
+- Teaching peers: our client downloads (slowly, --max-down) from one libtorrent seeder while a
   libtorrent downloader that knows only our client connects to it: the downloader must get the
   seeder's address from our PEX (libtorrent's peer_info source flag `pex`).
 - Scripted peers (fakepeer.py) with the ut_pex extension: on a public torrent our extended
@@ -204,6 +204,90 @@ class Scripted(btcommon.CliTestCase):
         self.assertTrue(spammers[0].client_closed, 'a peer sending PEX twice in a second stayed')
         self.assertLess(spammers[0].t_closed - spammers[0].t_ext, 5.0)
         self.assertIn('more than once a minute', r.err)
+
+
+def lt_peers(handle):
+    """libtorrent's peer list: {'ip:port': peer_info}."""
+    return {'%s:%d' % tuple(p.ip): p for p in handle.get_peer_info()}
+
+
+class Libtorrent(btcommon.CliTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = tempfile.mkdtemp(prefix='pex-lt-')
+        cls.addClassCleanup(shutil.rmtree, cls.w, True)
+        cls.src = os.path.join(cls.w, 'src')
+        cls.meta = swarm.make_torrent(swarm.make_single(cls.src, 'pex.bin', 8 * MiB + 123, 31),
+                                      os.path.join(cls.w, 'pex.torrent'), 256 * KiB)
+        ips = swarm.IpPool('127.0.44.')
+        factories = [lambda ip=ips.take(): swarm.LibtorrentSeeder(ip, [cls.meta], cls.src, cls.w)
+                     for _ in range(3)]
+        cls.seeders = swarm.start_all(factories)
+        for s in cls.seeders:
+            cls.addClassCleanup(s.stop)
+
+    def lt_downloader(self, ip, limit=0):
+        sess, port = uc.lt_session(ip, encryption=False)
+        dl = os.path.join(self.w, 'dl-' + ip)
+        os.makedirs(dl, exist_ok=True)
+        h = uc.lt_add(sess, self.meta, dl)
+        if limit:
+            h.set_download_limit(limit)
+        return sess, port, h
+
+    def test_learns_seeders_from_hub(self):
+        # The hub downloads slowly from the three seeders, so it stays connected to them.
+        hub, hub_port, h = self.lt_downloader('127.0.44.100', limit=20 * KiB)
+        self.addCleanup(lambda: hub.remove_torrent(h))
+        for s in self.seeders:
+            h.connect_peer((s.ip, s.port))
+        swarm.wait_until(lambda: sum(p.seed for p in lt_peers(h).values()) >= 3 or
+                         (hub.pop_alerts() and False), 20, what='the hub to reach the seeders')
+        out = os.path.join(self.w, 'out-learn.bin')
+        r = run_client('download', '--no-tracker', '--listen', '127.0.44.50', '-v',
+                       '--peer', '127.0.44.100:%d' % hub_port, '-o', out, '--progress=json',
+                       self.meta.path, timeout=120)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(swarm.sha1_file(out), swarm.sha1_file(os.path.join(self.src, 'pex.bin')))
+        # By address: libtorrent's PEX gives a seeder's listen port from its extended
+        # handshake, which need not be the port its 'listening' line named.
+        by_ip = {}
+        for p in r.summary()['peers']:
+            ip = p['address'].rsplit(':', 1)[0]
+            by_ip[ip] = by_ip.get(ip, 0) + p['bytes']
+        sys.stderr.write('\n  per-peer bytes: %s\n' % by_ip)
+        for s in self.seeders:
+            self.assertGreater(by_ip.get(s.ip, 0), 0,
+                               'seeder %s (known only through PEX) sent nothing: %s'
+                               % (s.ip, by_ip))
+        self.assertIn('PEX: ', r.err)
+
+    def test_teaches_libtorrent(self):
+        seeder = self.seeders[0]
+        port = swarm.free_port('127.0.44.60')
+        self.client = client = uc.Background('download', '--no-tracker', '--listen', '127.0.44.60', '-p', port,
+                               '-v', '--max-down', '400K', '--peer', seeder.address,
+                               '-o', os.path.join(self.w, 'out-teach.bin'), '--progress=json',
+                               self.meta.path, ip='127.0.44.60', port=port)
+        self.addCleanup(client.close)
+        sess, _, h = self.lt_downloader('127.0.44.101')
+        self.addCleanup(lambda: sess.remove_torrent(h))
+        h.connect_peer(('127.0.44.60', port))
+
+        def learned():
+            sess.pop_alerts()
+            return any(a.startswith(seeder.ip + ':') and p.source & lt_pex_flag()
+                       for a, p in lt_peers(h).items())
+        swarm.wait_until(learned, 20, step=0.2,
+                         what="libtorrent to learn the seeder from our PEX")
+        r = client.stop()
+        self.assertIn('127.0.44.101', r.err)
+
+
+def lt_pex_flag():
+    import libtorrent as lt
+    return lt.peer_info.pex
 
 
 if __name__ == '__main__':
