@@ -84,8 +84,12 @@ void bt_torrent_pex_tick(struct bt_torrent *t)
 			if (at[k] == c)
 				self = &current[k].addr;
 		b.len = 0;
-		if (bt_pex_sender_poll(&c->pex_out, current, n, self, now, &b))
+		if (bt_pex_sender_poll(&c->pex_out, current, n, self, now, &b)) {
+			char subject[80];
+			bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject),
+			       "PEX sent (%zu bytes)", b.len);
 			(void)bt_peer_send_extended(c->peer, c->ut_pex, b.data, b.len);
+		}
 	}
 	bt_buf_deinit(&b);
 	free(at);

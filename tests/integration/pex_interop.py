@@ -279,8 +279,12 @@ class Libtorrent(btcommon.CliTestCase):
             sess.pop_alerts()
             return any(a.startswith(seeder.ip + ':') and p.source & lt_pex_flag()
                        for a, p in lt_peers(h).items())
-        swarm.wait_until(learned, 20, step=0.2,
-                         what="libtorrent to learn the seeder from our PEX")
+        try:
+            swarm.wait_until(learned, 20, step=0.2,
+                             what="libtorrent to learn the seeder from our PEX")
+        except TimeoutError as e:
+            raise AssertionError('%s; libtorrent peers %s; our log: %s' % (
+                e, sorted(lt_peers(h)), client.stderr()[-2500:]))
         r = client.stop()
         self.assertIn('127.0.44.101', r.err)
 
