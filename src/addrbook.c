@@ -531,6 +531,11 @@ void bt_addrbook_set_error(struct bt_addrbook *ab, int h, const char *reason)
 	snprintf(s->e.last_error, sizeof s->e.last_error, "%s", reason);
 }
 
+void bt_addrbook_set_pex_flags(struct bt_addrbook *ab, int h, uint8_t flags)
+{
+	must_slot(ab, h)->e.pex_flags = flags;
+}
+
 void bt_addrbook_add_bytes(struct bt_addrbook *ab, int h, uint64_t n)
 {
 	struct slot *s = must_slot(ab, h);

@@ -94,6 +94,10 @@ void bt_ext_handshake_encode(struct bt_buf *out, const struct bt_ext_handshake_o
 		bt_benc_put_cstr(out, "ut_metadata");
 		bt_benc_put_int(out, BT_EXT_ID_UT_METADATA);
 	}
+	if (ours->ut_pex) {
+		bt_benc_put_cstr(out, "ut_pex");
+		bt_benc_put_int(out, BT_EXT_ID_UT_PEX);
+	}
 	bt_benc_end(out);
 	if (ours->metadata_size > 0) {
 		bt_benc_put_cstr(out, "metadata_size");

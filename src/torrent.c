@@ -214,6 +214,7 @@ static void piece_complete(struct bt_torrent *t, uint32_t piece)
 		for (size_t i = 0; i < t->nconns; i++)
 			if (!t->conns[i]->reaping)
 				bt_peer_set_interested(t->conns[i]->peer, false);
+		bt_torrent_pex_finished(t);
 		if (t->tracker) {
 			bt_tracker_update(t->tracker, (int64_t)t->uploaded_closed,
 					  (int64_t)t->received_bytes, 0);
@@ -369,6 +370,7 @@ static void connect_addr(struct bt_torrent *t, int addr)
 	const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, addr);
 	struct bt_peer_config cfg = peer_config(t);
 	struct conn *c = add_conn(t, addr);
+	c->outgoing = true;
 	c->peer = bt_peer_connect(bt_session_base(t->session), (const struct sockaddr *)&e->addr,
 				  e->len, &cfg, &peer_events, c);
 }
@@ -413,6 +415,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		if (c->counted_in)
 			bt_picker_remove_peer(t->picker, &c->counted);
 		bt_bitfield_deinit(&c->counted);
+		bt_torrent_pex_conn_gone(c);
 		bt_peer_free(c->peer);
 		free(c);
 	}
@@ -445,6 +448,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (t->ev.read_block && t->ticks++ % BT_CHOKER_INTERVAL_S == 0)
 		rechoke(t);
+	bt_torrent_pex_tick(t);
 	if (t->finished) {
 		connect_more(t);
 		return;
@@ -700,9 +704,13 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 	dht_subscribe(t, true); /* off again if the torrent turned out private */
 	if (bt_picker_done(t->picker) && !t->finished) {
 		t->finished = true;
+		bt_torrent_pex_finished(t);
 		t->ev.complete(t->arg);
 		return;
 	}
+	/* Now that the torrent is known not to be private, the peers may hear that we do PEX. */
+	if (bt_torrent_pex_enabled(t))
+		bt_torrent_resend_ext_handshake(t);
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping && bt_peer_phase(t->conns[i]->peer) == BT_PEER_ACTIVE) {
 			update_interest(t, t->conns[i]);
@@ -720,6 +728,7 @@ void bt_torrent_free(struct bt_torrent *t)
 	dht_subscribe(t, false);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
+		bt_torrent_pex_conn_gone(t->conns[i]);
 		bt_peer_free(t->conns[i]->peer);
 		free(t->conns[i]);
 	}

@@ -12,16 +12,19 @@
 
 /*
  * Our BEP 10 handshake, after the bitfield (rtorrent and aria2 want BITFIELD first): ut_metadata
- * (with the dict's size once we know it), our listen port, `reqq` (how many requests we queue,
- * so a client that pipelines thousands, Transmission, does not wait forever for the ones we
- * would drop), our version and the address we see the peer at. Nothing is sent to a peer
- * without the extension bit.
+ * (with the dict's size once we know it), ut_pex once we know the torrent is not private,
+ * upload_only (BEP 21) once every wanted piece is done, our listen port, `reqq` (how many requests
+ * we queue, so a client that pipelines thousands, Transmission, does not wait forever for the ones
+ * we would drop), our version and the address we see the peer at. Nothing is sent to a peer without
+ * the extension bit.
  */
 void bt_torrent_send_ext_handshake(struct bt_torrent *t, struct conn *c)
 {
 	const struct bt_addrbook_entry *e = bt_addrbook_get(t->book, c->addr);
 	struct bt_ext_handshake_out ours = {
 		.ut_metadata = true,
+		.ut_pex = bt_torrent_pex_enabled(t),
+		.upload_only = t->finished,
 		.metadata_size = t->m ? (int64_t)t->m->info_len : 0,
 		.port = bt_session_listen_port(t->session),
 		.reqq = BT_SERVEQ_CAP,
@@ -33,6 +36,15 @@ void bt_torrent_send_ext_handshake(struct bt_torrent *t, struct conn *c)
 	bt_ext_handshake_encode(&b, &ours);
 	(void)bt_peer_send_extended(c->peer, 0, b.data, b.len);
 	bt_buf_deinit(&b);
+}
+
+void bt_torrent_resend_ext_handshake(struct bt_torrent *t)
+{
+	for (size_t i = 0; i < t->nconns; i++) {
+		struct conn *c = t->conns[i];
+		if (!c->reaping && bt_peer_phase(c->peer) == BT_PEER_ACTIVE)
+			bt_torrent_send_ext_handshake(t, c);
+	}
 }
 
 static void send_md(struct conn *c, int type, uint32_t piece, int64_t total, const uint8_t *data,
@@ -96,6 +108,15 @@ static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t
 		return;
 	}
 	c->ut_metadata = h.ut_metadata;
+	c->ut_pex = h.ut_pex;
+	c->listen_port = h.port;
+	c->upload_only = h.upload_only;
+	c->ext_seen = true;
+	/* Done and upload-only both: neither side wants anything from the other (BEP 21). */
+	if (t->finished && h.upload_only) {
+		close_conn(t, c, "upload-only, and we have every piece we want");
+		return;
+	}
 	if (t->ev.peer_extended)
 		t->ev.peer_extended(t->arg, bt_peer_id(c->peer), &h);
 	if (t->md && h.ut_metadata && h.metadata_size > 0 && !c->md_peer && !c->reaping &&
@@ -177,6 +198,8 @@ void bt_torrent_on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const 
 		on_ext_handshake(t, c, payload, len);
 	else if (ext_id == BT_EXT_ID_UT_METADATA)
 		on_md_message(t, c, payload, len);
+	else if (ext_id == BT_EXT_ID_UT_PEX)
+		bt_torrent_pex_on_message(t, c, payload, len);
 	/* Other ids are extensions we did not announce: ignored. */
 }
 

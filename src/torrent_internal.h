@@ -12,6 +12,7 @@
 #include "bt/choker.h"
 #include "bt/metadata.h"
 #include "bt/peer.h"
+#include "bt/pex.h"
 #include "bt/picker.h"
 #include "bt/torrent.h"
 #include "bt/util.h"
@@ -26,9 +27,16 @@ struct conn {
 	struct bt_bitfield counted; /* the availability it contributes to the picker */
 	bool counted_in;
 	bool reaping;
-	bool optimistic;     /* the choker's optimistic unchoke */
-	uint8_t ut_metadata; /* the peer's id for ut_metadata (BEP 9), 0: none */
-	bool md_peer;	     /* known to the metadata fetcher */
+	bool optimistic;	      /* the choker's optimistic unchoke */
+	uint8_t ut_metadata;	      /* the peer's id for ut_metadata (BEP 9), 0: none */
+	bool md_peer;		      /* known to the metadata fetcher */
+	bool outgoing;		      /* we dialled it: its address book port is its listen port */
+	bool ext_seen;		      /* its extended handshake came */
+	bool upload_only;	      /* it said upload_only (BEP 21): a partial seed, or a seed */
+	uint8_t ut_pex;		      /* the peer's id for ut_pex (BEP 11), 0: none */
+	uint16_t listen_port;	      /* `p` from its extended handshake, 0: unknown */
+	struct bt_pex_sender pex_out; /* what we told it */
+	struct bt_pex_receiver pex_in;
 };
 
 struct bt_torrent {
@@ -82,6 +90,8 @@ void bt_torrent_reap(struct bt_torrent *t, struct conn *c);
 
 /* torrent_ext.c */
 void bt_torrent_send_ext_handshake(struct bt_torrent *t, struct conn *c);
+/* Sends it again to every active peer: what we offer changed (ut_pex, upload_only). */
+void bt_torrent_resend_ext_handshake(struct bt_torrent *t);
 /* Asks every peer offering the metadata for the blocks the fetcher gives it. */
 void bt_torrent_request_metadata(struct bt_torrent *t);
 /* The peer event for extended messages. */
@@ -89,6 +99,22 @@ void bt_torrent_on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const 
 			    size_t len);
 /* The meta_ready event: the fetched dict goes to the owner. */
 void bt_torrent_on_meta_ready(evutil_socket_t fd, short what, void *arg);
+
+/* torrent_pex.c */
+/* PEX is on: the torrent's metadata is known and it is not private (BEP 27). */
+bool bt_torrent_pex_enabled(const struct bt_torrent *t);
+/* Each second: the PEX messages due to each peer. */
+void bt_torrent_pex_tick(struct bt_torrent *t);
+/* A ut_pex message from the peer. */
+void bt_torrent_pex_on_message(struct bt_torrent *t, struct conn *c, const uint8_t *payload,
+			       size_t len);
+/* The connection is being freed. */
+void bt_torrent_pex_conn_gone(struct conn *c);
+/*
+ * Every wanted piece is done: a fresh extended handshake with upload_only (BEP 21) to each peer,
+ * and seeds and upload-only peers, who have nothing left to give us, are let go.
+ */
+void bt_torrent_pex_finished(struct bt_torrent *t);
 
 /* torrent_stats.c */
 /* What became of the peers (the first few), after lead, for the error a user sees. */

@@ -83,6 +83,7 @@ struct bt_addrbook_entry {
 	bool incoming;	/* known only because it dialled us: its port is not one to dial */
 	uint64_t bytes; /* block bytes received from it, all connections */
 	uint32_t strikes;
+	uint8_t pex_flags; /* what the last PEX message naming it said (BT_PEX_F_* in bt/pex.h) */
 	char last_error[128]; /* why its last connection ended, or why it is banned; "" if none */
 };
 
@@ -147,6 +148,9 @@ bool bt_addrbook_closed(struct bt_addrbook *ab, int h, double now, const char *r
 /* Records why the current connection is ending, before it is closed. */
 void bt_addrbook_set_error(struct bt_addrbook *ab, int h, const char *reason);
 void bt_addrbook_add_bytes(struct bt_addrbook *ab, int h, uint64_t n);
+/* The flags a PEX message gave the address (seed, reachable, uTP, encryption): replaced, since a
+ * peer's state changes. */
+void bt_addrbook_set_pex_flags(struct bt_addrbook *ab, int h, uint8_t flags);
 
 /* Bans the address for good; last_error becomes "banned: <reason>". */
 void bt_addrbook_ban(struct bt_addrbook *ab, int h, const char *reason);

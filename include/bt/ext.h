@@ -26,7 +26,7 @@
 /* Our extension ids: what we put in our `m`, and what peers use when they message us. */
 #define BT_EXT_ID_HANDSHAKE   0
 #define BT_EXT_ID_UT_METADATA 1
-#define BT_EXT_ID_UT_PEX      2 /* reserved for PEX; not advertised yet */
+#define BT_EXT_ID_UT_PEX      2
 
 /* The longest handshake payload we read (libtorrent's limit is smaller still in practice). */
 #define BT_EXT_MAX_HANDSHAKE (64 * 1024)
@@ -47,6 +47,7 @@ struct bt_ext_handshake {
 /* What we announce; zero fields are left out. */
 struct bt_ext_handshake_out {
 	bool ut_metadata;	       /* advertise ut_metadata as BT_EXT_ID_UT_METADATA */
+	bool ut_pex;		       /* advertise ut_pex as BT_EXT_ID_UT_PEX */
 	int64_t metadata_size;	       /* 0: omit (we do not know it yet) */
 	uint16_t port;		       /* 0: omit */
 	uint32_t reqq;		       /* 0: omit */
