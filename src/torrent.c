@@ -356,6 +356,7 @@ static struct conn *add_conn(struct bt_torrent *t, int addr)
 	struct conn *c = bt_xcalloc(1, sizeof *c);
 	c->t = t;
 	c->addr = addr;
+	c->since = bt_now();
 	bt_bitfield_init(&c->counted, t->m ? t->m->piece_count : 0);
 	if (t->nconns == t->conns_cap) {
 		t->conns_cap = t->conns_cap ? t->conns_cap * 2 : 16;

@@ -30,6 +30,7 @@ struct conn {
 	bool optimistic;	      /* the choker's optimistic unchoke */
 	uint8_t ut_metadata;	      /* the peer's id for ut_metadata (BEP 9), 0: none */
 	bool md_peer;		      /* known to the metadata fetcher */
+	double since;		      /* when the connection was made (or accepted) */
 	bool outgoing;		      /* we dialled it: its address book port is its listen port */
 	bool ext_seen;		      /* its extended handshake came */
 	bool upload_only;	      /* it said upload_only (BEP 21): a partial seed, or a seed */

@@ -74,17 +74,26 @@ void bt_torrent_pex_tick(struct bt_torrent *t)
 	double now = bt_now();
 	struct bt_buf b;
 	bt_buf_init(&b);
+	struct bt_pex_peer *told = bt_xcalloc(n ? n : 1, sizeof *told);
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
 		if (c->reaping || !c->ut_pex || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
 			continue;
-		/* The recipient is left out of its own list, by the address it is listed at. */
+		/*
+		 * A newcomer hears of the peers met before it; they hear of it only once it is a
+		 * minute old. Told of each other at the same moment, two peers dial each other at
+		 * once, and libtorrent then drops both connections as duplicates of each other.
+		 * The recipient is left out of its own list, by the address it is listed at.
+		 */
 		const struct bt_peer_addr *self = NULL;
+		size_t nt = 0;
 		for (size_t k = 0; k < n; k++)
 			if (at[k] == c)
 				self = &current[k].addr;
+			else if (at[k]->since < c->since || now - at[k]->since >= BT_PEX_INTERVAL_S)
+				told[nt++] = current[k];
 		b.len = 0;
-		if (bt_pex_sender_poll(&c->pex_out, current, n, self, now, &b)) {
+		if (bt_pex_sender_poll(&c->pex_out, told, nt, self, now, &b)) {
 			char subject[80];
 			bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject),
 			       "PEX sent (%zu bytes)", b.len);
@@ -92,6 +101,7 @@ void bt_torrent_pex_tick(struct bt_torrent *t)
 		}
 	}
 	bt_buf_deinit(&b);
+	free(told);
 	free(at);
 	free(current);
 }
