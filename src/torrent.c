@@ -58,7 +58,12 @@ static void fill(struct bt_torrent *t, struct conn *c)
 {
 	struct bt_peer *p = c->peer;
 	if (!t->m || c->reaping || t->finished || t->failed || bt_peer_phase(p) != BT_PEER_ACTIVE ||
-	    bt_peer_choking_us(p) || !bt_peer_am_interested(p))
+	    !bt_peer_am_interested(p))
+		return;
+	/* A Fast peer that chokes us still serves the pieces of its allowed-fast set. */
+	const struct bt_bitfield *has = bt_peer_bitfield(p);
+	if (bt_peer_choking_us(p) && (!(bt_peer_features(p) & BT_WIRE_FEAT_FAST) ||
+				      !(has = bt_peer_allowed_pieces(p))->count))
 		return;
 	/*
 	 * Refill in batches, not one request per block received: on loopback every send also
@@ -68,8 +73,7 @@ static void fill(struct bt_torrent *t, struct conn *c)
 	size_t slack = target / 2 > 4 ? target / 2 : 4;
 	if (have + slack > target && have > 0)
 		return;
-	size_t n = bt_picker_pick(t->picker, bt_peer_bitfield(p), t->pick_buf, target - have,
-				  already_requested, p);
+	size_t n = bt_picker_pick(t->picker, has, t->pick_buf, target - have, already_requested, p);
 	for (size_t i = 0; i < n; i++) {
 		bt_assembly_buffer_for(&t->assembly, t->pick_buf[i].piece);
 		bt_peer_request(p, &t->pick_buf[i]);
@@ -108,10 +112,19 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 static void on_choked(void *arg, struct bt_peer *p, bool choked)
 {
 	struct conn *c = conn_of(p, arg);
-	if (choked)
+	/* With Fast our requests stay out: each comes back as a PIECE or a REJECT. */
+	if (choked && !(bt_peer_features(p) & BT_WIRE_FEAT_FAST))
 		return_requests(c->t, p);
 	else
 		fill(c->t, c);
+}
+
+/* Not refilled from here: a peer that rejects all we ask would make it a tight loop. */
+static void on_rejected(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	struct conn *c = conn_of(p, arg);
+	if (c->t->picker)
+		bt_picker_returned(c->t->picker, b);
 }
 
 static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
@@ -324,6 +337,7 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 static const struct bt_peer_events peer_events = {
 	.handshake = on_handshake,
 	.choked = on_choked,
+	.rejected = on_rejected,
 	.has = on_has,
 	.block_dest = on_block_dest,
 	.block = on_block,
@@ -345,7 +359,8 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 	cfg.bind_addr = bt_session_source(t->session, &cfg.bind_len);
 	memcpy(cfg.info_hash, t->info_hash, BT_HASH_LEN);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN);
-	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
+	memcpy(cfg.reserved,
+	       t->opts.course_handshake ? bt_wire_reserved_ext : bt_wire_reserved_fast, 8);
 	return cfg;
 }
 
