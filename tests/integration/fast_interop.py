@@ -3,7 +3,7 @@
 - libtorrent (it negotiates Fast and sends HAVE_ALL, ALLOWED_FAST and REJECT) seeding to us
   while its unchoke slots are switched between 0 and 8 every 1.5 s, so that it chokes us with
   requests outstanding and unchokes us again, over and over: the download completes
-  byte-identical, no block is received twice (a choke loses no request: each comes back as a
+  byte-identical, no block is sent twice (the seeder's upload counter is the file's size) (a choke loses no request: each comes back as a
   PIECE or a REJECT), and the seeder's own view confirms that it choked us several times. The
   seeder is a child process of this script (`fast_interop.py lt-choky ...`).
 - scripted peers (raw sockets in this process) for the protocol errors: each announces Fast,
@@ -118,8 +118,12 @@ class ChokingSeeder(btcommon.CliTestCase):
         s = r.summary()
         self.assertIsNotNone(s, r)
         self.assertEqual(s['pieces_failed'], 0, s)
-        # No block twice: every request outstanding at a choke ended in one PIECE or REJECT.
+        # No block twice: every request outstanding at a choke ended in one PIECE or REJECT,
+        # none was asked again while its PIECE was on the way (without Fast, each choke cost
+        # the blocks in flight: the seeder sent them twice, we dropped the first copies).
         self.assertEqual(s['received'], self.meta.total, s)
+        self.assertEqual(uploaded, self.meta.total, 'the seeder sent %d bytes for %d' % (
+            uploaded, self.meta.total))
 
 
 class ScriptedPeer:
