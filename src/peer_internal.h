@@ -40,7 +40,7 @@ struct bt_peer {
 	struct bt_pipeline pl; /* our requests outstanding, the download rate */
 
 	/* Fast (BEP 6). */
-	bool got_bitfield;		/* a BITFIELD, HAVE_ALL or HAVE_NONE arrived */
+	int bitfield_msg;		/* the BITFIELD, HAVE_ALL or HAVE_NONE that came, 0: none */
 	bool sent_bitfield;		/* ours went out; the allowed-fast set once the geometry */
 	struct bt_bitfield allowed;	/* the pieces the peer lets us request while choked */
 	struct bt_bitfield allowed_has; /* allowed ∩ has, for bt_peer_allowed_pieces */

@@ -79,15 +79,20 @@ static bool on_have(struct bt_peer *p, const struct bt_wire_msg *m)
 	return true;
 }
 
-/* A BITFIELD, HAVE_ALL or HAVE_NONE says all the peer has: one of them, once (BEP 3, BEP 6). */
+/*
+ * A BITFIELD, HAVE_ALL or HAVE_NONE says all the peer has: one of them, once (BEP 3, BEP 6).
+ * But aria2 sends HAVE_NONE, then BITFIELDs as it gets pieces and HAVE_ALL when complete, so
+ * a later BITFIELD or HAVE_ALL is taken as the new whole; only a HAVE_NONE after any of them
+ * (pieces taken back) closes the connection.
+ */
 static bool first_bitfield(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	if (p->got_bitfield) {
+	if (p->bitfield_msg && m->id == BT_WIRE_HAVE_NONE) {
 		bt_peer_fail(p, "%s message after a bitfield, have all or have none",
 			     bt_wire_id_name(m->id));
 		return false;
 	}
-	p->got_bitfield = true;
+	p->bitfield_msg = m->id;
 	return true;
 }
 
