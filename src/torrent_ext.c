@@ -90,8 +90,7 @@ static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t
 	struct bt_err err;
 	char subject[80];
 	if (bt_ext_handshake_parse(&h, payload, len, &err)) {
-		bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "%s",
-		       err.msg);
+		bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
 		close_conn(t, c, err.msg);
 		return;
 	}
@@ -127,8 +126,7 @@ static void on_md_message(struct bt_torrent *t, struct conn *c, const uint8_t *p
 	struct bt_err err;
 	char subject[80];
 	if (bt_ext_md_parse(&msg, payload, len, &err)) {
-		bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "%s",
-		       err.msg);
+		bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "%s", err.msg);
 		close_conn(t, c, err.msg);
 		return;
 	}
@@ -167,7 +165,7 @@ static void on_md_message(struct bt_torrent *t, struct conn *c, const uint8_t *p
 }
 
 void bt_torrent_on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
-			    size_t len)
+			size_t len)
 {
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
