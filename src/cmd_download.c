@@ -232,23 +232,27 @@ static int run_jobs(struct bt_job_args *o)
 	size_t np = o->npeers ? o->npeers : 1;
 	struct sockaddr_storage *peers = bt_xcalloc(np, sizeof *peers);
 	socklen_t *lens = bt_xcalloc(np, sizeof *lens);
-	struct bt_download_opts dopts = {.kind = o->mode == BT_JOB_PIECE  ? BT_DOWNLOAD_PIECE
-						 : o->mode == BT_JOB_SEED ? BT_DOWNLOAD_SEED
-									  : BT_DOWNLOAD_TORRENT,
-					 .dir = o->dir,
-					 .output = o->output,
-					 .data_path = o->data_path,
-					 .force = o->force,
-					 .seed = o->seed,
-					 .assume_valid = o->assume_valid,
-					 .seed_ratio = o->seed_ratio,
-					 .seed_time = o->seed_time,
-					 .peers = peers,
-					 .peer_lens = lens,
-					 .npeers = o->npeers,
-					 .torrent = {.max_peers = o->max_peers,
-						     .use_trackers = !o->no_tracker,
-						     .stall_timeout_s = o->stall_timeout}};
+	struct bt_download_opts dopts = {
+		.kind = o->mode == BT_JOB_PIECE	 ? BT_DOWNLOAD_PIECE
+			: o->mode == BT_JOB_SEED ? BT_DOWNLOAD_SEED
+						 : BT_DOWNLOAD_TORRENT,
+		.dir = o->dir,
+		.output = o->output,
+		.data_path = o->data_path,
+		.force = o->force,
+		.seed = o->seed,
+		.assume_valid = o->assume_valid,
+		.seed_ratio = o->seed_ratio,
+		.seed_time = o->seed_time,
+		.peers = peers,
+		.peer_lens = lens,
+		.npeers = o->npeers,
+		.torrent = {.max_peers = o->max_peers,
+			    .use_trackers = !o->no_tracker,
+			    .stall_timeout_s = o->stall_timeout,
+			    /* The course's magnet commands: its
+			     * exact reserved bytes. */
+			    .course_handshake = !strncmp(cmd, "magnet_", 7)}};
 	int rc = 0;
 	for (size_t i = 0; i < o->npeers && !rc; i++)
 		rc = bt_cli_resolve_peer(cmd, o->peers[i], &peers[i], &lens[i]);

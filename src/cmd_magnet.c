@@ -183,7 +183,8 @@ static int run_handshake(int argc, char **argv)
 		return rc;
 	}
 	bt_source_add_magnet_peers(&src, &addrs, &lens, &npeers);
-	struct bt_torrent_opts topts = {.max_peers = 1, .use_trackers = true};
+	struct bt_torrent_opts topts = {
+		.max_peers = 1, .use_trackers = true, .course_handshake = true};
 	struct bt_torrent_events ev = {.piece_verified = ignore_piece,
 				       .complete = ignore_complete,
 				       .failed = on_failed,

@@ -2,12 +2,14 @@
 
 #include "peer_internal.h"
 
+#include "bt/fastset.h"
 #include "bt/log.h"
 #include "bt/peer_io.h"
 #include "bt/pipeline.h"
 #include "bt/serveq.h"
 #include "bt/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -53,7 +55,7 @@ void bt_peer_fail(struct bt_peer *p, const char *fmt, ...)
 		p->ev.closed(p->arg, p, reason);
 }
 
-static void send_bytes(struct bt_peer *p, const void *data, size_t n)
+void bt_peer_send(struct bt_peer *p, const void *data, size_t n)
 {
 	if (p->phase == BT_PEER_CLOSING)
 		return;
@@ -113,7 +115,13 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 	struct bt_block b = piece_header(in, total);
 	int i = bt_pipeline_find(&p->pl, &b);
 	if (i < 0) {
-		/* Not (or no longer) requested from this peer, e.g. after a cancel: drop it. */
+		/* Not (or no longer) requested from this peer, e.g. after a cancel: drop it. With
+		 * Fast, only a cancelled request may still be answered. */
+		if (bt_peer_fast(p) && !bt_pipeline_cancel_answered(&p->pl, &b)) {
+			bt_peer_fail(p, "piece %u (offset %u, %u bytes) that we did not request",
+				     b.piece, b.begin, b.length);
+			return false;
+		}
 		evbuffer_drain(in, total);
 		return true;
 	}
@@ -300,7 +308,9 @@ static const struct bt_peer_io_events io_events = {
 static void pump_uploads(struct bt_peer *p)
 {
 	const struct bt_block *next;
-	while ((next = bt_serveq_front(&p->to_serve)) && !p->am_choking &&
+	/* While we choke a Fast peer, the queue holds only requests for its allowed-fast set. */
+	while ((next = bt_serveq_front(&p->to_serve)) &&
+	       (!p->am_choking || bt_peer_allowed_them(p, next->piece)) &&
 	       p->phase == BT_PEER_ACTIVE && bt_peer_io_has_room(p->io)) {
 		struct bt_block b = *next;
 		if (!bt_peer_io_take_upload(p->io, b.length))
@@ -359,15 +369,31 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			     p->cfg.request_timeout_s, outstanding);
 		return;
 	}
+	/* A Fast peer that chokes us owes each request a PIECE or a REJECT; one that keeps them
+	 * past the timeout is not judged a failure (it may serve them when it unchokes us), but
+	 * they are cancelled and given back, so they cannot wait forever. */
+	if (outstanding && p->peer_choking && bt_peer_fast(p) &&
+	    bt_pipeline_waited(&p->pl, now) > p->cfg.request_timeout_s) {
+		while (bt_pipeline_count(&p->pl) && p->phase != BT_PEER_CLOSING) {
+			struct bt_block b = p->pl.reqs[0];
+			bt_peer_cancel(p, &b);
+			if (p->ev.rejected)
+				p->ev.rejected(p->arg, p, &b);
+		}
+		if (p->phase == BT_PEER_CLOSING)
+			return;
+	}
 	if (now - p->last_send > KEEPALIVE_SECONDS) {
 		uint8_t ka[4];
-		send_bytes(p, ka, bt_wire_put_keepalive(ka));
+		bt_peer_send(p, ka, bt_wire_put_keepalive(ka));
 	}
 }
 
 static void set_bitfield_size(struct bt_peer *p)
 {
 	bt_bitfield_init(&p->has, p->cfg.geo.piece_count);
+	bt_bitfield_init(&p->allowed, p->cfg.geo.piece_count);
+	bt_bitfield_init(&p->allowed_has, p->cfg.geo.piece_count);
 	p->bitfield_bytes = p->cfg.geo.piece_count ? bt_bitfield_bytes(p->cfg.geo.piece_count)
 						   : BT_WIRE_BITFIELD_UNKNOWN;
 }
@@ -419,7 +445,7 @@ static void send_handshake(struct bt_peer *p)
 	memcpy(h.peer_id, p->cfg.peer_id, BT_PEER_ID_LEN);
 	uint8_t hs[BT_HANDSHAKE_LEN];
 	bt_wire_handshake(hs, &h);
-	send_bytes(p, hs, sizeof hs);
+	bt_peer_send(p, hs, sizeof hs);
 }
 
 struct bt_peer *bt_peer_connect(struct event_base *base, const struct sockaddr *sa,
@@ -461,6 +487,8 @@ void bt_peer_free(struct bt_peer *p)
 	event_free(p->later);
 	bt_peer_io_free(p->io);
 	bt_bitfield_deinit(&p->has);
+	bt_bitfield_deinit(&p->allowed);
+	bt_bitfield_deinit(&p->allowed_has);
 	bt_pipeline_deinit(&p->pl);
 	bt_serveq_deinit(&p->to_serve);
 	free(p->early.bitfield);
@@ -516,7 +544,11 @@ int bt_peer_set_geometry(struct bt_peer *p, const struct bt_geometry *g)
 		return -EINVAL;
 	p->cfg.geo = *g;
 	bt_bitfield_deinit(&p->has);
+	bt_bitfield_deinit(&p->allowed);
+	bt_bitfield_deinit(&p->allowed_has);
 	set_bitfield_size(p);
+	if (p->sent_bitfield)
+		bt_peer_send_allowed_fast(p);
 	bool any = p->early.bitfield || p->early.have_all || p->early.haves_len;
 	bool ok = apply_early(p);
 	free(p->early.bitfield);
@@ -580,24 +612,32 @@ void bt_peer_set_interested(struct bt_peer *p, bool interested)
 		return;
 	p->am_interested = interested;
 	uint8_t m[5];
-	send_bytes(p, m,
-		   bt_wire_put_simple(m, interested ? BT_WIRE_INTERESTED : BT_WIRE_NOT_INTERESTED));
+	bt_peer_send(
+		p, m,
+		bt_wire_put_simple(m, interested ? BT_WIRE_INTERESTED : BT_WIRE_NOT_INTERESTED));
 }
 
 void bt_peer_send_have(struct bt_peer *p, uint32_t piece)
 {
 	uint8_t m[9];
-	send_bytes(p, m, bt_wire_put_have(m, piece));
+	bt_peer_send(p, m, bt_wire_put_have(m, piece));
 }
 
 void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have)
 {
-	if (!have->count)
-		return;
 	uint8_t h[5];
-	size_t n = bt_bitfield_bytes(have->nbits);
-	send_bytes(p, h, bt_wire_put_bitfield_header(h, n));
-	send_bytes(p, have->bits, n);
+	p->sent_bitfield = true;
+	if (bt_peer_fast(p) && (!have->count || have->count == have->nbits)) {
+		bt_peer_send(
+			p, h,
+			bt_wire_put_simple(h, have->count ? BT_WIRE_HAVE_ALL : BT_WIRE_HAVE_NONE));
+	} else if (have->count) {
+		size_t n = bt_bitfield_bytes(have->nbits);
+		bt_peer_send(p, h, bt_wire_put_bitfield_header(h, n));
+		bt_peer_send(p, have->bits, n);
+	}
+	if (p->cfg.geo.piece_count)
+		bt_peer_send_allowed_fast(p);
 }
 
 int bt_peer_send_extended(struct bt_peer *p, uint8_t ext_id, const uint8_t *payload, size_t len)
@@ -607,8 +647,8 @@ int bt_peer_send_extended(struct bt_peer *p, uint8_t ext_id, const uint8_t *payl
 	if (len > BT_WIRE_MAX_EXTENDED - 2)
 		return -EMSGSIZE;
 	uint8_t h[6];
-	send_bytes(p, h, bt_wire_put_extended_header(h, ext_id, len));
-	send_bytes(p, payload, len);
+	bt_peer_send(p, h, bt_wire_put_extended_header(h, ext_id, len));
+	bt_peer_send(p, payload, len);
 	return 0;
 }
 
@@ -616,7 +656,7 @@ void bt_peer_request(struct bt_peer *p, const struct bt_block *b)
 {
 	bt_pipeline_add(&p->pl, b, bt_now()); /* the request timer starts if none were out */
 	uint8_t m[17];
-	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));
+	bt_peer_send(p, m, bt_wire_put_request(m, BT_WIRE_REQUEST, b->piece, b->begin, b->length));
 }
 
 static bool is_in_block(const struct bt_peer *p, const struct bt_block *b)
@@ -635,9 +675,13 @@ bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b)
 	int i = bt_pipeline_find(&p->pl, b);
 	if (i < 0)
 		return false;
-	bt_pipeline_remove_at(&p->pl, (size_t)i);
+	/* A Fast peer still answers it: with the PIECE, or a REJECT. */
+	if (bt_peer_fast(p))
+		bt_pipeline_cancel_at(&p->pl, (size_t)i);
+	else
+		bt_pipeline_remove_at(&p->pl, (size_t)i);
 	uint8_t m[17];
-	send_bytes(p, m, bt_wire_put_request(m, BT_WIRE_CANCEL, b->piece, b->begin, b->length));
+	bt_peer_send(p, m, bt_wire_put_request(m, BT_WIRE_CANCEL, b->piece, b->begin, b->length));
 	return true;
 }
 
@@ -682,10 +726,24 @@ void bt_peer_set_choking(struct bt_peer *p, bool choking)
 	if (choking == p->am_choking)
 		return;
 	p->am_choking = choking;
-	if (choking)
-		bt_serveq_clear(&p->to_serve);
 	uint8_t m[5];
-	send_bytes(p, m, bt_wire_put_simple(m, choking ? BT_WIRE_CHOKE : BT_WIRE_UNCHOKE));
+	bt_peer_send(p, m, bt_wire_put_simple(m, choking ? BT_WIRE_CHOKE : BT_WIRE_UNCHOKE));
+	if (!choking)
+		return;
+	if (!bt_peer_fast(p)) {
+		bt_serveq_clear(&p->to_serve);
+		return;
+	}
+	/* Fast: every queued request is answered, with a REJECT unless it is for a piece of the
+	 * peer's allowed-fast set, which stays queued and is served while it is choked. */
+	for (size_t n = bt_serveq_count(&p->to_serve); n > 0; n--) {
+		struct bt_block b = *bt_serveq_front(&p->to_serve);
+		bt_serveq_pop(&p->to_serve);
+		if (bt_peer_allowed_them(p, b.piece))
+			(void)bt_serveq_push(&p->to_serve, &b);
+		else
+			bt_peer_send_reject(p, &b);
+	}
 }
 
 bool bt_peer_am_choking(const struct bt_peer *p)

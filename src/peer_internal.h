@@ -6,6 +6,7 @@
 #ifndef BT_PEER_INTERNAL_H
 #define BT_PEER_INTERNAL_H
 
+#include "bt/fastset.h"
 #include "bt/peer.h"
 #include "bt/peer_io.h"
 #include "bt/pipeline.h"
@@ -38,6 +39,14 @@ struct bt_peer {
 
 	struct bt_pipeline pl; /* our requests outstanding, the download rate */
 
+	/* Fast (BEP 6). */
+	int bitfield_msg;		/* the BITFIELD, HAVE_ALL or HAVE_NONE that came, 0: none */
+	bool sent_bitfield;		/* ours went out; the allowed-fast set once the geometry */
+	struct bt_bitfield allowed;	/* the pieces the peer lets us request while choked */
+	struct bt_bitfield allowed_has; /* allowed ∩ has, for bt_peer_allowed_pieces */
+	uint32_t allowed_them[BT_FASTSET_K]; /* the pieces we serve it while choking it */
+	size_t allowed_them_count;
+
 	double started, last_recv, last_send;
 	/*
 	 * A block being read by the transport straight into its destination (bt_peer_io_stream).
@@ -67,5 +76,18 @@ bool bt_peer_has_handler(int id);
 bool bt_peer_handle(struct bt_peer *p, const struct bt_wire_msg *m);
 /* The peer's whole bitfield changed: the `has` event with UINT32_MAX. */
 void bt_peer_report_all_has(struct bt_peer *p);
+/* Queues bytes for the peer (nothing once CLOSING). */
+void bt_peer_send(struct bt_peer *p, const void *data, size_t n);
+/* Fast: answers a request of the peer's with REJECT. */
+void bt_peer_send_reject(struct bt_peer *p, const struct bt_block *b);
+/* Fast: piece is in the allowed-fast set we gave the peer. */
+bool bt_peer_allowed_them(const struct bt_peer *p, uint32_t piece);
+/* Fast: sends our allowed-fast set for this peer (once, IPv4 peers, a geometry known). In
+ * peer_fast.c, with the sets' other helpers. */
+void bt_peer_send_allowed_fast(struct bt_peer *p);
+static inline bool bt_peer_fast(const struct bt_peer *p)
+{
+	return p->features & BT_WIRE_FEAT_FAST;
+}
 
 #endif

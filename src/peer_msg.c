@@ -10,6 +10,7 @@
 
 #include "bt/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,8 +79,27 @@ static bool on_have(struct bt_peer *p, const struct bt_wire_msg *m)
 	return true;
 }
 
+/*
+ * A BITFIELD, HAVE_ALL or HAVE_NONE says all the peer has: one of them, once (BEP 3, BEP 6).
+ * But aria2 sends HAVE_NONE, then BITFIELDs as it gets pieces and HAVE_ALL when complete, so
+ * a later BITFIELD or HAVE_ALL is taken as the new whole; only a HAVE_NONE after any of them
+ * (pieces taken back) closes the connection.
+ */
+static bool first_bitfield(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	if (p->bitfield_msg && m->id == BT_WIRE_HAVE_NONE) {
+		bt_peer_fail(p, "%s message after a bitfield, have all or have none",
+			     bt_wire_id_name(m->id));
+		return false;
+	}
+	p->bitfield_msg = m->id;
+	return true;
+}
+
 static bool on_bitfield(struct bt_peer *p, const struct bt_wire_msg *m)
 {
+	if (!first_bitfield(p, m))
+		return false;
 	if (!p->cfg.geo.piece_count) {
 		/* Sized by bt_wire_check to at most BT_WIRE_MAX_BITFIELD; judged with the geometry.
 		 */
@@ -99,13 +119,61 @@ static bool on_bitfield(struct bt_peer *p, const struct bt_wire_msg *m)
 
 static bool on_have_all(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	(void)m;
+	if (!first_bitfield(p, m))
+		return false;
 	if (!p->cfg.geo.piece_count) {
 		p->early.have_all = true;
 		return true;
 	}
 	bt_bitfield_set_all(&p->has);
 	bt_peer_report_all_has(p);
+	return true;
+}
+
+/* HAVE_NONE: it has nothing yet. Reported, so that the owner counts the peer as it is. */
+static bool on_have_none(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	if (!first_bitfield(p, m))
+		return false;
+	if (p->cfg.geo.piece_count)
+		bt_peer_report_all_has(p);
+	return true;
+}
+
+/* Fast: the peer will not answer a request of ours. One we did not make is a protocol error. */
+static bool on_reject(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	struct bt_block b = {m->index, m->begin, m->length};
+	int i = bt_pipeline_find(&p->pl, &b);
+	if (i < 0) {
+		if (bt_pipeline_cancel_answered(&p->pl, &b))
+			return true;
+		bt_peer_fail(p, "reject for piece %u (offset %u, %u bytes) that we did not request",
+			     b.piece, b.begin, b.length);
+		return false;
+	}
+	bt_pipeline_remove_at(&p->pl, (size_t)i);
+	/* A piece of its allowed-fast set rejected while it chokes us is not allowed after all:
+	 * asking again would only be rejected again. */
+	if (p->peer_choking && b.piece < p->allowed.nbits)
+		bt_bitfield_clear(&p->allowed, b.piece);
+	if (p->ev.rejected)
+		p->ev.rejected(p->arg, p, &b);
+	return p->phase != BT_PEER_CLOSING;
+}
+
+/* Fast: a piece we may request while the peer chokes us (advisory; kept once the geometry is
+ * known, ignored before). */
+static bool on_allowed_fast(struct bt_peer *p, const struct bt_wire_msg *m)
+{
+	if (!p->cfg.geo.piece_count)
+		return true;
+	if (m->index >= p->cfg.geo.piece_count) {
+		bt_peer_fail(p, "allowed fast for piece %u of %u", m->index,
+			     p->cfg.geo.piece_count);
+		return false;
+	}
+	bt_bitfield_set(&p->allowed, m->index);
 	return true;
 }
 
@@ -125,25 +193,44 @@ static bool on_request(struct bt_peer *p, const struct bt_wire_msg *m)
 		bt_peer_fail(p, "request past the end of piece %u", m->index);
 		return false;
 	}
-	/* Ignored: requests that crossed our choke or are for pieces we lack; the serve queue
-	 * ignores repeats and requests beyond its capacity. */
-	if (p->am_choking || !p->ev.read_block || !p->cfg.ours ||
-	    !bt_bitfield_get(p->cfg.ours, m->index))
-		return true;
-	(void)bt_serveq_push(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
+	/* Refused: requests that crossed our choke (but for the allowed-fast pieces of a Fast
+	 * peer) or are for pieces we lack, and, by the serve queue, requests beyond its capacity.
+	 * Without Fast a refusal is silent; with Fast it is a REJECT. A repeat of a request still
+	 * queued is ignored either way: the one queued will be answered. */
+	struct bt_block b = {m->index, m->begin, m->length};
+	bool fast = bt_peer_fast(p);
+	int rc = -EPERM;
+	if ((!p->am_choking || (fast && bt_peer_allowed_them(p, m->index))) && p->ev.read_block &&
+	    p->cfg.ours && bt_bitfield_get(p->cfg.ours, m->index))
+		rc = bt_serveq_push(&p->to_serve, &b);
+	if (fast && rc != 0 && rc != -EEXIST)
+		bt_peer_send_reject(p, &b);
 	return true;
 }
 
 static bool on_cancel(struct bt_peer *p, const struct bt_wire_msg *m)
 {
-	bt_serveq_cancel(&p->to_serve, &(struct bt_block){m->index, m->begin, m->length});
+	struct bt_block b = {m->index, m->begin, m->length};
+	/* Fast: a cancelled request is answered too, with a REJECT (if it was not served yet). */
+	if (bt_serveq_cancel(&p->to_serve, &b) && bt_peer_fast(p))
+		bt_peer_send_reject(p, &b);
 	return true;
 }
 
 static bool on_port(struct bt_peer *p, const struct bt_wire_msg *m)
 {
 	p->dht_port = m->port;
-	return true;
+	if (m->port && p->ev.dht_port)
+		p->ev.dht_port(p->arg, p, m->port);
+	return p->phase != BT_PEER_CLOSING;
+}
+
+void bt_peer_send_port(struct bt_peer *p, uint16_t port)
+{
+	if (!(p->features & BT_WIRE_FEAT_DHT) || !port)
+		return;
+	uint8_t m[7];
+	bt_peer_send(p, m, bt_wire_put_port(m, port));
 }
 
 static bool on_extended(struct bt_peer *p, const struct bt_wire_msg *m)
@@ -160,9 +247,9 @@ static bool on_extended(struct bt_peer *p, const struct bt_wire_msg *m)
  * send theirs late, or a bitfield and HAVEs), so every row starts at AWAIT_FIRST_MSG; a message
  * that must wait for something later says so here. PIECE is framed by process_input itself,
  * since its block may be streamed. Rows without a handler are legal and need nothing done:
- * SUGGEST, REJECT and ALLOWED_FAST get theirs when we offer Fast (today we do not, so no Fast
- * message is ever legal). `lenient`: without the feature the message is ignored, not an error
- * (clients send PORT whether or not DHT was announced).
+ * SUGGEST is a hint we do not take (the picker's rarest-first order stands). `lenient`:
+ * without the feature the message is ignored, not an error (clients send PORT whether or not
+ * DHT was announced).
  */
 struct handler {
 	const char *name;					    /* NULL: no such id (ignored) */
@@ -190,12 +277,12 @@ static const struct handler handlers[] = {
 			     false, false},
 	[BT_WIRE_HAVE_ALL] = {"have all", on_have_all, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
 			      false, false},
-	[BT_WIRE_HAVE_NONE] = {"have none", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST, false,
-			       false},
-	[BT_WIRE_REJECT] = {"reject request", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
+	[BT_WIRE_HAVE_NONE] = {"have none", on_have_none, BT_PEER_AWAIT_FIRST_MSG,
+			       BT_WIRE_FEAT_FAST, false, false},
+	[BT_WIRE_REJECT] = {"reject request", on_reject, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
 			    false, false},
-	[BT_WIRE_ALLOWED_FAST] = {"allowed fast", NULL, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_FAST,
-				  false, false},
+	[BT_WIRE_ALLOWED_FAST] = {"allowed fast", on_allowed_fast, BT_PEER_AWAIT_FIRST_MSG,
+				  BT_WIRE_FEAT_FAST, false, false},
 	[BT_WIRE_EXTENDED] = {"extended", on_extended, BT_PEER_AWAIT_FIRST_MSG, BT_WIRE_FEAT_EXT,
 			      false, false},
 };

@@ -64,6 +64,33 @@ size_t bt_pipeline_take(struct bt_pipeline *pl, struct bt_block **out)
 	return n;
 }
 
+void bt_pipeline_cancel_at(struct bt_pipeline *pl, size_t i)
+{
+	struct bt_block b = pl->reqs[i];
+	bt_pipeline_remove_at(pl, i);
+	pl->cancelled[pl->cancelled_next] = b;
+	pl->cancelled_next = (pl->cancelled_next + 1) % BT_PIPELINE_CANCELLED;
+	if (pl->cancelled_count < BT_PIPELINE_CANCELLED)
+		pl->cancelled_count++;
+}
+
+bool bt_pipeline_cancel_answered(struct bt_pipeline *pl, const struct bt_block *b)
+{
+	/* The live entries are the cancelled_count slots before cancelled_next. */
+	for (size_t k = 1; k <= pl->cancelled_count; k++) {
+		size_t i = (pl->cancelled_next + BT_PIPELINE_CANCELLED - k) % BT_PIPELINE_CANCELLED;
+		if (!bt_block_equal(&pl->cancelled[i], b))
+			continue;
+		/* Fill the hole with the oldest live entry, which then leaves the ring. */
+		size_t oldest = (pl->cancelled_next + BT_PIPELINE_CANCELLED - pl->cancelled_count) %
+				BT_PIPELINE_CANCELLED;
+		pl->cancelled[i] = pl->cancelled[oldest];
+		pl->cancelled_count--;
+		return true;
+	}
+	return false;
+}
+
 size_t bt_pipeline_count(const struct bt_pipeline *pl)
 {
 	return pl->count;

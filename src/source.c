@@ -193,7 +193,10 @@ int bt_source_fetch_metainfo(const char *cmd, struct bt_source *src,
 		.peer_lens = alens,
 		.npeers = n,
 		/* A query, not a download: it gives up when no metadata comes. */
-		.torrent = {.use_trackers = true, .stall_timeout_s = 30}};
+		.torrent = {.use_trackers = true,
+			    .stall_timeout_s = 30,
+			    /* The course's magnet_info: its exact reserved bytes. */
+			    .course_handshake = !strncmp(cmd, "magnet_", 7)}};
 	struct bt_download_magnet mg = bt_source_job_magnet(src);
 	static const struct bt_download_events ev = {.changed = on_info_changed};
 	struct bt_download *d = bt_download_new_magnet(r.session, &mg, &o, &ev, &r);

@@ -59,7 +59,12 @@ static void fill(struct bt_torrent *t, struct conn *c)
 {
 	struct bt_peer *p = c->peer;
 	if (!t->m || c->reaping || t->finished || t->failed || bt_peer_phase(p) != BT_PEER_ACTIVE ||
-	    bt_peer_choking_us(p) || !bt_peer_am_interested(p))
+	    !bt_peer_am_interested(p))
+		return;
+	/* A Fast peer that chokes us still serves the pieces of its allowed-fast set. */
+	const struct bt_bitfield *has = bt_peer_bitfield(p);
+	if (bt_peer_choking_us(p) && (!(bt_peer_features(p) & BT_WIRE_FEAT_FAST) ||
+				      !(has = bt_peer_allowed_pieces(p))->count))
 		return;
 	/*
 	 * Refill in batches, not one request per block received: on loopback every send also
@@ -69,8 +74,7 @@ static void fill(struct bt_torrent *t, struct conn *c)
 	size_t slack = target / 2 > 4 ? target / 2 : 4;
 	if (have + slack > target && have > 0)
 		return;
-	size_t n = bt_picker_pick(t->picker, bt_peer_bitfield(p), t->pick_buf, target - have,
-				  already_requested, p);
+	size_t n = bt_picker_pick(t->picker, has, t->pick_buf, target - have, already_requested, p);
 	for (size_t i = 0; i < n; i++) {
 		bt_assembly_buffer_for(&t->assembly, t->pick_buf[i].piece);
 		bt_peer_request(p, &t->pick_buf[i]);
@@ -104,15 +108,28 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	       "handshake done");
 	bt_peer_send_bitfield(p, &t->have);
 	bt_torrent_send_ext_handshake(t, c);
+	/* Our DHT node's port, to a peer that set the DHT bit (BEP 5). */
+	struct bt_dht_net *dht = bt_session_dht(t->session);
+	if (dht)
+		bt_peer_send_port(p, bt_dht_net_port(dht));
 }
 
 static void on_choked(void *arg, struct bt_peer *p, bool choked)
 {
 	struct conn *c = conn_of(p, arg);
-	if (choked)
+	/* With Fast our requests stay out: each comes back as a PIECE or a REJECT. */
+	if (choked && !(bt_peer_features(p) & BT_WIRE_FEAT_FAST))
 		return_requests(c->t, p);
 	else
 		fill(c->t, c);
+}
+
+/* Not refilled from here: a peer that rejects all we ask would make it a tight loop. */
+static void on_rejected(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	struct conn *c = conn_of(p, arg);
+	if (c->t->picker)
+		bt_picker_returned(c->t->picker, b);
 }
 
 static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
@@ -326,6 +343,7 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 static const struct bt_peer_events peer_events = {
 	.handshake = on_handshake,
 	.choked = on_choked,
+	.rejected = on_rejected,
 	.has = on_has,
 	.block_dest = on_block_dest,
 	.block = on_block,
@@ -333,6 +351,7 @@ static const struct bt_peer_events peer_events = {
 	.read_block = on_read_block,
 	.closed = on_closed,
 	.extended = bt_torrent_on_extended,
+	.dht_port = bt_torrent_on_dht_port,
 };
 
 static struct bt_peer_config peer_config(const struct bt_torrent *t)
@@ -347,7 +366,11 @@ static struct bt_peer_config peer_config(const struct bt_torrent *t)
 	cfg.bind_addr = bt_session_source(t->session, &cfg.bind_len);
 	memcpy(cfg.info_hash, t->info_hash, BT_HASH_LEN);
 	memcpy(cfg.peer_id, bt_session_peer_id(t->session), BT_PEER_ID_LEN);
-	memcpy(cfg.reserved, bt_wire_reserved_ext, 8);
+	memcpy(cfg.reserved,
+	       t->opts.course_handshake ? bt_wire_reserved_ext : bt_wire_reserved_fast, 8);
+	/* The DHT bit (BEP 5) while our node runs; never in the course's exact bytes. */
+	if (!t->opts.course_handshake && bt_session_dht(t->session))
+		cfg.reserved[7] |= 0x01;
 	return cfg;
 }
 
@@ -384,7 +407,7 @@ static size_t live_conns(const struct bt_torrent *t)
 	return n;
 }
 
-static void connect_more(struct bt_torrent *t)
+void bt_torrent_connect_more(struct bt_torrent *t)
 {
 	if ((t->finished && !t->opts.seed) || t->failed || t->stopping)
 		return;
@@ -421,7 +444,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		free(c);
 	}
 	t->nconns = kept;
-	connect_more(t);
+	bt_torrent_connect_more(t);
 }
 
 static bool any_hope(const struct bt_torrent *t)
@@ -451,7 +474,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		rechoke(t);
 	bt_torrent_pex_tick(t);
 	if (t->finished) {
-		connect_more(t);
+		bt_torrent_connect_more(t);
 		return;
 	}
 	if (t->md) {
@@ -465,7 +488,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		update_interest(t, c);
 		fill(t, c);
 	}
-	connect_more(t);
+	bt_torrent_connect_more(t);
 	if (t->tracker && live_conns(t) < t->opts.max_peers / 2)
 		bt_tracker_need_peers(t->tracker);
 	if (!any_hope(t)) {
@@ -498,82 +521,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		else
 			bt_torrent_fail(t, "no data for %.0f s (%s)", t->opts.stall_timeout_s, why);
 	}
-}
-
-/*
- * A tracker's or the DHT's peers. A reply may list hundreds of thousands: the book takes the
- * source's share (BT_ADDRBOOK_DEFAULT_PER_SOURCE) in O(1) each and refuses the rest, so the walk
- * stops at the first refusal; it starts at a random place, so the part taken is not the source's
- * choice.
- */
-static void add_peers(struct bt_torrent *t, const struct bt_peer_addr *peers, size_t n,
-		      const struct bt_peer_addr *self, enum bt_addrbook_source source)
-{
-	uint64_t r = 0;
-	if (n > 1)
-		bt_random_bytes(&r, sizeof r);
-	size_t start = n ? (size_t)(r % n) : 0;
-	double now = bt_now();
-	for (size_t k = 0; k < n; k++) {
-		size_t i = start + k < n ? start + k : start + k - n;
-		/* Our own entry (the address the announce left from, our port) is never dialled. */
-		if (self && self->family && bt_peer_addr_equal(self, &peers[i]))
-			continue;
-		struct sockaddr_storage ss;
-		socklen_t len = bt_peer_addr_to_sockaddr(&peers[i], &ss);
-		if (!len || bt_session_is_self(t->session, (struct sockaddr *)&ss))
-			continue;
-		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, source, now) == -ENOSPC)
-			break;
-	}
-	connect_more(t);
-}
-
-static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
-			     const struct bt_peer_addr *self)
-{
-	add_peers(arg, peers, n, self, BT_ADDRBOOK_TRACKER);
-}
-
-static void on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
-{
-	struct bt_torrent *t = arg;
-	t->dht_peers += n;
-	add_peers(t, peers, n, NULL, BT_ADDRBOOK_DHT);
-}
-
-/* The DHT searches for our info hash while we run, except for a private torrent (BEP 27). */
-static void dht_subscribe(struct bt_torrent *t, bool on)
-{
-	struct bt_dht_net *dht = bt_session_dht(t->session);
-	on = on && dht && !(t->m && t->m->is_private) && !t->stopping;
-	if (on && !t->dht_subscribed) {
-		t->dht_subscribed =
-			bt_dht_net_subscribe(dht, t->info_hash, true, on_dht_peers, t) == 0;
-		/* A trackerless torrent's own nodes help join (BEP 5). */
-		for (size_t i = 0; t->m && i < t->m->dht_node_count; i++)
-			bt_dht_net_add_node_name(dht, t->m->dht_nodes[i]);
-	} else if (!on && t->dht_subscribed) {
-		bt_dht_net_unsubscribe(dht, t->info_hash);
-		t->dht_subscribed = false;
-	}
-}
-
-static void on_tracker_error(void *arg, const char *url, const char *message)
-{
-	(void)arg;
-	char subject[600];
-	snprintf(subject, sizeof subject, "tracker %s", url);
-	bt_log(BT_LOG_WARN, subject, "%s", message);
-}
-
-static void on_tracker_stopped(void *arg)
-{
-	struct bt_torrent *t = arg;
-	t->stopped = true;
-	/* The owner may be running the loop only to let this announce out. */
-	if (t->stopping && t->ev.stopped)
-		t->ev.stopped(t->arg);
 }
 
 /* The pieces: what we have and want, the picker and the assembly buffers. */
@@ -634,28 +581,6 @@ static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *inf
 	return t;
 }
 
-/* Until a magnet's size is known, `left` is a positive placeholder: a tracker may take 0 as
- * "already complete" and send no peers. */
-static int64_t bytes_left(const struct bt_torrent *t)
-{
-	return t->m ? (int64_t)(t->wanted_bytes - t->verified_bytes) : BT_BLOCK_SIZE;
-}
-
-static void make_tracker(struct bt_torrent *t, const struct bt_meta_tier *tiers, size_t count)
-{
-	if (!t->opts.use_trackers || !count)
-		return;
-	struct bt_session *s = t->session;
-	struct bt_announce_req req = {.port = t->opts.port, .numwant = 200};
-	memcpy(req.info_hash, t->info_hash, BT_HASH_LEN);
-	memcpy(req.peer_id, bt_session_peer_id(s), BT_PEER_ID_LEN);
-	bt_random_bytes(&req.key, sizeof req.key);
-	req.left = bytes_left(t);
-	struct bt_announce_io io = {bt_session_http(s), bt_session_udp(s), bt_session_source_ip(s)};
-	struct bt_tracker_events tev = {on_tracker_peers, on_tracker_error, on_tracker_stopped};
-	t->tracker = bt_tracker_new(bt_session_base(s), &io, tiers, count, &req, NULL, &tev, t);
-}
-
 struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo *m,
 				  const struct bt_bitfield *have, const struct bt_bitfield *want,
 				  const struct bt_torrent_opts *opts,
@@ -663,7 +588,7 @@ struct bt_torrent *bt_torrent_new(struct bt_session *s, const struct bt_metainfo
 {
 	struct bt_torrent *t = torrent_alloc(s, m->info_hash, opts, ev, arg);
 	setup_pieces(t, m, have, want);
-	make_tracker(t, m->tiers, m->tier_count);
+	bt_torrent_make_tracker(t, m->tiers, m->tier_count);
 	return t;
 }
 
@@ -674,7 +599,7 @@ struct bt_torrent *bt_torrent_new_magnet(struct bt_session *s, const uint8_t inf
 {
 	struct bt_torrent *t = torrent_alloc(s, info_hash, opts, ev, arg);
 	t->md = bt_metadata_new(info_hash);
-	make_tracker(t, tiers, tier_count);
+	bt_torrent_make_tracker(t, tiers, tier_count);
 	return t;
 }
 
@@ -701,8 +626,8 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 	}
 	if (t->tracker)
 		bt_tracker_update(t->tracker, (int64_t)t->uploaded_closed,
-				  (int64_t)t->received_bytes, bytes_left(t));
-	dht_subscribe(t, true); /* off again if the torrent turned out private */
+				  (int64_t)t->received_bytes, bt_torrent_bytes_left(t));
+	bt_torrent_dht_subscribe(t, true); /* off again if the torrent turned out private */
 	if (bt_picker_done(t->picker) && !t->finished) {
 		t->finished = true;
 		bt_torrent_pex_finished(t);
@@ -717,7 +642,7 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 			update_interest(t, t->conns[i]);
 			fill(t, t->conns[i]);
 		}
-	connect_more(t);
+	bt_torrent_connect_more(t);
 }
 
 void bt_torrent_free(struct bt_torrent *t)
@@ -726,7 +651,7 @@ void bt_torrent_free(struct bt_torrent *t)
 		return;
 	if (t->registered)
 		bt_session_unregister(t->session, t->info_hash);
-	dht_subscribe(t, false);
+	bt_torrent_dht_subscribe(t, false);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
 		bt_torrent_pex_conn_gone(t->conns[i]);
@@ -770,15 +695,15 @@ void bt_torrent_start(struct bt_torrent *t)
 		if (t->opts.seed) {
 			if (t->tracker)
 				bt_tracker_start(t->tracker);
-			dht_subscribe(t, true);
+			bt_torrent_dht_subscribe(t, true);
 		}
 		t->ev.complete(t->arg);
 		return;
 	}
 	if (t->tracker)
 		bt_tracker_start(t->tracker);
-	dht_subscribe(t, true);
-	connect_more(t);
+	bt_torrent_dht_subscribe(t, true);
+	bt_torrent_connect_more(t);
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
 	if (!t->tracker && !t->dht_subscribed && counts.known == 0)
@@ -790,7 +715,7 @@ void bt_torrent_start(struct bt_torrent *t)
 void bt_torrent_stop(struct bt_torrent *t)
 {
 	t->stopping = true;
-	dht_subscribe(t, false);
+	bt_torrent_dht_subscribe(t, false);
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping)
 			bt_peer_close(t->conns[i]->peer);
@@ -798,7 +723,7 @@ void bt_torrent_stop(struct bt_torrent *t)
 		t->stopped = true;
 		return;
 	}
-	bt_tracker_update(t->tracker, 0, (int64_t)t->received_bytes, bytes_left(t));
+	bt_tracker_update(t->tracker, 0, (int64_t)t->received_bytes, bt_torrent_bytes_left(t));
 	bt_tracker_stop(t->tracker);
 }
 

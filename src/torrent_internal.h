@@ -117,6 +117,18 @@ void bt_torrent_pex_conn_gone(struct conn *c);
  */
 void bt_torrent_pex_finished(struct bt_torrent *t);
 
+/* Dials more addresses from the book, up to max_peers. */
+void bt_torrent_connect_more(struct bt_torrent *t);
+
+/* torrent_sources.c: trackers and the DHT. */
+/* `left` for the trackers: a positive placeholder until a magnet's size is known. */
+int64_t bt_torrent_bytes_left(const struct bt_torrent *t);
+void bt_torrent_make_tracker(struct bt_torrent *t, const struct bt_meta_tier *tiers, size_t count);
+/* Subscribes to (on) or leaves the DHT's searches for our info hash (never a private torrent). */
+void bt_torrent_dht_subscribe(struct bt_torrent *t, bool on);
+/* The peer event for PORT: the peer's DHT node joins ours. */
+void bt_torrent_on_dht_port(void *arg, struct bt_peer *p, uint16_t port);
+
 /* torrent_stats.c */
 /* What became of the peers (the first few), after lead, for the error a user sees. */
 void bt_torrent_describe_peers(const struct bt_torrent *t, const char *lead, char *out, size_t n);

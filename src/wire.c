@@ -7,6 +7,7 @@ static const char protocol[] = "\x13"
 			       "BitTorrent protocol";
 
 const uint8_t bt_wire_reserved_ext[8] = {0, 0, 0, 0, 0, 0x10, 0, 0};
+const uint8_t bt_wire_reserved_fast[8] = {0, 0, 0, 0, 0, 0x10, 0, 0x04};
 
 /* The handshake's fields: the 20-byte protocol string, then these. */
 enum { HS_PROTOCOL_LEN = 20, HS_RESERVED = 20, HS_INFO_HASH = 28, HS_PEER_ID = 48 };
@@ -217,8 +218,21 @@ size_t bt_wire_put_simple(uint8_t out[5], enum bt_wire_id id)
 
 size_t bt_wire_put_have(uint8_t out[9], uint32_t index)
 {
+	return bt_wire_put_index(out, BT_WIRE_HAVE, index);
+}
+
+size_t bt_wire_put_port(uint8_t out[7], uint16_t port)
+{
+	bt_store_be32(out, 3);
+	out[4] = (uint8_t)BT_WIRE_PORT;
+	bt_store_be16(out + 5, port);
+	return 7;
+}
+
+size_t bt_wire_put_index(uint8_t out[9], enum bt_wire_id id, uint32_t index)
+{
 	bt_store_be32(out, 5);
-	out[4] = BT_WIRE_HAVE;
+	out[4] = (uint8_t)id;
 	bt_store_be32(out + 5, index);
 	return 9;
 }

@@ -19,6 +19,16 @@
  * block is read (straight into the output buffer) only when that buffer has room, so a peer
  * that asks for much but reads slowly costs one queue, not the data.
  *
+ * The Fast extension (BEP 6), when both handshakes announce it: our pieces go out as HAVE_ALL,
+ * HAVE_NONE or BITFIELD (exactly one, a second from the peer closes the connection), then the
+ * allowed-fast set (bt/fastset.h) of an IPv4 peer, whose requests for those pieces we serve
+ * while choking it. Every request of the peer's gets exactly one PIECE or REJECT: we reject what
+ * we will not serve, what we had queued when we choke it (allowed-fast pieces excepted) and
+ * what it cancels. Our requests stay outstanding when it chokes us (they come back as PIECEs or
+ * REJECTs, `rejected`), a cancelled one still awaits its answer, and a REJECT or PIECE for a
+ * request we did not make closes the connection. Its allowed-fast set is kept for the owner to
+ * request from while choked (bt_peer_allowed_pieces); SUGGEST is taken as a hint and ignored.
+ *
  * A peer may start without a geometry (cfg.geo.piece_count == 0, a magnet before its metadata):
  * it handshakes and exchanges extended messages; a BITFIELD and HAVEs are kept (bounded) until
  * bt_peer_set_geometry applies them; a REQUEST or PIECE before then is a protocol error.
@@ -69,9 +79,12 @@ unsigned bt_peer_msg_feature(int id);
 struct bt_peer_events {
 	/* The peer's handshake arrived and named our torrent (always reported from the loop). */
 	void (*handshake)(void *arg, struct bt_peer *p, const struct bt_handshake *h);
-	/* The peer choked or unchoked us. On choke, its requests are dropped: see
-	 * bt_peer_take_requests. */
+	/* The peer choked or unchoked us. On choke without Fast, its requests are dropped: see
+	 * bt_peer_take_requests; with Fast they stay outstanding until answered. */
 	void (*choked)(void *arg, struct bt_peer *p, bool choked);
+	/* Fast: a request of ours will not be answered (the peer sent REJECT, or kept it past the
+	 * request timeout while choking us, and we cancelled it). No longer outstanding. */
+	void (*rejected)(void *arg, struct bt_peer *p, const struct bt_block *b);
 	/* The peer's bitfield changed (a BITFIELD or a HAVE for `piece`, or UINT32_MAX for all). */
 	void (*has)(void *arg, struct bt_peer *p, uint32_t piece);
 	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them (NULL
@@ -90,6 +103,8 @@ struct bt_peer_events {
 	 * others are the ids we announced. payload is valid during the call only. */
 	void (*extended)(void *arg, struct bt_peer *p, uint8_t ext_id, const uint8_t *payload,
 			 size_t len);
+	/* The peer's DHT node listens on this UDP port (PORT, with DHT negotiated). */
+	void (*dht_port)(void *arg, struct bt_peer *p, uint16_t port);
 };
 
 struct bt_peer_config {
@@ -137,6 +152,8 @@ bool bt_peer_is_self(const struct bt_peer *p);
 unsigned bt_peer_features(const struct bt_peer *p);
 /* The DHT port the peer announced with PORT (DHT negotiated), or 0. */
 uint16_t bt_peer_dht_port(const struct bt_peer *p);
+/* Sends PORT with our DHT node's UDP port, if the DHT was negotiated (else nothing). */
+void bt_peer_send_port(struct bt_peer *p, uint16_t port);
 bool bt_peer_am_interested(const struct bt_peer *p);
 
 /*
@@ -149,7 +166,9 @@ int bt_peer_set_geometry(struct bt_peer *p, const struct bt_geometry *g);
 
 void bt_peer_set_interested(struct bt_peer *p, bool interested);
 void bt_peer_send_have(struct bt_peer *p, uint32_t piece);
-/* Sends our bitfield (right after the handshake only). */
+/* Sends our bitfield (right after the handshake only): with Fast, HAVE_ALL, HAVE_NONE or
+ * BITFIELD (HAVE_NONE without a geometry), then our allowed-fast set; without Fast, a BITFIELD
+ * if we have any piece. */
 void bt_peer_send_bitfield(struct bt_peer *p, const struct bt_bitfield *have);
 /* Sends an extended message (BEP 10). Returns 0; -EPROTO if the extension protocol was not
  * negotiated (or the handshake is not done); -EMSGSIZE if it is too long for the peer to take. */
@@ -164,10 +183,14 @@ bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b);
 size_t bt_peer_outstanding(const struct bt_peer *p);
 /* Moves the outstanding requests out (to be returned to the picker); returns how many. */
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
+/* Fast: the pieces the peer allowed us to request while it chokes us and has (empty
+ * otherwise). Valid until the next call. */
+const struct bt_bitfield *bt_peer_allowed_pieces(struct bt_peer *p);
 /* How many requests this peer should have outstanding, from its measured rate. */
 size_t bt_peer_queue_target(const struct bt_peer *p);
 
-/* Choke or unchoke the peer (uploads). Choking drops its queued requests. */
+/* Choke or unchoke the peer (uploads). Choking drops its queued requests (with Fast: rejects
+ * them, but for the pieces of its allowed-fast set, which are still served). */
 void bt_peer_set_choking(struct bt_peer *p, bool choking);
 bool bt_peer_am_choking(const struct bt_peer *p);
 bool bt_peer_interested_in_us(const struct bt_peer *p);

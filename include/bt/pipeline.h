@@ -9,6 +9,12 @@
  * BT_PIPELINE_MAX_TARGET), plus the one block it may put back while taking them all; a list is
  * never longer than BT_PIPELINE_MAX, so a lookup is a linear scan of at most that many blocks.
  *
+ * With the Fast extension (BEP 6) a cancelled request is still answered, by its PIECE or a
+ * REJECT, and an answer to anything else is a protocol error; so the peer moves a request it
+ * cancels to a short list of cancelled ones (bt_pipeline_cancel_at), which an answer takes out
+ * (bt_pipeline_cancel_answered). The list keeps the BT_PIPELINE_CANCELLED newest: a peer that
+ * lets more than that many cancels go unanswered is told apart only by its later answers.
+ *
  * Rate and target live in one place (bt_pipeline_sample, bt_pipeline_target): today the target
  * is the measured rate times QUEUE_SECONDS in blocks, clamped; a bandwidth × delay target will
  * replace it here.
@@ -28,6 +34,8 @@
 #define BT_PIPELINE_MAX_TARGET	 64
 /* The longest list: asserted on every addition, the length of every scan. */
 #define BT_PIPELINE_MAX (2 * BT_PIPELINE_MAX_TARGET)
+/* Cancelled requests remembered until answered (Fast). */
+#define BT_PIPELINE_CANCELLED BT_PIPELINE_MAX
 
 struct bt_pipeline {
 	struct bt_block *reqs; /* outstanding, oldest first; heap, grown on demand */
@@ -37,6 +45,8 @@ struct bt_pipeline {
 	uint64_t window;     /* block bytes received since the last sample */
 	double rate;	     /* bytes/s, an exponential average of the samples */
 	bool rate_known;     /* a sample was taken after the first bytes arrived */
+	struct bt_block cancelled[BT_PIPELINE_CANCELLED]; /* a ring; the newest overwrite */
+	size_t cancelled_next, cancelled_count;
 };
 
 void bt_pipeline_init(struct bt_pipeline *pl, double now);
@@ -54,6 +64,10 @@ void bt_pipeline_remove_at(struct bt_pipeline *pl, size_t i);
  * there are none). Returns how many. The pipeline is empty afterwards; rate and totals stay.
  */
 size_t bt_pipeline_take(struct bt_pipeline *pl, struct bt_block **out);
+/* Forgets request number i as outstanding and remembers it as cancelled, awaiting an answer. */
+void bt_pipeline_cancel_at(struct bt_pipeline *pl, size_t i);
+/* An answer (PIECE or REJECT) came for b: true if b was a cancelled request, now forgotten. */
+bool bt_pipeline_cancel_answered(struct bt_pipeline *pl, const struct bt_block *b);
 size_t bt_pipeline_count(const struct bt_pipeline *pl);
 /* Seconds since the peer last answered (or since requests went out after none). */
 double bt_pipeline_waited(const struct bt_pipeline *pl, double now);

@@ -27,6 +27,10 @@
  * connections, judging the bitfields and HAVEs they sent meanwhile. Once the metadata is known
  * (either way) we serve it to peers that ask (ut_metadata). Every peer with the extension bit
  * gets our extended handshake (BEP 10) right after our bitfield.
+ *
+ * With the Fast extension (BEP 6, see peer.h) a peer that chokes us keeps our requests and
+ * answers each with a PIECE or a REJECT (a rejected block goes back to the picker); while it
+ * chokes us we request the pieces of its allowed-fast set.
  */
 #ifndef BT_TORRENT_H
 #define BT_TORRENT_H
@@ -51,6 +55,9 @@ struct bt_torrent_opts {
 	double stall_timeout_s;	  /* fail when nothing arrives for this long; 0: never */
 	double request_timeout_s; /* 0: the peer default (20 s) */
 	bool seed;		  /* keep serving peers after the download is complete */
+	/* Reserved bytes exactly 00 00 00 00 00 10 00 00, as the course's commands check: no Fast
+	 * extension (BEP 6), which every other torrent announces. */
+	bool course_handshake;
 };
 
 struct bt_torrent_events {

@@ -68,8 +68,11 @@ struct bt_handshake {
 	uint8_t peer_id[BT_PEER_ID_LEN];
 };
 
-/* Reserved bytes with only the extension protocol bit (BEP 10) set. */
+/* Reserved bytes with only the extension protocol bit (BEP 10) set: exactly what the course's
+ * `handshake` and magnet commands expect. */
 extern const uint8_t bt_wire_reserved_ext[8];
+/* The extension protocol and the Fast extension (BEP 6): what a torrent announces. */
+extern const uint8_t bt_wire_reserved_fast[8];
 
 /* The features (enum bt_wire_feature bits) that reserved bytes announce. */
 unsigned bt_wire_features(const uint8_t reserved[8]);
@@ -108,10 +111,15 @@ enum bt_wire_result bt_wire_decode(const uint8_t *p, size_t n, size_t bitfield_b
 
 /* Encoders return the number of bytes written. */
 size_t bt_wire_put_keepalive(uint8_t out[4]);
-size_t bt_wire_put_simple(uint8_t out[5], enum bt_wire_id id); /* choke .. not interested */
+/* CHOKE .. NOT_INTERESTED, HAVE_ALL, HAVE_NONE: an id and no body. */
+size_t bt_wire_put_simple(uint8_t out[5], enum bt_wire_id id);
 size_t bt_wire_put_have(uint8_t out[9], uint32_t index);
+/* PORT (BEP 5): our DHT node's UDP port. */
+size_t bt_wire_put_port(uint8_t out[7], uint16_t port);
+/* HAVE, SUGGEST or ALLOWED_FAST: an id and one piece index. */
+size_t bt_wire_put_index(uint8_t out[9], enum bt_wire_id id, uint32_t index);
 size_t bt_wire_put_request(uint8_t out[17], enum bt_wire_id id, uint32_t index, uint32_t begin,
-			   uint32_t length); /* REQUEST or CANCEL */
+			   uint32_t length); /* REQUEST, CANCEL or REJECT */
 /* The 13-byte header of a PIECE message whose block of `length` bytes follows. */
 size_t bt_wire_put_piece_header(uint8_t out[13], uint32_t index, uint32_t begin, uint32_t length);
 /* The 5-byte header of a BITFIELD message whose `bytes` bytes follow. */

@@ -2,11 +2,14 @@
  * The peer state machine through a socket pair: the test plays the remote peer on one end,
  * byte by byte where it matters, and checks what the peer sends and reports.
  */
+#include "bt/fastset.h"
 #include "bt/peer.h"
+#include "bt/serveq.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,7 +26,8 @@
 #define BLOCK  100
 
 struct rec {
-	int handshakes, chokes, unchokes, has_calls, blocks, closed, extended;
+	int handshakes, chokes, unchokes, has_calls, blocks, closed, extended, rejected;
+	struct bt_block last_rejected;
 	uint8_t ext_id;
 	uint8_t ext_payload[64];
 	size_t ext_len;
@@ -112,8 +116,17 @@ static void on_extended(void *arg, struct bt_peer *p, uint8_t ext_id, const uint
 	memcpy(r->ext_payload, payload, r->ext_len);
 }
 
+static void on_rejected(void *arg, struct bt_peer *p, const struct bt_block *b)
+{
+	(void)p;
+	struct rec *r = arg;
+	r->rejected++;
+	r->last_rejected = *b;
+}
+
 static const struct bt_peer_events events = {.handshake = on_handshake,
 					     .choked = on_choked,
+					     .rejected = on_rejected,
 					     .has = on_has,
 					     .block_dest = on_dest,
 					     .block = on_block,
@@ -999,6 +1012,507 @@ static void test_no_callbacks(void **state)
 	teardown(&st);
 }
 
+/* --- The Fast extension (BEP 6) ------------------------------------------------------------ */
+
+/* A connected TCP pair on loopback, so that the peer has an IPv4 address (allowed-fast set). */
+static void tcp_pair(int sv[2])
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof a;
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+	sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(sv[1], (struct sockaddr *)&a, sizeof a), 0);
+	sv[0] = accept(l, NULL, NULL);
+	assert_true(sv[0] >= 0);
+	close(l);
+}
+
+/*
+ * A peer announcing Fast (and BEP 10), handshaken with a remote announcing `theirs`. pieces 0:
+ * no geometry; otherwise pieces of 2 * BLOCK bytes, all ours but piece 4. tcp: over loopback
+ * TCP instead of a socket pair.
+ */
+static struct fx *fast_fx(const uint8_t theirs[8], uint32_t pieces, bool tcp)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	int sv[2];
+	if (tcp)
+		tcp_pair(sv);
+	else
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	f->remote = sv[1];
+	fcntl(f->remote, F_SETFL, O_NONBLOCK);
+	f->base = event_base_new();
+	if (pieces)
+		assert_int_equal(bt_geometry_init(&f->cfg.geo, 2 * BLOCK, pieces * 2 * BLOCK), 0);
+	bt_bitfield_init(&f->ours, pieces);
+	bt_bitfield_set_all(&f->ours);
+	if (pieces)
+		bt_bitfield_clear(&f->ours, 4);
+	f->cfg.ours = &f->ours;
+	memset(f->cfg.info_hash, 0xaa, 20);
+	memcpy(f->cfg.peer_id, "-TC0001-test-peer-id", 20);
+	memcpy(f->cfg.reserved, bt_wire_reserved_fast, 8);
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, NULL, &events, &f->r);
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	assert_memory_equal(buf + 20, "\0\0\0\0\0\x10\0\x04", 8);
+	remote_handshake_with(f, 0xaa, theirs);
+	spin(f);
+	assert_int_equal(f->r.handshakes, 1);
+	return f;
+}
+
+static void fast_teardown(struct fx *f)
+{
+	void *st = f;
+	teardown(&st);
+}
+
+struct got {
+	int id;
+	uint32_t index, begin, length;
+};
+
+/* Reads and decodes everything the peer sends until it stops; returns how many messages. */
+static size_t read_msgs(struct fx *f, struct got *out, size_t max)
+{
+	static uint8_t buf[1 << 23];
+	size_t have = 0, n = 0;
+	for (int idle = 0; idle < 3;) {
+		spin(f);
+		size_t r = read_raw(f, buf + have, sizeof buf - have);
+		idle = r ? 0 : idle + 1;
+		have += r;
+	}
+	size_t off = 0;
+	while (off < have) {
+		struct bt_wire_msg m;
+		size_t used;
+		assert_int_equal(bt_wire_decode(buf + off, have - off, BT_WIRE_BITFIELD_UNKNOWN, &m,
+						&used, NULL),
+				 BT_WIRE_OK);
+		assert_true(n < max);
+		out[n++] = (struct got){m.id, m.index, m.begin, m.length};
+		off += used;
+	}
+	return n;
+}
+
+static void send_reject(struct fx *f, const struct bt_block *b)
+{
+	uint8_t m[17];
+	send_raw(f, m, bt_wire_put_request(m, BT_WIRE_REJECT, b->piece, b->begin, b->length));
+}
+
+static void send_piece(struct fx *f, const struct bt_block *b)
+{
+	uint8_t piece[13 + BT_BLOCK_SIZE] = {0};
+	bt_wire_put_piece_header(piece, b->piece, b->begin, b->length);
+	send_raw(f, piece, 13 + b->length);
+}
+
+/* Our pieces go out as exactly one of HAVE_ALL, HAVE_NONE or BITFIELD. */
+static void test_fast_our_bitfield(void **state)
+{
+	(void)state;
+	struct got g[16];
+	for (int which = 0; which < 4; which++) {
+		struct fx *f = fast_fx(which == 3 ? bt_wire_reserved_ext : bt_wire_reserved_fast,
+				       PIECES, false);
+		struct bt_bitfield bf;
+		bt_bitfield_init(&bf, PIECES);
+		if (which == 1 || which == 3)
+			bt_bitfield_set_all(&bf);
+		if (which == 2)
+			bt_bitfield_set(&bf, 3);
+		bt_peer_send_bitfield(f->peer, &bf);
+		size_t n = read_msgs(f, g, 16);
+		if (which == 0) { /* nothing yet */
+			assert_int_equal(n, 1);
+			assert_int_equal(g[0].id, BT_WIRE_HAVE_NONE);
+		} else if (which == 1) {
+			assert_int_equal(n, 1);
+			assert_int_equal(g[0].id, BT_WIRE_HAVE_ALL);
+		} else { /* some, or all to a peer without Fast: a bitfield */
+			assert_int_equal(n, 1);
+			assert_int_equal(g[0].id, BT_WIRE_BITFIELD);
+		}
+		bt_bitfield_deinit(&bf);
+		fast_teardown(f);
+	}
+	/* A magnet's torrent before its metadata has nothing: HAVE_NONE. */
+	struct fx *f = fast_fx(bt_wire_reserved_fast, 0, false);
+	struct bt_bitfield none;
+	bt_bitfield_init(&none, 0);
+	bt_peer_send_bitfield(f->peer, &none);
+	assert_int_equal(read_msgs(f, g, 16), 1);
+	assert_int_equal(g[0].id, BT_WIRE_HAVE_NONE);
+	bt_bitfield_deinit(&none);
+	fast_teardown(f);
+}
+
+static void test_fast_their_have_none_then_all(void **state)
+{
+	(void)state;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	assert_int_equal(bt_peer_features(f->peer), BT_WIRE_FEAT_EXT | BT_WIRE_FEAT_FAST);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_NONE));
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.has_calls, 1);
+	assert_int_equal(f->r.last_has, UINT32_MAX);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, 0);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL)); /* aria2 does, once complete */
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, PIECES);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_NONE));
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason,
+			    "have none message after a bitfield, have all or have none");
+	fast_teardown(f);
+
+	f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL));
+	spin(f);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, PIECES);
+	uint8_t bf[8];
+	size_t n = bt_wire_put_bitfield_header(bf, 2);
+	bf[n++] = 0xff;
+	bf[n++] = 0xc0;
+	send_raw(f, bf, n); /* the new whole */
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, PIECES);
+	fast_teardown(f);
+}
+
+/* A second bitfield replaces the first (aria2 sends several); a HAVE_NONE after it closes. */
+static void test_two_bitfields(void **state)
+{
+	struct fx *f = *state;
+	handshake(f);
+	uint8_t m[16];
+	size_t n = bt_wire_put_bitfield_header(m, 2);
+	m[n++] = 0xa0;
+	m[n++] = 0x40;
+	send_raw(f, m, n);
+	m[n - 2] = 0xe0;
+	send_raw(f, m, n);
+	spin(f);
+	assert_int_equal(f->r.has_calls, 2);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(bt_peer_bitfield(f->peer)->count, 4);
+}
+
+/* A magnet's peer (no geometry yet): its HAVE_ALL or HAVE_NONE is applied with the geometry. */
+static void test_fast_early_have_all_and_none(void **state)
+{
+	(void)state;
+	struct bt_geometry geo;
+	assert_int_equal(bt_geometry_init(&geo, 2 * BLOCK, PIECES * 2 * BLOCK), 0);
+	for (int all = 0; all < 2; all++) {
+		struct fx *f = fast_fx(bt_wire_reserved_fast, 0, false);
+		uint8_t m[16];
+		send_raw(f, m, bt_wire_put_simple(m, all ? BT_WIRE_HAVE_ALL : BT_WIRE_HAVE_NONE));
+		send_raw(f, m,
+			 bt_wire_put_index(m, BT_WIRE_ALLOWED_FAST, 3)); /* ignored: advisory */
+		spin(f);
+		assert_int_equal(f->r.closed, 0);
+		assert_int_equal(f->r.has_calls, 0);
+		assert_int_equal(bt_peer_set_geometry(f->peer, &geo), 0);
+		assert_int_equal(bt_peer_bitfield(f->peer)->count, all ? PIECES : 0);
+		assert_int_equal(f->r.has_calls, all ? 1 : 0);
+		fast_teardown(f);
+	}
+}
+
+/* The remote does not offer Fast, we do: none of its messages is legal. */
+static void test_fast_messages_without_the_bit(void **state)
+{
+	(void)state;
+	static const int ids[] = {BT_WIRE_SUGGEST, BT_WIRE_HAVE_ALL, BT_WIRE_HAVE_NONE,
+				  BT_WIRE_REJECT, BT_WIRE_ALLOWED_FAST};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		struct fx *f = fast_fx(bt_wire_reserved_ext, PIECES, false);
+		assert_int_equal(bt_peer_features(f->peer), BT_WIRE_FEAT_EXT);
+		uint8_t m[17];
+		size_t n = ids[i] == BT_WIRE_REJECT
+				   ? bt_wire_put_request(m, BT_WIRE_REJECT, 1, 0, BLOCK)
+			   : ids[i] == BT_WIRE_SUGGEST || ids[i] == BT_WIRE_ALLOWED_FAST
+				   ? bt_wire_put_index(m, (enum bt_wire_id)ids[i], 1)
+				   : bt_wire_put_simple(m, (enum bt_wire_id)ids[i]);
+		send_raw(f, m, n);
+		spin(f);
+		assert_int_equal(f->r.closed, 1);
+		char want[160];
+		snprintf(want, sizeof want,
+			 "%s message (id %d) but the Fast extension (BEP 6) was not negotiated",
+			 bt_wire_id_name(ids[i]), ids[i]);
+		assert_string_equal(f->r.reason, want);
+		fast_teardown(f);
+	}
+}
+
+/* A choke keeps our requests; each ends in one PIECE or REJECT; anything else closes. */
+static void test_fast_choke_keeps_requests(void **state)
+{
+	(void)state;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL));
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	spin(f);
+	struct bt_block a = {1, 0, BLOCK}, b = {1, BLOCK, BLOCK}, c = {2, 0, BLOCK},
+			d = {3, 0, BLOCK};
+	bt_peer_request(f->peer, &a);
+	bt_peer_request(f->peer, &b);
+	bt_peer_request(f->peer, &c);
+	bt_peer_request(f->peer, &d);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_CHOKE));
+	spin(f);
+	assert_int_equal(f->r.chokes, 1);
+	assert_int_equal(bt_peer_outstanding(f->peer), 4);
+
+	send_reject(f, &a);
+	send_piece(f, &b); /* served though choked (it was on its way) */
+	spin(f);
+	assert_int_equal(f->r.rejected, 1);
+	assert_memory_equal(&f->r.last_rejected, &a, sizeof a);
+	assert_int_equal(f->r.blocks, 1);
+	assert_int_equal(bt_peer_outstanding(f->peer), 2);
+
+	/* A cancelled request is still answered, by a PIECE or a REJECT, once. */
+	assert_true(bt_peer_cancel(f->peer, &c));
+	assert_true(bt_peer_cancel(f->peer, &d));
+	send_reject(f, &c);
+	send_piece(f, &d);
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.rejected, 1); /* not reported: the owner gave it up already */
+	assert_int_equal(f->r.blocks, 1);
+	assert_int_equal(bt_peer_outstanding(f->peer), 0);
+
+	send_reject(f, &c); /* a second answer: not a request of ours any more */
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason,
+			    "reject for piece 2 (offset 0, 100 bytes) that we did not request");
+	fast_teardown(f);
+
+	f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL));
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_UNCHOKE));
+	send_piece(f, &a);
+	spin(f);
+	assert_int_equal(f->r.blocks, 0);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "piece 1 (offset 0, 100 bytes) that we did not request");
+	fast_teardown(f);
+}
+
+/*
+ * Every request of a Fast peer's gets exactly one PIECE or REJECT: served, refused (a piece we
+ * lack, while choked, beyond the queue), cancelled while queued, or queued when we choke.
+ */
+static void test_fast_every_request_answered_once(void **state)
+{
+	(void)state;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_INTERESTED));
+	send_request(f, 1, 0, BLOCK); /* while we choke it: rejected */
+	send_request(f, 4, 0, BLOCK); /* a piece we lack: rejected */
+	spin(f);
+	static struct got g[45000];
+	size_t n = read_msgs(f, g, 45000);
+	assert_int_equal(n, 2);
+	assert_true(g[0].id == BT_WIRE_REJECT && g[0].index == 1 && g[0].length == BLOCK);
+	assert_true(g[1].id == BT_WIRE_REJECT && g[1].index == 4);
+
+	/* Many requests, unread: some are served, the rest wait until the queue is full, those
+	 * past it are rejected; a few waiting are cancelled; then we choke. Piece, offset and
+	 * length identify request i. */
+	bt_peer_set_choking(f->peer, false);
+	static const uint32_t have[] = {0, 1, 2, 3, 5, 6, 7, 8};
+#define REQ(i) have[(i) % 8], (i) / 8 % 100, 100 - (i) / 800 % 50
+	uint32_t total = 0;
+	for (; total < 40000 && bt_peer_upload_queue(f->peer) < BT_SERVEQ_CAP; total++) {
+		send_request(f, REQ(total));
+		if (total % 100 == 99)
+			spin(f);
+	}
+	assert_true(total < 40000);
+	for (uint32_t end = total + 100; total < end; total++)
+		send_request(f, REQ(total));
+	for (uint32_t i = total - 300; i < total - 295; i++) {
+		uint8_t c[17];
+		send_raw(f, c, bt_wire_put_request(c, BT_WIRE_CANCEL, REQ(i)));
+	}
+#undef REQ
+	spin(f);
+	assert_int_equal(bt_peer_upload_queue(f->peer), BT_SERVEQ_CAP - 5);
+	bt_peer_set_choking(f->peer, true);
+	assert_int_equal(bt_peer_upload_queue(f->peer), 0);
+	n = read_msgs(f, g, 45000);
+	static uint8_t answers[40000];
+	memset(answers, 0, sizeof answers);
+	size_t pieces = 0, rejects = 0, chokes = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (g[k].id == BT_WIRE_CHOKE || g[k].id == BT_WIRE_UNCHOKE) {
+			chokes++;
+			continue;
+		}
+		assert_true(g[k].id == BT_WIRE_PIECE || g[k].id == BT_WIRE_REJECT);
+		pieces += g[k].id == BT_WIRE_PIECE;
+		rejects += g[k].id == BT_WIRE_REJECT;
+		/* Which request: piece, offset and length identify it. */
+		uint32_t slot = 0;
+		for (; slot < 8 && have[slot] != g[k].index; slot++)
+			;
+		assert_true(slot < 8);
+		uint32_t i = (100 - g[k].length) * 800 + g[k].begin * 8 + slot;
+		assert_true(i < total);
+		answers[i]++;
+	}
+	assert_int_equal(chokes, 2);
+	for (uint32_t i = 0; i < total; i++)
+		if (answers[i] != 1)
+			fail_msg("request %u answered %u times", i, answers[i]);
+	assert_true(pieces > 0 && rejects >= BT_SERVEQ_CAP + 100);
+	assert_int_equal(f->r.closed, 0);
+	fast_teardown(f);
+}
+
+/* Our allowed-fast set goes to an IPv4 peer, and we serve it those pieces while choking it. */
+static void test_fast_allowed_fast_we_give(void **state)
+{
+	(void)state;
+	const uint32_t pieces = 40;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, pieces, true);
+	bt_peer_send_bitfield(f->peer, &f->ours);
+	struct got g[64];
+	size_t n = read_msgs(f, g, 64);
+	uint32_t want[BT_FASTSET_K];
+	const uint8_t lo[4] = {127, 0, 0, 1};
+	assert_int_equal(bt_fastset_generate(f->cfg.info_hash, lo, pieces, BT_FASTSET_K, want),
+			 BT_FASTSET_K);
+	assert_int_equal(n, 1 + BT_FASTSET_K);
+	assert_int_equal(g[0].id, BT_WIRE_BITFIELD);
+	for (size_t i = 0; i < BT_FASTSET_K; i++) {
+		assert_int_equal(g[1 + i].id, BT_WIRE_ALLOWED_FAST);
+		assert_int_equal(g[1 + i].index, want[i]);
+	}
+	/* Choked: an allowed piece we have is served, another piece rejected. */
+	uint32_t other = 0;
+	for (size_t i = 0; i < BT_FASTSET_K; i++)
+		if (other == 4 || want[i] == other)
+			other++, i = (size_t)-1;
+	uint32_t allowed = want[0] == 4 ? want[1] : want[0];
+	send_request(f, allowed, 0, BLOCK);
+	send_request(f, other, 0, BLOCK);
+	n = read_msgs(f, g, 64);
+	assert_int_equal(n, 2);
+	assert_int_equal(g[0].id, BT_WIRE_PIECE);
+	assert_int_equal(g[0].index, allowed);
+	assert_int_equal(g[1].id, BT_WIRE_REJECT);
+	assert_int_equal(g[1].index, other);
+	assert_int_equal(f->r.closed, 0);
+	fast_teardown(f);
+
+	/* A torrent of fewer than 2k pieces, or a peer without an IPv4 address: no set. */
+	f = fast_fx(bt_wire_reserved_fast, 2 * BT_FASTSET_K - 1, true);
+	bt_peer_send_bitfield(f->peer, &f->ours);
+	assert_int_equal(read_msgs(f, g, 64), 1);
+	fast_teardown(f);
+	f = fast_fx(bt_wire_reserved_fast, pieces, false);
+	bt_peer_send_bitfield(f->peer, &f->ours);
+	assert_int_equal(read_msgs(f, g, 64), 1);
+	fast_teardown(f);
+}
+
+/* The peer's allowed-fast set: what we may request while choked, until it rejects a piece. */
+static void test_fast_allowed_fast_we_get(void **state)
+{
+	(void)state;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	uint8_t m[16];
+	size_t n = bt_wire_put_bitfield_header(m, 2);
+	m[n++] = 0x7f; /* all but piece 0 */
+	m[n++] = 0xc0;
+	send_raw(f, m, n);
+	send_raw(f, m, bt_wire_put_index(m, BT_WIRE_ALLOWED_FAST, 0)); /* one it lacks */
+	send_raw(f, m, bt_wire_put_index(m, BT_WIRE_ALLOWED_FAST, 5));
+	send_raw(f, m, bt_wire_put_index(m, BT_WIRE_ALLOWED_FAST, 7));
+	send_raw(f, m, bt_wire_put_index(m, BT_WIRE_SUGGEST, 2)); /* a hint, ignored */
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	const struct bt_bitfield *a = bt_peer_allowed_pieces(f->peer);
+	assert_int_equal(a->count, 2);
+	assert_true(bt_bitfield_get(a, 5) && bt_bitfield_get(a, 7));
+	struct bt_block b = {5, 0, BLOCK};
+	bt_peer_request(f->peer, &b);
+	send_reject(f, &b);
+	spin(f);
+	assert_int_equal(f->r.rejected, 1);
+	a = bt_peer_allowed_pieces(f->peer);
+	assert_int_equal(a->count, 1);
+	assert_false(bt_bitfield_get(a, 5));
+
+	send_raw(f, m, bt_wire_put_index(m, BT_WIRE_ALLOWED_FAST, PIECES));
+	spin(f);
+	assert_int_equal(f->r.closed, 1);
+	assert_string_equal(f->r.reason, "allowed fast for piece 10 of 10");
+	fast_teardown(f);
+}
+
+/* A Fast peer that chokes us and never answers: our requests come back after the timeout,
+ * cancelled, and the connection stays. */
+static void test_fast_choked_requests_time_out(void **state)
+{
+	(void)state;
+	struct fx *f = fast_fx(bt_wire_reserved_fast, PIECES, false);
+	bt_peer_free(f->peer);
+	close(f->remote);
+	f->cfg.request_timeout_s = 0.5;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	f->remote = sv[1];
+	fcntl(f->remote, F_SETFL, O_NONBLOCK);
+	f->peer = bt_peer_adopt(f->base, sv[0], &f->cfg, NULL, &events, &f->r);
+	memset(&f->r, 0, sizeof f->r);
+	spin(f);
+	uint8_t buf[BT_HANDSHAKE_LEN];
+	assert_int_equal(read_raw(f, buf, sizeof buf), BT_HANDSHAKE_LEN);
+	remote_handshake_with(f, 0xaa, bt_wire_reserved_fast);
+	uint8_t m[8];
+	send_raw(f, m, bt_wire_put_simple(m, BT_WIRE_HAVE_ALL));
+	spin(f);
+	struct bt_block a = {1, 0, BLOCK}, b = {2, 0, BLOCK};
+	bt_peer_request(f->peer, &a);
+	bt_peer_request(f->peer, &b);
+	struct timeval two = {2, 200000};
+	event_base_loopexit(f->base, &two);
+	event_base_dispatch(f->base);
+	assert_int_equal(f->r.closed, 0);
+	assert_int_equal(f->r.rejected, 2);
+	assert_int_equal(bt_peer_outstanding(f->peer), 0);
+	/* They were cancelled: their late answers are taken quietly. */
+	send_piece(f, &a);
+	send_reject(f, &b);
+	spin(f);
+	assert_int_equal(f->r.closed, 0);
+	fast_teardown(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1044,6 +1558,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_piece_before_geometry, setup_no_geometry,
 						teardown),
 		cmocka_unit_test(test_no_callbacks),
+		cmocka_unit_test(test_fast_our_bitfield),
+		cmocka_unit_test(test_fast_their_have_none_then_all),
+		cmocka_unit_test_setup_teardown(test_two_bitfields, setup, teardown),
+		cmocka_unit_test(test_fast_early_have_all_and_none),
+		cmocka_unit_test(test_fast_messages_without_the_bit),
+		cmocka_unit_test(test_fast_choke_keeps_requests),
+		cmocka_unit_test(test_fast_every_request_answered_once),
+		cmocka_unit_test(test_fast_allowed_fast_we_give),
+		cmocka_unit_test(test_fast_allowed_fast_we_get),
+		cmocka_unit_test(test_fast_choked_requests_time_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,41 @@ static void test_order_find_remove_take(void **state)
 	bt_pipeline_deinit(&pl);
 }
 
+/* Fast: a cancelled request awaits one answer; anything else is not one of ours. */
+static void test_cancelled_await_one_answer(void **state)
+{
+	(void)state;
+	struct bt_pipeline pl;
+	bt_pipeline_init(&pl, 0);
+	for (uint32_t k = 0; k < 3; k++)
+		add(&pl, 7, k, 0);
+	bt_pipeline_cancel_at(&pl, (size_t)find(&pl, 7, 1));
+	assert_int_equal(bt_pipeline_count(&pl), 2);
+	assert_int_equal(find(&pl, 7, 1), -ENOENT);
+	struct bt_block b1 = blk(7, 1), b0 = blk(7, 0);
+	assert_false(bt_pipeline_cancel_answered(&pl, &b0)); /* outstanding, not cancelled */
+	assert_true(bt_pipeline_cancel_answered(&pl, &b1));
+	assert_false(bt_pipeline_cancel_answered(&pl, &b1)); /* answered once only */
+
+	/* The ring keeps the newest BT_PIPELINE_CANCELLED; an answer may come in any order. */
+	for (uint32_t k = 0; k < BT_PIPELINE_CANCELLED + 5; k++) {
+		add(&pl, 9, k, 0);
+		bt_pipeline_cancel_at(&pl, (size_t)find(&pl, 9, k));
+	}
+	struct bt_block oldest = blk(9, 4), kept = blk(9, 5), newest = blk(9, 131);
+	assert_false(bt_pipeline_cancel_answered(&pl, &oldest));
+	assert_true(bt_pipeline_cancel_answered(&pl, &newest));
+	assert_true(bt_pipeline_cancel_answered(&pl, &kept));
+	size_t answered = 2;
+	for (uint32_t k = 0; k < BT_PIPELINE_CANCELLED + 5; k++) {
+		struct bt_block b = blk(9, k);
+		answered += bt_pipeline_cancel_answered(&pl, &b);
+	}
+	assert_int_equal(answered, BT_PIPELINE_CANCELLED);
+	assert_int_equal(bt_pipeline_count(&pl), 2);
+	bt_pipeline_deinit(&pl);
+}
+
 static void test_has_requested(void **state)
 {
 	(void)state;
@@ -184,6 +219,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_find_remove_take),
 		cmocka_unit_test(test_has_requested),
+		cmocka_unit_test(test_cancelled_await_one_answer),
 		cmocka_unit_test(test_request_timer),
 		cmocka_unit_test(test_target_before_rate),
 		cmocka_unit_test(test_target_from_rate),

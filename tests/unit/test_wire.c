@@ -217,6 +217,11 @@ static void test_fast_messages_and_features(void **state)
 	decode_split(allowed, sizeof allowed, 2, &m);
 	assert_int_equal(m.id, BT_WIRE_ALLOWED_FAST);
 	assert_int_equal(m.index, 7);
+	/* Our encoder writes the same bytes the decoder took above. */
+	assert_int_equal(bt_wire_put_index(buf, BT_WIRE_ALLOWED_FAST, 7), sizeof allowed);
+	assert_memory_equal(buf, allowed, sizeof allowed);
+	assert_int_equal(bt_wire_put_index(buf, BT_WIRE_SUGGEST, 258), sizeof suggest);
+	assert_memory_equal(buf, suggest, sizeof suggest);
 	decode_split(buf, bt_wire_put_request(buf, BT_WIRE_REJECT, 5, 16384, 100), 2, &m);
 	assert_int_equal(m.id, BT_WIRE_REJECT);
 	assert_int_equal(m.index, 5);
@@ -247,6 +252,10 @@ static void test_fast_messages_and_features(void **state)
 	const uint8_t none[8] = {0}, all[8] = {0, 0, 0, 0, 0, 0x10, 0, 0x05};
 	assert_int_equal(bt_wire_features(none), 0);
 	assert_int_equal(bt_wire_features(bt_wire_reserved_ext), BT_WIRE_FEAT_EXT);
+	assert_memory_equal(bt_wire_reserved_ext, "\0\0\0\0\0\x10\0\0", 8);
+	assert_memory_equal(bt_wire_reserved_fast, "\0\0\0\0\0\x10\0\x04", 8);
+	assert_int_equal(bt_wire_features(bt_wire_reserved_fast),
+			 BT_WIRE_FEAT_EXT | BT_WIRE_FEAT_FAST);
 	assert_int_equal(bt_wire_features(all),
 			 BT_WIRE_FEAT_EXT | BT_WIRE_FEAT_FAST | BT_WIRE_FEAT_DHT);
 	const uint8_t fast[8] = {0, 0, 0, 0, 0, 0, 0, 0x04}, dht[8] = {0, 0, 0, 0, 0, 0, 0, 0x01};
