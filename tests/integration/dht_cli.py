@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import dhtnodes  # noqa: E402
 import swarm  # noqa: E402
-from swarm import KiB, MiB  # noqa: E402
+from swarm import KiB  # noqa: E402
 from upload_common import MiniPeer, Seed, magnet_uri, stop_on_sigterm, vmrss_kib  # noqa: E402
 
 IPS = swarm.IpPool('127.0.62.', first=40)

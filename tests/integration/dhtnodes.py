@@ -19,7 +19,6 @@ Everything listens on and talks to 127.0.0.0/8 only; no node is ever given a pub
 Every wait is bounded. Run as a script it is one of the child processes above.
 """
 
-import json
 import os
 import queue
 import socket
