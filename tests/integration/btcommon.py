@@ -5,15 +5,28 @@ Each test script is run by meson as
 and imports this module from its own directory.
 """
 
+import atexit
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 TORRENT = None  # path of the binary under test, set by main()
 TIMEOUT = 20  # seconds for any single run of the binary
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data'))
+
+# Every run of the binary from any test is hermetic: the DHT is on by default, and without this
+# it would contact the public bootstrap routers and read and write the user's DHT state file.
+# `none` means no router at all; a test that wants its own loopback nodes passes --dht-bootstrap
+# (or sets the variable in the environment of that one run). Every helper that builds an
+# environment for the binary starts from os.environ, so these reach them all.
+os.environ['TORRENT_DHT_BOOTSTRAP'] = 'none'
+STATE_HOME = tempfile.mkdtemp(prefix='bt-test-state-')
+os.environ['XDG_STATE_HOME'] = STATE_HOME
+atexit.register(shutil.rmtree, STATE_HOME, True)
 
 
 # --- bencode, written independently of the C code ----------------------------------------------
