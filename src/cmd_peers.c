@@ -542,6 +542,8 @@ static int run_peers(const struct bt_metainfo *m, double timeout, uint16_t port,
 		merge(&all, &n, t);
 	}
 	if (run.ndht) {
+		/* A search reports what each node said: the same peer many times. */
+		run.ndht = dedupe(run.dht_peers, run.ndht);
 		all = bt_xreallocarray(all, n + run.ndht, sizeof *all);
 		memcpy(all + n, run.dht_peers, run.ndht * sizeof *all);
 		n += run.ndht;

@@ -52,7 +52,6 @@ void bt_peer_send_reject(struct bt_peer *p, const struct bt_block *b)
 	bt_peer_send(p, m, bt_wire_put_request(m, BT_WIRE_REJECT, b->piece, b->begin, b->length));
 }
 
-
 const struct bt_bitfield *bt_peer_allowed_pieces(struct bt_peer *p)
 {
 	struct bt_bitfield *out = &p->allowed_has;

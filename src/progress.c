@@ -61,9 +61,10 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	bt_format_bytes(total, sizeof total, (double)p->total);
 	bt_format_rate(rate, sizeof rate, p->rate);
 	bt_format_eta(left, sizeof left, eta(p));
-	char dht[32] = "";
+	char dht[64] = "";
 	if (p->dht)
-		snprintf(dht, sizeof dht, "  DHT %zu nodes", p->dht_nodes);
+		snprintf(dht, sizeof dht, "  DHT %zu nodes, %llu peers", p->dht_nodes,
+			 (unsigned long long)p->dht_peers);
 	int used = p->name ? snprintf(out, n, "%s: ", p->name) : 0;
 	if (used < 0 || (size_t)used >= n)
 		return;

@@ -38,7 +38,7 @@ void bt_format_rate(char *out, size_t n, double bytes_per_s);
 void bt_format_eta(char *out, size_t n, double seconds);
 
 /* " 42.0%  420.0 MiB of 1.0 GiB  312.5 MiB/s  ETA 2s  peers 8 (8 unchoking)" (then "  DHT 120
- * nodes" with the DHT on), or with a phase
+ * nodes, 3 peers" with the DHT on), or with a phase
  * "connecting to 3 peers   0.0%  0 B of 1.0 GiB" */
 void bt_progress_line(char *out, size_t n, const struct bt_progress *p);
 /* {"done":..,"total":..,"percent":..,"rate":..,"eta":..,"peers":..,"unchoking":..,"elapsed":..}

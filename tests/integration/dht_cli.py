@@ -352,11 +352,12 @@ class PeersDht(unittest.TestCase):
                              '--listen', IPS.take(), magnet('peers'), timeout=40)
         self.assertEqual(r.returncode, 0, r)
         obj = json.loads(r.out)
-        pairs = []
-        for p in obj.get('peers', []):
-            if isinstance(p, dict):
-                pairs.append((p.get('address') or p.get('peer'), p.get('source')))
-        self.assertIn((LT_SEEDS['peers'], 'dht'), pairs, r.out)
+        # The merged list, and the DHT's own list (its source), each address once.
+        self.assertIn(LT_SEEDS['peers'], obj['peers'], r.out)
+        self.assertIn(LT_SEEDS['peers'], obj['dht']['peers'], r.out)
+        self.assertEqual(len(obj['dht']['peers']), len(set(obj['dht']['peers'])), r.out)
+        self.assertEqual(obj['trackers'], [], r.out)
+        self.assertGreater(obj['dht']['nodes'], 0, r.out)
 
     def test_peers_dht_plain(self):
         r = swarm.run_client('peers', '--dht', '--dht-bootstrap', NET.nodes[3],
