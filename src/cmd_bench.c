@@ -220,6 +220,11 @@ static void parse_summary(const json_t *o, struct summary *s, unsigned seeders)
 	s->seen = true;
 	s->first_byte = get_num(o, "first_byte", -1);
 	s->received = get_u64(o, "received");
+	/* The seeders are let go once the download is done: the progress lines may never have
+	 * shown them all, the summary's count has. */
+	size_t most = (size_t)get_u64(o, "peers_max");
+	if (most > s->peers_max)
+		s->peers_max = most;
 	size_t i;
 	const json_t *peer;
 	json_array_foreach(json_object_get(o, "peers"), i, peer)

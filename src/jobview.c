@@ -96,9 +96,12 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 				  .dht = s.dht,
 				  .dht_nodes = s.dht_nodes,
 				  .dht_peers = s.dht_peers};
-	/* The last line shows the whole run's average rather than the last second's. */
+	/* The last line shows the whole run's average rather than the last second's, and the
+	 * most peers it had at once (seeds are let go when the download is done). */
 	if (final && p->elapsed > 0)
 		p->rate = (double)s.received_bytes / p->elapsed;
+	if (final && s.peers_max > p->peers)
+		p->peers = s.peers_max;
 	if (v->n > 1)
 		p->name = name_of(d);
 	if (t && !final && bt_download_state(d) == BT_DOWNLOAD_RUNNING)
@@ -404,12 +407,12 @@ static void summary_json(const struct bt_jobview *v, const struct bt_download *d
 	bt_buf_printf(&b,
 		      "\"received\":%llu,\"verified\":%llu,\"total\":%llu,\"seconds\":%.3f,"
 		      "\"first_byte\":%.3f,\"pieces_failed\":%u,\"uploaded\":%llu,"
-		      "\"peers_served\":%zu,\"peers\":[",
+		      "\"peers_served\":%zu,\"peers_max\":%zu,\"peers\":[",
 		      (unsigned long long)s->received_bytes, (unsigned long long)s->verified_bytes,
 		      (unsigned long long)s->wanted_bytes, elapsed,
 		      s->first_byte_s < 0 ? -1 : s->first_byte_s + (v->engine_started - v->started),
 		      s->pieces_failed, (unsigned long long)s->uploaded_bytes,
-		      t ? bt_torrent_peers_served(t) : 0);
+		      t ? bt_torrent_peers_served(t) : 0, s->peers_max);
 	for (size_t i = 0; i < n; i++) {
 		bt_buf_printf(&b, "%s{\"address\":", i ? "," : "");
 		bt_json_put_str(&b, ps[i].name);

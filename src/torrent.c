@@ -103,6 +103,13 @@ static void on_handshake(void *arg, struct bt_peer *p, const struct bt_handshake
 	struct conn *c = conn_of(p, arg);
 	struct bt_torrent *t = c->t;
 	bt_addrbook_handshaken(t->book, c->addr);
+	size_t live = 0;
+	for (size_t i = 0; i < t->nconns; i++)
+		live += !t->conns[i]->reaping &&
+			bt_peer_phase(t->conns[i]->peer) >= BT_PEER_AWAIT_FIRST_MSG &&
+			bt_peer_phase(t->conns[i]->peer) != BT_PEER_CLOSING;
+	if (live > t->peers_max)
+		t->peers_max = live;
 	char subject[80];
 	bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject),
 	       "handshake done");

@@ -71,6 +71,7 @@ struct bt_torrent {
 	size_t served_closed;	  /* connections since gone that we sent blocks to */
 	bool finished, failed, stopping, stopped;
 	bool dht_subscribed; /* the DHT searches for us */
+	size_t peers_max;    /* the most connections past the handshake at once */
 	uint64_t dht_peers;  /* addresses the DHT gave */
 	struct bt_block *pick_buf;
 };

@@ -35,6 +35,7 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	bt_addrbook_counts(t->book, &counts);
 	out->peers_used = counts.used;
 	out->has_metadata = t->m != NULL;
+	out->peers_max = t->peers_max;
 	struct bt_dht_net *dht = bt_session_dht(t->session);
 	if (dht) {
 		struct bt_dht_net_stats ds;

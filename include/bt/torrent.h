@@ -97,9 +97,10 @@ struct bt_torrent_stats {
 	bool has_metadata;	 /* false while a magnet's info dict is being fetched */
 	size_t metadata_peers;	 /* peers offering it (while fetching) */
 	uint32_t metadata_blocks_done, metadata_blocks_total; /* total 0: size not known yet */
-	bool dht;					      /* the session's DHT is on */
-	size_t dht_nodes;				      /* nodes it knows */
-	uint64_t dht_peers;				      /* addresses it gave this torrent */
+	size_t peers_max;   /* the most peers connected (past the handshake) at once */
+	bool dht;	    /* the session's DHT is on */
+	size_t dht_nodes;   /* nodes it knows */
+	uint64_t dht_peers; /* addresses it gave this torrent */
 };
 
 struct bt_torrent_peer_stat {

@@ -95,7 +95,7 @@ class UsageTest(btcommon.CliTestCase):
                 for opts in ([], ['--json']):
                     r = self.run_peers(*opts, path)
                     self.assertEqual(r.returncode, 1, r)
-                    self.assertEqual(r.err, ERR + 'the torrent lists no trackers\n', r)
+                    self.assertEqual(r.err, ERR + 'the torrent lists no trackers (--dht asks the DHT)\n', r)
 
     def test_help(self):
         r = self.run_peers('--help')
