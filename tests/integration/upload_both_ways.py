@@ -186,6 +186,10 @@ class Relay(unittest.TestCase):
         sb, b_port = lt_session(b_ip, encryption=False)
         b_dir = os.path.join(w, 'b')
         hb = lt_add(sb, meta, b_dir)
+        # Our PEX would introduce them (B, the newcomer, hears of A): here they must not meet.
+        import libtorrent as lt
+        for h in (ha, hb):
+            h.set_flags(lt.torrent_flags.disable_pex)
         final = os.path.join(w, 'ours.bin')
         client = swarm.Client('download', '--seed', '--no-tracker',
                               '--peer', '%s:%d' % (a_ip, a_port),
