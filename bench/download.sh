@@ -26,6 +26,8 @@
 # The markdown report goes to standard output, progress to standard error. Nothing here passes
 # or fails on a number; the targets are printed with the verdict for this run.
 set -euo pipefail
+# A local swarm: our client's DHT joins no public router and keeps no state.
+export TORRENT_DHT_BOOTSTRAP=none XDG_STATE_HOME=${TMPDIR:-/tmp}/torrent-bench-state
 export LC_ALL=C
 
 usage() {

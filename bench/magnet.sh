@@ -19,6 +19,8 @@
 # The markdown table of medians goes to standard output, progress to standard error. Nothing
 # here passes or fails on a number; a client that fails a run shows its exit status instead.
 set -euo pipefail
+# A local swarm: our client's DHT joins no public router and keeps no state.
+export TORRENT_DHT_BOOTSTRAP=none XDG_STATE_HOME=${TMPDIR:-/tmp}/torrent-bench-state
 export LC_ALL=C
 
 usage() {

@@ -7,6 +7,8 @@
 # assembly budget is per torrent, everything else is shared). Every output is compared with
 # its source. Traffic stays on 127.0.0.0/8; every process started is stopped by its PID.
 set -euo pipefail
+# A local swarm: our client's DHT joins no public router and keeps no state.
+export TORRENT_DHT_BOOTSTRAP=none XDG_STATE_HOME=${TMPDIR:-/tmp}/torrent-bench-state
 export LC_ALL=C
 
 size_mib=256
