@@ -138,26 +138,12 @@ void bt_cli_warn_renamed(const char *command, const struct bt_metainfo *m)
 int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storage *out,
 			socklen_t *len_out)
 {
-	char host[256];
-	const char *port;
-	if (arg[0] == '[') {
-		const char *close = strchr(arg, ']');
-		if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof host)
-			goto bad;
-		memcpy(host, arg + 1, (size_t)(close - arg - 1));
-		host[close - arg - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(arg, ':');
-		if (!colon || (size_t)(colon - arg) >= sizeof host || colon == arg)
-			goto bad;
-		memcpy(host, arg, (size_t)(colon - arg));
-		host[colon - arg] = '\0';
-		port = colon + 1;
-	}
-	unsigned long pv;
-	if (bt_cli_parse_uint(port, 1, 65535, &pv))
-		goto bad;
+	char host[256], port[8];
+	uint16_t pv;
+	if (bt_split_host_port(arg, host, sizeof host, &pv))
+		return bt_cli_usage_error(cmd, "--peer wants HOST:PORT or [IPv6]:PORT, not '%s'",
+					  arg);
+	snprintf(port, sizeof port, "%u", pv);
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	int rc = getaddrinfo(host, port, &hints, &res);
@@ -169,8 +155,6 @@ int bt_cli_resolve_peer(const char *cmd, const char *arg, struct sockaddr_storag
 	*len_out = (socklen_t)res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
-bad:
-	return bt_cli_usage_error(cmd, "--peer wants HOST:PORT or [IPv6]:PORT, not '%s'", arg);
 }
 
 /*

@@ -80,20 +80,12 @@ static int run(int argc, char **argv)
 		return bt_cli_usage_error("handshake", "expected a .torrent file and host:port");
 	const char *path = argv[optind], *addr = argv[optind + 1];
 
-	char host[256];
-	const char *colon = strrchr(addr, ':');
-	const char *h0 = addr, *h1 = colon;
-	if (addr[0] == '[') {
-		h0 = addr + 1;
-		h1 = colon && colon > addr && colon[-1] == ']' ? colon - 1 : NULL;
-	}
-	unsigned long port;
-	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= sizeof host ||
-	    bt_cli_parse_uint(colon + 1, 1, 65535, &port))
+	char host[256], port_s[8];
+	uint16_t port;
+	if (bt_split_host_port(addr, host, sizeof host, &port))
 		return bt_cli_usage_error("handshake",
 					  "expected host:port (port 1 to 65535), not '%s'", addr);
-	memcpy(host, h0, (size_t)(h1 - h0));
-	host[h1 - h0] = '\0';
+	snprintf(port_s, sizeof port_s, "%u", port);
 
 	struct bt_metainfo m;
 	int rc = bt_cli_load_torrent("handshake", path, &m);
@@ -101,7 +93,7 @@ static int run(int argc, char **argv)
 		return rc;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
-	int gai = getaddrinfo(host, colon + 1, &hints, &res);
+	int gai = getaddrinfo(host, port_s, &hints, &res);
 	if (gai) {
 		bt_meta_deinit(&m);
 		bt_cli_error("handshake", "%s: %s", addr, gai_strerror(gai));

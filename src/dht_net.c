@@ -293,34 +293,15 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		pump(n, bt_now());
 }
 
-/* Splits "host:port" or "[v6]:port". 0 or -EINVAL. */
-static int split_router(const char *s, char *host, size_t hostlen, char port[8])
-{
-	const char *colon = strrchr(s, ':');
-	const char *h0 = s, *h1 = colon;
-	if (s[0] == '[') {
-		h0 = s + 1;
-		h1 = colon && colon > s && colon[-1] == ']' ? colon - 1 : NULL;
-	}
-	if (!colon || !h1 || h1 <= h0 || (size_t)(h1 - h0) >= hostlen)
-		return -EINVAL;
-	char *end;
-	unsigned long p = strtoul(colon + 1, &end, 10);
-	if (!colon[1] || *end || p == 0 || p > 65535)
-		return -EINVAL;
-	memcpy(host, h0, (size_t)(h1 - h0));
-	host[h1 - h0] = '\0';
-	snprintf(port, 8, "%lu", p);
-	return 0;
-}
-
 static void resolve(struct bt_dht_net *n, const char *name, bool as_node)
 {
 	char host[256], port[8];
-	if (split_router(name, host, sizeof host, port) != 0) {
+	uint16_t pv;
+	if (bt_split_host_port(name, host, sizeof host, &pv) != 0) {
 		bt_log(BT_LOG_WARN, "dht", "router '%s' is not host:port; ignored", name);
 		return;
 	}
+	snprintf(port, sizeof port, "%u", pv);
 	struct lookup *l = bt_xcalloc(1, sizeof *l);
 	l->n = n;
 	l->as_node = as_node;

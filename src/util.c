@@ -340,3 +340,31 @@ struct timeval *bt_timeval(struct timeval *tv, double seconds)
 	tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
 	return tv;
 }
+
+int bt_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *h = s, *h_end, *p;
+	if (s[0] == '[') {
+		h = s + 1;
+		h_end = strchr(h, ']');
+		if (!h_end || h_end[1] != ':')
+			return -EINVAL;
+		p = h_end + 2;
+	} else {
+		h_end = strrchr(s, ':');
+		/* An IPv6 address must be bracketed: its own colons would be ambiguous. */
+		if (!h_end || memchr(s, ':', (size_t)(h_end - s)))
+			return -EINVAL;
+		p = h_end + 1;
+	}
+	size_t n = (size_t)(h_end - h), digits = strspn(p, "0123456789");
+	if (n == 0 || n >= hostlen || digits == 0 || digits > 5 || p[digits] != '\0')
+		return -EINVAL;
+	unsigned long v = strtoul(p, NULL, 10);
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (uint16_t)v;
+	return 0;
+}

@@ -136,4 +136,11 @@ unsigned bt_sockaddr_from_ip(const char *ip, uint16_t port, struct sockaddr_stor
 int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *len_out,
 		 struct bt_err *err);
 
+/*
+ * Splits "host:port" or "[v6]:port" into host (brackets removed; shorter than hostlen) and port
+ * (decimal, 1 to 65535). An IPv6 address must be bracketed. 0 or -EINVAL. The one parser of
+ * host:port arguments (--peer, handshake, DHT routers).
+ */
+int bt_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
+
 #endif

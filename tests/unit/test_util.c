@@ -211,6 +211,28 @@ static void test_sockaddr(void **state)
 	assert_string_equal(out, "?");
 }
 
+static void test_split_host_port(void **state)
+{
+	(void)state;
+	char host[64];
+	uint16_t port;
+	assert_int_equal(bt_split_host_port("127.0.0.1:6881", host, sizeof host, &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 6881);
+	assert_int_equal(bt_split_host_port("[::1]:1", host, sizeof host, &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 1);
+	assert_int_equal(bt_split_host_port("router.example:65535", host, sizeof host, &port), 0);
+	assert_string_equal(host, "router.example");
+	static const char *const bad[] = {
+		"",	    ":80",    "host",	 "host:", "host:0", "host:65536", "host:+80",
+		"host:8 0", "::1:80", "[::1]80", "[::1",  "[]:80",  "host:123456"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(bt_split_host_port(bad[i], host, sizeof host, &port), -EINVAL);
+	assert_int_equal(bt_split_host_port("a-very-long-host-name-indeed:80", host, 8, &port),
+			 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_read_file_size_first),
 		cmocka_unit_test(test_read_file_pipe_stops),
 		cmocka_unit_test(test_sockaddr),
+		cmocka_unit_test(test_split_host_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
