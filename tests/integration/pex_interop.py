@@ -223,7 +223,10 @@ class Libtorrent(btcommon.CliTestCase):
         cls.meta = swarm.make_torrent(swarm.make_single(cls.src, 'pex.bin', 8 * MiB + 123, 31),
                                       os.path.join(cls.w, 'pex.torrent'), 256 * KiB)
         ips = swarm.IpPool('127.0.44.')
-        factories = [lambda ip=ips.take(): swarm.LibtorrentSeeder(ip, [cls.meta], cls.src, cls.w)
+        # Each seeder sends at most 1 MiB/s, so that a download takes seconds and every seeder
+        # our client learns of has time to send its share.
+        factories = [lambda ip=ips.take(): swarm.LibtorrentSeeder(ip, [cls.meta], cls.src, cls.w,
+                                                                  upload_limit=MiB)
                      for _ in range(3)]
         cls.seeders = swarm.start_all(factories)
         for s in cls.seeders:
