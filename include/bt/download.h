@@ -75,6 +75,10 @@ struct bt_download_opts {
 	bool assume_valid;     /* seed without checking (data we just made) */
 	double seed_ratio;     /* stop seeding at this upload ratio; 0: no limit */
 	double seed_time;      /* stop seeding after this many seconds; 0: no limit */
+	/* Which files to download (whole-torrent jobs): `select` lists file numbers as `info`
+	 * shows them (from 1, pad files unnumbered), "1,3-5"; NULL: all. `exclude` drops the
+	 * files whose path matches the fnmatch glob. */
+	const char *select, *exclude;
 	struct bt_torrent_opts torrent;
 	const struct sockaddr_storage *peers; /* --peer addresses, already resolved */
 	const socklen_t *peer_lens;
@@ -146,6 +150,8 @@ int64_t bt_download_resumed(const struct bt_download *d);
 bool bt_download_keeps_part(const struct bt_download *d);
 /* True when prepare found the final output complete already. */
 bool bt_download_was_complete(const struct bt_download *d);
+/* Whether file i (an index into the metainfo's files) is selected; true without a selection. */
+bool bt_download_file_selected(const struct bt_download *d, size_t i);
 /* Seconds since seeding began, or -1. */
 double bt_download_seeding_for(const struct bt_download *d);
 /* The torrent, for its statistics; NULL before start or when nothing was run. */
