@@ -495,6 +495,17 @@ static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 	struct stat st;
 	size_t made = s->nmade_files;
 	int fd = open_path(s, i, create, &st, err);
+	if (fd == -ENOENT && s->parts_path && (s->flags & BT_STORAGE_READONLY)) {
+		/* Checking what an earlier run with a selection left: a file it did not select
+		 * is missing, and its bytes of shared pieces are in the side file. */
+		if (!s->sel) {
+			s->sel = bt_xmalloc(s->m->file_count * sizeof *s->sel);
+			for (size_t k = 0; k < s->m->file_count; k++)
+				s->sel[k] = true;
+		}
+		s->sel[i] = false;
+		return 0;
+	}
 	if (fd < 0)
 		return fd;
 	int rc = 0;

@@ -75,7 +75,8 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
  * and read from the side file `parts` (created on the first such write, at the bytes' offset
  * in the torrent, sparse), so that piece verifies and can be served. A selected file this open
  * creates takes its bytes from the side file, so what an earlier run verified stays good
- * (files NULL with parts set: every file selected, the side file an earlier run's).
+ * (files NULL with parts set: every file selected, the side file an earlier run's). Opened
+ * READONLY with a side file, a missing file counts as not selected (what such a run left).
  */
 struct bt_storage_select {
 	const bool *files; /* m->file_count entries; NULL: every file */
