@@ -33,6 +33,13 @@
  * torrent fetches the info dict from peers; then the job parses it, decides the names, prepares
  * (as above, rechecking what is on disk) and moves to RUNNING on the same connections, reporting
  * `changed`. An INFO job ends (DONE) as soon as the metadata is there.
+ *
+ * A selection (opts.select, opts.exclude) makes `want` the pieces that overlap the selected
+ * files: only those files are created, and the bytes of shared pieces that belong to other
+ * files go to the side file `<final>.parts` (storage.h). Done with its selection, the job
+ * renames to the final name as usual; a later run finding that final name beside its side
+ * file resumes from it without --force (both are ours), so selecting more fetches only the
+ * rest, and a run that ends with every file present removes the side file.
  */
 #ifndef BT_DOWNLOAD_H
 #define BT_DOWNLOAD_H
