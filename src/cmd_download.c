@@ -27,8 +27,26 @@ struct item {
 	struct bt_download *d;
 	struct sockaddr_storage *peers; /* --peer and a magnet's x.pe */
 	socklen_t *peer_lens;
-	bool announced; /* its "Downloaded ..." line is out */
+	char *so_select; /* a magnet's so= as a --select list (numbered from 1) */
+	bool announced;	 /* its "Downloaded ..." line is out */
 };
+
+/* BEP 53's so= counts files from 0; --select (and `info`) from 1. */
+static char *so_to_select(const struct bt_magnet *mg)
+{
+	if (!mg->select_count)
+		return NULL;
+	struct bt_buf b;
+	bt_buf_init(&b);
+	for (size_t k = 0; k < mg->select_count; k++) {
+		char item[48];
+		int n = snprintf(item, sizeof item, "%s%lu-%lu", k ? "," : "",
+				 (unsigned long)mg->select[k].first + 1,
+				 (unsigned long)mg->select[k].last + 1);
+		bt_buf_add(&b, item, (size_t)n);
+	}
+	return (char *)bt_buf_steal(&b, NULL);
+}
 
 struct run {
 	const struct bt_job_args *o;
@@ -162,6 +180,8 @@ static int load_items(struct run *r, struct bt_download_opts *dopts)
 		iopts.peers = it->peers;
 		iopts.peer_lens = it->peer_lens;
 		iopts.npeers = np;
+		if (!iopts.select && it->src.is_magnet && o->mode == BT_JOB_DOWNLOAD)
+			iopts.select = it->so_select = so_to_select(&it->src.mg);
 		if (m) {
 			it->d = bt_download_new(r->session, m, &iopts, &ev, r);
 		} else {
@@ -244,12 +264,16 @@ static int run_jobs(struct bt_job_args *o)
 		.assume_valid = o->assume_valid,
 		.seed_ratio = o->seed_ratio,
 		.seed_time = o->seed_time,
+		.select = o->select,
+		.exclude = o->exclude,
 		.peers = peers,
 		.peer_lens = lens,
 		.npeers = o->npeers,
 		.torrent = {.max_peers = o->max_peers,
 			    .use_trackers = !o->no_tracker,
 			    .stall_timeout_s = o->stall_timeout,
+			    .sequential = o->sequential,
+			    .first_last = o->first_last,
 			    /* The course's magnet commands: its
 			     * exact reserved bytes. */
 			    .course_handshake = !strncmp(cmd, "magnet_", 7)}};
@@ -349,6 +373,7 @@ done:
 	for (size_t i = 0; i < r.n; i++) {
 		bt_download_free(r.items[i].d);
 		bt_source_deinit(&r.items[i].src);
+		free(r.items[i].so_select);
 		free(r.items[i].peers);
 		free(r.items[i].peer_lens);
 	}

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct bt_download {
 	int dir_fd;
 	const char *final_base, *temp_base;
 	struct bt_bitfield have, want;
+	bool *sel;	  /* per file; NULL: every file */
+	char *parts_path; /* `<final>.parts`, the side file of a selection */
 	bool was_complete, stopping, stopped;
 	/* What this run made, to be undone if it ends with nothing verified stored: the `.part`
 	 * (through storage's own record), the final name moved to it by --force, and the folders
@@ -113,6 +116,129 @@ static void name_outputs(struct bt_download *d)
 		d->final_path = concat3("./", m->name, "");
 	if (d->o.kind != BT_DOWNLOAD_SEED)
 		d->temp_path = concat3(d->final_path, ".part", "");
+	d->parts_path = concat3(d->final_path, ".parts", "");
+}
+
+/* Parses a decimal file number at *p, advancing it; 0 when there is none or it is too big. */
+static size_t file_number(const char **p)
+{
+	size_t n = 0;
+	if (**p < '0' || **p > '9')
+		return 0;
+	while (**p >= '0' && **p <= '9') {
+		if (n > 100000000)
+			return 0;
+		n = n * 10 + (size_t)(**p - '0');
+		(*p)++;
+	}
+	return n;
+}
+
+/*
+ * Turns opts.select and opts.exclude into d->sel (NULL when every file stays selected) and
+ * `want` (the pieces overlapping a selected file). Numbers count the files that are not pad
+ * files from 1, as `info` prints them.
+ */
+static int resolve_selection(struct bt_download *d, struct bt_err *err)
+{
+	const struct bt_metainfo *m = d->m;
+	if (d->o.kind != BT_DOWNLOAD_TORRENT || (!d->o.select && !d->o.exclude))
+		return 0;
+	size_t nfiles = 0;
+	for (size_t i = 0; i < m->file_count; i++)
+		nfiles += !m->files[i].pad;
+	bool *by_number = bt_xcalloc(nfiles + 1, sizeof *by_number);
+	if (!d->o.select) {
+		for (size_t k = 1; k <= nfiles; k++)
+			by_number[k] = true;
+	} else {
+		const char *p = d->o.select;
+		for (;;) {
+			const char *item = p;
+			size_t first = file_number(&p), last = first;
+			if (first && *p == '-') {
+				p++;
+				last = file_number(&p);
+			}
+			if (!first || !last || last < first || (*p && *p != ',')) {
+				free(by_number);
+				return bt_err_set(err, -EINVAL,
+						  "--select: '%.*s' is not a file number or range "
+						  "like 1,3-5",
+						  (int)strcspn(item, ","), item);
+			}
+			if (last > nfiles) {
+				free(by_number);
+				return bt_err_set(
+					err, -EINVAL,
+					"--select: file %zu is out of range: the torrent has "
+					"%zu files (1 to %zu)",
+					last, nfiles, nfiles);
+			}
+			for (size_t k = first; k <= last; k++)
+				by_number[k] = true;
+			if (!*p)
+				break;
+			p++;
+		}
+	}
+	d->sel = bt_xcalloc(m->file_count, sizeof *d->sel);
+	bool all = true, any = false;
+	for (size_t i = 0, k = 0; i < m->file_count; i++) {
+		if (m->files[i].pad)
+			continue;
+		bool on = by_number[++k];
+		if (on && d->o.exclude && fnmatch(d->o.exclude, m->files[i].path, 0) == 0)
+			on = false;
+		d->sel[i] = on;
+		all = all && on;
+		any = any || on;
+	}
+	free(by_number);
+	if (!any)
+		return bt_err_set(err, -EINVAL,
+				  "--select/--exclude: no file of '%s' is left to "
+				  "download",
+				  m->name);
+	bt_bitfield_deinit(&d->want);
+	bt_bitfield_init(&d->want, m->piece_count);
+	for (size_t i = 0; i < m->file_count; i++) {
+		const struct bt_meta_file *f = &m->files[i];
+		if (m->files[i].pad || f->length == 0)
+			continue;
+		/* An unselected file still counts as selected in the pieces it shares with a
+		 * selected one: those are wanted because of the selected file. */
+		if (!d->sel[i] && !all)
+			continue;
+		uint32_t a = (uint32_t)(f->offset / m->piece_length);
+		uint32_t b = (uint32_t)((f->offset + f->length - 1) / m->piece_length);
+		for (uint32_t k = a; k <= b; k++)
+			bt_bitfield_set(&d->want, k);
+	}
+	if (all) {
+		free(d->sel);
+		d->sel = NULL;
+	}
+	return 0;
+}
+
+/* Every wanted piece is had. */
+static bool have_wanted(const struct bt_download *d)
+{
+	for (uint32_t k = 0; k < d->m->piece_count; k++)
+		if (bt_bitfield_get(&d->want, k) && !bt_bitfield_get(&d->have, k))
+			return false;
+	return true;
+}
+
+/* Opens storage at root with the job's selection and, when there is one or an earlier run
+ * left it, the side file. */
+static int open_storage(struct bt_download *d, struct bt_storage **out, const char *root, int flags,
+			struct bt_err *err)
+{
+	struct bt_storage_select sel = {
+		.files = d->sel, .parts = d->sel || exists(d->parts_path) ? d->parts_path : NULL};
+	return bt_storage_open_select(out, d->m, root, flags, &sel, err);
 }
 
 static struct bt_download *download_alloc(struct bt_session *s, const struct bt_download_opts *opts,
@@ -219,6 +345,8 @@ void bt_download_free(struct bt_download *d)
 	free(d->made_dirs);
 	free(d->final_path);
 	free(d->temp_path);
+	free(d->parts_path);
+	free(d->sel);
 	bt_bitfield_deinit(&d->have);
 	bt_bitfield_deinit(&d->want);
 	if (d->magnet)
@@ -363,23 +491,25 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 		rc = make_dirs(d, parent, err);
 		free(parent);
 	}
-	if (rc || (rc = open_parent(d, err)))
+	if (rc || (rc = open_parent(d, err)) || (rc = resolve_selection(d, err)))
 		return rc;
 
 	if (exists(d->final_path)) {
 		struct bt_storage *st;
 		uint32_t good = 0;
-		if (bt_storage_open(&st, m, d->final_path, BT_STORAGE_READONLY, NULL) == 0) {
+		if (open_storage(d, &st, d->final_path, BT_STORAGE_READONLY, NULL) == 0) {
 			good = check_pieces(d, st);
 			bt_storage_free(st);
 		}
-		if (good == m->piece_count) {
+		if (good && have_wanted(d)) {
 			d->was_complete = true;
 			return 0;
 		}
 		if ((rc = refuse_other_kind(d, err)))
 			return rc;
-		if (!d->o.force)
+		/* A side file beside it: an earlier run with a selection made both. */
+		bool ours = exists(d->parts_path) && good > 0;
+		if (!d->o.force && !ours)
 			return bt_err_set(
 				err, -EEXIST,
 				"'%s' exists and is not this torrent's complete data (%u of "
@@ -393,14 +523,14 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 					  strerror(errno));
 		d->forced_rename = true;
 		/* The data just checked goes on under its temporary name: `have` stands. */
-		rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
+		rc = open_storage(d, &d->storage, d->temp_path, BT_STORAGE_CREATE, err);
 		if (!rc)
 			d->resumed = good;
 		d->part_is_ours = true; /* what the open added to the user's data, not the data */
 		return rc;
 	}
 	bool resuming = exists(d->temp_path);
-	rc = bt_storage_open(&d->storage, m, d->temp_path, BT_STORAGE_CREATE, err);
+	rc = open_storage(d, &d->storage, d->temp_path, BT_STORAGE_CREATE, err);
 	if (rc)
 		return rc;
 	d->part_is_ours = true;
@@ -547,9 +677,10 @@ static int prepare_known(struct bt_download *d, struct bt_err *err)
 		set_state(d, BT_DOWNLOAD_DONE);
 		return 0;
 	}
-	/* Complete already: seed from the final name. */
-	rc = bt_storage_open(&d->storage, d->m, d->final_path, BT_STORAGE_READONLY, err);
-	if (!rc)
+	/* Complete already: seed from the final name (`have` holds what the recheck found,
+	 * every piece unless a selection left some out). */
+	rc = open_storage(d, &d->storage, d->final_path, BT_STORAGE_READONLY, err);
+	if (!rc && !d->sel && d->o.kind != BT_DOWNLOAD_TORRENT)
 		bt_bitfield_set_all(&d->have);
 	return rc;
 }
@@ -606,6 +737,9 @@ static int finalize(struct bt_download *d, struct bt_err *err)
 	if (renameat(d->dir_fd, d->temp_base, d->dir_fd, d->final_base) != 0)
 		return bt_err_set(err, -errno, "cannot rename '%s' to '%s': %s", d->temp_path,
 				  d->final_path, strerror(errno));
+	/* Every file is in place now: what the side file held was moved into them. */
+	if (d->storage && !d->sel && d->o.kind == BT_DOWNLOAD_TORRENT)
+		unlink(d->parts_path);
 	return 0;
 }
 
@@ -806,6 +940,11 @@ int64_t bt_download_resumed(const struct bt_download *d)
 bool bt_download_was_complete(const struct bt_download *d)
 {
 	return d->was_complete;
+}
+
+bool bt_download_file_selected(const struct bt_download *d, size_t i)
+{
+	return !d->sel || d->sel[i];
 }
 
 double bt_download_seeding_for(const struct bt_download *d)

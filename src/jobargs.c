@@ -45,6 +45,12 @@ const char bt_job_download_help[] =
 	"      --stall-timeout S    give up when no data arrives for S seconds (default 0:\n"
 	"                           wait for peers as long as it takes)\n"
 	"      --force              resume from or overwrite an existing output\n"
+	"      --select LIST        download only these files, numbered as 'info' shows them\n"
+	"                           (e.g. 1,3-5); a magnet's so= when not given\n"
+	"      --exclude GLOB       leave out the files whose path matches GLOB (fnmatch)\n"
+	"      --sequential         fetch pieces in order, through a read-ahead window (for\n"
+	"                           playing a file while it downloads)\n"
+	"      --first-last         fetch the first and last pieces of each file first\n"
 	"      --save-torrent FILE  write the torrent's metainfo to FILE once known (from a\n"
 	"                           magnet link or a URL) as a .torrent file\n"
 	"      --max-down RATE      download at most RATE bytes/s in all (e.g. 500K, 2M)\n"
@@ -115,6 +121,30 @@ const char bt_job_seed_help[] =
 	"Exit status: 0 stopped by Ctrl-C or a limit, 1 the data does not match or cannot be\n"
 	"served, 2 bad usage or invalid torrent.\n";
 
+/* "1,3-5": numbers from 1, ranges low to high (the torrent's file count is checked later). */
+static bool select_list_ok(const char *p)
+{
+	for (;;) {
+		unsigned long a = 0, b;
+		if (*p < '1' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9' && a < 100000000)
+			a = a * 10 + (unsigned long)(*p++ - '0');
+		b = a;
+		if (*p == '-') {
+			p++;
+			if (*p < '1' || *p > '9')
+				return false;
+			for (b = 0; *p >= '0' && *p <= '9' && b < 100000000;)
+				b = b * 10 + (unsigned long)(*p++ - '0');
+		}
+		if (b < a || (*p && *p != ','))
+			return false;
+		if (!*p++)
+			return true;
+	}
+}
+
 int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 {
 	enum {
@@ -136,7 +166,11 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		OPT_SAVE_TORRENT,
 		OPT_NO_DHT,
 		OPT_DHT_BOOTSTRAP,
-		OPT_DHT_PORT
+		OPT_DHT_PORT,
+		OPT_SELECT,
+		OPT_EXCLUDE,
+		OPT_SEQUENTIAL,
+		OPT_FIRST_LAST
 	};
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -163,6 +197,10 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 		{"no-dht", no_argument, NULL, OPT_NO_DHT},
 		{"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOTSTRAP},
 		{"dht-port", required_argument, NULL, OPT_DHT_PORT},
+		{"select", required_argument, NULL, OPT_SELECT},
+		{"exclude", required_argument, NULL, OPT_EXCLUDE},
+		{"sequential", no_argument, NULL, OPT_SEQUENTIAL},
+		{"first-last", no_argument, NULL, OPT_FIRST_LAST},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -203,6 +241,25 @@ int bt_job_args_parse(int argc, char **argv, struct bt_job_args *o)
 			break;
 		case OPT_FORCE:
 			o->force = true;
+			break;
+		case OPT_SELECT:
+			if (!select_list_ok(optarg))
+				return bt_cli_usage_error(cmd,
+							  "--select wants file numbers from 1 like "
+							  "1,3-5, not '%s'",
+							  optarg);
+			o->select = optarg;
+			break;
+		case OPT_EXCLUDE:
+			if (!*optarg)
+				return bt_cli_usage_error(cmd, "--exclude wants a pattern, not ''");
+			o->exclude = optarg;
+			break;
+		case OPT_SEQUENTIAL:
+			o->sequential = true;
+			break;
+		case OPT_FIRST_LAST:
+			o->first_last = true;
 			break;
 		case 'q':
 			o->progress = BT_VIEW_NONE;

@@ -41,6 +41,10 @@ struct bt_picker {
 	size_t max_partial; /* 0: no cap */
 	uint32_t not_have;  /* wanted pieces not yet verified */
 	uint64_t rng;
+	uint32_t window;   /* sequential: pieces ahead of seq_base that may start; 0: off */
+	uint32_t seq_base; /* the first wanted piece not yet verified (sequential) */
+	uint32_t *prio;	   /* pieces started before any other, in order */
+	size_t nprio;
 };
 
 static uint64_t next_random(struct bt_picker *p)
@@ -159,6 +163,7 @@ void bt_picker_free(struct bt_picker *p)
 	for (size_t i = 0; i < p->npartial; i++)
 		free(p->partials[i].blocks);
 	free(p->partials);
+	free(p->prio);
 	free(p->state);
 	free(p->avail);
 	free(p->next);
@@ -206,6 +211,61 @@ void bt_picker_peer_have(struct bt_picker *p, uint32_t piece)
 void bt_picker_set_max_partial(struct bt_picker *p, size_t max)
 {
 	p->max_partial = max;
+}
+
+void bt_picker_set_sequential(struct bt_picker *p, uint32_t window)
+{
+	p->window = window;
+	p->seq_base = 0;
+}
+
+void bt_picker_add_priority(struct bt_picker *p, uint32_t piece)
+{
+	if (piece >= p->count || p->state[piece] != WANT)
+		return;
+	for (size_t k = 0; k < p->nprio; k++)
+		if (p->prio[k] == piece)
+			return;
+	p->prio = bt_xreallocarray(p->prio, p->nprio + 1, sizeof *p->prio);
+	p->prio[p->nprio++] = piece;
+}
+
+/* A priority piece not started yet that the peer has, dropping those that have started. */
+static int32_t pick_priority(struct bt_picker *p, const struct bt_bitfield *has)
+{
+	int32_t found = -1;
+	size_t kept = 0;
+	for (size_t k = 0; k < p->nprio; k++) {
+		uint32_t i = p->prio[k];
+		if (p->state[i] != WANT)
+			continue; /* started (a failed piece is wanted again, by the usual order) */
+		p->prio[kept++] = i;
+		if (found < 0 && bt_bitfield_get(has, i))
+			found = (int32_t)i;
+	}
+	p->nprio = kept;
+	return found;
+}
+
+/*
+ * Sequential: the rarest piece the peer has among the wanted pieces of the window that starts
+ * at the first wanted piece not yet verified (ties to the lower index); nothing past the
+ * window starts, so a reader at seq_base never waits on more than `window` pieces.
+ */
+static int32_t pick_window(struct bt_picker *p, const struct bt_bitfield *has)
+{
+	while (p->seq_base < p->count &&
+	       (p->state[p->seq_base] == SKIP || p->state[p->seq_base] == HAVE))
+		p->seq_base++;
+	int32_t found = -1;
+	uint32_t end = p->seq_base + p->window;
+	if (end > p->count || end < p->seq_base)
+		end = p->count;
+	for (uint32_t i = p->seq_base; i < end; i++)
+		if (p->state[i] == WANT && p->avail[i] > 0 && bt_bitfield_get(has, i) &&
+		    (found < 0 || p->avail[i] < p->avail[found]))
+			found = (int32_t)i;
+	return found;
 }
 
 bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has)
@@ -280,7 +340,11 @@ size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct
 		 * one is taken at random (reservoir sampling), which keeps the tie-break random
 		 * even though bucket order follows the order in which availability changed.
 		 */
-		int32_t found = -1;
+		int32_t found = pick_priority(p, has);
+		if (found < 0 && p->window) {
+			if ((found = pick_window(p, has)) < 0)
+				break;
+		}
 		for (uint32_t a = 1; a < p->levels && found < 0; a++) {
 			uint32_t seen = 0;
 			for (int32_t i = p->head[a]; i >= 0 && seen < TIE_SAMPLE; i = p->next[i]) {

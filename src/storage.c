@@ -42,6 +42,13 @@ struct bt_storage {
 	bool made_root;
 	struct bt_buf made_dirs; /* relative paths, each '\0'-terminated, in creation order */
 	size_t *made_files, nmade_files;
+	/* A selection: files not selected are never created; their bytes in pieces shared with
+	 * selected files live in the side file, at their offset in the torrent's byte range (a
+	 * sparse file: only the shared pieces' bytes take space). */
+	bool *sel;	    /* NULL: every file */
+	char *parts_path;   /* the side file */
+	int parts_fd;	    /* opened on first use */
+	bool parts_missing; /* a read found none: no need to look again */
 };
 
 int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
@@ -381,19 +388,124 @@ static int size_file(int fd, int64_t length, const char *path, struct bt_err *er
 	return r == 0 ? 0 : fail_path(err, errno, path);
 }
 
-static bool on_disk(const struct bt_meta_file *f)
+static bool selected(const struct bt_storage *s, size_t i)
 {
-	return !f->pad && f->length > 0;
+	return !s->sel || s->sel[i];
+}
+
+static bool on_disk(const struct bt_storage *s, size_t i)
+{
+	const struct bt_meta_file *f = &s->m->files[i];
+	return !f->pad && f->length > 0 && selected(s, i);
+}
+
+/*
+ * The side file's descriptor, opened on first use: created for a write (a run whose selection
+ * shares no piece with other files leaves none), else only if it is there. Returns the
+ * descriptor, -ENOENT when reading and there is none, or another negative errno.
+ */
+static int parts_fd(struct bt_storage *s, bool write, struct bt_err *err)
+{
+	if (s->parts_fd >= 0)
+		return s->parts_fd;
+	if (!s->parts_path || (s->parts_missing && !write))
+		return -ENOENT;
+	bool ro = s->flags & BT_STORAGE_READONLY;
+	int oflags = O_CLOEXEC | O_NOFOLLOW | (ro ? O_RDONLY : O_RDWR) | (write ? O_CREAT : 0);
+	int fd = open(s->parts_path, oflags, 0666);
+	if (fd < 0) {
+		if (errno == ENOENT && !write) {
+			s->parts_missing = true; /* until a write makes it */
+			return -ENOENT;
+		}
+		if (errno == ELOOP)
+			return bt_err_set(err, -ELOOP, "%s: %s", s->parts_path, SYMLINK_REFUSED);
+		return fail_path(err, errno, s->parts_path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return bt_err_set(err, -EINVAL, "%s: not a regular file", s->parts_path);
+	}
+	s->parts_fd = fd;
+	return fd;
+}
+
+/* Copies len bytes at `at` from the side file into fd at `file_at` (holes copy as zeros). */
+static int copy_from_parts(struct bt_storage *s, int pfd, int64_t at, int fd, int64_t file_at,
+			   int64_t len, size_t i, struct bt_err *err)
+{
+	uint8_t buf[64 << 10];
+	while (len > 0) {
+		size_t n = len < (int64_t)sizeof buf ? (size_t)len : sizeof buf;
+		ssize_t r = pread(pfd, buf, n, (off_t)at);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return fail_path(err, errno, s->parts_path);
+		if (r == 0)
+			return 0; /* past the side file's end: zeros, as the new file holds */
+		for (ssize_t w = 0; w < r;) {
+			ssize_t k = pwrite(fd, buf + w, (size_t)(r - w), (off_t)(file_at + w));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return fail_file(s, i, k < 0 ? errno : EIO, err);
+			w += k;
+		}
+		at += r;
+		file_at += r;
+		len -= r;
+	}
+	return 0;
+}
+
+/*
+ * A file selected now that an earlier run left unselected: its bytes in the pieces it shares
+ * with other files (its first and last piece) may be in the side file, verified; moving them
+ * in keeps those pieces good, so they are not fetched again.
+ */
+static int adopt_parts(struct bt_storage *s, size_t i, int fd, struct bt_err *err)
+{
+	const struct bt_meta_file *f = &s->m->files[i];
+	int pfd = parts_fd(s, false, err);
+	if (pfd == -ENOENT)
+		return 0;
+	if (pfd < 0)
+		return pfd;
+	int64_t pl = s->m->piece_length, end = f->offset + f->length;
+	int64_t head_end = (f->offset / pl + 1) * pl;
+	if (head_end > end)
+		head_end = end;
+	int rc = copy_from_parts(s, pfd, f->offset, fd, 0, head_end - f->offset, i, err);
+	int64_t tail = (end - 1) / pl * pl;
+	if (tail < head_end)
+		tail = head_end;
+	if (rc == 0 && tail < end)
+		rc = copy_from_parts(s, pfd, tail, fd, tail - f->offset, end - tail, i, err);
+	return rc;
 }
 
 static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 {
 	const struct bt_meta_file *f = &s->m->files[i];
 	bool create = s->flags & BT_STORAGE_CREATE;
-	if (f->pad || (f->length == 0 && !create))
+	if (f->pad || (f->length == 0 && !create) || !selected(s, i))
 		return 0;
 	struct stat st;
+	size_t made = s->nmade_files;
 	int fd = open_path(s, i, create, &st, err);
+	if (fd == -ENOENT && s->parts_path && (s->flags & BT_STORAGE_READONLY)) {
+		/* Checking what an earlier run with a selection left: a file it did not select
+		 * is missing, and its bytes of shared pieces are in the side file. */
+		if (!s->sel) {
+			s->sel = bt_xmalloc(s->m->file_count * sizeof *s->sel);
+			for (size_t k = 0; k < s->m->file_count; k++)
+				s->sel[k] = true;
+		}
+		s->sel[i] = false;
+		return 0;
+	}
 	if (fd < 0)
 		return fd;
 	int rc = 0;
@@ -405,6 +517,8 @@ static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 		rc = size_file(fd, f->length, path, err);
 		free(path);
 	}
+	if (rc == 0 && s->parts_path && f->length > 0 && s->nmade_files > made)
+		rc = adopt_parts(s, i, fd, err);
 	if (rc == 0 && f->length > 0)
 		keep_fd(s, i, fd);
 	else
@@ -467,6 +581,12 @@ static void remove_made(struct bt_storage *s)
 int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
 		    int flags, struct bt_err *err)
 {
+	return bt_storage_open_select(out, m, root, flags, NULL, err);
+}
+
+int bt_storage_open_select(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
+			   int flags, const struct bt_storage_select *sel, struct bt_err *err)
+{
 	*out = NULL;
 	if (flags & ~(BT_STORAGE_CREATE | BT_STORAGE_READONLY) ||
 	    (flags & BT_STORAGE_CREATE && flags & BT_STORAGE_READONLY))
@@ -477,7 +597,13 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 	struct bt_storage *s = bt_xcalloc(1, sizeof *s);
 	s->m = m;
 	s->flags = flags;
-	s->parent_fd = s->root_fd = s->dc_fd = -1;
+	s->parent_fd = s->root_fd = s->dc_fd = s->parts_fd = -1;
+	if (sel && sel->files) {
+		s->sel = bt_xmalloc(m->file_count * sizeof *s->sel);
+		memcpy(s->sel, sel->files, m->file_count * sizeof *s->sel);
+	}
+	if (sel && sel->parts)
+		s->parts_path = bt_xstrdup(sel->parts);
 	s->head = s->tail = NONE;
 	bt_buf_init(&s->made_dirs);
 	/* "out/" and "out" are the same directory; keep messages free of "out//a". */
@@ -489,7 +615,7 @@ int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const 
 	size_t ndisk = 0;
 	for (size_t i = 0; i < m->file_count; i++) {
 		s->fds[i] = -1;
-		ndisk += on_disk(&m->files[i]);
+		ndisk += on_disk(s, i);
 	}
 	s->cap = fd_cap();
 	if (ndisk > s->cap && m->file_count < NONE) {
@@ -563,6 +689,10 @@ void bt_storage_free(struct bt_storage *s)
 	free(s->prev);
 	free(s->next);
 	free(s->made_files);
+	if (s->parts_fd >= 0)
+		close(s->parts_fd);
+	free(s->sel);
+	free(s->parts_path);
 	bt_buf_deinit(&s->made_dirs);
 	free(s->fds);
 	free(s->root);
@@ -585,16 +715,28 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 		memset(p, 0, n);
 		return 0;
 	}
-	int fd = file_fd(io->s, seg->file, io->err);
+	int fd;
+	off_t at = (off_t)seg->file_offset;
+	if (!selected(io->s, seg->file)) {
+		/* Never written: zeros, which the piece's hash check rejects. */
+		if ((fd = parts_fd(io->s, false, io->err)) == -ENOENT) {
+			memset(p, 0, n);
+			return 0;
+		}
+		at += (off_t)io->s->m->files[seg->file].offset;
+	} else {
+		fd = file_fd(io->s, seg->file, io->err);
+	}
 	if (fd < 0)
 		return fd;
-	off_t at = (off_t)seg->file_offset;
 	while (n > 0) {
 		ssize_t r = pread(fd, p, n, at);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return fail_file(io->s, seg->file, errno, io->err);
+			return selected(io->s, seg->file)
+				       ? fail_file(io->s, seg->file, errno, io->err)
+				       : fail_path(io->err, errno, io->s->parts_path);
 		if (r == 0) {
 			/* Files are sized at open, so only someone truncating one behind our back
 			 * gets here; zeros are what a sparse file would give, and the piece's hash
@@ -618,10 +760,16 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 		return 0;
 	const uint8_t *p = io->in + seg->data_offset;
 	size_t n = (size_t)seg->length;
-	int fd = file_fd(io->s, seg->file, io->err);
+	off_t at = (off_t)seg->file_offset;
+	int fd;
+	if (!selected(io->s, seg->file)) {
+		fd = parts_fd(io->s, true, io->err);
+		at += (off_t)io->s->m->files[seg->file].offset;
+	} else {
+		fd = file_fd(io->s, seg->file, io->err);
+	}
 	if (fd < 0)
 		return fd;
-	off_t at = (off_t)seg->file_offset;
 	while (n > 0) {
 		/*
 		 * In slices of 256 KiB: one large pwrite of a just-freed buffer was measured at
@@ -632,7 +780,9 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 			continue;
 		/* pwrite returning 0 for a non-zero count would loop forever: call it EIO. */
 		if (r <= 0)
-			return fail_file(io->s, seg->file, r < 0 ? errno : EIO, io->err);
+			return selected(io->s, seg->file)
+				       ? fail_file(io->s, seg->file, r < 0 ? errno : EIO, io->err)
+				       : fail_path(io->err, r < 0 ? errno : EIO, io->s->parts_path);
 		p += r;
 		n -= (size_t)r;
 		at += r;
@@ -680,6 +830,8 @@ int bt_storage_sync(struct bt_storage *s, struct bt_err *err)
 	 * system holding them flushes them all (and reports a writeback error on it) for one
 	 * call instead of thousands of reopens and fsyncs.
 	 */
+	if (s->parts_fd >= 0 && fsync(s->parts_fd) != 0)
+		return fail_path(err, errno, s->parts_path);
 	if (s->limited) {
 		int fd = s->m->multi_file ? s->root_fd : s->parent_fd;
 		if (syncfs(fd) != 0)
@@ -700,7 +852,7 @@ int bt_storage_trim(struct bt_storage *s, struct bt_err *err)
 	if (!s->any_long)
 		return 0;
 	for (size_t i = 0; i < s->m->file_count; i++) {
-		if (!on_disk(&s->m->files[i]))
+		if (!on_disk(s, i))
 			continue;
 		int fd = file_fd(s, i, err);
 		if (fd < 0)

@@ -530,6 +530,30 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Read-ahead of --sequential: about 8 MiB of pieces, at least 4 and at most 32 of them. */
+#define SEQ_WINDOW_BYTES ((int64_t)8 << 20)
+
+/* The picker's optional orders from the options (picker.h). */
+static void set_piece_order(struct bt_torrent *t)
+{
+	const struct bt_metainfo *m = t->m;
+	if (t->opts.first_last) {
+		/* The picker ignores pieces not wanted, so only the selected files' count. */
+		for (size_t i = 0; i < m->file_count; i++) {
+			const struct bt_meta_file *f = &m->files[i];
+			if (f->pad || f->length == 0)
+				continue;
+			bt_picker_add_priority(t->picker, (uint32_t)(f->offset / m->piece_length));
+			bt_picker_add_priority(t->picker, (uint32_t)((f->offset + f->length - 1) /
+								     m->piece_length));
+		}
+	}
+	if (t->opts.sequential) {
+		int64_t w = SEQ_WINDOW_BYTES / m->piece_length;
+		bt_picker_set_sequential(t->picker, (uint32_t)(w < 4 ? 4 : w > 32 ? 32 : w));
+	}
+}
+
 /* The pieces: what we have and want, the picker and the assembly buffers. */
 static void setup_pieces(struct bt_torrent *t, const struct bt_metainfo *m,
 			 const struct bt_bitfield *have, const struct bt_bitfield *want)
@@ -554,6 +578,7 @@ static void setup_pieces(struct bt_torrent *t, const struct bt_metainfo *m,
 	t->picker = bt_picker_new(&geo, &t->have, want, seed);
 	bt_assembly_init(&t->assembly, &geo, BT_ASSEMBLY_DEFAULT_BUDGET);
 	bt_picker_set_max_partial(t->picker, bt_assembly_max_partial(&t->assembly));
+	set_piece_order(t);
 }
 
 /* Everything but the pieces and the trackers. */

@@ -33,6 +33,13 @@
  * torrent fetches the info dict from peers; then the job parses it, decides the names, prepares
  * (as above, rechecking what is on disk) and moves to RUNNING on the same connections, reporting
  * `changed`. An INFO job ends (DONE) as soon as the metadata is there.
+ *
+ * A selection (opts.select, opts.exclude) makes `want` the pieces that overlap the selected
+ * files: only those files are created, and the bytes of shared pieces that belong to other
+ * files go to the side file `<final>.parts` (storage.h). Done with its selection, the job
+ * renames to the final name as usual; a later run finding that final name beside its side
+ * file resumes from it without --force (both are ours), so selecting more fetches only the
+ * rest, and a run that ends with every file present removes the side file.
  */
 #ifndef BT_DOWNLOAD_H
 #define BT_DOWNLOAD_H
@@ -75,6 +82,10 @@ struct bt_download_opts {
 	bool assume_valid;     /* seed without checking (data we just made) */
 	double seed_ratio;     /* stop seeding at this upload ratio; 0: no limit */
 	double seed_time;      /* stop seeding after this many seconds; 0: no limit */
+	/* Which files to download (whole-torrent jobs): `select` lists file numbers as `info`
+	 * shows them (from 1, pad files unnumbered), "1,3-5"; NULL: all. `exclude` drops the
+	 * files whose path matches the fnmatch glob. */
+	const char *select, *exclude;
 	struct bt_torrent_opts torrent;
 	const struct sockaddr_storage *peers; /* --peer addresses, already resolved */
 	const socklen_t *peer_lens;
@@ -146,6 +157,8 @@ int64_t bt_download_resumed(const struct bt_download *d);
 bool bt_download_keeps_part(const struct bt_download *d);
 /* True when prepare found the final output complete already. */
 bool bt_download_was_complete(const struct bt_download *d);
+/* Whether file i (an index into the metainfo's files) is selected; true without a selection. */
+bool bt_download_file_selected(const struct bt_download *d, size_t i);
 /* Seconds since seeding began, or -1. */
 double bt_download_seeding_for(const struct bt_download *d);
 /* The torrent, for its statistics; NULL before start or when nothing was run. */

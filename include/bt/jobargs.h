@@ -20,6 +20,8 @@ struct bt_job_args {
 	size_t npeers;
 	unsigned long max_peers, port;
 	double stall_timeout;
+	const char *select, *exclude; /* download: --select LIST, --exclude GLOB; NULL: none */
+	bool sequential, first_last;  /* download: picker orders */
 	bool force, no_tracker, seed, verbose, assume_valid;
 	double seed_ratio, seed_time; /* 0: no limit */
 	double max_down, max_up;      /* bytes/s; 0: unlimited */

@@ -10,6 +10,9 @@
  * are requested again from other peers (at most BT_PICKER_ENDGAME_DUPS requests per block),
  * and the torrent cancels the duplicates when one copy arrives.
  *
+ * Optional orders, set by the torrent: priority pieces first (--first-last), and a sequential
+ * read-ahead window (--sequential) that replaces the whole-torrent rarest-first choice.
+ *
  * Availability is kept in buckets (one doubly linked list per availability count) so a have or
  * a new peer costs O(1) and the rarest wanted piece a seeder has is found at a list head.
  */
@@ -44,6 +47,17 @@ void bt_picker_peer_have(struct bt_picker *p, uint32_t piece);
  * blocks of started pieces are handed out. 0: no cap.
  */
 void bt_picker_set_max_partial(struct bt_picker *p, size_t max);
+
+/*
+ * Sequential order (streaming): only pieces in a window of `window` pieces from the first
+ * wanted piece not yet verified are started, the rarest of them first; 0 turns it off.
+ */
+void bt_picker_set_sequential(struct bt_picker *p, uint32_t window);
+/*
+ * A piece to start before any other (a file's first and last pieces: a player reads its
+ * index there), in the order added, sequential window or not. Not wanted or had: ignored.
+ */
+void bt_picker_add_priority(struct bt_picker *p, uint32_t piece);
 
 /* Does the peer have a piece we still want? */
 bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *has);

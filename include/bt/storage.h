@@ -69,6 +69,23 @@ enum bt_storage_flags {
  */
 int bt_storage_open(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
 		    int flags, struct bt_err *err);
+/*
+ * A selection of files (the `--select` of a download): files[i] false means file i is never
+ * created, opened or required; its bytes in a piece shared with a selected file are written to
+ * and read from the side file `parts` (created on the first such write, at the bytes' offset
+ * in the torrent, sparse), so that piece verifies and can be served. A selected file this open
+ * creates takes its bytes from the side file, so what an earlier run verified stays good
+ * (files NULL with parts set: every file selected, the side file an earlier run's). Opened
+ * READONLY with a side file, a missing file counts as not selected (what such a run left).
+ */
+struct bt_storage_select {
+	const bool *files; /* m->file_count entries; NULL: every file */
+	const char *parts; /* the side file's path (followed: it is beside the output) */
+};
+
+/* bt_storage_open with a selection (NULL: every file); sel is copied. */
+int bt_storage_open_select(struct bt_storage **out, const struct bt_metainfo *m, const char *root,
+			   int flags, const struct bt_storage_select *sel, struct bt_err *err);
 void bt_storage_free(struct bt_storage *s);
 /*
  * Frees s after removing what its CREATE open made (the files, then the directories, newest

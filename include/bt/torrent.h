@@ -58,6 +58,9 @@ struct bt_torrent_opts {
 	/* Reserved bytes exactly 00 00 00 00 00 10 00 00, as the course's commands check: no Fast
 	 * extension (BEP 6), which every other torrent announces. */
 	bool course_handshake;
+	/* Piece order (picker.h): in order through a read-ahead window (streaming); each file's
+	 * first and last wanted pieces before the others. */
+	bool sequential, first_last;
 };
 
 struct bt_torrent_events {

@@ -281,6 +281,72 @@ static void test_max_partial(void **state)
 	bt_picker_free(p);
 }
 
+/* Picks one block at a time (16 KiB pieces: one block each) and returns its piece. */
+static uint32_t pick_one(struct bt_picker *p, const struct bt_bitfield *has)
+{
+	struct bt_block b;
+	assert_int_equal(bt_picker_pick(p, has, &b, 1, NULL, NULL), 1);
+	return b.piece;
+}
+
+static void finish(struct bt_picker *p, uint32_t piece)
+{
+	struct bt_block b = {.piece = piece, .begin = 0, .length = 16 * KB};
+	bool complete;
+	assert_true(bt_picker_received(p, &b, &complete));
+	assert_true(complete);
+	bt_picker_piece_passed(p, piece);
+}
+
+static void test_sequential_window(void **state)
+{
+	(void)state;
+	struct bt_bitfield s = seeder(10);
+	struct bt_bitfield rare = peer_with(10, "3");
+	struct bt_picker *p = new_picker(10, 16 * KB, 10 * 16 * KB, NULL, NULL, 5);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_peer(p, &rare);
+	bt_picker_set_sequential(p, 3);
+	/* In order inside the window [0, 3), the equally rare lowest first. */
+	assert_int_equal(pick_one(p, &s), 0);
+	assert_int_equal(pick_one(p, &s), 1);
+	assert_int_equal(pick_one(p, &s), 2);
+	/* Nothing past the window until its first piece is verified. */
+	struct bt_block b;
+	assert_int_equal(bt_picker_pick(p, &s, &b, 1, NULL, NULL), 0);
+	finish(p, 1);
+	assert_int_equal(bt_picker_pick(p, &s, &b, 1, NULL, NULL), 0);
+	finish(p, 0);
+	/* The window is now [2, 5): piece 3 is more common (three peers) than 4. */
+	assert_int_equal(pick_one(p, &s), 4);
+	assert_int_equal(pick_one(p, &s), 3);
+	bt_bitfield_deinit(&s);
+	bt_bitfield_deinit(&rare);
+	bt_picker_free(p);
+}
+
+static void test_priority_first(void **state)
+{
+	(void)state;
+	struct bt_bitfield s = seeder(10);
+	struct bt_bitfield have = peer_with(10, "9");
+	struct bt_picker *p = new_picker(10, 16 * KB, 10 * 16 * KB, &have, NULL, 6);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_priority(p, 7);
+	bt_picker_add_priority(p, 9); /* had: ignored */
+	bt_picker_add_priority(p, 2);
+	bt_picker_set_sequential(p, 4);
+	/* Priority pieces come first, in order, even past the sequential window. */
+	assert_int_equal(pick_one(p, &s), 7);
+	assert_int_equal(pick_one(p, &s), 2);
+	assert_int_equal(pick_one(p, &s), 0);
+	assert_int_equal(pick_one(p, &s), 1);
+	bt_bitfield_deinit(&s);
+	bt_bitfield_deinit(&have);
+	bt_picker_free(p);
+}
+
 static void test_many_pieces_stay_fast(void **state)
 {
 	(void)state;
@@ -320,6 +386,8 @@ int main(void)
 		cmocka_unit_test(test_endgame),
 		cmocka_unit_test(test_want_and_have_sets),
 		cmocka_unit_test(test_max_partial),
+		cmocka_unit_test(test_sequential_window),
+		cmocka_unit_test(test_priority_first),
 		cmocka_unit_test(test_many_pieces_stay_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

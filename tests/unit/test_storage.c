@@ -535,6 +535,58 @@ static void test_multi_file_roundtrip(void **state)
 	bt_meta_deinit(&m);
 }
 
+static void test_selection_side_file(void **state)
+{
+	const char *dir = *state;
+	struct bt_metainfo m;
+	parse_multi(&m, multi_files, sizeof multi_files / sizeof multi_files[0], 8);
+	char *root = join(dir, "sel/root");
+	char *parts = join(dir, "sel/root.parts");
+	uint8_t *data = pattern(MULTI_TOTAL);
+	memset(data + 27, 0, 5); /* the pad's bytes, as a real piece holds them */
+	struct bt_err err = {""};
+
+	/* Only "three" (bytes 7..27, pieces 0 to 3, its first shared with a/b/one). */
+	bool sel[7] = {false, false, false, true, false, false, false};
+	struct bt_storage_select ss = {.files = sel, .parts = parts};
+	struct bt_storage *s = NULL;
+	assert_int_equal(bt_storage_open_select(&s, &m, root, BT_STORAGE_CREATE, &ss, &err), 0);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(bt_storage_write_piece(s, i, data + i * 8, &err), 0);
+	assert_int_equal(bt_storage_sync(s, &err), 0);
+	bt_storage_free(s);
+	char *one = join(root, "a/b/one"), *four = join(root, "c/d/e/four");
+	assert_int_equal(file_size(one), -1);
+	assert_int_equal(file_size(four), -1);
+	assert_true(file_size(parts) > 0);
+
+	/* Every written piece reads back whole, the unselected bytes from the side file. */
+	assert_int_equal(bt_storage_open_select(&s, &m, root, BT_STORAGE_READONLY, &ss, &err), 0);
+	uint8_t got[32];
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(bt_storage_read(s, i, 0, got + i * 8, 8, &err), 0);
+	assert_memory_equal(got, data, 32);
+	bt_storage_free(s);
+
+	/* Selecting everything later: a/b/one is created holding its bytes from the side file. */
+	struct bt_storage_select all = {.files = NULL, .parts = parts};
+	assert_int_equal(bt_storage_open_select(&s, &m, root, BT_STORAGE_CREATE, &all, &err), 0);
+	bt_storage_free(s);
+	size_t len;
+	uint8_t *disk = slurp(one, &len);
+	assert_int_equal(len, 7);
+	assert_memory_equal(disk, data, 7);
+	free(disk);
+	assert_int_equal(file_size(four), 9); /* created, its bytes never stored anywhere */
+
+	free(one);
+	free(four);
+	free(data);
+	free(parts);
+	free(root);
+	bt_meta_deinit(&m);
+}
+
 static void test_many_files_share_directories(void **state)
 {
 	const char *dir = *state;
@@ -1271,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_map_many_files_is_fast),
 		T(test_single_file_roundtrip),
 		T(test_multi_file_roundtrip),
+		T(test_selection_side_file),
 		T(test_many_files_share_directories),
 		T(test_zero_length_file_created),
 		T(test_only_pads_still_makes_root),

@@ -1,0 +1,166 @@
+"""Choosing what to download (issue 14): `download --select/--exclude`, `--sequential`.
+
+A multi-file torrent whose selected file shares its first and last pieces with files left
+out: only the selected file is created, byte-identical, the shared pieces' other bytes go to
+`<name>.parts`; a later run selecting everything fetches only the rest (the summary's
+`received`) and removes the side file; a seed of the partial download serves the shared pieces
+(another client fetches the selected file from it alone). --sequential, killed part-way,
+holds a verified prefix and nothing past the read-ahead window. Bad lists are refused.
+
+The seeder is libtorrent on its own loopback address.
+
+Run as: /usr/bin/python3 select_cli.py <path to torrent binary>
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import btcommon  # noqa: E402
+import swarm  # noqa: E402
+from swarm import KiB, MiB, run_client  # noqa: E402
+
+TIMEOUT = 60
+PIECE = 64 * KiB
+
+
+class Select(btcommon.CliTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = tempfile.mkdtemp(prefix='select-cli-')
+        cls.addClassCleanup(shutil.rmtree, cls.w, True)
+        cls.src = os.path.join(cls.w, 'src')
+        # b.bin (file 2) runs from 100 KiB to 300 KiB: pieces 1 to 4, its first shared with
+        # a.bin, its last with c.bin; pieces 0 and 5 belong to a.bin and c.bin alone.
+        cls.multi = swarm.make_torrent(
+            swarm.make_multi(cls.src, 'sel-tree', [
+                ('a.bin', 100 * KiB), ('b.bin', 200 * KiB), ('c.bin', 50 * KiB)], 41),
+            os.path.join(cls.w, 'sel-tree.torrent'), PIECE)
+        # 64 pieces of 64 KiB, for --sequential: the read-ahead window is 4 to 32 pieces.
+        cls.single = swarm.make_torrent(
+            swarm.make_single(cls.src, 'seq.bin', 4 * MiB, 43),
+            os.path.join(cls.w, 'seq.torrent'), PIECE)
+        ips = swarm.IpPool('127.0.14.')
+        cls.ips = ips
+        metas = [cls.multi, cls.single]
+        fast_ip, slow_ip = ips.take(), ips.take()
+        cls.fast, cls.slow = swarm.start_all([
+            lambda: swarm.LibtorrentSeeder(fast_ip, metas, cls.src, cls.w),
+            lambda: swarm.LibtorrentSeeder(slow_ip, metas, cls.src, cls.w,
+                                           upload_limit=256 * KiB)])
+        cls.addClassCleanup(cls.fast.stop)
+        cls.addClassCleanup(cls.slow.stop)
+
+    def setUp(self):
+        self.d = tempfile.mkdtemp(prefix='case-', dir=self.w)
+
+    def src_file(self, rel):
+        return os.path.join(self.src, self.multi.name, rel)
+
+    def download(self, out, *extra, peer=None):
+        return run_client('download', '--no-tracker', '--peer', peer or self.fast.address,
+                          '-o', out, '--progress=json', *extra, self.multi.path,
+                          timeout=TIMEOUT)
+
+    def test_select_shared_pieces_then_the_rest(self):
+        out = os.path.join(self.d, 'out')
+        root = os.path.join(out, self.multi.name)
+        r = self.download(out, '--select', '2')
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(sorted(os.listdir(root)), ['b.bin'])
+        self.assertEqual(swarm.sha1_file(os.path.join(root, 'b.bin')),
+                         swarm.sha1_file(self.src_file('b.bin')))
+        self.assertTrue(os.path.isfile(root + '.parts'), 'no side file')
+        self.assertFalse(os.path.exists(root + '.part'))
+        s = r.summary()
+        self.assertIsNotNone(s, r)
+        self.assertEqual(s['received'], 4 * PIECE, s)  # pieces 1 to 4 only
+
+        # The rest: only pieces 0 and 5 are fetched; the shared ones come from the side file.
+        r = self.download(out, '--select', '1-3')
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(swarm.tree(root), swarm.tree(os.path.join(self.src, self.multi.name)))
+        self.assertFalse(os.path.exists(root + '.parts'), 'side file left behind')
+        s = r.summary()
+        self.assertIsNotNone(s, r)
+        self.assertEqual(s['received'], self.multi.total - 4 * PIECE, s)  # pieces 0 and 5
+
+    def test_exclude(self):
+        out = os.path.join(self.d, 'out')
+        root = os.path.join(out, self.multi.name)
+        r = self.download(out, '--exclude', '[ac].bin', '-q')
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(sorted(os.listdir(root)), ['b.bin'])
+        self.assertEqual(swarm.sha1_file(os.path.join(root, 'b.bin')),
+                         swarm.sha1_file(self.src_file('b.bin')))
+
+    def test_partial_seed_serves_shared_pieces(self):
+        seed_out = os.path.join(self.d, 'seed')
+        ip = self.ips.take()
+        port = swarm.free_port(ip)
+        seeder = swarm.Client('download', '--no-tracker', '--peer', self.fast.address, '-o',
+                              seed_out, '--select', '2', '--seed', '--listen', ip, '--port',
+                              port, '--progress=json', self.multi.path)
+        try:
+            b = os.path.join(seed_out, self.multi.name, 'b.bin')
+            swarm.wait_until(lambda: any(o.get('seeding')
+                                         for o in seeder.progress()) or
+                             seeder.proc.poll() is not None, 30, what='seeding')
+            self.assertIsNone(seeder.proc.poll(), 'the seed ended')
+            self.assertTrue(os.path.isfile(b))
+            out = os.path.join(self.d, 'leech')
+            r = self.download(out, '--select', '2', peer='%s:%d' % (ip, port))
+            self.assertEqual(r.returncode, 0, r)
+            self.assertEqual(swarm.sha1_file(os.path.join(out, self.multi.name, 'b.bin')),
+                             swarm.sha1_file(self.src_file('b.bin')))
+        finally:
+            seeder.kill()
+            seeder.wait(10)
+            seeder.close()
+
+    def test_sequential_holds_a_prefix(self):
+        meta = self.single
+        out = os.path.join(self.d, 'seq.bin')
+        c = swarm.Client('download', '--no-tracker', '--peer', self.slow.address, '-o', out,
+                         '--sequential', '--progress=json', meta.path)
+        try:
+            def some_done():
+                if c.proc.poll() is not None:
+                    raise AssertionError('ended before it was killed: %r' % (c.wait(5),))
+                done = [o.get('done', 0) for o in c.progress()]
+                return done and max(done) >= 16 * PIECE
+            swarm.wait_until(some_done, 30, what='16 pieces verified')
+            c.kill()
+            c.wait(10)
+        finally:
+            c.close()
+        with open(out + '.part', 'rb') as f:
+            got = f.read()
+        with open(os.path.join(self.src, meta.name), 'rb') as f:
+            want = f.read()
+        good = [got[i * PIECE:(i + 1) * PIECE] == want[i * PIECE:(i + 1) * PIECE]
+                for i in range(meta.num_pieces)]
+        first_missing = good.index(False) if False in good else meta.num_pieces
+        self.assertGreaterEqual(first_missing, 16, good)
+        # Nothing verified past the window (at most 32 pieces) beyond the first gap.
+        late = [i for i in range(first_missing + 32, meta.num_pieces) if good[i]]
+        self.assertEqual(late, [], 'pieces past the read-ahead window: %r' % late)
+
+    def test_bad_select_refused(self):
+        for arg in ('0', 'x', '3-1', '1,,2', '2-', ''):
+            with self.subTest(arg=arg):
+                r = run_client('download', '--select', arg, self.multi.path)
+                line = self.assertFails(r, 'torrent', code=2)
+                self.assertIn('--select', line)
+        r = run_client('download', '--no-tracker', '--peer', self.fast.address, '-o',
+                       os.path.join(self.d, 'o'), '--select', '7', self.multi.path)
+        line = self.assertFails(r, 'torrent', code=1)
+        self.assertIn('file 7 is out of range', line)
+        self.assertFalse(os.path.exists(os.path.join(self.d, 'o', self.multi.name)))
+
+
+if __name__ == '__main__':
+    btcommon.main()
