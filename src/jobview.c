@@ -473,8 +473,8 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 			s.pieces_failed == 1 ? "" : "s");
 		if (s.webseed_bytes > 0) {
 			bt_format_bytes(size, sizeof size, (double)s.webseed_bytes);
-			fprintf(stderr, "torrent: %s%s%s of it from web seeds (%zu URL%s)\n", prefix,
-				colon, size, s.webseeds, s.webseeds == 1 ? "" : "s");
+			fprintf(stderr, "torrent: %s%s%s of it from web seeds (%zu URL%s)\n",
+				prefix, colon, size, s.webseeds, s.webseeds == 1 ? "" : "s");
 		}
 	}
 	double seeded = bt_download_seeding_for(d);

@@ -89,8 +89,8 @@ static void give_back(struct bt_torrent *t, uint32_t piece)
 		bt_assembly_release(&t->assembly, piece);
 }
 
-static void ws_run_done(void *arg, struct bt_webseed *ws, uint32_t first, uint32_t count,
-			int error, const char *msg)
+static void ws_run_done(void *arg, struct bt_webseed *ws, uint32_t first, uint32_t count, int error,
+			const char *msg)
 {
 	(void)error;
 	(void)msg;

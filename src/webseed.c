@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* A server that ignores Range is read from the start; past this much skipping we give up. */
-#define MAX_SKIP ((int64_t)64 << 20)
+#define MAX_SKIP	   ((int64_t)64 << 20)
 #define REQUEST_TIMEOUT_MS 120000
 
 struct run {
@@ -314,10 +314,16 @@ static void on_done(const struct bt_http_response *res, void *arg)
 		return;
 	}
 	char msg[320];
-	int error = res->error ? res->error : -EPROTO;
+	int error = res->error ? res->error : -EIO;
 	snprintf(msg, sizeof msg, "%s", res->error ? res->message : "the reply ended early");
-	if (error == -ERANGE || error == -EPROTO || error == -ECANCELED ||
-	    (res->status && permanent(res->status))) {
+	bool bad_status = res->status && (res->status < 200 || res->status > 299);
+	/*
+	 * A status says whether to come back (503, 429, 5xx: later; 404: never); a 2xx whose
+	 * data we refused (a range not where we asked) will not get better.
+	 */
+	bool drop = bad_status ? permanent(res->status)
+			       : error == -ERANGE || error == -EPROTO || error == -ECANCELED;
+	if (drop) {
 		if (!ws->dropped)
 			bt_log(BT_LOG_WARN, ws->url, "web seed dropped: %s", msg);
 		ws->dropped = true;

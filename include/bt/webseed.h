@@ -61,8 +61,8 @@ size_t bt_webseed_runs(const struct bt_webseed *ws);
  */
 int bt_webseed_fetch(struct bt_webseed *ws, uint32_t first, uint32_t count, double now);
 /*
- * Gives up on the URL for good (why goes to the log; NULL: quietly): runs are cancelled and reported through
- * run_done. Not from inside the buffer or piece_filled callbacks.
+ * Gives up on the URL for good (why goes to the log; NULL: quietly): runs are cancelled and
+ * reported through run_done. Not from inside the buffer or piece_filled callbacks.
  */
 void bt_webseed_drop(struct bt_webseed *ws, const char *why);
 
