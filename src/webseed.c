@@ -317,6 +317,10 @@ static void on_done(const struct bt_http_response *res, void *arg)
 	int error = res->error ? res->error : -EIO;
 	snprintf(msg, sizeof msg, "%s", res->error ? res->message : "the reply ended early");
 	bool bad_status = res->status && (res->status < 200 || res->status > 299);
+	if (!bad_status && error == -ERANGE)
+		snprintf(msg, sizeof msg, "its reply did not start where we asked (Content-Range)");
+	else if (!bad_status && error == -EPROTO)
+		snprintf(msg, sizeof msg, "it sent more than the range we asked for");
 	/*
 	 * A status says whether to come back (503, 429, 5xx: later; 404: never); a 2xx whose
 	 * data we refused (a range not where we asked) will not get better.
