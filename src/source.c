@@ -131,8 +131,11 @@ const uint8_t *bt_source_info_hash(const struct bt_source *src)
 
 struct bt_download_magnet bt_source_job_magnet(const struct bt_source *src)
 {
-	struct bt_download_magnet j = {
-		.name = src->mg.name, .tiers = src->mg.tiers, .tier_count = src->mg.tier_count};
+	struct bt_download_magnet j = {.name = src->mg.name,
+				       .tiers = src->mg.tiers,
+				       .tier_count = src->mg.tier_count,
+				       .web_seeds = src->mg.web_seeds,
+				       .web_seed_count = src->mg.web_seed_count};
 	memcpy(j.info_hash, src->mg.info_hash, BT_HASH_LEN);
 	return j;
 }

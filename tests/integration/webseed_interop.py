@@ -261,6 +261,20 @@ class WebSeedTest(btcommon.CliTestCase):
         self.assertIsNotNone(webseed_bytes(p.stderr), p.stderr)
         self.assertGreaterEqual(peers_used(p.stderr), 1, p.stderr)
 
+    def test_magnet_ws(self):
+        # A magnet's ws= is a web seed once the metadata has come from the peer.
+        from urllib.parse import quote
+        meta = swarm.Meta(T[BIG])
+        seeder = swarm.LibtorrentSeeder(IPS.take(), [meta], SRC, W, upload_limit=4 * MiB)
+        try:
+            link = 'magnet:?xt=urn:btih:%s&x.pe=%s&ws=%s' % (
+                meta.info_hash_hex, seeder.address, quote(good_url(), safe=''))
+            p, out = self.download(link)
+        finally:
+            seeder.stop()
+        self.assertSame(out, BIG)
+        self.assertIsNotNone(webseed_bytes(p.stderr), p.stderr)
+
     def test_server_ignoring_range(self):
         srv = ScriptedServer('ignore-range', root=SRC)
         try:

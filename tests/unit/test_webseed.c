@@ -41,10 +41,14 @@ static void test_file_url_single(void **state)
 static void test_file_url_multi(void **state)
 {
 	(void)state;
-	struct bt_meta_file f[2] = {{.path = "d #1/\xc3\xa9 100%.bin", .length = 1},
-				    {.path = "safe_name", .orig_path = "orig/na~me.-x", .length = 1}};
-	struct bt_metainfo m = {.name = "tree", .orig_name = "t r", .multi_file = true,
-				.files = f, .file_count = 2};
+	struct bt_meta_file f[2] = {
+		{.path = "d #1/\xc3\xa9 100%.bin", .length = 1},
+		{.path = "safe_name", .orig_path = "orig/na~me.-x", .length = 1}};
+	struct bt_metainfo m = {.name = "tree",
+				.orig_name = "t r",
+				.multi_file = true,
+				.files = f,
+				.file_count = 2};
 	char *u = bt_webseed_file_url("http://h/ws", &m, 0);
 	assert_string_equal(u, "http://h/ws/t%20r/d%20%231/%C3%A9%20100%25.bin");
 	free(u);
@@ -65,7 +69,7 @@ static void test_backoff(void **state)
 
 enum mode { HONOUR, IGNORE_RANGE, WRONG_START, BUSY };
 
-#define PLEN 1000
+#define PLEN	1000
 #define NPIECES 5
 
 struct fixture {
@@ -143,12 +147,16 @@ static int setup(void **state)
 	evhttp_set_gencb(f->server, handle, f);
 	f->http = bt_http_new(f->base);
 	f->files[0] = (struct bt_meta_file){.path = "a.bin", .length = 1500, .offset = 0};
-	f->files[1] = (struct bt_meta_file){.path = ".pad/500", .length = 500, .offset = 1500,
-					    .pad = true};
+	f->files[1] = (struct bt_meta_file){
+		.path = ".pad/500", .length = 500, .offset = 1500, .pad = true};
 	f->files[2] = (struct bt_meta_file){.path = "b.bin", .length = 2000, .offset = 2000};
 	f->files[3] = (struct bt_meta_file){.path = "c.bin", .length = 600, .offset = 4000};
-	f->m = (struct bt_metainfo){.name = "t", .multi_file = true, .files = f->files,
-				    .file_count = 4, .piece_length = PLEN, .piece_count = NPIECES,
+	f->m = (struct bt_metainfo){.name = "t",
+				    .multi_file = true,
+				    .files = f->files,
+				    .file_count = 4,
+				    .piece_length = PLEN,
+				    .piece_count = NPIECES,
 				    .total_length = 4600};
 	for (size_t i = 0; i < sizeof f->data; i++)
 		f->data[i] = i >= 1500 && i < 2000 ? 0 : (uint8_t)(i * 7 + 3);
@@ -188,8 +196,8 @@ static void ev_bytes(void *arg, struct bt_webseed *ws, size_t n)
 	f->bytes += n;
 }
 
-static void ev_run_done(void *arg, struct bt_webseed *ws, uint32_t first, uint32_t count,
-			int error, const char *msg)
+static void ev_run_done(void *arg, struct bt_webseed *ws, uint32_t first, uint32_t count, int error,
+			const char *msg)
 {
 	(void)ws;
 	(void)msg;
