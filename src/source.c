@@ -216,6 +216,12 @@ int bt_source_fetch_metainfo(const char *cmd, struct bt_source *src,
 			rc = BT_EXIT_FAILURE;
 		} else {
 			src->has_meta = true;
+			/* `info` lists the magnet's ws= as the torrent's web seeds. */
+			size_t nws = src->mg.web_seed_count;
+			src->m.web_seeds = nws ? bt_xcalloc(nws, sizeof *src->m.web_seeds) : NULL;
+			for (size_t i = 0; i < nws; i++)
+				src->m.web_seeds[i] = bt_xstrdup(src->mg.web_seeds[i]);
+			src->m.web_seed_count = nws;
 		}
 	} else {
 		const char *why = bt_download_state(d) == BT_DOWNLOAD_FAILED ? bt_download_reason(d)
