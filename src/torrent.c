@@ -720,6 +720,7 @@ void bt_torrent_stop(struct bt_torrent *t)
 {
 	t->stopping = true;
 	bt_torrent_dht_subscribe(t, false);
+	bt_torrent_webseed_stop(t);
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping)
 			bt_peer_close(t->conns[i]->peer);

@@ -131,6 +131,8 @@ void bt_torrent_webseed_tick(struct bt_torrent *t);
 bool bt_torrent_webseed_hopeful(const struct bt_torrent *t);
 /* Web seeds, and in *active_out those fetching now. */
 size_t bt_torrent_webseed_count(const struct bt_torrent *t, size_t *active_out);
+/* The torrent stops: requests in flight are cancelled (the URLs are not retried). */
+void bt_torrent_webseed_stop(struct bt_torrent *t);
 void bt_torrent_webseed_free(struct bt_torrent *t);
 
 /* Dials more addresses from the book, up to max_peers. */

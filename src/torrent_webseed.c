@@ -155,7 +155,8 @@ static uint32_t claim_run(struct bt_torrent *t, uint32_t max, uint32_t *first_ou
 		/* Which pieces came whole: count blocks per piece of the window. */
 		uint32_t *per = bt_xcalloc(n, sizeof *per);
 		for (size_t k = 0; k < got; k++)
-			per[w->blocks[k].piece - i]++;
+			if (w->blocks[k].piece - i < n)
+				per[w->blocks[k].piece - i]++;
 		uint32_t start = n, len = 0;
 		for (uint32_t k = 0; k < n; k++) {
 			bool whole = per[k] == bt_geometry_block_count(&geo, i + k);
@@ -315,6 +316,14 @@ size_t bt_torrent_webseed_count(const struct bt_torrent *t, size_t *active_out)
 	if (active_out)
 		*active_out = active;
 	return w ? w->n : 0;
+}
+
+void bt_torrent_webseed_stop(struct bt_torrent *t)
+{
+	struct bt_torrent_webseeds *w = t->webseeds;
+	for (size_t i = 0; w && i < w->n; i++)
+		if (bt_webseed_runs(w->ws[i]))
+			bt_webseed_drop(w->ws[i], NULL);
 }
 
 void bt_torrent_webseed_free(struct bt_torrent *t)
