@@ -815,6 +815,13 @@ static int on_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err
 	int rc = bt_meta_parse_info(&d->own, info, len, d->mg.tiers, d->mg.tier_count, err);
 	if (rc)
 		return rc;
+	/* An info dict has no url-list: a magnet's web seeds are its ws= values. */
+	if (d->mg.web_seed_count) {
+		d->own.web_seeds = bt_xcalloc(d->mg.web_seed_count, sizeof *d->own.web_seeds);
+		for (size_t i = 0; i < d->mg.web_seed_count; i++)
+			d->own.web_seeds[i] = bt_xstrdup(d->mg.web_seeds[i]);
+		d->own.web_seed_count = d->mg.web_seed_count;
+	}
 	if (d->o.kind == BT_DOWNLOAD_PIECE && d->o.piece >= d->own.piece_count) {
 		uint32_t count = d->own.piece_count;
 		bt_meta_deinit(&d->own);

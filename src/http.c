@@ -31,6 +31,12 @@ struct bt_http_req {
 	size_t max_body;
 	bool too_large;
 	long timeout_ms;
+	bt_http_sink_fn sink;
+	void *sink_arg;
+	int sink_rc;	     /* what the sink last returned, if it stopped the transfer */
+	int64_t range_start; /* from the last response's Content-Range, or -1 */
+	long retry_after_s;  /* from the last response's Retry-After, or -1 */
+	struct curl_slist *hdrs;
 	bt_http_done_fn done;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -112,11 +118,52 @@ static size_t write_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct bt_http_req *r = arg;
 	size_t len = size * n;
+	if (r->sink) {
+		long status = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		int rc = r->sink(r->sink_arg, status, r->range_start, (const uint8_t *)p, len);
+		if (rc == 0)
+			return len;
+		r->sink_rc = rc;
+		return 0; /* CURLE_WRITE_ERROR; finish reads sink_rc */
+	}
 	if (len > r->max_body - r->body.len) {
 		r->too_large = true;
 		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 	}
 	bt_buf_add(&r->body, p, len);
+	return len;
+}
+
+/*
+ * Headers of every response, redirects included: each status line starts a new response, so
+ * what we keep is the last one's.
+ */
+static size_t header_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct bt_http_req *r = arg;
+	size_t len = size * n;
+	char line[256];
+	size_t k = len < sizeof line - 1 ? len : sizeof line - 1;
+	memcpy(line, p, k);
+	line[k] = 0;
+	if (strncasecmp(line, "HTTP/", 5) == 0) {
+		r->range_start = -1;
+		r->retry_after_s = -1;
+	} else if (strncasecmp(line, "Retry-After:", 12) == 0) {
+		char *end;
+		long v = strtol(line + 12, &end, 10);
+		/* An HTTP-date instead of seconds: a minute is a fair guess. */
+		r->retry_after_s = end != line + 12 && v >= 0 ? v : 60;
+	} else if (strncasecmp(line, "Content-Range:", 14) == 0) {
+		const char *q = line + 14;
+		while (*q == ' ')
+			q++;
+		long long first;
+		if (strncasecmp(q, "bytes ", 6) == 0 && sscanf(q + 6, "%lld-", &first) == 1 &&
+		    first >= 0)
+			r->range_start = first;
+	}
 	return len;
 }
 
@@ -136,6 +183,7 @@ static void unlink_req(struct bt_http_req *r)
 
 static void free_req(struct bt_http_req *r)
 {
+	curl_slist_free_all(r->hdrs);
 	bt_buf_deinit(&r->body);
 	free(r);
 }
@@ -164,7 +212,13 @@ static void finish(struct bt_http_req *r, CURLcode code)
 	struct bt_http_response res = {0};
 	char msg[CURL_ERROR_SIZE + 64];
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
-	if (r->too_large) {
+	res.retry_after_s = r->retry_after_s;
+	if (r->sink_rc == BT_HTTP_SINK_ENOUGH)
+		code = CURLE_OK; /* the sink ended it, having what it wanted */
+	if (r->sink_rc < 0) {
+		res.error = r->sink_rc;
+		snprintf(msg, sizeof msg, "the data was refused (%s)", strerror(-r->sink_rc));
+	} else if (r->too_large) {
 		res.error = -EFBIG;
 		snprintf(msg, sizeof msg, "reply larger than %zu bytes", r->max_body);
 	} else if (code == CURLE_OPERATION_TIMEDOUT) {
@@ -174,7 +228,7 @@ static void finish(struct bt_http_req *r, CURLcode code)
 		res.error = error_code(code);
 		snprintf(msg, sizeof msg, "%s",
 			 r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
-	} else if (res.status < 200 || res.status > 299) {
+	} else if (!res.error && (res.status < 200 || res.status > 299)) {
 		res.error = -EPROTO;
 		snprintf(msg, sizeof msg, "HTTP status %ld", res.status);
 	}
@@ -255,6 +309,10 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct
 	r->max_body = opts && opts->max_body ? opts->max_body : (size_t)1 << 20;
 	r->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 30000;
 	long connect_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
+	r->sink = opts ? opts->sink : NULL;
+	r->sink_arg = opts ? opts->sink_arg : NULL;
+	r->range_start = -1;
+	r->retry_after_s = -1;
 	bt_buf_init(&r->body);
 	r->easy = curl_easy_init();
 	if (!r->easy)
@@ -264,7 +322,16 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	if (opts && opts->range_len > 0) {
+		char range[64];
+		snprintf(range, sizeof range, "%lld-%lld", (long long)opts->range_first,
+			 (long long)(opts->range_first + opts->range_len - 1));
+		curl_easy_setopt(e, CURLOPT_RANGE, range);
+	}
+	/* A sink takes the bytes as stored: no decoding, so offsets are the file's. */
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
@@ -272,7 +339,8 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct
 	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
+	if (!r->sink)
+		curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "torrent-client/" BT_VERSION);
 	if (opts && opts->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file);

@@ -474,6 +474,11 @@ void bt_jobview_summary(const struct bt_jobview *v, const struct bt_download *d)
 			prefix, colon, size, elapsed, rate, s.peers_used,
 			s.peers_used == 1 ? "" : "s", s.pieces_failed,
 			s.pieces_failed == 1 ? "" : "s");
+		if (s.webseed_bytes > 0) {
+			bt_format_bytes(size, sizeof size, (double)s.webseed_bytes);
+			fprintf(stderr, "torrent: %s%s%s of it from web seeds (%zu URL%s)\n",
+				prefix, colon, size, s.webseeds, s.webseeds == 1 ? "" : "s");
+		}
 	}
 	double seeded = bt_download_seeding_for(d);
 	if (seed_job || s.uploaded_bytes > 0 || seeded >= 0) {

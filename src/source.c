@@ -131,8 +131,11 @@ const uint8_t *bt_source_info_hash(const struct bt_source *src)
 
 struct bt_download_magnet bt_source_job_magnet(const struct bt_source *src)
 {
-	struct bt_download_magnet j = {
-		.name = src->mg.name, .tiers = src->mg.tiers, .tier_count = src->mg.tier_count};
+	struct bt_download_magnet j = {.name = src->mg.name,
+				       .tiers = src->mg.tiers,
+				       .tier_count = src->mg.tier_count,
+				       .web_seeds = src->mg.web_seeds,
+				       .web_seed_count = src->mg.web_seed_count};
 	memcpy(j.info_hash, src->mg.info_hash, BT_HASH_LEN);
 	return j;
 }
@@ -213,6 +216,12 @@ int bt_source_fetch_metainfo(const char *cmd, struct bt_source *src,
 			rc = BT_EXIT_FAILURE;
 		} else {
 			src->has_meta = true;
+			/* `info` lists the magnet's ws= as the torrent's web seeds. */
+			size_t nws = src->mg.web_seed_count;
+			src->m.web_seeds = nws ? bt_xcalloc(nws, sizeof *src->m.web_seeds) : NULL;
+			for (size_t i = 0; i < nws; i++)
+				src->m.web_seeds[i] = bt_xstrdup(src->mg.web_seeds[i]);
+			src->m.web_seed_count = nws;
 		}
 	} else {
 		const char *why = bt_download_state(d) == BT_DOWNLOAD_FAILED ? bt_download_reason(d)

@@ -212,7 +212,7 @@ static void piece_failed(struct bt_torrent *t, uint32_t piece)
 	bt_picker_piece_failed(t->picker, piece);
 }
 
-static void piece_complete(struct bt_torrent *t, uint32_t piece)
+void bt_torrent_piece_complete(struct bt_torrent *t, uint32_t piece)
 {
 	const uint8_t *data = bt_assembly_get(&t->assembly, piece);
 	size_t size = (size_t)bt_meta_piece_size(t->m, piece);
@@ -271,7 +271,7 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 			if (t->conns[i] != c && !t->conns[i]->reaping)
 				bt_peer_cancel(t->conns[i]->peer, b);
 	if (complete)
-		piece_complete(t, b->piece);
+		bt_torrent_piece_complete(t, b->piece);
 	if (!t->finished && !t->failed)
 		fill(t, c);
 }
@@ -456,7 +456,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 
 static bool any_hope(const struct bt_torrent *t)
 {
-	if (live_conns(t) > 0 || t->tracker)
+	if (live_conns(t) > 0 || t->tracker || bt_torrent_webseed_hopeful(t))
 		return true;
 	if (t->dht_subscribed && bt_dht_net_hopeful(bt_session_dht(t->session)))
 		return true;
@@ -495,6 +495,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		update_interest(t, c);
 		fill(t, c);
 	}
+	bt_torrent_webseed_tick(t);
 	bt_torrent_connect_more(t);
 	if (t->tracker && live_conns(t) < t->opts.max_peers / 2)
 		bt_tracker_need_peers(t->tracker);
@@ -674,6 +675,7 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 			update_interest(t, t->conns[i]);
 			fill(t, t->conns[i]);
 		}
+	bt_torrent_webseed_start(t);
 	bt_torrent_connect_more(t);
 }
 
@@ -684,6 +686,7 @@ void bt_torrent_free(struct bt_torrent *t)
 	if (t->registered)
 		bt_session_unregister(t->session, t->info_hash);
 	bt_torrent_dht_subscribe(t, false);
+	bt_torrent_webseed_free(t);
 	for (size_t i = 0; i < t->nconns; i++) {
 		bt_bitfield_deinit(&t->conns[i]->counted);
 		bt_torrent_pex_conn_gone(t->conns[i]);
@@ -735,10 +738,11 @@ void bt_torrent_start(struct bt_torrent *t)
 	if (t->tracker)
 		bt_tracker_start(t->tracker);
 	bt_torrent_dht_subscribe(t, true);
+	bt_torrent_webseed_start(t);
 	bt_torrent_connect_more(t);
 	struct bt_addrbook_counts counts;
 	bt_addrbook_counts(t->book, &counts);
-	if (!t->tracker && !t->dht_subscribed && counts.known == 0)
+	if (!t->tracker && !t->dht_subscribed && counts.known == 0 && !t->webseeds)
 		bt_torrent_fail(t,
 				"no peers: the torrent has no trackers and no --peer was given%s",
 				bt_session_dht(t->session) ? "" : ", and the DHT is off");
@@ -748,6 +752,7 @@ void bt_torrent_stop(struct bt_torrent *t)
 {
 	t->stopping = true;
 	bt_torrent_dht_subscribe(t, false);
+	bt_torrent_webseed_stop(t);
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping)
 			bt_peer_close(t->conns[i]->peer);

@@ -74,6 +74,8 @@ struct bt_torrent {
 	size_t peers_max;    /* the most connections past the handshake at once */
 	uint64_t dht_peers;  /* addresses the DHT gave */
 	struct bt_block *pick_buf;
+	struct bt_torrent_webseeds *webseeds; /* torrent_webseed.c; NULL: none */
+	uint64_t webseed_bytes;		      /* of received_bytes, from web seeds */
 };
 
 static inline struct conn *conn_of(struct bt_peer *p, void *arg)
@@ -117,6 +119,22 @@ void bt_torrent_pex_conn_gone(struct conn *c);
  * and seeds and upload-only peers, who have nothing left to give us, are let go.
  */
 void bt_torrent_pex_finished(struct bt_torrent *t);
+
+/* A piece's last block is in: verify it, store it or strike its contributors. */
+void bt_torrent_piece_complete(struct bt_torrent *t, uint32_t piece);
+
+/* torrent_webseed.c: web seeds (BEP 19) as block sources beside the peers. */
+/* Makes one source per URL once the metainfo is known, unless nothing is wanted. */
+void bt_torrent_webseed_start(struct bt_torrent *t);
+/* Each second: idle web seeds past their backoff get runs of pieces. */
+void bt_torrent_webseed_tick(struct bt_torrent *t);
+/* Some web seed has not been dropped. */
+bool bt_torrent_webseed_hopeful(const struct bt_torrent *t);
+/* Web seeds, and in *active_out those fetching now. */
+size_t bt_torrent_webseed_count(const struct bt_torrent *t, size_t *active_out);
+/* The torrent stops: requests in flight are cancelled (the URLs are not retried). */
+void bt_torrent_webseed_stop(struct bt_torrent *t);
+void bt_torrent_webseed_free(struct bt_torrent *t);
 
 /* Dials more addresses from the book, up to max_peers. */
 void bt_torrent_connect_more(struct bt_torrent *t);

@@ -15,6 +15,8 @@ void bt_torrent_get_stats(const struct bt_torrent *t, struct bt_torrent_stats *o
 	out->wanted_bytes = t->wanted_bytes;
 	out->verified_bytes = t->verified_bytes;
 	out->received_bytes = t->received_bytes;
+	out->webseed_bytes = t->webseed_bytes;
+	out->webseeds = bt_torrent_webseed_count(t, &out->webseeds_active);
 	out->pieces_failed = t->pieces_failed;
 	out->rate = t->rate;
 	out->first_byte_s = t->first_byte;

@@ -110,6 +110,8 @@ struct bt_download_magnet {
 	const char *name;
 	const struct bt_meta_tier *tiers;
 	size_t tier_count;
+	char *const *web_seeds; /* ws= (BEP 19), become the fetched metainfo's web seeds */
+	size_t web_seed_count;
 };
 
 /* m is borrowed and must outlive the job. */

@@ -20,12 +20,28 @@ struct event_base;
 struct bt_http;
 struct bt_http_req;
 
+/*
+ * A streaming sink: the body goes here as it arrives instead of into a buffer. status is the
+ * final response's (after redirects); range_start is the first byte of a 206's Content-Range, or
+ * -1 when the server sent no range (a 200 to a ranged request carries the whole resource). Return
+ * 0 to go on, BT_HTTP_SINK_ENOUGH to end the transfer as a success (the rest is not wanted), or
+ * a negative errno-style code to abort it (done then gets that code). The sink must not cancel
+ * requests or free what the http module owns: it runs inside curl.
+ */
+#define BT_HTTP_SINK_ENOUGH 1
+typedef int (*bt_http_sink_fn)(void *arg, long status, int64_t range_start, const uint8_t *p,
+			       size_t len);
+
 struct bt_http_opts {
-	size_t max_body;	 /* bytes after decoding; 0: 1 MiB */
+	size_t max_body;	 /* bytes after decoding; 0: 1 MiB; with a sink: not applied */
 	long timeout_ms;	 /* whole transfer; 0: 30 s */
 	long connect_timeout_ms; /* 0: 10 s */
 	const char *ca_file;	 /* PEM certificates to trust for HTTPS; NULL: the system's */
 	const char *source_ip;	 /* leave from this local address; NULL: the system's choice */
+	int64_t range_first;	 /* with range_len > 0: ask for bytes [first, first + len) */
+	int64_t range_len;
+	bt_http_sink_fn sink; /* NULL: the body is buffered and handed to done */
+	void *sink_arg;
 };
 
 struct bt_http_response {
@@ -35,6 +51,7 @@ struct bt_http_response {
 	size_t len;
 	const char *message;  /* on error: "timed out after 5000 ms", "reply larger than ..." */
 	const char *local_ip; /* where the last connection left from (numeric), or "" if none */
+	long retry_after_s;   /* the last response's Retry-After in seconds, or -1 if none */
 };
 
 typedef void (*bt_http_done_fn)(const struct bt_http_response *res, void *arg);

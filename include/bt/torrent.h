@@ -89,6 +89,9 @@ struct bt_torrent_stats {
 	uint64_t wanted_bytes;	 /* total of the wanted pieces */
 	uint64_t verified_bytes; /* of those, verified (resumed pieces included) */
 	uint64_t received_bytes; /* block bytes received in this run */
+	uint64_t webseed_bytes;	 /* of those, from web seeds (BEP 19) */
+	size_t webseeds;	 /* web seed URLs, and of them fetching now: */
+	size_t webseeds_active;
 	uint32_t pieces_failed;	 /* pieces that failed verification */
 	size_t peers_connected;	 /* past the handshake */
 	size_t peers_unchoking;	 /* of those, unchoking us */
