@@ -356,14 +356,20 @@ static void summary_files(const struct bt_jobview *v, const struct bt_download *
 	if (!done)
 		return;
 	const struct bt_metainfo *m = bt_download_metainfo(d);
-	size_t files = 0, complete = 0;
+	size_t files = 0, complete = 0, skipped = 0;
 	for (size_t i = 0; i < m->file_count; i++)
-		if (!m->files[i].pad) {
+		if (!m->files[i].pad && !bt_download_file_selected(d, i))
+			skipped++;
+		else if (!m->files[i].pad) {
 			files++;
 			complete += done[i] >= (uint64_t)m->files[i].length;
 		}
 	const char *prefix = v->n > 1 ? name_of(d) : "", *colon = v->n > 1 ? ": " : "";
-	fprintf(stderr, "torrent: %s%s%zu of %zu files complete\n", prefix, colon, complete, files);
+	char also[64] = "";
+	if (skipped)
+		snprintf(also, sizeof also, " (%zu not selected)", skipped);
+	fprintf(stderr, "torrent: %s%s%zu of %zu files complete%s\n", prefix, colon, complete,
+		files, also);
 	uint64_t any = 0;
 	for (size_t i = 0; i < m->file_count; i++)
 		any += m->files[i].pad ? 0 : done[i];
@@ -378,13 +384,17 @@ static void summary_files(const struct bt_jobview *v, const struct bt_download *
 	for (size_t i = 0; i < m->file_count; i++) {
 		const struct bt_meta_file *f = &m->files[i];
 		bool whole = done[i] >= (uint64_t)f->length;
-		if (f->pad || (!all && whole))
+		bool selected = bt_download_file_selected(d, i);
+		if (f->pad || (!all && (whole || !selected)))
 			continue;
 		if (!all && shown == LIST_FILES)
 			break;
 		char line[1024];
-		bt_progress_file_line(line, sizeof line, f->path, done[i], (uint64_t)f->length,
-				      verbose());
+		if (selected)
+			bt_progress_file_line(line, sizeof line, f->path, done[i],
+					      (uint64_t)f->length, verbose());
+		else
+			snprintf(line, sizeof line, "%-17s  %10s  %s", "skipped", "", f->path);
 		fprintf(stderr, "torrent: %s%s  %s\n", prefix, v->n > 1 ? ":" : "", line);
 		shown++;
 	}

@@ -88,6 +88,15 @@ class Select(btcommon.CliTestCase):
         self.assertIsNotNone(s, r)
         self.assertEqual(s['received'], self.multi.total - 4 * PIECE, s)  # pieces 0 and 5
 
+    def test_summary_marks_unselected_files(self):
+        out = os.path.join(self.d, 'out-text')
+        r = run_client('download', '--no-tracker', '--peer', self.fast.address, '-o', out,
+                       '--select', '2', self.multi.path, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r)
+        n = len(self.multi.files)
+        self.assertIn('1 of 1 files complete (%d not selected)' % (n - 1), r.err)
+        self.assertEqual(r.err.count('skipped'), n - 1, r.err)
+
     def test_exclude(self):
         out = os.path.join(self.d, 'out')
         root = os.path.join(out, self.multi.name)
