@@ -46,9 +46,20 @@ struct core {
 struct lookup {
 	struct bt_dht_net *n; /* NULL once the net is gone */
 	struct evdns_getaddrinfo_request *req;
-	bool as_node; /* a node to ping, not a router */
+	bool as_node;  /* a node to ping, not a router */
+	bool in_call;  /* evdns_getaddrinfo has not returned yet */
+	bool answered; /* ... and has already called back (a numeric host) */
 	char name[300];
 };
+
+/* The lookup is over: freed now, or once evdns_getaddrinfo returns if it answered inside. */
+static void lookup_done(struct lookup *l)
+{
+	if (l->in_call)
+		l->answered = true;
+	else
+		free(l);
+}
 
 struct bt_dht_net {
 	struct event_base *base;
@@ -266,7 +277,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	if (!n) {
 		if (res)
 			evutil_freeaddrinfo(res);
-		free(l);
+		lookup_done(l);
 		return;
 	}
 	for (size_t i = 0; i < n->nlookups; i++)
@@ -288,7 +299,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	if (res)
 		evutil_freeaddrinfo(res);
-	free(l);
+	lookup_done(l);
 	if (added)
 		pump(n, bt_now());
 }
@@ -312,8 +323,15 @@ static void resolve(struct bt_dht_net *n, const char *name, bool as_node)
 	n->lookups = bt_xreallocarray(n->lookups, n->nlookups + 1, sizeof *n->lookups);
 	n->lookups[n->nlookups++] = l;
 	n->resolving++;
-	/* Numeric hosts may be answered from inside this call. */
-	l->req = evdns_getaddrinfo(n->dns, host, port, &hints, on_resolved, l);
+	/* Numeric hosts are answered from inside this call. */
+	l->in_call = true;
+	struct evdns_getaddrinfo_request *req =
+		evdns_getaddrinfo(n->dns, host, port, &hints, on_resolved, l);
+	l->in_call = false;
+	if (l->answered)
+		free(l);
+	else
+		l->req = req;
 }
 
 static void add_core(struct bt_dht_net *n, int family, const char *state_dir, double now)
