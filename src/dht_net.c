@@ -75,6 +75,7 @@ struct bt_dht_net {
 	struct lookup **lookups;
 	size_t nlookups;
 	size_t resolving; /* router names not answered yet */
+	size_t routers;	  /* router addresses given to the cores */
 	uint64_t peers_found;
 };
 
@@ -293,8 +294,10 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 			continue;
 		if (l->as_node)
 			bt_dht_add_node(c->d, NULL, a->ai_addr, (socklen_t)a->ai_addrlen, bt_now());
-		else
+		else {
 			bt_dht_add_router(c->d, a->ai_addr, (socklen_t)a->ai_addrlen);
+			n->routers++;
+		}
 		added++;
 	}
 	if (res)
@@ -468,7 +471,9 @@ bool bt_dht_net_hopeful(const struct bt_dht_net *n)
 {
 	struct bt_dht_net_stats st;
 	bt_dht_net_get_stats(n, &st);
-	return st.nodes > 0 || n->resolving > 0 || st.searches > 0;
+	/* The cores keep asking their routers while they know few nodes: with a router there is
+	 * always a way in. */
+	return st.nodes > 0 || n->routers > 0 || n->resolving > 0 || st.searches > 0;
 }
 
 uint16_t bt_dht_net_port(const struct bt_dht_net *n)

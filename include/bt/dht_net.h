@@ -74,7 +74,8 @@ void bt_dht_net_add_node(struct bt_dht_net *n, const struct sockaddr *sa, sockle
 /* The same for "host:port" (a torrent's `nodes`), resolved first. */
 void bt_dht_net_add_node_name(struct bt_dht_net *n, const char *host_port);
 void bt_dht_net_get_stats(const struct bt_dht_net *n, struct bt_dht_net_stats *out);
-/* True while the DHT may still bring peers: it knows nodes, or routers are being asked. */
+/* True while the DHT may still bring peers: it knows nodes, or has routers (or is resolving
+ * their names), or a search is running. */
 bool bt_dht_net_hopeful(const struct bt_dht_net *n);
 /* The UDP port the node answers on. */
 uint16_t bt_dht_net_port(const struct bt_dht_net *n);
