@@ -208,7 +208,13 @@ static void pump(struct bt_dht_net *n, double now)
 				continue;
 			}
 			if (s->running && --s->running == 0) {
-				s->next = now + (s->found ? BT_DHT_RESEARCH_S : BT_DHT_RETRY_S);
+				/* Nothing found while the node is still joining (its table nearly
+				 * empty) says little: ask again soon. */
+				struct bt_dht_stats st;
+				bt_dht_get_stats(c->d, &st);
+				s->next = now + (s->found	      ? BT_DHT_RESEARCH_S
+						 : st.good < BT_DHT_K ? BT_DHT_JOINING_RETRY_S
+								      : BT_DHT_RETRY_S);
 				bt_log(BT_LOG_DEBUG, "dht", "search done: %zu peers", s->found);
 			}
 		}

@@ -8,8 +8,9 @@
  *
  * Torrents subscribe their info hash: each gets the peers found for it, and its search is repeated
  * while it is subscribed (every 15 minutes, with announce_peer when asked; after 30 s when one
- * found nothing). The routers are used only to join (the core never keeps them). Owned by the
- * session; a subscription is removed by its torrent before it goes.
+ * found nothing; after 5 s while the node is still joining). The routers are used only to join (the
+ * core never keeps them). Owned by the session; a subscription is removed by its torrent before it
+ * goes.
  */
 #ifndef BT_DHT_NET_H
 #define BT_DHT_NET_H
@@ -32,9 +33,10 @@ struct bt_dht_net;
 extern const char *const bt_dht_default_routers[];
 #define BT_DHT_DEFAULT_ROUTERS 4
 
-#define BT_DHT_RESEARCH_S 900 /* a search is repeated (and re-announced) this often */
-#define BT_DHT_RETRY_S	  30  /* ... or this soon when it found nothing */
-#define BT_DHT_SAVE_S	  300 /* the state file is saved this often */
+#define BT_DHT_RESEARCH_S      900 /* a search is repeated (and re-announced) this often */
+#define BT_DHT_RETRY_S	       30  /* ... or this soon when it found nothing */
+#define BT_DHT_JOINING_RETRY_S 5   /* ... or this soon when the node knows few good nodes yet */
+#define BT_DHT_SAVE_S	       300 /* the state file is saved this often */
 
 struct bt_dht_net_opts {
 	/* "host:port" (IPv6 hosts in brackets); routers NULL: the defaults; nrouters 0 with
