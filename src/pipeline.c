@@ -20,7 +20,6 @@ void bt_pipeline_init(struct bt_pipeline *pl, double now)
 	memset(pl, 0, sizeof *pl);
 	pl->last_answer = now;
 	pl->slow_start = true;
-	pl->cwnd = BT_PIPELINE_START_TARGET;
 }
 
 void bt_pipeline_deinit(struct bt_pipeline *pl)
@@ -138,14 +137,14 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
 	pl->last_answer = now;
 }
 
-/* The bandwidth-delay product plus headroom, in blocks, before the clamps. */
-static double product(const struct bt_pipeline *pl)
+/* The bandwidth-delay product at `rate` bytes/s plus headroom, in blocks, before the clamps. */
+static double product(const struct bt_pipeline *pl, double rate)
 {
 	double blocks_per_s = pl->rate / BT_BLOCK_SIZE;
 	double headroom = blocks_per_s * HEADROOM_SECONDS;
 	if (headroom > BT_PIPELINE_HEADROOM)
 		headroom = BT_PIPELINE_HEADROOM;
-	return blocks_per_s * bt_pipeline_delay(pl) + headroom;
+	return rate / BT_BLOCK_SIZE * bt_pipeline_delay(pl) + headroom;
 }
 
 void bt_pipeline_sample(struct bt_pipeline *pl)
@@ -156,17 +155,11 @@ void bt_pipeline_sample(struct bt_pipeline *pl)
 	bool was_known = pl->rate_known;
 	pl->rate = pl->rate_known ? 0.6 * pl->rate + 0.4 * sample : sample;
 	pl->rate_known = pl->rate_known || pl->downloaded > 0;
-	/* Slow-start: more requested brought more each second so far, so ask for more still.
-	 * The first second with no rise (a peer at its capacity) ends it for good. */
-	if (pl->slow_start && was_known) {
-		if (sample >= SLOW_START_RISE * pl->last_sample && sample > 0) {
-			pl->cwnd *= 2;
-			if (pl->cwnd > BT_PIPELINE_MAX_TARGET)
-				pl->cwnd = BT_PIPELINE_MAX_TARGET;
-		} else {
-			pl->slow_start = false;
-		}
-	}
+	/* Slow-start lasts while each second brings more than the one before; the first that
+	 * does not (a peer at its capacity) ends it for good. */
+	if (pl->slow_start && was_known &&
+	    !(sample > 0 && sample >= SLOW_START_RISE * pl->last_sample))
+		pl->slow_start = false;
 	if (pl->rate_known)
 		pl->last_sample = sample;
 	pl->gap = 0.6 * pl->gap + 0.4 * pl->gap_max;
@@ -179,11 +172,11 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 	if (!pl->rate_known) {
 		q = BT_PIPELINE_START_TARGET;
 	} else {
-		q = product(pl);
-		/* Slow-start's target is held to twice the product, so a fast peer on loopback
-		 * (where the product is only the headroom) is not given hundreds. */
+		q = product(pl, pl->rate);
+		/* Slow-start: twice the product of the last second alone, not of the average that
+		 * lags behind a rising rate, so the next second can bring twice as much. */
 		if (pl->slow_start) {
-			double ss = pl->cwnd < 2 * q ? pl->cwnd : 2 * q;
+			double ss = product(pl, 2 * pl->last_sample);
 			if (ss > q)
 				q = ss;
 		}

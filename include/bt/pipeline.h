@@ -24,9 +24,10 @@
  * silence (an average of each second's longest wait between two answers while a request was
  * overdue): a peer that answers in bursts every half second is given enough to cover a whole
  * burst, not judged by its quick answers. While the rate keeps rising from one
- * sample to the next (slow-start) the target doubles each second, up to twice the product; the
- * first second the rate does not rise ends it. Never more than BT_PIPELINE_MAX_TARGET, nor two
- * seconds of the rate (a slow peer does not hoard blocks the others could fetch), nor the
+ * sample to the next (slow-start) the target is the product of twice the last second's rate
+ * (not of the average, which lags behind a rising rate), so each second may bring twice the one
+ * before; the first second that brings no more ends it. Never more than BT_PIPELINE_MAX_TARGET, nor
+ * two seconds of the rate (a slow peer does not hoard blocks the others could fetch), nor the
  * peer's own `reqq` (BEP 10) when it gave one.
  */
 #ifndef BT_PIPELINE_H
@@ -64,7 +65,6 @@ struct bt_pipeline {
 	double gap_max;	     /* the longest silence with a request overdue, this second */
 	double gap;	     /* its average over the seconds */
 	bool slow_start;     /* the rate has risen every second so far */
-	double cwnd;	     /* the slow-start target, blocks */
 	uint32_t limit;	     /* the peer's reqq, or 0 */
 	struct bt_block cancelled[BT_PIPELINE_CANCELLED]; /* a ring; the newest overwrite */
 	size_t cancelled_next, cancelled_count;
