@@ -137,14 +137,20 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
 	pl->last_answer = now;
 }
 
-/* The bandwidth-delay product at `rate` bytes/s plus headroom, in blocks, before the clamps. */
+/*
+ * The bandwidth-delay product at `rate` bytes/s, in blocks, before the clamps: the round trip's
+ * worth, and enough to ride out the usual silence or the headroom, whichever is more. Both are
+ * there so the pipe does not drain between answers; counting both would double the queue on
+ * loopback, where the silences are the event loop's and the headroom already covers them.
+ */
 static double product(const struct bt_pipeline *pl, double rate)
 {
-	double blocks_per_s = pl->rate / BT_BLOCK_SIZE;
-	double headroom = blocks_per_s * HEADROOM_SECONDS;
+	double blocks_per_s = rate / BT_BLOCK_SIZE;
+	double headroom = pl->rate / BT_BLOCK_SIZE * HEADROOM_SECONDS;
 	if (headroom > BT_PIPELINE_HEADROOM)
 		headroom = BT_PIPELINE_HEADROOM;
-	return rate / BT_BLOCK_SIZE * bt_pipeline_delay(pl) + headroom;
+	double silence = blocks_per_s * pl->gap;
+	return blocks_per_s * pl->rtt + (silence > headroom ? silence : headroom);
 }
 
 void bt_pipeline_sample(struct bt_pipeline *pl)

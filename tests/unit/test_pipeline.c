@@ -382,7 +382,8 @@ static double product_of(const struct bt_pipeline *pl)
 {
 	double bps = bt_pipeline_rate(pl) / BT_BLOCK_SIZE;
 	double headroom = bps / 4 < BT_PIPELINE_HEADROOM ? bps / 4 : BT_PIPELINE_HEADROOM;
-	return bps * bt_pipeline_delay(pl) + headroom;
+	double silence = bps * pl->gap;
+	return bps * pl->rtt + (silence > headroom ? silence : headroom);
 }
 
 /* 12 MiB/s at 150 ms (a product of 115 blocks): while the rate rises, slow-start asks for more
