@@ -12,6 +12,10 @@
 #define HEADROOM_SECONDS 0.25
 /* The most a peer may have outstanding, seconds of its rate: a slow peer does not hoard. */
 #define MAX_QUEUE_SECONDS 2.0
+/* Silences shorter than this are left to the headroom: on loopback they are our own event
+ * loop's (or a loaded machine's), and counting them grew the queue and the peak memory for
+ * nothing. A peer that sends every half second is well above it. */
+#define SILENCE_MIN_SECONDS 0.1
 /* Slow-start goes on while each second brings at least this much more than the one before. */
 #define SLOW_START_RISE 1.1
 
@@ -77,7 +81,7 @@ void bt_pipeline_answered_at(struct bt_pipeline *pl, size_t i, double now)
 	/* A silence counts only if this request could have been answered when the previous
 	 * answer came: the peer sat on it, which the queue must cover. */
 	if (pl->last_arrival > 0 && sent + pl->rtt <= pl->last_arrival &&
-	    now - pl->last_arrival > pl->gap_max)
+	    now - pl->last_arrival >= SILENCE_MIN_SECONDS && now - pl->last_arrival > pl->gap_max)
 		pl->gap_max = now - pl->last_arrival;
 	pl->last_arrival = now;
 }
@@ -138,19 +142,19 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
 }
 
 /*
- * The bandwidth-delay product at `rate` bytes/s, in blocks, before the clamps: the round trip's
- * worth, and enough to ride out the usual silence or the headroom, whichever is more. Both are
- * there so the pipe does not drain between answers; counting both would double the queue on
- * loopback, where the silences are the event loop's and the headroom already covers them.
+ * The bandwidth-delay product, in blocks, before the clamps: the round trip's worth at `rate`
+ * bytes/s, and (at the smoothed rate) enough to ride out the usual silence or the headroom,
+ * whichever is more. Both are there so the pipe does not drain between answers; counting both would
+ * double the queue on loopback, where the silences are the event loop's and the headroom already
+ * covers them.
  */
 static double product(const struct bt_pipeline *pl, double rate)
 {
-	double blocks_per_s = rate / BT_BLOCK_SIZE;
 	double headroom = pl->rate / BT_BLOCK_SIZE * HEADROOM_SECONDS;
 	if (headroom > BT_PIPELINE_HEADROOM)
 		headroom = BT_PIPELINE_HEADROOM;
-	double silence = blocks_per_s * pl->gap;
-	return blocks_per_s * pl->rtt + (silence > headroom ? silence : headroom);
+	double silence = pl->rate / BT_BLOCK_SIZE * pl->gap;
+	return rate / BT_BLOCK_SIZE * pl->rtt + (silence > headroom ? silence : headroom);
 }
 
 void bt_pipeline_sample(struct bt_pipeline *pl)
@@ -179,8 +183,8 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 		q = BT_PIPELINE_START_TARGET;
 	} else {
 		q = product(pl, pl->rate);
-		/* Slow-start: twice the product of the last second alone, not of the average that
-		 * lags behind a rising rate, so the next second can bring twice as much. */
+		/* Slow-start: the round trip at twice the last second's rate, not at the average
+		 * that lags behind a rising rate, so the next second can bring twice as much. */
 		if (pl->slow_start) {
 			double ss = product(pl, 2 * pl->last_sample);
 			if (ss > q)
