@@ -150,11 +150,18 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
  */
 static double product(const struct bt_pipeline *pl, double rate)
 {
+	double trip = rate / BT_BLOCK_SIZE * pl->rtt;
+	/* The headroom's cap gives way to the round trip's blocks (down to half of it): on
+	 * loopback a millisecond of "round trip" at thousands of blocks a second would otherwise
+	 * add a dozen blocks to every peer's queue, and memory, for nothing. */
+	double cap = BT_PIPELINE_HEADROOM - trip;
+	if (cap < BT_PIPELINE_HEADROOM / 2)
+		cap = BT_PIPELINE_HEADROOM / 2;
 	double headroom = pl->rate / BT_BLOCK_SIZE * HEADROOM_SECONDS;
-	if (headroom > BT_PIPELINE_HEADROOM)
-		headroom = BT_PIPELINE_HEADROOM;
+	if (headroom > cap)
+		headroom = cap;
 	double silence = pl->rate / BT_BLOCK_SIZE * pl->gap;
-	return rate / BT_BLOCK_SIZE * pl->rtt + (silence > headroom ? silence : headroom);
+	return trip + (silence > headroom ? silence : headroom);
 }
 
 void bt_pipeline_sample(struct bt_pipeline *pl)

@@ -380,10 +380,10 @@ static void test_sim_bursty(void **state)
 /* The product as bt_pipeline_target computes it from the smoothed rate, unclamped. */
 static double product_of(const struct bt_pipeline *pl)
 {
-	double bps = bt_pipeline_rate(pl) / BT_BLOCK_SIZE;
-	double headroom = bps / 4 < BT_PIPELINE_HEADROOM ? bps / 4 : BT_PIPELINE_HEADROOM;
-	double silence = bps * pl->gap;
-	return bps * pl->rtt + (silence > headroom ? silence : headroom);
+	double bps = bt_pipeline_rate(pl) / BT_BLOCK_SIZE, trip = bps * pl->rtt;
+	double cap = fmax(BT_PIPELINE_HEADROOM - trip, BT_PIPELINE_HEADROOM / 2);
+	double headroom = fmin(bps / 4, cap);
+	return trip + fmax(bps * pl->gap, headroom);
 }
 
 /* 12 MiB/s at 150 ms (a product of 115 blocks): while the rate rises, slow-start asks for more
@@ -446,9 +446,9 @@ static void test_sim_extremes(void **state)
 	sim_run(&lo, 8);
 	size_t t = bt_pipeline_target(&lo.pl);
 	print_message("loopback 200 MiB/s: target %zu\n", t);
-	/* The headroom, plus the simulation's own millisecond steps (a 2 ms "delay", 25 blocks at
-	 * this rate); not the hundreds the cap would allow. */
-	assert_true(t >= BT_PIPELINE_HEADROOM && t <= BT_PIPELINE_HEADROOM + 32);
+	/* The headroom, the simulation's millisecond steps (a 1 ms "round trip") within it; not
+	 * the hundreds the cap would allow. */
+	assert_true(t >= BT_PIPELINE_HEADROOM - 1 && t <= BT_PIPELINE_HEADROOM + 1);
 	bt_pipeline_deinit(&lo.pl);
 }
 
