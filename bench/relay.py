@@ -31,6 +31,8 @@ def parse_addr(s):
     host, _, port = s.rpartition(':')
     if not host.startswith('127.'):
         sys.exit('relay.py: %s: only 127.0.0.0/8 addresses are allowed' % s)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        sys.exit('relay.py: %s: expected IP:PORT with a port from 1 to 65535' % s)
     return host, int(port)
 
 
