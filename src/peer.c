@@ -101,7 +101,7 @@ static bool start_block_stream(struct bt_peer *p, struct evbuffer *in, size_t to
 	uint8_t *dest = block_dest(p, &b);
 	if (!dest)
 		return false;
-	bt_pipeline_remove_at(&p->pl, (size_t)i);
+	bt_pipeline_answered_at(&p->pl, (size_t)i, bt_now());
 	evbuffer_drain(in, 13);
 	p->in_block.active = true;
 	p->in_block.dropped = false;
@@ -125,7 +125,7 @@ static bool handle_piece(struct bt_peer *p, struct evbuffer *in, size_t total)
 		evbuffer_drain(in, total);
 		return true;
 	}
-	bt_pipeline_remove_at(&p->pl, (size_t)i);
+	bt_pipeline_answered_at(&p->pl, (size_t)i, bt_now());
 	uint8_t *dest = block_dest(p, &b);
 	evbuffer_drain(in, 13);
 	if (dest)
@@ -709,6 +709,11 @@ size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
 size_t bt_peer_queue_target(const struct bt_peer *p)
 {
 	return bt_pipeline_target(&p->pl);
+}
+
+void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq)
+{
+	bt_pipeline_set_limit(&p->pl, reqq);
 }
 
 uint64_t bt_peer_downloaded(const struct bt_peer *p)

@@ -7,19 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Seconds of transfer to keep requested: the "delay" in bandwidth × delay. */
-#define QUEUE_SECONDS 0.5
+/* Headroom over the bandwidth-delay product, seconds of the rate (at most BT_PIPELINE_HEADROOM
+ * blocks): covers the rate's growth between two samples. */
+#define HEADROOM_SECONDS 0.25
+/* The most a peer may have outstanding, seconds of its rate: a slow peer does not hoard. */
+#define MAX_QUEUE_SECONDS 2.0
+/* Silences shorter than this are left to the headroom: on loopback they are our own event
+ * loop's (or a loaded machine's), and counting them grew the queue and the peak memory for
+ * nothing. A peer that sends every half second is well above it. */
+#define SILENCE_MIN_SECONDS 0.1
+/* Slow-start goes on while each second brings at least this much more than the one before. */
+#define SLOW_START_RISE 1.1
 
 void bt_pipeline_init(struct bt_pipeline *pl, double now)
 {
 	memset(pl, 0, sizeof *pl);
 	pl->last_answer = now;
+	pl->slow_start = true;
 }
 
 void bt_pipeline_deinit(struct bt_pipeline *pl)
 {
 	free(pl->reqs);
+	free(pl->sent);
 	pl->reqs = NULL;
+	pl->sent = NULL;
 	pl->count = pl->cap = 0;
 }
 
@@ -31,7 +43,9 @@ void bt_pipeline_add(struct bt_pipeline *pl, const struct bt_block *b, double no
 	if (pl->count == pl->cap) {
 		pl->cap = pl->cap ? pl->cap * 2 : 32;
 		pl->reqs = bt_xreallocarray(pl->reqs, pl->cap, sizeof *pl->reqs);
+		pl->sent = bt_xreallocarray(pl->sent, pl->cap, sizeof *pl->sent);
 	}
+	pl->sent[pl->count] = now;
 	pl->reqs[pl->count++] = *b;
 }
 
@@ -52,7 +66,24 @@ void bt_pipeline_remove_at(struct bt_pipeline *pl, size_t i)
 {
 	assert(i < pl->count);
 	memmove(pl->reqs + i, pl->reqs + i + 1, (pl->count - i - 1) * sizeof *pl->reqs);
+	memmove(pl->sent + i, pl->sent + i + 1, (pl->count - i - 1) * sizeof *pl->sent);
 	pl->count--;
+}
+
+void bt_pipeline_answered_at(struct bt_pipeline *pl, size_t i, double now)
+{
+	assert(i < pl->count);
+	double sent = pl->sent[i];
+	bt_pipeline_remove_at(pl, i);
+	double d = now - sent;
+	if (pl->rtt == 0 || d < pl->rtt)
+		pl->rtt = d > 1e-6 ? d : 1e-6;
+	/* A silence counts only if this request could have been answered when the previous
+	 * answer came: the peer sat on it, which the queue must cover. */
+	if (pl->last_arrival > 0 && sent + pl->rtt <= pl->last_arrival &&
+	    now - pl->last_arrival >= SILENCE_MIN_SECONDS && now - pl->last_arrival > pl->gap_max)
+		pl->gap_max = now - pl->last_arrival;
+	pl->last_arrival = now;
 }
 
 size_t bt_pipeline_take(struct bt_pipeline *pl, struct bt_block **out)
@@ -60,6 +91,8 @@ size_t bt_pipeline_take(struct bt_pipeline *pl, struct bt_block **out)
 	size_t n = pl->count;
 	*out = pl->reqs;
 	pl->reqs = NULL;
+	free(pl->sent);
+	pl->sent = NULL;
 	pl->count = pl->cap = 0;
 	return n;
 }
@@ -108,23 +141,83 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
 	pl->last_answer = now;
 }
 
+/*
+ * The bandwidth-delay product, in blocks, before the clamps: the round trip's worth at `rate`
+ * bytes/s, and (at the smoothed rate) enough to ride out the usual silence or the headroom,
+ * whichever is more. Both are there so the pipe does not drain between answers; counting both would
+ * double the queue on loopback, where the silences are the event loop's and the headroom already
+ * covers them.
+ */
+static double product(const struct bt_pipeline *pl, double rate)
+{
+	double trip = rate / BT_BLOCK_SIZE * pl->rtt;
+	/* The headroom's cap gives way to the round trip's blocks (down to half of it): on
+	 * loopback a millisecond of "round trip" at thousands of blocks a second would otherwise
+	 * add a dozen blocks to every peer's queue, and memory, for nothing. */
+	double cap = BT_PIPELINE_HEADROOM - trip;
+	if (cap < BT_PIPELINE_HEADROOM / 2)
+		cap = BT_PIPELINE_HEADROOM / 2;
+	double headroom = pl->rate / BT_BLOCK_SIZE * HEADROOM_SECONDS;
+	if (headroom > cap)
+		headroom = cap;
+	double silence = pl->rate / BT_BLOCK_SIZE * pl->gap;
+	return trip + (silence > headroom ? silence : headroom);
+}
+
 void bt_pipeline_sample(struct bt_pipeline *pl)
 {
 	/* An exponential average of one-second samples; the first one is taken as it is. */
 	double sample = (double)pl->window;
 	pl->window = 0;
+	bool was_known = pl->rate_known;
 	pl->rate = pl->rate_known ? 0.6 * pl->rate + 0.4 * sample : sample;
 	pl->rate_known = pl->rate_known || pl->downloaded > 0;
+	/* Slow-start lasts while each second brings more than the one before; the first that
+	 * does not (a peer at its capacity) ends it for good. */
+	if (pl->slow_start && was_known &&
+	    !(sample > 0 && sample >= SLOW_START_RISE * pl->last_sample))
+		pl->slow_start = false;
+	if (pl->rate_known)
+		pl->last_sample = sample;
+	pl->gap = 0.6 * pl->gap + 0.4 * pl->gap_max;
+	pl->gap_max = 0;
 }
 
 size_t bt_pipeline_target(const struct bt_pipeline *pl)
 {
-	if (!pl->rate_known)
-		return BT_PIPELINE_START_TARGET;
-	double q = pl->rate * QUEUE_SECONDS / BT_BLOCK_SIZE;
-	if (q < BT_PIPELINE_MIN_TARGET)
-		return BT_PIPELINE_MIN_TARGET;
-	return q > BT_PIPELINE_MAX_TARGET ? BT_PIPELINE_MAX_TARGET : (size_t)q;
+	double q;
+	if (!pl->rate_known) {
+		q = BT_PIPELINE_START_TARGET;
+	} else {
+		q = product(pl, pl->rate);
+		/* Slow-start: the round trip at twice the last second's rate, not at the average
+		 * that lags behind a rising rate, so the next second can bring twice as much. */
+		if (pl->slow_start) {
+			double ss = product(pl, 2 * pl->last_sample);
+			if (ss > q)
+				q = ss;
+		}
+		double hoard = pl->rate / BT_BLOCK_SIZE * MAX_QUEUE_SECONDS;
+		if (q > hoard)
+			q = hoard;
+		if (q < BT_PIPELINE_MIN_TARGET)
+			q = BT_PIPELINE_MIN_TARGET;
+		if (q > BT_PIPELINE_MAX_TARGET)
+			q = BT_PIPELINE_MAX_TARGET;
+	}
+	if (pl->limit && q > pl->limit)
+		q = pl->limit;
+	return (size_t)q;
+}
+
+void bt_pipeline_set_limit(struct bt_pipeline *pl, uint32_t reqq)
+{
+	pl->limit = reqq;
+}
+
+double bt_pipeline_delay(const struct bt_pipeline *pl)
+{
+	return pl->rtt > 0 ? pl->rtt + pl->gap : 0;
 }
 
 double bt_pipeline_rate(const struct bt_pipeline *pl)

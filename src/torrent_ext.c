@@ -112,6 +112,8 @@ static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t
 	c->listen_port = h.port;
 	c->upload_only = h.upload_only;
 	c->ext_seen = true;
+	/* More requests than its queue holds would be dropped, or the connection closed. */
+	bt_peer_set_reqq(c->peer, h.reqq);
 	/* Done and upload-only both: neither side wants anything from the other (BEP 21). */
 	if (t->finished && h.upload_only) {
 		close_conn(t, c, "upload-only, and we have every piece we want");

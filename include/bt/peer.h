@@ -188,6 +188,8 @@ size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 const struct bt_bitfield *bt_peer_allowed_pieces(struct bt_peer *p);
 /* How many requests this peer should have outstanding, from its measured rate. */
 size_t bt_peer_queue_target(const struct bt_peer *p);
+/* The peer queues at most `reqq` of our requests (BEP 10); 0: no bound given. */
+void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq);
 
 /* Choke or unchoke the peer (uploads). Choking drops its queued requests (with Fast: rejects
  * them, but for the pieces of its allowed-fast set, which are still served). */

@@ -15,9 +15,20 @@
  * (bt_pipeline_cancel_answered). The list keeps the BT_PIPELINE_CANCELLED newest: a peer that
  * lets more than that many cancels go unanswered is told apart only by its later answers.
  *
- * Rate and target live in one place (bt_pipeline_sample, bt_pipeline_target): today the target
- * is the measured rate times QUEUE_SECONDS in blocks, clamped; a bandwidth × delay target will
- * replace it here.
+ * Rate, delay and target live in one place (bt_pipeline_sample, bt_pipeline_target). The target is
+ * the bandwidth-delay product: the measured rate times the round trip (the shortest time from a
+ * request to its answer on this connection: the first requests meet an empty queue at the peer,
+ * later ones wait behind ours, so only the minimum says what the path costs), plus enough to ride
+ * out the usual silence (an average of each second's longest wait, if 0.1 s or more, between two
+ * answers while a request was overdue) or the headroom (a quarter second of the rate, at most
+ * BT_PIPELINE_HEADROOM blocks less the round trip's, at least half of that), whichever is more: a
+ * peer that answers in bursts every half second is given enough to cover a whole burst, not judged
+ * by its quick answers. While the rate keeps rising from one sample to the next (slow-start) the
+ * round trip is counted at twice the last second's rate (not at the average, which lags behind a
+ * rising rate), so each second may bring twice the one before; the first second that brings no
+ * more ends it. Never more than BT_PIPELINE_MAX_TARGET, nor two seconds of the rate (a slow peer
+ * does not hoard blocks the others could fetch), nor the peer's own `reqq` (BEP 10) when it gave
+ * one.
  */
 #ifndef BT_PIPELINE_H
 #define BT_PIPELINE_H
@@ -31,20 +42,30 @@
 /* The depth a peer gets before its rate is known, and the clamp of the measured target. */
 #define BT_PIPELINE_START_TARGET 32
 #define BT_PIPELINE_MIN_TARGET	 4
-#define BT_PIPELINE_MAX_TARGET	 64
+#define BT_PIPELINE_MAX_TARGET	 256
+/* The most headroom blocks: on loopback the product is nothing and this is the whole queue. */
+#define BT_PIPELINE_HEADROOM 64
 /* The longest list: asserted on every addition, the length of every scan. */
 #define BT_PIPELINE_MAX (2 * BT_PIPELINE_MAX_TARGET)
 /* Cancelled requests remembered until answered (Fast). */
-#define BT_PIPELINE_CANCELLED BT_PIPELINE_MAX
+#define BT_PIPELINE_CANCELLED 128
 
 struct bt_pipeline {
 	struct bt_block *reqs; /* outstanding, oldest first; heap, grown on demand */
+	double *sent;	       /* parallel to reqs: when each went out */
 	size_t count, cap;
 	double last_answer;  /* a block arrived, or requests went out after none */
 	uint64_t downloaded; /* block bytes received, ever */
 	uint64_t window;     /* block bytes received since the last sample */
 	double rate;	     /* bytes/s, an exponential average of the samples */
 	bool rate_known;     /* a sample was taken after the first bytes arrived */
+	double last_sample;  /* bytes of the previous one-second sample */
+	double rtt;	     /* the shortest request-to-answer time, seconds; 0: none yet */
+	double last_arrival; /* when the last answer began */
+	double gap_max;	     /* the longest silence with a request overdue, this second */
+	double gap;	     /* its average over the seconds */
+	bool slow_start;     /* the rate has risen every second so far */
+	uint32_t limit;	     /* the peer's reqq, or 0 */
 	struct bt_block cancelled[BT_PIPELINE_CANCELLED]; /* a ring; the newest overwrite */
 	size_t cancelled_next, cancelled_count;
 };
@@ -59,6 +80,8 @@ int bt_pipeline_find(const struct bt_pipeline *pl, const struct bt_block *b);
 bool bt_pipeline_has(const struct bt_pipeline *pl, const struct bt_block *b);
 /* Forgets request number i (from bt_pipeline_find); the others keep their order. */
 void bt_pipeline_remove_at(struct bt_pipeline *pl, size_t i);
+/* Request number i is being answered at `now`: forgets it, and takes a sample of the delay. */
+void bt_pipeline_answered_at(struct bt_pipeline *pl, size_t i, double now);
 /*
  * Moves every outstanding request out, oldest first, into *out (the caller frees it; NULL when
  * there are none). Returns how many. The pipeline is empty afterwards; rate and totals stay.
@@ -78,6 +101,10 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now);
 void bt_pipeline_sample(struct bt_pipeline *pl);
 /* How many requests the peer should have outstanding. */
 size_t bt_pipeline_target(const struct bt_pipeline *pl);
+/* The peer queues at most `reqq` requests (its extended handshake); 0: it did not say. */
+void bt_pipeline_set_limit(struct bt_pipeline *pl, uint32_t reqq);
+/* The delay the queue covers (round trip plus usual silence), seconds; 0 before a sample. */
+double bt_pipeline_delay(const struct bt_pipeline *pl);
 double bt_pipeline_rate(const struct bt_pipeline *pl); /* bytes/s, smoothed */
 uint64_t bt_pipeline_downloaded(const struct bt_pipeline *pl);
 

@@ -1,11 +1,13 @@
 #include "bt/pipeline.h"
 
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -158,24 +160,27 @@ static void test_target_before_rate(void **state)
 	bt_pipeline_deinit(&pl);
 }
 
-/* The target is half a second of the measured rate, in blocks, within the clamp. */
+/* Without a delay sample the target is the headroom: a quarter second of the rate, at most
+ * BT_PIPELINE_HEADROOM; two seconds of the rate at most. */
 static void test_target_from_rate(void **state)
 {
 	(void)state;
 	struct bt_pipeline pl;
 	bt_pipeline_init(&pl, 0);
-	for (int i = 0; i < 20; i++)
+	for (int i = 0; i < 40; i++)
 		bt_pipeline_received(&pl, BT_BLOCK_SIZE, 0.5);
-	bt_pipeline_sample(&pl); /* the first sample is taken as it is: 20 blocks/s */
-	assert_true(bt_pipeline_rate(&pl) == 20.0 * BT_BLOCK_SIZE);
+	bt_pipeline_sample(&pl); /* the first sample is taken as it is: 40 blocks/s */
+	assert_true(bt_pipeline_rate(&pl) == 40.0 * BT_BLOCK_SIZE);
 	assert_int_equal(bt_pipeline_target(&pl), 10);
-	assert_int_equal(bt_pipeline_downloaded(&pl), 20 * BT_BLOCK_SIZE);
+	assert_int_equal(bt_pipeline_downloaded(&pl), 40 * BT_BLOCK_SIZE);
+	assert_true(bt_pipeline_delay(&pl) == 0);
 
+	/* On loopback the rate is huge and the delay nothing: the headroom's cap, no more. */
 	struct bt_pipeline fast;
 	bt_pipeline_init(&fast, 0);
-	bt_pipeline_received(&fast, 1000 * BT_BLOCK_SIZE, 0.5);
+	bt_pipeline_received(&fast, 10000 * BT_BLOCK_SIZE, 0.5);
 	bt_pipeline_sample(&fast);
-	assert_int_equal(bt_pipeline_target(&fast), BT_PIPELINE_MAX_TARGET);
+	assert_int_equal(bt_pipeline_target(&fast), BT_PIPELINE_HEADROOM);
 	bt_pipeline_deinit(&fast);
 
 	struct bt_pipeline slow;
@@ -195,23 +200,256 @@ static void test_smoothing(void **state)
 	bt_pipeline_init(&pl, 0);
 	bt_pipeline_received(&pl, 100 * BT_BLOCK_SIZE, 0.5);
 	bt_pipeline_sample(&pl);
-	assert_int_equal(bt_pipeline_target(&pl), 50);
 	bt_pipeline_sample(&pl); /* a second with nothing: 60 blocks/s */
 	assert_true(bt_pipeline_rate(&pl) == 0.6 * 100 * BT_BLOCK_SIZE);
-	assert_int_equal(bt_pipeline_target(&pl), 30);
 	bt_pipeline_received(&pl, 40 * BT_BLOCK_SIZE, 1.5);
 	bt_pipeline_received(&pl, 60 * BT_BLOCK_SIZE, 1.7);
 	bt_pipeline_sample(&pl); /* 0.6 × 60 + 0.4 × 100 = 76 blocks/s */
-	assert_int_equal(bt_pipeline_target(&pl), 38);
-	/* The average decays towards an idle peer but stays above the floor for a while. */
-	for (int i = 0; i < 3; i++)
-		bt_pipeline_sample(&pl);
-	assert_int_equal(bt_pipeline_target(&pl), 8); /* 76 × 0.216 = 16.4 blocks/s */
+	assert_true(fabs(bt_pipeline_rate(&pl) - 76.0 * BT_BLOCK_SIZE) < 1e-6);
+	/* Slow-start ended with the empty second: the target is 0.25 s of 76 blocks/s. */
+	assert_int_equal(bt_pipeline_target(&pl), 19);
+	/* The average decays towards an idle peer: the target to the floor. */
 	for (int i = 0; i < 10; i++)
 		bt_pipeline_sample(&pl);
 	assert_int_equal(bt_pipeline_target(&pl), BT_PIPELINE_MIN_TARGET);
 	assert_int_equal(bt_pipeline_downloaded(&pl), 200 * BT_BLOCK_SIZE);
 	bt_pipeline_deinit(&pl);
+}
+
+/* The delay: the shortest request-to-answer time, plus the average of each second's longest
+ * silence while a request was overdue. */
+static void test_delay_sample(void **state)
+{
+	(void)state;
+	struct bt_pipeline pl;
+	bt_pipeline_init(&pl, 0);
+	assert_true(bt_pipeline_delay(&pl) == 0);
+	for (uint32_t k = 0; k < 3; k++)
+		add(&pl, 0, k, 10.0);
+	bt_pipeline_answered_at(&pl, 0, 10.2);
+	assert_true(fabs(bt_pipeline_delay(&pl) - 0.2) < 1e-9);
+	bt_pipeline_answered_at(&pl, 0, 10.25); /* longer: the minimum stays */
+	bt_pipeline_answered_at(&pl, 0, 10.9);	/* overdue since 10.25: a 0.65 s silence */
+	assert_int_equal(bt_pipeline_count(&pl), 0);
+	assert_true(fabs(bt_pipeline_delay(&pl) - 0.2) < 1e-9); /* counted at the sample */
+	bt_pipeline_sample(&pl);
+	assert_true(fabs(bt_pipeline_delay(&pl) - (0.2 + 0.4 * 0.65)) < 1e-9);
+
+	add(&pl, 1, 0, 11.0);
+	bt_pipeline_answered_at(&pl, 0, 11.1); /* a shorter round trip */
+	/* Sent after the last answer and answered within a round trip of it: no silence. */
+	add(&pl, 1, 1, 11.5);
+	bt_pipeline_answered_at(&pl, 0, 11.7);
+	bt_pipeline_sample(&pl);
+	assert_true(fabs(bt_pipeline_delay(&pl) - (0.1 + 0.6 * 0.4 * 0.65)) < 1e-9);
+	bt_pipeline_deinit(&pl);
+}
+
+/* The peer's reqq bounds the target, before and after the rate is known. */
+static void test_reqq_limit(void **state)
+{
+	(void)state;
+	struct bt_pipeline pl;
+	bt_pipeline_init(&pl, 0);
+	bt_pipeline_set_limit(&pl, 10);
+	assert_int_equal(bt_pipeline_target(&pl), 10);
+	bt_pipeline_received(&pl, 10000 * BT_BLOCK_SIZE, 0.5);
+	bt_pipeline_sample(&pl);
+	assert_int_equal(bt_pipeline_target(&pl), 10);
+	bt_pipeline_set_limit(&pl, 0);
+	assert_int_equal(bt_pipeline_target(&pl), BT_PIPELINE_HEADROOM);
+	bt_pipeline_deinit(&pl);
+}
+
+/*
+ * A simulated peer: it receives our requests half a round trip after we send them, serves them
+ * in order at `rate` bytes/s, and its blocks reach us half a round trip later. A bursty one
+ * (period > 0) sends only every `period` seconds, at most a period's worth of the rate of what
+ * has arrived by then, the way Transmission 3.00 does. Our side keeps the target outstanding,
+ * as the torrent's fill does, and samples once a second.
+ */
+struct sim {
+	struct bt_pipeline pl;
+	double rate, rtt, period;
+	double deliver[BT_PIPELINE_MAX]; /* parallel to the pipeline: when each block reaches us */
+	double free_at;			 /* smooth: when the peer is done with what it has */
+	double pulse;			 /* bursty: the pulse being filled, and its blocks */
+	double pulse_used;
+	double now;
+	uint64_t got; /* bytes, since the last sim_reset_count */
+	uint32_t next;
+};
+
+static void sim_init(struct sim *s, double rate, double rtt, double period)
+{
+	memset(s, 0, sizeof *s);
+	bt_pipeline_init(&s->pl, 0);
+	s->rate = rate;
+	s->rtt = rtt;
+	s->period = period;
+}
+
+static double sim_when(struct sim *s)
+{
+	double arrive = s->now + s->rtt / 2, block = (double)BT_BLOCK_SIZE / s->rate;
+	if (s->period <= 0) {
+		s->free_at = (arrive > s->free_at ? arrive : s->free_at) + block;
+		return s->free_at + s->rtt / 2;
+	}
+	double pulse = ceil(arrive / s->period) * s->period;
+	if (pulse > s->pulse) {
+		s->pulse = pulse;
+		s->pulse_used = 0;
+	}
+	if (s->pulse_used + block > s->period + 1e-9) {
+		s->pulse += s->period;
+		s->pulse_used = 0;
+	}
+	s->pulse_used += block;
+	return s->pulse + s->rtt / 2;
+}
+
+/* Runs the simulation until `until` seconds, in steps of a millisecond. */
+static void sim_run(struct sim *s, double until)
+{
+	while (s->now < until) {
+		s->now += 0.001;
+		while (bt_pipeline_count(&s->pl) && s->deliver[0] <= s->now) {
+			bt_pipeline_answered_at(&s->pl, 0, s->now);
+			memmove(s->deliver, s->deliver + 1,
+				bt_pipeline_count(&s->pl) * sizeof *s->deliver);
+			bt_pipeline_received(&s->pl, BT_BLOCK_SIZE, s->now);
+			s->got += BT_BLOCK_SIZE;
+		}
+		size_t target = bt_pipeline_target(&s->pl);
+		while (bt_pipeline_count(&s->pl) < target) {
+			struct bt_block b = blk(s->next / 16, s->next % 16);
+			s->next++;
+			s->deliver[bt_pipeline_count(&s->pl)] = sim_when(s);
+			bt_pipeline_add(&s->pl, &b, s->now);
+		}
+		/* Whole seconds, as the peer's tick. */
+		if (fmod(s->now + 0.0005, 1.0) < 0.001)
+			bt_pipeline_sample(&s->pl);
+	}
+}
+
+/* The fraction of the peer's rate we got between `from` and `to`. */
+static double sim_share(struct sim *s, double from, double to)
+{
+	sim_run(s, from);
+	s->got = 0;
+	sim_run(s, to);
+	return (double)s->got / (s->rate * (to - from));
+}
+
+#define MIB (1024.0 * 1024.0)
+
+/* 2 MiB/s at 80 ms: the queue covers the bandwidth-delay product (10 blocks), and not much
+ * more than that and its headroom, and the peer's whole rate comes through. */
+static void test_sim_covers_bdp(void **state)
+{
+	(void)state;
+	struct sim s;
+	sim_init(&s, 2 * MIB, 0.080, 0);
+	double share = sim_share(&s, 10, 20);
+	size_t target = bt_pipeline_target(&s.pl);
+	print_message("2 MiB/s, 80 ms: %.3f of the rate, target %zu, delay %.3f s\n", share, target,
+		      bt_pipeline_delay(&s.pl));
+	assert_true(share > 0.97);
+	assert_true(target >= 11 && target <= 64);
+	assert_true(bt_pipeline_delay(&s.pl) > 0.07 && bt_pipeline_delay(&s.pl) < 0.15);
+	bt_pipeline_deinit(&s.pl);
+}
+
+/* A peer that answers in bursts every half second is not judged by its quick answers: the
+ * queue grows to cover a burst and the whole rate comes through. */
+static void test_sim_bursty(void **state)
+{
+	(void)state;
+	struct sim s;
+	sim_init(&s, 2 * MIB, 0.040, 0.5);
+	double share = sim_share(&s, 15, 25);
+	print_message("2 MiB/s, 40 ms, bursts every 0.5 s: %.3f of the rate, target %zu\n", share,
+		      bt_pipeline_target(&s.pl));
+	assert_true(share > 0.95);
+	assert_true(bt_pipeline_target(&s.pl) >= 64);
+	bt_pipeline_deinit(&s.pl);
+}
+
+/* The product as bt_pipeline_target computes it from the smoothed rate, unclamped. */
+static double product_of(const struct bt_pipeline *pl)
+{
+	double bps = bt_pipeline_rate(pl) / BT_BLOCK_SIZE, trip = bps * pl->rtt;
+	double cap = fmax(BT_PIPELINE_HEADROOM - trip, BT_PIPELINE_HEADROOM / 2);
+	double headroom = fmin(bps / 4, cap);
+	return trip + fmax(bps * pl->gap, headroom);
+}
+
+/* 12 MiB/s at 150 ms (a product of 115 blocks): while the rate rises, slow-start asks for more
+ * than the lagging average's product, and the pipe fills sooner. */
+static void test_sim_slow_start(void **state)
+{
+	(void)state;
+	struct sim s;
+	sim_init(&s, 12 * MIB, 0.150, 0);
+	assert_int_equal(bt_pipeline_target(&s.pl), BT_PIPELINE_START_TARGET);
+	size_t at[6];
+	double prod[6];
+	for (int sec = 1; sec <= 5; sec++) {
+		sim_run(&s, sec + 0.01);
+		at[sec] = bt_pipeline_target(&s.pl);
+		prod[sec] = product_of(&s.pl);
+		print_message("second %d: target %zu, product %.0f, slow-start %d\n", sec, at[sec],
+			      prod[sec], s.pl.slow_start);
+	}
+	assert_true(at[2] > 1.3 * prod[2]);
+	assert_true(at[3] >= 115);
+	assert_false(s.pl.slow_start); /* over once the rate stopped rising */
+	double share = sim_share(&s, 10, 20);
+	print_message("12 MiB/s, 150 ms: %.3f of the rate, target %zu\n", share,
+		      bt_pipeline_target(&s.pl));
+	assert_true(share > 0.97);
+	bt_pipeline_deinit(&s.pl);
+}
+
+/* The peer slows from 4 MiB/s to 256 KiB/s: the queue shrinks with it. */
+static void test_sim_rate_drops(void **state)
+{
+	(void)state;
+	struct sim s;
+	sim_init(&s, 4 * MIB, 0.100, 0);
+	sim_run(&s, 15);
+	size_t before = bt_pipeline_target(&s.pl);
+	s.rate = 256 * 1024;
+	sim_run(&s, 40);
+	size_t after = bt_pipeline_target(&s.pl);
+	print_message("4 MiB/s: target %zu; 256 KiB/s: target %zu\n", before, after);
+	assert_true(before >= 40);
+	assert_true(after <= 12);
+	assert_true(after >= 2); /* still the product: 1.6 blocks */
+	bt_pipeline_deinit(&s.pl);
+}
+
+/* A slow peer does not hoard blocks; a loopback one gets the headroom, not hundreds. */
+static void test_sim_extremes(void **state)
+{
+	(void)state;
+	struct sim slow;
+	sim_init(&slow, 32 * 1024, 0.100, 0);
+	sim_run(&slow, 20);
+	assert_int_equal(bt_pipeline_target(&slow.pl), BT_PIPELINE_MIN_TARGET);
+	bt_pipeline_deinit(&slow.pl);
+
+	struct sim lo;
+	sim_init(&lo, 200 * MIB, 0.0001, 0);
+	sim_run(&lo, 8);
+	size_t t = bt_pipeline_target(&lo.pl);
+	print_message("loopback 200 MiB/s: target %zu\n", t);
+	/* The headroom, the simulation's millisecond steps (a 1 ms "round trip") within it; not
+	 * the hundreds the cap would allow. */
+	assert_true(t >= BT_PIPELINE_HEADROOM - 1 && t <= BT_PIPELINE_HEADROOM + 1);
+	bt_pipeline_deinit(&lo.pl);
 }
 
 int main(void)
@@ -224,6 +462,13 @@ int main(void)
 		cmocka_unit_test(test_target_before_rate),
 		cmocka_unit_test(test_target_from_rate),
 		cmocka_unit_test(test_smoothing),
+		cmocka_unit_test(test_delay_sample),
+		cmocka_unit_test(test_reqq_limit),
+		cmocka_unit_test(test_sim_covers_bdp),
+		cmocka_unit_test(test_sim_bursty),
+		cmocka_unit_test(test_sim_slow_start),
+		cmocka_unit_test(test_sim_rate_drops),
+		cmocka_unit_test(test_sim_extremes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

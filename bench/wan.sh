@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# wan.sh: downloads over simulated wide-area paths, ours beside libtorrent and aria2c.
+#
+# Every seeder (bench/seeder.py, libtorrent) sits behind a relay (bench/relay.py) that adds a
+# round-trip time and caps the seeder's upload with a token bucket and a bounded queue; the
+# relay's tracker hands downloaders only the relay addresses. Swarms (--swarms):
+#   uniform  8 seeders, 80 ms, 2 MiB/s each
+#   mixed    8 seeders, RTTs 30 to 250 ms, uplinks 0.5 to 4 MiB/s (18 MiB/s in all)
+# Clients run one at a time, interleaved (the first rotates each repetition); each output is
+# compared with the source. Reported per swarm and client, medians: wall time, its fraction of
+# the ideal (size / sum of the seeders' caps: 1.0 is every uplink full from the first instant),
+# and time to first byte (the first data in the output file, bench/firstbyte.py).
+# Everything is on 127.0.0.0/8; every process started here is stopped by its PID.
+set -euo pipefail
+export LC_ALL=C
+
+usage() {
+	cat <<'EOF'
+Usage: bench/wan.sh [options]
+
+  --size MiB        size of the random file (default 128)
+  --reps R          repetitions (default 3)
+  --swarms LIST     comma-separated from: uniform, mixed (default both)
+  --clients LIST    comma-separated from: torrent, libtorrent, aria2 (default all three)
+  --baseline BIN    also run BIN (another build of ours) as torrent-base
+  --net A.B.C       the /24 of 127.0.0.0/8 to use (default 127.0.97)
+  --port-base P     first port (default 28000)
+  --timeout S       give up on a download after S seconds (default 180)
+  --keep            keep the work directory
+  --build DIR       meson build directory (default: build/)
+EOF
+}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bench=$root/bench
+PY=/usr/bin/python3
+size_mib=128 reps=3 swarms=uniform,mixed clients=torrent,libtorrent,aria2 baseline=""
+net=127.0.97 port_base=28000 run_timeout=180 keep=0 build=$root/build
+die() {
+	echo "wan.sh: $*" >&2
+	exit 1
+}
+log() { echo "$*" >&2; }
+while (($#)); do
+	case $1 in
+	--size) size_mib=${2:?}; shift ;;
+	--reps) reps=${2:?}; shift ;;
+	--swarms) swarms=${2:?}; shift ;;
+	--clients) clients=${2:?}; shift ;;
+	--baseline) baseline=${2:?}; shift ;;
+	--net) net=${2:?}; shift ;;
+	--port-base) port_base=${2:?}; shift ;;
+	--timeout) run_timeout=${2:?}; shift ;;
+	--keep) keep=1 ;;
+	--build) build=${2:?}; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown option '$1' (see --help)" ;;
+	esac
+	shift
+done
+[[ $size_mib =~ ^[1-9][0-9]*$ ]] || die "--size: '$size_mib' is not a whole number of MiB"
+[[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps: '$reps' is not a positive number"
+[[ $net =~ ^127\.[0-9]+\.[0-9]+$ ]] || die "--net: '$net' is not A.B.C in 127.0.0.0/8"
+command -v mktorrent >/dev/null || die "needs mktorrent"
+$PY -c 'import libtorrent' 2>/dev/null || die "needs $PY with libtorrent (python3-libtorrent)"
+IFS=, read -r -a client_list <<<"$clients"
+[[ -n $baseline ]] && client_list+=(torrent-base)
+for c in "${client_list[@]}"; do
+	case $c in
+	torrent | libtorrent | torrent-base) ;;
+	aria2) command -v aria2c >/dev/null || die "aria2c is not installed (drop it from --clients)" ;;
+	*) die "--clients: unknown client '$c'" ;;
+	esac
+done
+[[ -z $baseline || -x $baseline ]] || die "--baseline: '$baseline' is not an executable"
+
+ninja -C "$build" torrent >&2
+work=$(mktemp -d /tmp/bench-wan.XXXXXX)
+cp "$build/torrent" "$work/torrent"
+[[ -z $baseline ]] || cp "$baseline" "$work/torrent-base"
+
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if ((keep)); then log "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+size=$((size_mib * 1048576))
+tracker=$net.1:$port_base
+data=$work/seed/data.bin
+tor=$work/data.torrent
+mkdir -p "$work/seed"
+head -c "$size" /dev/urandom >"$data"
+mktorrent -l 18 -a "http://$tracker/announce" -n data.bin -o "$tor" "$data" >/dev/null
+
+# swarm_spec NAME: one "rtt_ms kib_s" line per seeder
+swarm_spec() {
+	case $1 in
+	uniform) for _ in 1 2 3 4 5 6 7 8; do echo "80 2048"; done ;;
+	mixed) printf '%s\n' "30 4096" "250 512" "60 3072" "200 1024" "100 2560" "150 1536" \
+		"45 2048" "120 3584" ;;
+	*) die "--swarms: unknown swarm '$1'" ;;
+	esac
+}
+
+# start_swarm NAME: relays, their tracker and the seeders; sets swarm_pids, cap_kib
+start_swarm() {
+	local i=0 rtt kib args=() ip port
+	cap_kib=0
+	while read -r rtt kib; do
+		ip=$net.$((11 + i))
+		port=$((port_base + 11 + i))
+		args+=("$net.$((51 + i)):$((port_base + 51 + i))=$ip:$port,$rtt,$kib")
+		cap_kib=$((cap_kib + kib))
+		i=$((i + 1))
+	done < <(swarm_spec "$1")
+	$PY "$bench/relay.py" "$tracker" "${args[@]}" >"$work/relay.log" 2>&1 &
+	pids+=($!)
+	swarm_pids=($!)
+	for ((t = 0; t < 200; t++)); do grep -q '^ready' "$work/relay.log" && break; sleep 0.05; done
+	grep -q '^ready' "$work/relay.log" || { cat "$work/relay.log" >&2; die "relay.py did not start"; }
+	for ((k = 0; k < i; k++)); do
+		$PY "$bench/seeder.py" "$tor" "$work/seed" "$net.$((11 + k))" $((port_base + 11 + k)) \
+			</dev/null >"$work/seeder$k.log" 2>&1 &
+		pids+=($!)
+		swarm_pids+=($!)
+	done
+	for ((k = 0; k < i; k++)); do
+		for ((t = 0; t < 600; t++)); do grep -q '^ready' "$work/seeder$k.log" && break; sleep 0.05; done
+		grep -q '^ready' "$work/seeder$k.log" || die "seeder $k did not start"
+	done
+}
+
+stop_swarm() {
+	local p
+	for p in "${swarm_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${swarm_pids[@]}"; do
+		for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	local keep_pids=()
+	for p in "${pids[@]}"; do [[ " ${swarm_pids[*]} " == *" $p "* ]] || keep_pids+=("$p"); done
+	pids=("${keep_pids[@]}")
+}
+
+# run_one SWARM CLIENT REP: prints "swarm client rep ok wall first"
+run_one() {
+	local sw=$1 c=$2 rep=$3 out=$work/out run=$work/run-$1-$2-$3 cmd watch
+	rm -rf "$out"
+	mkdir -p "$out" "$run"
+	case $c in
+	torrent | torrent-base)
+		cmd=("$work/$c" download -o "$out/data.bin" -p $((port_base + 5)) --listen "$net.5" "$tor")
+		watch=("$out/data.bin.part" "$out/data.bin") ;;
+	libtorrent)
+		cmd=("$PY" "$bench/ltclient.py" "$tor" "$out" "$net.4" $((port_base + 4)))
+		watch=("$out/data.bin") ;;
+	aria2)
+		cmd=(aria2c --no-conf --seed-time=0 --enable-dht=false --enable-dht6=false
+			--bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none
+			--bt-max-peers=0 --interface="$net.2" --listen-port=$((port_base + 2))
+			--dir="$out" --console-log-level=warn --summary-interval=0 --allow-overwrite=true
+			"$tor")
+		watch=("$out/data.bin") ;;
+	esac
+	$PY "$bench/firstbyte.py" "$size" "$run/poll.ready" "${watch[@]}" </dev/null \
+		>"$run/poll.out" 2>/dev/null &
+	local poll=$! t rc=0
+	pids+=("$poll")
+	for ((t = 0; t < 500; t++)); do [[ -e $run/poll.ready ]] && break; sleep 0.01; done
+	local t0=$EPOCHREALTIME
+	timeout -k 5 "$run_timeout" "${cmd[@]}" </dev/null >"$run/stdout" 2>"$run/stderr" || rc=$?
+	local t1=$EPOCHREALTIME
+	kill -TERM "$poll" 2>/dev/null || true
+	wait "$poll" 2>/dev/null || true
+	local ok=ok
+	if ! cmp -s "$data" "$out/data.bin"; then ok=BAD; elif ((rc)); then ok=exit-$rc; fi
+	[[ $ok == ok ]] || { log "   $c: $ok"; tail -n 3 "$run/stderr" >&2; }
+	local pf
+	pf=$(sed -n 's/.*first=\([0-9.]*\).*/\1/p' "$run/poll.out")
+	awk -v s="$sw" -v c="$c" -v r="$rep" -v ok="$ok" -v a="$t0" -v b="$t1" -v f="$pf" \
+		'BEGIN {printf "%s %s %s %s %.3f %s\n", s, c, r, ok, b - a, f == "" ? "-" : sprintf("%.3f", f - a)}'
+}
+
+results=$work/runs.txt
+: >"$results"
+declare -A ideal
+IFS=, read -r -a swarm_list <<<"$swarms"
+for sw in "${swarm_list[@]}"; do
+	log "== swarm $sw"
+	start_swarm "$sw"
+	ideal[$sw]=$(awk -v s="$size" -v k="$cap_kib" 'BEGIN {printf "%.3f", s / (k * 1024)}')
+	n=${#client_list[@]}
+	for ((r = 0; r < reps; r++)); do
+		for ((k = 0; k < n; k++)); do
+			c=${client_list[(k + r) % n]}
+			line=$(run_one "$sw" "$c" "$r")
+			log "   $line"
+			echo "$line" >>"$results"
+		done
+	done
+	stop_swarm
+done
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+echo "$size_mib MiB, 256 KiB pieces, medians of $reps; ideal = size / sum of the seeders' caps"
+echo
+echo "| swarm | client | runs ok | wall s | fraction of ideal | first byte s |"
+echo "|---|---|---|---|---|---|"
+for sw in "${swarm_list[@]}"; do
+	for c in "${client_list[@]}"; do
+		oks=$(awk -v s="$sw" -v c="$c" '$1 == s && $2 == c && $4 == "ok"' "$results" | wc -l)
+		wall=$(awk -v s="$sw" -v c="$c" '$1 == s && $2 == c && $4 == "ok" {print $5}' "$results" | median)
+		first=$(awk -v s="$sw" -v c="$c" '$1 == s && $2 == c && $6 != "-" {print $6}' "$results" | median)
+		frac=$(awk -v i="${ideal[$sw]}" -v w="$wall" 'BEGIN {if (w == "-") print "-"; else printf "%.2f", i / w}')
+		echo "| $sw (ideal ${ideal[$sw]} s) | $c | $oks/$reps | $wall | $frac | $first |"
+	done
+done
