@@ -12,6 +12,8 @@
 # and time to first byte (the first data in the output file, bench/firstbyte.py).
 # Everything is on 127.0.0.0/8; every process started here is stopped by its PID.
 set -euo pipefail
+# A local swarm: our client's DHT joins no public router and keeps no state.
+export TORRENT_DHT_BOOTSTRAP=none XDG_STATE_HOME=${TMPDIR:-/tmp}/torrent-bench-state
 export LC_ALL=C
 
 usage() {
