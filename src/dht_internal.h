@@ -195,7 +195,8 @@ void bt_dht_table_heard(struct bt_dht *d, const uint8_t *id, const struct bt_pee
 void bt_dht_table_failed(struct bt_dht *d, const uint8_t *id, const struct bt_peer_addr *a);
 size_t bt_dht_table_closest(struct bt_dht *d, const uint8_t *target, struct node **out, size_t max);
 void bt_dht_random_id_in_bucket(struct bt_dht *d, size_t bi, uint8_t *out);
-void bt_dht_add_known(struct bt_dht *d, const uint8_t *id, const struct bt_peer_addr *a, double now);
+void bt_dht_add_known(struct bt_dht *d, const uint8_t *id, const struct bt_peer_addr *a,
+		      double now);
 void bt_dht_expire_peers(struct bt_dht *d, double now);
 bool bt_dht_rate_ok(struct bt_dht *d, const struct bt_peer_addr *from, double now);
 void bt_dht_note_ip_vote(struct bt_dht *d, const struct bt_peer_addr *ip,

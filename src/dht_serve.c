@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Tokens. */
 
 static void make_token(const uint8_t *secret, const struct bt_peer_addr *ip, uint8_t *out)

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int bt_dht_xor_cmp(const uint8_t *target, const uint8_t *a, const uint8_t *b)
 {
 	for (size_t i = 0; i < BT_HASH_LEN; i++) {
