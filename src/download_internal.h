@@ -54,8 +54,8 @@ struct bt_download {
 
 bool bt_download_exists(const char *path);
 bool bt_download_have_wanted(const struct bt_download *d);
-int bt_download_open_storage(struct bt_download *d, struct bt_storage **out, const char *root, int flags,
-			struct bt_err *err);
+int bt_download_open_storage(struct bt_download *d, struct bt_storage **out, const char *root,
+			     int flags, struct bt_err *err);
 void bt_download_set_state(struct bt_download *d, enum bt_download_state state);
 int bt_download_resolve_selection(struct bt_download *d, struct bt_err *err);
 int bt_download_prepare_known(struct bt_download *d, struct bt_err *err);

@@ -1,4 +1,5 @@
-/* The download job before it starts: what is on disk, refused, rechecked or resumed (see download.h). */
+/* The download job before it starts: what is on disk, refused, rechecked or resumed (see
+ * download.h). */
 #include "download_internal.h"
 
 #include "bt/verify.h"
@@ -154,7 +155,8 @@ static int prepare_torrent(struct bt_download *d, struct bt_err *err)
 	if (bt_download_exists(d->final_path)) {
 		struct bt_storage *st;
 		uint32_t good = 0;
-		if (bt_download_open_storage(d, &st, d->final_path, BT_STORAGE_READONLY, NULL) == 0) {
+		if (bt_download_open_storage(d, &st, d->final_path, BT_STORAGE_READONLY, NULL) ==
+		    0) {
 			good = check_pieces(d, st);
 			bt_storage_free(st);
 		}

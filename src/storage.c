@@ -1,4 +1,4 @@
-#include "bt/storage.h"
+#include "storage_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -19,37 +19,6 @@
  * same no-follow walk, and the least recently used one is closed to make room.
  */
 #define NONE UINT32_MAX
-
-struct bt_storage {
-	const struct bt_metainfo *m; /* borrowed: the torrent owns both and frees storage first */
-	char *root;
-	int flags;
-	int parent_fd;	  /* single-file: the directory holding root; -1 when root is followed */
-	const char *base; /* root's last component (inside `root`) */
-	int root_fd;	  /* multi-file: the root directory */
-	int *fds;	  /* m->file_count entries */
-	bool any_long;	  /* some file was longer than the torrent says: trim has work */
-	bool limited;	  /* more files on disk than cap: the LRU is on */
-	size_t cap, open_count;
-	uint32_t *prev, *next, head, tail; /* the LRU, when limited */
-	/* The directory of the last file opened (relative to root_fd), kept open: files come
-	 * grouped by directory, so most opens need one openat. */
-	char *dc_rel;
-	size_t dc_len;
-	int dc_fd;
-	/* What bt_storage_open created in this run, removed again if it fails part-way or the
-	 * owner discards it (a job that stored nothing). */
-	bool made_root;
-	struct bt_buf made_dirs; /* relative paths, each '\0'-terminated, in creation order */
-	size_t *made_files, nmade_files;
-	/* A selection: files not selected are never created; their bytes in pieces shared with
-	 * selected files live in the side file, at their offset in the torrent's byte range (a
-	 * sparse file: only the shared pieces' bytes take space). */
-	bool *sel;	    /* NULL: every file */
-	char *parts_path;   /* the side file */
-	int parts_fd;	    /* opened on first use */
-	bool parts_missing; /* a read found none: no need to look again */
-};
 
 int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		   int (*fn)(const struct bt_segment *seg, void *arg), void *arg)
@@ -93,220 +62,6 @@ int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		done += n;
 	}
 	return 0;
-}
-
-/* The on-disk path of file i (caller frees). */
-static char *file_path(const struct bt_storage *s, size_t i)
-{
-	if (!s->m->multi_file)
-		return bt_xstrdup(s->root);
-	const char *rel = s->m->files[i].path;
-	size_t rl = strlen(s->root), pl = strlen(rel);
-	char *p = bt_xmalloc(rl + 1 + pl + 1);
-	memcpy(p, s->root, rl);
-	p[rl] = '/';
-	memcpy(p + rl + 1, rel, pl + 1);
-	return p;
-}
-
-static int fail_path(struct bt_err *err, int e, const char *path)
-{
-	return bt_err_set(err, -e, "%s: %s", path, strerror(e));
-}
-
-/* As fail_path, for root/rel[0..len) (len 0: root itself). */
-static int fail_rel(const struct bt_storage *s, const char *rel, size_t len, int e, const char *why,
-		    struct bt_err *err)
-{
-	if (len == 0)
-		return bt_err_set(err, -e, "%s: %s", s->root, why ? why : strerror(e));
-	return bt_err_set(err, -e, "%s/%.*s: %s", s->root, (int)len, rel, why ? why : strerror(e));
-}
-
-static int fail_file(const struct bt_storage *s, size_t i, int e, struct bt_err *err)
-{
-	char *path = file_path(s, i);
-	fail_path(err, e, path);
-	free(path);
-	return -e;
-}
-
-#define SYMLINK_REFUSED "a symbolic link; refusing to follow it"
-
-/*
- * Why opening `name` in dir without following failed with e: a symbolic link is named as one
- * (ELOOP or ENOTDIR from O_NOFOLLOW / O_DIRECTORY), anything else by its errno.
- */
-static int refuse(const struct bt_storage *s, int dir, const char *name, const char *rel,
-		  size_t len, int e, struct bt_err *err)
-{
-	struct stat st;
-	if ((e == ELOOP || e == ENOTDIR || e == EMLINK) &&
-	    fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-		return fail_rel(s, rel, len, ELOOP, SYMLINK_REFUSED, err);
-	return fail_rel(s, rel, len, e, NULL, err);
-}
-
-/* mkdir that succeeds when the directory is already there (a symlink to one counts): for the
- * user's part of the path only, above root. */
-static int make_dir(const char *path, struct bt_err *err)
-{
-	if (mkdir(path, 0777) == 0)
-		return 0;
-	int e = errno;
-	struct stat st;
-	/* Check the outcome rather than the errno: an existing directory may report EACCES or
-	 * EROFS instead of EEXIST, depending on the file system and its parent's permissions. */
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return 0;
-	return fail_path(err, e == EEXIST ? ENOTDIR : e, path);
-}
-
-/* mkdir -p for path[0..len). The path is cut in place at each '/' and restored. */
-static int make_dirs(char *path, size_t len, struct bt_err *err)
-{
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && path[i] != '/')
-			continue;
-		if (i == 0 || path[i - 1] == '/') /* the leading '/' or a doubled one */
-			continue;
-		char c = path[i];
-		path[i] = '\0';
-		int rc = make_dir(path, err);
-		path[i] = c;
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-/* Opens directory `name` in dir without following it; with create, makes it first if missing
- * (remembering rel[0..len) as made by this run). Returns the descriptor or a negative errno. */
-static int open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel, size_t len,
-		       bool create, struct bt_err *err)
-{
-	const int oflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-	int fd = openat(dir, name, oflags);
-	if (fd < 0 && errno == ENOENT && create) {
-		if (mkdirat(dir, name, 0777) == 0) {
-			if (len == 0) {
-				s->made_root = true;
-			} else {
-				bt_buf_add(&s->made_dirs, rel, len);
-				bt_buf_addc(&s->made_dirs, '\0');
-			}
-		} else if (errno != EEXIST) {
-			return fail_rel(s, rel, len, errno, NULL, err);
-		}
-		fd = openat(dir, name, oflags);
-	}
-	if (fd < 0)
-		return refuse(s, dir, name, rel, len, errno, err);
-	return fd;
-}
-
-/*
- * The directory holding file i's path (rel, its last '/' at `slash`), walked from root_fd one
- * component at a time without following any link. The result is kept in the directory cache
- * and must not be closed by the caller.
- */
-static int file_dir(struct bt_storage *s, const char *rel, size_t dlen, bool create,
-		    struct bt_err *err)
-{
-	if (dlen == 0)
-		return s->root_fd;
-	if (s->dc_fd >= 0 && s->dc_len == dlen && memcmp(s->dc_rel, rel, dlen) == 0)
-		return s->dc_fd;
-	int cur = s->root_fd;
-	char name[256 + 1];
-	for (size_t at = 0; at < dlen;) {
-		size_t n = strcspn(rel + at, "/");
-		if (n > dlen - at)
-			n = dlen - at;
-		if (n >= sizeof name) {
-			if (cur != s->root_fd)
-				close(cur);
-			return fail_rel(s, rel, at + n, ENAMETOOLONG, NULL, err);
-		}
-		memcpy(name, rel + at, n);
-		name[n] = '\0';
-		int fd = open_dir_at(s, cur, name, rel, at + n, create, err);
-		if (cur != s->root_fd)
-			close(cur);
-		if (fd < 0)
-			return fd;
-		cur = fd;
-		at += n + 1;
-	}
-	if (s->dc_fd >= 0)
-		close(s->dc_fd);
-	free(s->dc_rel);
-	s->dc_rel = bt_xstrndup(rel, dlen);
-	s->dc_len = dlen;
-	s->dc_fd = cur;
-	return cur;
-}
-
-/*
- * Opens file i's descriptor without following a link at any component below root; with
- * create, makes missing directories and the file (noting what this run made). Checks that it
- * is a regular file. Returns the descriptor or a negative errno, err naming the path.
- */
-static int open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,
-		     struct bt_err *err)
-{
-	int dir;
-	const char *leaf, *rel;
-	size_t rlen;
-	/* O_NONBLOCK does nothing to a regular file; it only keeps a FIFO at the path from
-	 * blocking the open, so that the type check below can refuse it. */
-	int oflags = O_CLOEXEC | O_NONBLOCK | (s->flags & BT_STORAGE_READONLY ? O_RDONLY : O_RDWR);
-	if (!s->m->multi_file) {
-		rel = "";
-		rlen = 0;
-		if (s->parent_fd < 0) {
-			dir = AT_FDCWD; /* the user's own path, followed (read-only) */
-			leaf = s->root;
-		} else {
-			dir = s->parent_fd;
-			leaf = s->base;
-			oflags |= O_NOFOLLOW;
-		}
-	} else {
-		rel = s->m->files[i].path;
-		rlen = strlen(rel);
-		const char *slash = strrchr(rel, '/');
-		size_t dlen = slash ? (size_t)(slash - rel) : 0;
-		leaf = slash ? slash + 1 : rel;
-		if ((dir = file_dir(s, rel, dlen, create, err)) < 0)
-			/* A missing directory means a missing file: name the file, as open(2)
-			 * would. */
-			return dir == -ENOENT ? fail_rel(s, rel, rlen, ENOENT, NULL, err) : dir;
-		oflags |= O_NOFOLLOW;
-	}
-	int fd = -1;
-	if (create) {
-		fd = openat(dir, leaf, oflags | O_CREAT | O_EXCL, 0666);
-		if (fd >= 0) {
-			s->made_files = bt_xreallocarray(s->made_files, s->nmade_files + 1,
-							 sizeof *s->made_files);
-			s->made_files[s->nmade_files++] = i;
-		} else if (errno != EEXIST) {
-			return refuse(s, dir, leaf, rel, rlen, errno, err);
-		}
-	}
-	if (fd < 0 && (fd = openat(dir, leaf, oflags)) < 0)
-		return refuse(s, dir, leaf, rel, rlen, errno, err);
-	int rc = 0;
-	if (fstat(fd, st) != 0)
-		rc = fail_rel(s, rel, rlen, errno, NULL, err);
-	else if (!S_ISREG(st->st_mode))
-		rc = fail_rel(s, rel, rlen, EINVAL, "not a regular file", err);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	return fd;
 }
 
 static void lru_unlink(struct bt_storage *s, uint32_t i)
@@ -361,7 +116,7 @@ static int file_fd(struct bt_storage *s, size_t i, struct bt_err *err)
 		return fd;
 	}
 	struct stat st;
-	fd = open_path(s, i, false, &st, err);
+	fd = bt_storage_open_path(s, i, false, &st, err);
 	if (fd >= 0)
 		keep_fd(s, i, fd);
 	return fd;
@@ -381,11 +136,11 @@ static int size_file(int fd, int64_t length, const char *path, struct bt_err *er
 	if (r == 0)
 		return 0;
 	if (errno != EOPNOTSUPP && errno != ENOSYS)
-		return fail_path(err, errno, path);
+		return bt_storage_fail_path(err, errno, path);
 	do
 		r = ftruncate(fd, (off_t)length);
 	while (r < 0 && errno == EINTR);
-	return r == 0 ? 0 : fail_path(err, errno, path);
+	return r == 0 ? 0 : bt_storage_fail_path(err, errno, path);
 }
 
 static bool selected(const struct bt_storage *s, size_t i)
@@ -420,7 +175,7 @@ static int parts_fd(struct bt_storage *s, bool write, struct bt_err *err)
 		}
 		if (errno == ELOOP)
 			return bt_err_set(err, -ELOOP, "%s: %s", s->parts_path, SYMLINK_REFUSED);
-		return fail_path(err, errno, s->parts_path);
+		return bt_storage_fail_path(err, errno, s->parts_path);
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -442,7 +197,7 @@ static int copy_from_parts(struct bt_storage *s, int pfd, int64_t at, int fd, in
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return fail_path(err, errno, s->parts_path);
+			return bt_storage_fail_path(err, errno, s->parts_path);
 		if (r == 0)
 			return 0; /* past the side file's end: zeros, as the new file holds */
 		for (ssize_t w = 0; w < r;) {
@@ -450,7 +205,7 @@ static int copy_from_parts(struct bt_storage *s, int pfd, int64_t at, int fd, in
 			if (k < 0 && errno == EINTR)
 				continue;
 			if (k <= 0)
-				return fail_file(s, i, k < 0 ? errno : EIO, err);
+				return bt_storage_fail_file(s, i, k < 0 ? errno : EIO, err);
 			w += k;
 		}
 		at += r;
@@ -494,7 +249,7 @@ static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 		return 0;
 	struct stat st;
 	size_t made = s->nmade_files;
-	int fd = open_path(s, i, create, &st, err);
+	int fd = bt_storage_open_path(s, i, create, &st, err);
 	if (fd == -ENOENT && s->parts_path && (s->flags & BT_STORAGE_READONLY)) {
 		/* Checking what an earlier run with a selection left: a file it did not select
 		 * is missing, and its bytes of shared pieces are in the side file. */
@@ -513,7 +268,7 @@ static int open_file(struct bt_storage *s, size_t i, struct bt_err *err)
 	if (st.st_size > f->length)
 		s->any_long = true;
 	if (f->length > 0 && create && st.st_size < f->length) {
-		char *path = file_path(s, i);
+		char *path = bt_storage_file_path(s, i);
 		rc = size_file(fd, f->length, path, err);
 		free(path);
 	}
@@ -552,7 +307,7 @@ static void remove_made(struct bt_storage *s)
 		const char *rel = s->m->files[s->made_files[k]].path;
 		const char *slash = strrchr(rel, '/');
 		size_t dlen = slash ? (size_t)(slash - rel) : 0;
-		int dir = file_dir(s, rel, dlen, false, &ignored);
+		int dir = bt_storage_file_dir(s, rel, dlen, false, &ignored);
 		if (dir >= 0)
 			unlinkat(dir, slash ? slash + 1 : rel, 0);
 	}
@@ -569,7 +324,7 @@ static void remove_made(struct bt_storage *s)
 		const char *rel = p + startp;
 		const char *slash = strrchr(rel, '/');
 		size_t dlen = slash ? (size_t)(slash - rel) : 0;
-		int dir = file_dir(s, rel, dlen, false, &ignored);
+		int dir = bt_storage_file_dir(s, rel, dlen, false, &ignored);
 		if (dir >= 0)
 			unlinkat(dir, slash ? slash + 1 : rel, AT_REMOVEDIR);
 		end = startp;
@@ -630,7 +385,7 @@ int bt_storage_open_select(struct bt_storage **out, const struct bt_metainfo *m,
 		/* Reading data the user points at: root is the user's own path, followed. */
 		if (m->multi_file &&
 		    (s->root_fd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-			rc = fail_path(err, errno, s->root);
+			rc = bt_storage_fail_path(err, errno, s->root);
 	} else {
 		/* root's parent is the user's (followed); root and all below it are ours. */
 		char *slash = strrchr(s->root, '/');
@@ -639,14 +394,15 @@ int bt_storage_open_select(struct bt_storage **out, const struct bt_metainfo *m,
 		if (slash && slash != s->root)
 			*slash = '\0';
 		if (create && slash && slash != s->root)
-			rc = make_dirs(s->root, strlen(s->root), err);
+			rc = bt_storage_make_dirs(s->root, strlen(s->root), err);
 		if (rc == 0 &&
 		    (s->parent_fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-			rc = fail_path(err, errno, parent);
+			rc = bt_storage_fail_path(err, errno, parent);
 		if (slash && slash != s->root)
 			*slash = '/';
 		if (rc == 0 && m->multi_file) {
-			int fd = open_dir_at(s, s->parent_fd, s->base, "", 0, create, err);
+			int fd = bt_storage_open_dir_at(s, s->parent_fd, s->base, "", 0, create,
+							err);
 			if (fd < 0)
 				rc = fd;
 			else
@@ -735,8 +491,8 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 			continue;
 		if (r < 0)
 			return selected(io->s, seg->file)
-				       ? fail_file(io->s, seg->file, errno, io->err)
-				       : fail_path(io->err, errno, io->s->parts_path);
+				       ? bt_storage_fail_file(io->s, seg->file, errno, io->err)
+				       : bt_storage_fail_path(io->err, errno, io->s->parts_path);
 		if (r == 0) {
 			/* Files are sized at open, so only someone truncating one behind our back
 			 * gets here; zeros are what a sparse file would give, and the piece's hash
@@ -781,8 +537,10 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 		/* pwrite returning 0 for a non-zero count would loop forever: call it EIO. */
 		if (r <= 0)
 			return selected(io->s, seg->file)
-				       ? fail_file(io->s, seg->file, r < 0 ? errno : EIO, io->err)
-				       : fail_path(io->err, r < 0 ? errno : EIO, io->s->parts_path);
+				       ? bt_storage_fail_file(io->s, seg->file, r < 0 ? errno : EIO,
+							      io->err)
+				       : bt_storage_fail_path(io->err, r < 0 ? errno : EIO,
+							      io->s->parts_path);
 		p += r;
 		n -= (size_t)r;
 		at += r;
@@ -831,18 +589,18 @@ int bt_storage_sync(struct bt_storage *s, struct bt_err *err)
 	 * call instead of thousands of reopens and fsyncs.
 	 */
 	if (s->parts_fd >= 0 && fsync(s->parts_fd) != 0)
-		return fail_path(err, errno, s->parts_path);
+		return bt_storage_fail_path(err, errno, s->parts_path);
 	if (s->limited) {
 		int fd = s->m->multi_file ? s->root_fd : s->parent_fd;
 		if (syncfs(fd) != 0)
-			return fail_path(err, errno, s->root);
+			return bt_storage_fail_path(err, errno, s->root);
 		return 0;
 	}
 	for (size_t i = 0; i < s->m->file_count; i++) {
 		if (s->fds[i] < 0)
 			continue;
 		if (fsync(s->fds[i]) != 0)
-			return fail_file(s, i, errno, err);
+			return bt_storage_fail_file(s, i, errno, err);
 	}
 	return 0;
 }
@@ -861,7 +619,7 @@ int bt_storage_trim(struct bt_storage *s, struct bt_err *err)
 		if (fstat(fd, &st) != 0 || st.st_size <= s->m->files[i].length)
 			continue;
 		if (ftruncate(fd, (off_t)s->m->files[i].length) != 0)
-			return fail_file(s, i, errno, err);
+			return bt_storage_fail_file(s, i, errno, err);
 	}
 	return 0;
 }
