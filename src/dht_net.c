@@ -34,6 +34,7 @@ struct sub {
 	double next;	  /* when its search starts again */
 	unsigned running; /* cores searching for it now */
 	size_t found;	  /* peers found by the current round */
+	unsigned empty;	  /* rounds in a row that found nothing */
 };
 
 struct core {
@@ -209,12 +210,15 @@ static void pump(struct bt_dht_net *n, double now)
 			}
 			if (s->running && --s->running == 0) {
 				/* Nothing found while the node is still joining (its table nearly
-				 * empty) says little: ask again soon. */
+				 * empty), or by the first rounds (begun from a table of routers
+				 * only), says little: ask again soon. */
 				struct bt_dht_stats st;
 				bt_dht_get_stats(c->d, &st);
-				s->next = now + (s->found	      ? BT_DHT_RESEARCH_S
-						 : st.good < BT_DHT_K ? BT_DHT_JOINING_RETRY_S
-								      : BT_DHT_RETRY_S);
+				s->empty = s->found ? 0 : s->empty + 1;
+				s->next = now + (s->found ? BT_DHT_RESEARCH_S
+						 : st.good < BT_DHT_K || s->empty <= 2
+							 ? BT_DHT_JOINING_RETRY_S
+							 : BT_DHT_RETRY_S);
 				bt_log(BT_LOG_DEBUG, "dht", "search done: %zu peers", s->found);
 			}
 		}

@@ -50,14 +50,14 @@ struct bt_storage {
 };
 
 int bt_storage_open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,
-		     struct bt_err *err);
+			 struct bt_err *err);
 int bt_storage_file_dir(struct bt_storage *s, const char *rel, size_t dlen, bool create,
-		    struct bt_err *err);
+			struct bt_err *err);
 int bt_storage_fail_file(const struct bt_storage *s, size_t i, int e, struct bt_err *err);
 char *bt_storage_file_path(const struct bt_storage *s, size_t i);
 int bt_storage_make_dirs(char *path, size_t len, struct bt_err *err);
-int bt_storage_open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel, size_t len,
-		       bool create, struct bt_err *err);
+int bt_storage_open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel,
+			   size_t len, bool create, struct bt_err *err);
 int bt_storage_fail_path(struct bt_err *err, int e, const char *path);
 
 #endif

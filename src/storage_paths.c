@@ -94,8 +94,8 @@ int bt_storage_make_dirs(char *path, size_t len, struct bt_err *err)
 
 /* Opens directory `name` in dir without following it; with create, makes it first if missing
  * (remembering rel[0..len) as made by this run). Returns the descriptor or a negative errno. */
-int bt_storage_open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel, size_t len,
-		       bool create, struct bt_err *err)
+int bt_storage_open_dir_at(struct bt_storage *s, int dir, const char *name, const char *rel,
+			   size_t len, bool create, struct bt_err *err)
 {
 	const int oflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 	int fd = openat(dir, name, oflags);
@@ -123,7 +123,7 @@ int bt_storage_open_dir_at(struct bt_storage *s, int dir, const char *name, cons
  * and must not be closed by the caller.
  */
 int bt_storage_file_dir(struct bt_storage *s, const char *rel, size_t dlen, bool create,
-		    struct bt_err *err)
+			struct bt_err *err)
 {
 	if (dlen == 0)
 		return s->root_fd;
@@ -165,7 +165,7 @@ int bt_storage_file_dir(struct bt_storage *s, const char *rel, size_t dlen, bool
  * is a regular file. Returns the descriptor or a negative errno, err naming the path.
  */
 int bt_storage_open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,
-		     struct bt_err *err)
+			 struct bt_err *err)
 {
 	int dir;
 	const char *leaf, *rel;

@@ -8,9 +8,9 @@
  *
  * Torrents subscribe their info hash: each gets the peers found for it, and its search is repeated
  * while it is subscribed (every 15 minutes, with announce_peer when asked; after 30 s when one
- * found nothing; after 5 s while the node is still joining). The routers are used only to join (the
- * core never keeps them). Owned by the session; a subscription is removed by its torrent before it
- * goes.
+ * found nothing; after 5 s while the node is still joining, and for the first two empty rounds).
+ * The routers are used only to join (the core never keeps them). Owned by the session; a
+ * subscription is removed by its torrent before it goes.
  */
 #ifndef BT_DHT_NET_H
 #define BT_DHT_NET_H
