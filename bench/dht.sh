@@ -139,7 +139,9 @@ try:
         res = {}
 
         def reader():
+            log_file = open(os.path.join(out, 'torrent.log'), 'wb')
             for line in p.stderr:
+                log_file.write(line)
                 now = time.monotonic() - t0
                 if 'first_peer' not in res and (line.startswith(b'torrent: peer ') or
                                                 re.search(rb'"dht_peers": *[1-9]', line)):

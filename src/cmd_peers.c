@@ -104,13 +104,14 @@ static void answered_some(struct peers_run *run, bool peers)
 	}
 }
 
-static void on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static size_t on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
 {
 	struct peers_run *run = arg;
 	run->dht_peers = bt_xreallocarray(run->dht_peers, run->ndht + n, sizeof *run->dht_peers);
 	memcpy(run->dht_peers + run->ndht, peers, n * sizeof *peers);
 	run->ndht += n;
 	answered_some(run, true);
+	return n;
 }
 
 /*

@@ -202,9 +202,8 @@ static void pump(struct bt_dht_net *n, double now)
 			if (!s)
 				continue;
 			if (ev.kind == BT_DHT_PEERS) {
-				s->found += ev.count;
 				n->peers_found += ev.count;
-				s->fn(s->arg, ev.peers, ev.count);
+				s->found += s->fn(s->arg, ev.peers, ev.count);
 				/* The callback may have unsubscribed: look it up again. */
 				continue;
 			}

@@ -16,9 +16,11 @@
  * stops at the first refusal; it starts at a random place, so the part taken is not the source's
  * choice.
  */
-static void add_peers(struct bt_torrent *t, const struct bt_peer_addr *peers, size_t n,
-		      const struct bt_peer_addr *self, enum bt_addrbook_source source)
+/* Returns how many were not ourselves. */
+static size_t add_peers(struct bt_torrent *t, const struct bt_peer_addr *peers, size_t n,
+			const struct bt_peer_addr *self, enum bt_addrbook_source source)
 {
+	size_t others = 0;
 	uint64_t r = 0;
 	if (n > 1)
 		bt_random_bytes(&r, sizeof r);
@@ -33,23 +35,26 @@ static void add_peers(struct bt_torrent *t, const struct bt_peer_addr *peers, si
 		socklen_t len = bt_peer_addr_to_sockaddr(&peers[i], &ss);
 		if (!len || bt_session_is_self(t->session, (struct sockaddr *)&ss))
 			continue;
+		others++;
 		if (bt_addrbook_add(t->book, (struct sockaddr *)&ss, len, source, now) == -ENOSPC)
 			break;
 	}
 	bt_torrent_connect_more(t);
+	return others;
 }
 
 static void on_tracker_peers(void *arg, const struct bt_peer_addr *peers, size_t n,
 			     const struct bt_peer_addr *self)
 {
-	add_peers(arg, peers, n, self, BT_ADDRBOOK_TRACKER);
+	(void)add_peers(arg, peers, n, self, BT_ADDRBOOK_TRACKER);
 }
 
-static void on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
+static size_t on_dht_peers(void *arg, const struct bt_peer_addr *peers, size_t n)
 {
 	struct bt_torrent *t = arg;
-	t->dht_peers += n;
-	add_peers(t, peers, n, NULL, BT_ADDRBOOK_DHT);
+	size_t others = add_peers(t, peers, n, NULL, BT_ADDRBOOK_DHT);
+	t->dht_peers += others;
+	return others;
 }
 
 /* The DHT searches for our info hash while we run, except for a private torrent (BEP 27). */

@@ -66,7 +66,9 @@ struct bt_dht_net *bt_dht_net_new(struct event_base *base, struct evdns_base *dn
 /* Saves the state and stops. */
 void bt_dht_net_free(struct bt_dht_net *n);
 
-typedef void (*bt_dht_peers_fn)(void *arg, const struct bt_peer_addr *peers, size_t count);
+/* Peers found for a subscription; returns how many were of use (not ourselves): a round that
+ * found only our own announce counts as finding nothing. */
+typedef size_t (*bt_dht_peers_fn)(void *arg, const struct bt_peer_addr *peers, size_t count);
 /* Searches for info_hash now and then repeatedly; peers go to fn. 0, -EEXIST or -ENOSPC. */
 int bt_dht_net_subscribe(struct bt_dht_net *n, const uint8_t info_hash[BT_HASH_LEN], bool announce,
 			 bt_dht_peers_fn fn, void *arg);
