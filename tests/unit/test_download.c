@@ -845,29 +845,36 @@ static void stop_child(pid_t pid)
 	fail_msg("the seeder did not stop on SIGTERM");
 }
 
-static void test_end_to_end_from_seeder(void **state)
+/* Forks a seeder of m (src/data.bin) on 127.0.0.1; returns its pid and port. */
+static pid_t start_seeder(const struct bt_metainfo *m, uint16_t *port_out)
 {
-	(void)state;
-	write_sources();
-	struct bt_metainfo m;
-	make_single(&m);
 	int fds[2];
 	assert_int_equal(pipe(fds), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		run_seeder(&m, fds[1]);
+		run_seeder(m, fds[1]);
 	}
 	close(fds[1]);
-	uint16_t port = 0;
-	ssize_t n = read(fds[0], &port, sizeof port);
+	ssize_t n = read(fds[0], port_out, sizeof *port_out);
 	close(fds[0]);
-	if (n != sizeof port) {
+	if (n != sizeof *port_out) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		fail_msg("the seeder did not start");
 	}
+	return pid;
+}
+
+static void test_end_to_end_from_seeder(void **state)
+{
+	(void)state;
+	write_sources();
+	struct bt_metainfo m;
+	make_single(&m);
+	uint16_t port = 0;
+	pid_t pid = start_seeder(&m, &port);
 
 	double t0 = bt_now();
 	struct bt_err err;
@@ -907,28 +914,6 @@ static void test_end_to_end_from_seeder(void **state)
 	bt_session_free(s);
 	stop_child(pid);
 	bt_meta_deinit(&m);
-}
-
-/* Forks a seeder of m (src/data.bin) on 127.0.0.1; returns its pid and port. */
-static pid_t start_seeder(const struct bt_metainfo *m, uint16_t *port_out)
-{
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(fds[0]);
-		run_seeder(m, fds[1]);
-	}
-	close(fds[1]);
-	ssize_t n = read(fds[0], port_out, sizeof *port_out);
-	close(fds[0]);
-	if (n != sizeof *port_out) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		fail_msg("the seeder did not start");
-	}
-	return pid;
 }
 
 /* One magnet job of `kind` against the seeder at port: runs it to its end, returns the job. */
