@@ -380,6 +380,7 @@ done:
 	free(r.items);
 	free(r.view.jobs);
 	free(r.view.final_shown);
+	bt_jobview_deinit(&r.view);
 	bt_session_free(r.session);
 	free(peers);
 	free(lens);

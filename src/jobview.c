@@ -12,6 +12,26 @@
 /* Multi-file summaries list every file up to this many; beyond, the incomplete ones up to it. */
 #define LIST_FILES 20
 
+/* What a job's JSON lines said of its files, so that a line carries only what changed. */
+struct bt_jobview_files {
+	size_t count;	/* the torrent's files, pad files included; 0 until the metadata */
+	uint64_t *said; /* per file: done as last reported, UINT64_MAX for never */
+	size_t *number; /* per file: its number as `info` shows it (pad files: 0) */
+	size_t cursor;	/* where the next line starts looking */
+};
+
+void bt_jobview_deinit(struct bt_jobview *v)
+{
+	if (!v->files)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		free(v->files[i].said);
+		free(v->files[i].number);
+	}
+	free(v->files);
+	v->files = NULL;
+}
+
 static const char *name_of(const struct bt_download *d)
 {
 	return bt_download_name(d);
@@ -95,7 +115,10 @@ static void progress_of(const struct bt_jobview *v, const struct bt_download *d,
 				  .unchoking = s.peers_unchoking,
 				  .dht = s.dht,
 				  .dht_nodes = s.dht_nodes,
-				  .dht_peers = s.dht_peers};
+				  .dht_peers = s.dht_peers,
+				  .webseeds = s.webseeds,
+				  .webseeds_active = s.webseeds_active,
+				  .webseed_bytes = s.webseed_bytes};
 	/* The last line shows the whole run's average rather than the last second's, and the
 	 * most peers it had at once (seeds are let go when the download is done). */
 	if (final && p->elapsed > 0)
@@ -139,6 +162,8 @@ static void draw_all(struct bt_jobview *v, bool final)
 		progress_of(v, v->jobs[i], final, &p, phase, sizeof phase);
 		total.done += p.done, total.total += p.total, total.rate += p.rate;
 		total.peers += p.peers, total.unchoking += p.unchoking;
+		total.webseeds += p.webseeds, total.webseeds_active += p.webseeds_active;
+		total.webseed_bytes += p.webseed_bytes;
 		bt_progress_line(lines[i], sizeof lines[i], &p);
 	}
 	bt_progress_line(lines[v->n], sizeof lines[v->n], &total);
@@ -192,6 +217,79 @@ static void show_files_in_progress(const struct bt_jobview *v, const struct bt_d
 	free(done);
 }
 
+/*
+ * Each file's verified bytes as the JSON lines report them: pad files and files left out at 0
+ * (a file left out is not created; its bytes in a shared piece are in the side file). NULL
+ * before the metadata or the torrent.
+ */
+static uint64_t *files_reported(const struct bt_download *d)
+{
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	struct bt_torrent *t = bt_download_torrent(d);
+	if (!m || !t || !m->file_count)
+		return NULL;
+	uint64_t *done = bt_xcalloc(m->file_count, sizeof *done);
+	bt_progress_files(m, bt_torrent_have(t), done);
+	for (size_t i = 0; i < m->file_count; i++)
+		if (m->files[i].pad || !bt_download_file_selected(d, i))
+			done[i] = 0;
+	return done;
+}
+
+static struct bt_jobview_files *files_state(struct bt_jobview *v, size_t i,
+					    const struct bt_metainfo *m)
+{
+	if (!v->files)
+		v->files = bt_xcalloc(v->n, sizeof *v->files);
+	struct bt_jobview_files *st = &v->files[i];
+	if (st->count)
+		return st;
+	st->count = m->file_count;
+	st->said = bt_xcalloc(m->file_count, sizeof *st->said);
+	st->number = bt_xcalloc(m->file_count, sizeof *st->number);
+	for (size_t k = 0, number = 0; k < m->file_count; k++) {
+		/* A pad file is never reported: "said" already matches its 0. */
+		st->said[k] = m->files[k].pad ? 0 : UINT64_MAX;
+		st->number[k] = m->files[k].pad ? 0 : ++number;
+	}
+	return st;
+}
+
+/* Job i's JSON progress line: p plus the files that changed since its last line. */
+static void show_json(struct bt_jobview *v, size_t i, struct bt_progress *p)
+{
+	const struct bt_download *d = v->jobs[i];
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	uint64_t *done = files_reported(d);
+	struct bt_progress_file *files = NULL;
+	if (done) {
+		struct bt_jobview_files *st = files_state(v, i, m);
+		size_t picked[BT_PROGRESS_JSON_FILES];
+		p->nfiles = bt_progress_files_changed(done, st->said, st->count, &st->cursor,
+						      BT_PROGRESS_JSON_FILES, picked,
+						      &p->files_pending);
+		files = bt_xcalloc(p->nfiles ? p->nfiles : 1, sizeof *files);
+		for (size_t k = 0; k < p->nfiles; k++) {
+			const struct bt_meta_file *f = &m->files[picked[k]];
+			files[k] = (struct bt_progress_file){
+				.index = st->number[picked[k]],
+				.path = f->path,
+				.size = (uint64_t)f->length,
+				.done = done[picked[k]],
+				.selected = bt_download_file_selected(d, picked[k])};
+		}
+		p->files_on = true;
+		p->files = files;
+	}
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_progress_json(&b, p);
+	fprintf(stderr, "%s\n", (char *)b.data);
+	bt_buf_deinit(&b);
+	free(files);
+	free(done);
+}
+
 static void show_one(struct bt_jobview *v, size_t i, bool final)
 {
 	struct bt_progress p;
@@ -200,11 +298,7 @@ static void show_one(struct bt_jobview *v, size_t i, bool final)
 	if (final)
 		v->final_shown[i] = true;
 	if (v->mode == BT_VIEW_JSON) {
-		struct bt_buf b;
-		bt_buf_init(&b);
-		bt_progress_json(&b, &p);
-		fprintf(stderr, "%s\n", (char *)b.data);
-		bt_buf_deinit(&b);
+		show_json(v, i, &p);
 		return;
 	}
 	char line[512];

@@ -61,7 +61,15 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	bt_format_bytes(total, sizeof total, (double)p->total);
 	bt_format_rate(rate, sizeof rate, p->rate);
 	bt_format_eta(left, sizeof left, eta(p));
-	char dht[64] = "";
+	char dht[64] = "", ws[96] = "";
+	if (p->webseeds) {
+		/* Apart from the peers: a swarm of none still downloads, and the user sees from
+		 * what. */
+		char got[32];
+		bt_format_bytes(got, sizeof got, (double)p->webseed_bytes);
+		snprintf(ws, sizeof ws, " + web seed%s %zu (%zu active, %s)",
+			 p->webseeds == 1 ? "" : "s", p->webseeds, p->webseeds_active, got);
+	}
 	if (p->dht)
 		snprintf(dht, sizeof dht, "  DHT %zu nodes, %llu peers", p->dht_nodes,
 			 (unsigned long long)p->dht_peers);
@@ -74,8 +82,8 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p)
 	if (p->phase)
 		snprintf(out, n, "%s  %.1f%%  %s of %s", p->phase, percent(p), done, total);
 	else
-		snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)%s",
-			 percent(p), done, total, rate, left, p->peers, p->unchoking, dht);
+		snprintf(out, n, "%5.1f%%  %s of %s  %s  ETA %s  peers %zu (%zu unchoking)%s%s",
+			 percent(p), done, total, rate, left, p->peers, p->unchoking, ws, dht);
 }
 
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
@@ -103,6 +111,24 @@ void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 	if (p->dht)
 		bt_buf_printf(out, ",\"dht_nodes\":%zu,\"dht_peers\":%llu", p->dht_nodes,
 			      (unsigned long long)p->dht_peers);
+	if (p->webseeds)
+		bt_buf_printf(
+			out, ",\"webseeds\":%zu,\"webseeds_active\":%zu,\"webseed_bytes\":%llu",
+			p->webseeds, p->webseeds_active, (unsigned long long)p->webseed_bytes);
+	if (p->files_on) {
+		bt_buf_adds(out, ",\"files\":[");
+		for (size_t i = 0; i < p->nfiles; i++) {
+			const struct bt_progress_file *f = &p->files[i];
+			bt_buf_printf(out, "%s{\"index\":%zu,\"path\":", i ? "," : "", f->index);
+			bt_json_put_str(out, f->path);
+			bt_buf_printf(out, ",\"size\":%llu,\"done\":%llu,\"selected\":%s}",
+				      (unsigned long long)f->size, (unsigned long long)f->done,
+				      f->selected ? "true" : "false");
+		}
+		bt_buf_adds(out, "]");
+		if (p->files_pending)
+			bt_buf_printf(out, ",\"files_pending\":%zu", p->files_pending);
+	}
 	bt_buf_adds(out, "}");
 }
 
@@ -136,6 +162,30 @@ void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *ha
 			done_out[i] += (uint64_t)(hi - lo);
 		}
 	}
+}
+
+size_t bt_progress_files_changed(const uint64_t *done_now, uint64_t *said, size_t count,
+				 size_t *cursor, size_t max, size_t *picked_out,
+				 size_t *pending_out)
+{
+	size_t picked = 0, pending = 0;
+	size_t start = count ? *cursor % count : 0, next = start;
+	for (size_t k = 0; k < count; k++) {
+		size_t i = (start + k) % count;
+		if (done_now[i] == said[i])
+			continue;
+		if (picked == max) {
+			pending++;
+			continue;
+		}
+		said[i] = done_now[i];
+		picked_out[picked++] = i;
+		next = i + 1;
+	}
+	/* The next line starts after the last file picked: those left out come first then. */
+	*cursor = count ? next % count : 0;
+	*pending_out = pending;
+	return picked;
 }
 
 void bt_progress_file_line(char *out, size_t n, const char *path, uint64_t done, uint64_t length,

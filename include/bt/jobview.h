@@ -5,7 +5,9 @@
  * redraw, so a resize shows at the next) so that it never wraps; on a pipe, a plain line per
  * torrent at most every 5 s (with -v, and a multi-file torrent, a line under it per file in
  * progress); with --progress=json, one object per torrent per second (with a "name" when there
- * are several). Before the first byte the line says what the job waits for (checking, trackers,
+ * are several), each carrying the files whose verified bytes changed since the job's last line
+(at most BT_PROGRESS_JSON_FILES a line, going round). Web seeds' bytes are shown apart from the
+peers'. Before the first byte the line says what the job waits for (checking, trackers,
  * peers: bt_torrent_phase). At the end a summary per torrent: what was received, what was
  * uploaded (a seed job says only that), and for a multi-file torrent each file's state. Log lines
  * (-v) go through bt_jobview_log_sink so they never land inside a redrawn line. Layer 4:
@@ -40,7 +42,11 @@ struct bt_jobview {
 	struct bt_download **jobs;
 	bool *final_shown; /* per job: its last progress line is out */
 	size_t n;
+	struct bt_jobview_files *files; /* per job, made by the first JSON line: what it said */
 };
+
+/* Frees what the view made itself (not jobs or final_shown, which are the caller's). */
+void bt_jobview_deinit(struct bt_jobview *v);
 
 void bt_jobview_end_line(struct bt_jobview *v);
 /* A bt_log sink; arg is the view. */

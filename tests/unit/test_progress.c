@@ -160,6 +160,112 @@ static void test_file_and_upload_lines(void **state)
 	assert_string_equal(line, "uploaded 0 B to 1 peer in 0 s, ratio 0.00");
 }
 
+static void test_line_counts_web_seeds_apart(void **state)
+{
+	(void)state;
+	char line[256];
+	struct bt_progress p = {.done = 1 << 20,
+				.total = 4 << 20,
+				.rate = 1 << 20,
+				.peers = 2,
+				.unchoking = 1,
+				.webseeds = 1,
+				.webseeds_active = 1,
+				.webseed_bytes = 512 << 10};
+	bt_progress_line(line, sizeof line, &p);
+	assert_string_equal(line, " 25.0%  1.0 MiB of 4.0 MiB  1.0 MiB/s  ETA 3s  peers 2 (1 "
+				  "unchoking) + web seed 1 (1 active, 512.0 KiB)");
+	p.webseeds = 2;
+	p.webseeds_active = 0;
+	bt_progress_line(line, sizeof line, &p);
+	assert_non_null(strstr(line, " + web seeds 2 (0 active, 512.0 KiB)"));
+
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_progress_json(&b, &p);
+	assert_non_null(strstr((char *)b.data,
+			       ",\"webseeds\":2,\"webseeds_active\":0,\"webseed_bytes\":524288}"));
+	bt_buf_deinit(&b);
+	/* Without web seeds, neither the line nor the object mentions them. */
+	p.webseeds = 0;
+	bt_progress_line(line, sizeof line, &p);
+	assert_null(strstr(line, "web seed"));
+	bt_buf_init(&b);
+	bt_progress_json(&b, &p);
+	assert_null(strstr((char *)b.data, "webseed"));
+	bt_buf_deinit(&b);
+}
+
+static void test_json_files(void **state)
+{
+	(void)state;
+	struct bt_progress_file files[] = {
+		{.index = 1, .path = "d/a \"1\".bin", .size = 100, .done = 64, .selected = true},
+		{.index = 3, .path = "c.bin", .size = 50, .done = 0, .selected = false},
+	};
+	struct bt_progress p = {.total = 10, .files_on = true, .files = files, .nfiles = 2};
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_progress_json(&b, &p);
+	assert_non_null(
+		strstr((char *)b.data,
+		       ",\"files\":[{\"index\":1,\"path\":\"d/a \\\"1\\\".bin\",\"size\":100,"
+		       "\"done\":64,\"selected\":true},{\"index\":3,\"path\":\"c.bin\","
+		       "\"size\":50,\"done\":0,\"selected\":false}]}"));
+	bt_buf_deinit(&b);
+	/* Nothing changed: an empty array (the reader still sees the key); some left: pending. */
+	p.nfiles = 0;
+	p.files_pending = 7;
+	bt_buf_init(&b);
+	bt_progress_json(&b, &p);
+	assert_non_null(strstr((char *)b.data, ",\"files\":[],\"files_pending\":7}"));
+	bt_buf_deinit(&b);
+	p.files_on = false;
+	bt_buf_init(&b);
+	bt_progress_json(&b, &p);
+	assert_null(strstr((char *)b.data, "files"));
+	bt_buf_deinit(&b);
+}
+
+static void test_files_changed_caps_and_goes_round(void **state)
+{
+	(void)state;
+	enum { N = 5 };
+	uint64_t done[N] = {0, 0, 0, 0, 0};
+	uint64_t said[N];
+	for (size_t i = 0; i < N; i++)
+		said[i] = UINT64_MAX;
+	size_t cursor = 0, picked[N], pending;
+	/* The first lines say every file once, two a line. */
+	assert_int_equal(bt_progress_files_changed(done, said, N, &cursor, 2, picked, &pending), 2);
+	assert_int_equal(picked[0], 0);
+	assert_int_equal(picked[1], 1);
+	assert_int_equal(pending, 3);
+	/* File 0 changes again, but the files not yet said come first. */
+	done[0] = 10;
+	assert_int_equal(bt_progress_files_changed(done, said, N, &cursor, 2, picked, &pending), 2);
+	assert_int_equal(picked[0], 2);
+	assert_int_equal(picked[1], 3);
+	assert_int_equal(pending, 2);
+	assert_int_equal(bt_progress_files_changed(done, said, N, &cursor, 2, picked, &pending), 2);
+	assert_int_equal(picked[0], 4);
+	assert_int_equal(picked[1], 0);
+	assert_int_equal(pending, 0);
+	assert_int_equal(said[0], 10);
+	/* Nothing changed: nothing said. */
+	assert_int_equal(bt_progress_files_changed(done, said, N, &cursor, 2, picked, &pending), 0);
+	assert_int_equal(pending, 0);
+	/* Only what changed, whatever the cursor. */
+	done[3] = 7;
+	assert_int_equal(bt_progress_files_changed(done, said, N, &cursor, 2, picked, &pending), 1);
+	assert_int_equal(picked[0], 3);
+	assert_int_equal(said[3], 7);
+	/* No files at all. */
+	cursor = 0;
+	assert_int_equal(bt_progress_files_changed(NULL, NULL, 0, &cursor, 2, picked, &pending), 0);
+	assert_int_equal(pending, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +276,9 @@ int main(void)
 		cmocka_unit_test(test_fit_cuts_by_columns),
 		cmocka_unit_test(test_files_from_verified_pieces),
 		cmocka_unit_test(test_file_and_upload_lines),
+		cmocka_unit_test(test_line_counts_web_seeds_apart),
+		cmocka_unit_test(test_json_files),
+		cmocka_unit_test(test_files_changed_caps_and_goes_round),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
