@@ -222,17 +222,20 @@ static void show_files_in_progress(const struct bt_jobview *v, const struct bt_d
  * (a file left out is not created; its bytes in a shared piece are in the side file). NULL
  * before the metadata or the torrent.
  */
-static uint64_t *files_reported(const struct bt_download *d)
+static uint64_t *files_reported(const struct bt_download *d, uint64_t **prefix_out)
 {
 	const struct bt_metainfo *m = bt_download_metainfo(d);
 	struct bt_torrent *t = bt_download_torrent(d);
 	if (!m || !t || !m->file_count)
 		return NULL;
 	uint64_t *done = bt_xcalloc(m->file_count, sizeof *done);
+	uint64_t *prefix = bt_xcalloc(m->file_count, sizeof *prefix);
 	bt_progress_files(m, bt_torrent_have(t), done);
+	bt_progress_files_prefix(m, bt_torrent_have(t), prefix);
 	for (size_t i = 0; i < m->file_count; i++)
 		if (m->files[i].pad || !bt_download_file_selected(d, i))
-			done[i] = 0;
+			done[i] = prefix[i] = 0;
+	*prefix_out = prefix;
 	return done;
 }
 
@@ -260,7 +263,8 @@ static void show_json(struct bt_jobview *v, size_t i, struct bt_progress *p)
 {
 	const struct bt_download *d = v->jobs[i];
 	const struct bt_metainfo *m = bt_download_metainfo(d);
-	uint64_t *done = files_reported(d);
+	uint64_t *prefix = NULL;
+	uint64_t *done = files_reported(d, &prefix);
 	struct bt_progress_file *files = NULL;
 	if (done) {
 		struct bt_jobview_files *st = files_state(v, i, m);
@@ -276,6 +280,7 @@ static void show_json(struct bt_jobview *v, size_t i, struct bt_progress *p)
 				.path = f->path,
 				.size = (uint64_t)f->length,
 				.done = done[picked[k]],
+				.prefix = prefix[picked[k]],
 				.selected = bt_download_file_selected(d, picked[k])};
 		}
 		p->files_on = true;
@@ -288,6 +293,7 @@ static void show_json(struct bt_jobview *v, size_t i, struct bt_progress *p)
 	bt_buf_deinit(&b);
 	free(files);
 	free(done);
+	free(prefix);
 }
 
 static void show_one(struct bt_jobview *v, size_t i, bool final)

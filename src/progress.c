@@ -121,9 +121,11 @@ void bt_progress_json(struct bt_buf *out, const struct bt_progress *p)
 			const struct bt_progress_file *f = &p->files[i];
 			bt_buf_printf(out, "%s{\"index\":%zu,\"path\":", i ? "," : "", f->index);
 			bt_json_put_str(out, f->path);
-			bt_buf_printf(out, ",\"size\":%llu,\"done\":%llu,\"selected\":%s}",
-				      (unsigned long long)f->size, (unsigned long long)f->done,
-				      f->selected ? "true" : "false");
+			bt_buf_printf(
+				out,
+				",\"size\":%llu,\"done\":%llu,\"prefix\":%llu,\"selected\":%s}",
+				(unsigned long long)f->size, (unsigned long long)f->done,
+				(unsigned long long)f->prefix, f->selected ? "true" : "false");
 		}
 		bt_buf_adds(out, "]");
 		if (p->files_pending)
@@ -160,6 +162,27 @@ void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *ha
 			int64_t lo = k * plen > f->offset ? k * plen : f->offset;
 			int64_t hi = (k + 1) * plen < end ? (k + 1) * plen : end;
 			done_out[i] += (uint64_t)(hi - lo);
+		}
+	}
+}
+
+void bt_progress_files_prefix(const struct bt_metainfo *m, const struct bt_bitfield *have,
+			      uint64_t *prefix_out)
+{
+	int64_t plen = m->piece_length;
+	for (size_t i = 0; i < m->file_count; i++) {
+		const struct bt_meta_file *f = &m->files[i];
+		prefix_out[i] = (uint64_t)f->length;
+		if (f->pad || f->length == 0)
+			continue;
+		int64_t end = f->offset + f->length;
+		/* Files are in order, so the walk stops at the first gap: O(pieces + files). */
+		for (int64_t k = f->offset / plen; k * plen < end && k < m->piece_count; k++) {
+			if (!bt_bitfield_get(have, (uint32_t)k)) {
+				int64_t lo = k * plen > f->offset ? k * plen : f->offset;
+				prefix_out[i] = (uint64_t)(lo - f->offset);
+				break;
+			}
 		}
 	}
 }

@@ -28,6 +28,7 @@ struct bt_progress_file {
 	size_t index;	  /* from 1, pad files not counted: the number `info` shows */
 	const char *path; /* borrowed */
 	uint64_t size, done;
+	uint64_t prefix; /* bytes from the file's start all verified: what a player may read */
 	bool selected;
 };
 
@@ -69,7 +70,7 @@ void bt_progress_line(char *out, size_t n, const struct bt_progress *p);
 /* {"done":..,"total":..,"percent":..,"rate":..,"eta":..,"peers":..,"unchoking":..,"elapsed":..}
  * plus "phase":".." when there is one, "dht_nodes":..,"dht_peers":.. with the DHT on,
  * "webseeds":..,"webseeds_active":..,"webseed_bytes":.. with web seeds, and with files_on
- * "files":[{"index":..,"path":..,"size":..,"done":..,"selected":..},..] (then
+ * "files":[{"index":..,"path":..,"size":..,"done":..,"prefix":..,"selected":..},..] (then
  * "files_pending":.. when some wait). */
 void bt_progress_json(struct bt_buf *out, const struct bt_progress *p);
 
@@ -80,6 +81,10 @@ void bt_progress_checking_line(char *out, size_t n, uint32_t done, uint32_t tota
  * entries; a pad file counts as done). */
 void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *have,
 		       uint64_t *done_out);
+/* For each of m's files, the bytes from its start up to the first piece not in have (a pad
+ * file, or an empty one, counts as whole). */
+void bt_progress_files_prefix(const struct bt_metainfo *m, const struct bt_bitfield *have,
+			      uint64_t *prefix_out);
 /*
  * Picks the files for one JSON line: of the count files (done_now[i] against said[i], what the
  * lines said last, UINT64_MAX for never), at most max changed ones, going round from *cursor so

@@ -141,6 +141,43 @@ static void test_files_from_verified_pieces(void **state)
 	bt_bitfield_deinit(&have);
 }
 
+static void test_prefix_stops_at_the_first_gap(void **state)
+{
+	(void)state;
+	/* a: bytes 0..9 (pieces 0-2), b: 10..17 (pieces 2-4), pieces of 4 bytes. */
+	struct bt_meta_file files[] = {
+		{.path = "a", .length = 10, .offset = 0},
+		{.path = "b", .length = 8, .offset = 10},
+		{.path = "empty", .length = 0, .offset = 18},
+	};
+	struct bt_metainfo m = {.piece_length = 4,
+				.piece_count = 5,
+				.total_length = 18,
+				.multi_file = true,
+				.files = files,
+				.file_count = 3};
+	struct bt_bitfield have;
+	bt_bitfield_init(&have, 5);
+	uint64_t prefix[3];
+	bt_bitfield_set(&have, 1);
+	bt_bitfield_set(&have, 3);
+	bt_progress_files_prefix(&m, &have, prefix);
+	assert_int_equal(prefix[0], 0); /* piece 0 missing: nothing readable, whatever follows */
+	assert_int_equal(prefix[1], 0); /* b starts inside piece 2, missing */
+	assert_int_equal(prefix[2], 0); /* an empty file is whole */
+	bt_bitfield_set(&have, 0);
+	bt_progress_files_prefix(&m, &have, prefix);
+	assert_int_equal(prefix[0], 8); /* up to piece 2 */
+	bt_bitfield_set(&have, 2);
+	bt_progress_files_prefix(&m, &have, prefix);
+	assert_int_equal(prefix[0], 10);
+	assert_int_equal(prefix[1], 6); /* bytes 10..15; piece 4 missing */
+	bt_bitfield_set(&have, 4);
+	bt_progress_files_prefix(&m, &have, prefix);
+	assert_int_equal(prefix[1], 8);
+	bt_bitfield_deinit(&have);
+}
+
 static void test_file_and_upload_lines(void **state)
 {
 	(void)state;
@@ -200,7 +237,12 @@ static void test_json_files(void **state)
 {
 	(void)state;
 	struct bt_progress_file files[] = {
-		{.index = 1, .path = "d/a \"1\".bin", .size = 100, .done = 64, .selected = true},
+		{.index = 1,
+		 .path = "d/a \"1\".bin",
+		 .size = 100,
+		 .done = 64,
+		 .prefix = 32,
+		 .selected = true},
 		{.index = 3, .path = "c.bin", .size = 50, .done = 0, .selected = false},
 	};
 	struct bt_progress p = {.total = 10, .files_on = true, .files = files, .nfiles = 2};
@@ -210,8 +252,8 @@ static void test_json_files(void **state)
 	assert_non_null(
 		strstr((char *)b.data,
 		       ",\"files\":[{\"index\":1,\"path\":\"d/a \\\"1\\\".bin\",\"size\":100,"
-		       "\"done\":64,\"selected\":true},{\"index\":3,\"path\":\"c.bin\","
-		       "\"size\":50,\"done\":0,\"selected\":false}]}"));
+		       "\"done\":64,\"prefix\":32,\"selected\":true},{\"index\":3,\"path\":"
+		       "\"c.bin\",\"size\":50,\"done\":0,\"prefix\":0,\"selected\":false}]}"));
 	bt_buf_deinit(&b);
 	/* Nothing changed: an empty array (the reader still sees the key); some left: pending. */
 	p.nfiles = 0;
@@ -275,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_checking_reaches_100_only_at_the_end),
 		cmocka_unit_test(test_fit_cuts_by_columns),
 		cmocka_unit_test(test_files_from_verified_pieces),
+		cmocka_unit_test(test_prefix_stops_at_the_first_gap),
 		cmocka_unit_test(test_file_and_upload_lines),
 		cmocka_unit_test(test_line_counts_web_seeds_apart),
 		cmocka_unit_test(test_json_files),
