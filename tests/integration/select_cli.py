@@ -7,7 +7,13 @@ out: only the selected file is created, byte-identical, the shared pieces' other
 (another client fetches the selected file from it alone). --sequential, killed part-way,
 holds a verified prefix and nothing past the read-ahead window. Bad lists are refused.
 
-The seeder is libtorrent on its own loopback address.
+Per-file progress: the --progress=json lines carry each file's verified bytes (only the files
+that changed since the last line), growing to each selected file's size; a file left out stays
+at 0 and is marked unselected. libtorrent downloads the selected file from our partial seed and
+verifies the shared boundary pieces. A web seed's bytes are counted apart in the progress line
+and the JSON lines (busybox httpd on loopback, started and stopped by PID).
+
+The seeders are libtorrent on their own loopback addresses.
 
 Run as: /usr/bin/python3 select_cli.py <path to torrent binary>
 """
@@ -16,11 +22,16 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import btcommon  # noqa: E402
 import swarm  # noqa: E402
+import upload_common  # noqa: E402
 from swarm import KiB, MiB, run_client  # noqa: E402
+
+BUSYBOX = shutil.which('busybox')
 
 TIMEOUT = 60
 PIECE = 64 * KiB
@@ -130,6 +141,95 @@ class Select(btcommon.CliTestCase):
             seeder.wait(10)
             seeder.close()
 
+    def files_by_index(self, lines):
+        """Applies each progress line's "files" entries in order: every file's last state, and
+        every state reported of each (by index)."""
+        last, history = {}, {}
+        for o in lines:
+            if o.get('event') == 'summary' or 'files' not in o:
+                continue
+            for f in o['files']:
+                prev = last.get(f['index'])
+                if prev is not None:
+                    self.assertGreaterEqual(f['done'], prev['done'], (prev, f))
+                    self.assertNotEqual(f['done'], prev['done'], 'reported unchanged: %r' % f)
+                last[f['index']] = f
+                history.setdefault(f['index'], []).append(f['done'])
+        return last, history
+
+    def test_json_lines_carry_files(self):
+        out = os.path.join(self.d, 'out')
+        # 320 KiB (pieces 0 to 4) at 64 KiB/s: about five lines while it grows.
+        self.slow.command('rate %d' % (64 * KiB))
+        try:
+            r = self.download(out, '--select', '1-2', peer=self.slow.address)
+        finally:
+            self.slow.command('rate %d' % (256 * KiB))
+        self.assertEqual(r.returncode, 0, r)
+        lines = [o for o in r.json_lines() if 'done' in o and 'event' not in o]
+        self.assertTrue(lines and all('files' in o for o in lines), r)
+        last, history = self.files_by_index(lines)
+        self.assertEqual(sorted(last), [1, 2, 3])
+        for i, (path, size) in enumerate(self.multi.files, 1):
+            f = last[i]
+            self.assertEqual((f['path'], f['size']), (path, size), f)
+            if i < 3:
+                self.assertTrue(f['selected'], f)
+                self.assertEqual((f['done'], f['prefix']), (size, size), f)
+            else:
+                # c.bin shares piece 4 with b.bin: its bytes there are verified, but they
+                # are in the side file, not in a file of the user's.
+                self.assertFalse(f['selected'], f)
+                self.assertEqual(history[i], [0], f)
+        # b.bin was seen part-way: the lines followed the download, not just its end.
+        size_b = self.multi.files[1][1]
+        self.assertTrue(any(0 < d < size_b for d in history[2]), history)
+
+    def test_partial_seed_to_libtorrent(self):
+        """libtorrent, told to want b.bin only, downloads it from our seed of the selection
+        alone: it must get and verify pieces 1 and 4, which b.bin shares with files we did not
+        download (their other bytes come from our side file)."""
+        import libtorrent as lt
+        seed_out = os.path.join(self.d, 'seed')
+        ip = self.ips.take()
+        port = swarm.free_port(ip)
+        seeder = swarm.Client('download', '--no-tracker', '--peer', self.fast.address, '-o',
+                              seed_out, '--select', '2', '--seed', '--listen', ip, '--port',
+                              port, '--progress=json', self.multi.path)
+        try:
+            swarm.wait_until(lambda: any(o.get('seeding')
+                                         for o in seeder.progress()) or
+                             seeder.proc.poll() is not None, 30, what='seeding')
+            self.assertIsNone(seeder.proc.poll(), 'the seed ended')
+            lt_ip = self.ips.take()
+            ses, _ = upload_common.lt_session(lt_ip, encryption=False)
+            save = os.path.join(self.d, 'lt')
+            h = upload_common.lt_add(ses, self.multi, save)
+            h.prioritize_files([0, 4, 0])
+            h.connect_peer((ip, port))
+            wanted = range(1, 5)  # b.bin's pieces; 1 and 4 are shared
+            end = time.monotonic() + 30
+            while not all(h.have_piece(i) for i in wanted):
+                self.assertLess(time.monotonic(), end, 'libtorrent has pieces %r of 1-4; '
+                                'seed: %r' % ([i for i in wanted if h.have_piece(i)],
+                                              seeder.progress()[-1:]))
+                ses.wait_for_alert(100)
+                for a in ses.pop_alerts():
+                    self.assertNotIsInstance(a, lt.hash_failed_alert, a.message())
+            self.assertFalse(h.have_piece(0) or h.have_piece(5))
+            upload_common.flush_to_disk(ses, h, 10)
+            self.assertEqual(swarm.sha1_file(os.path.join(save, self.multi.name, 'b.bin')),
+                             swarm.sha1_file(self.src_file('b.bin')))
+            # What it got, it got from us: the seed's JSON says it uploaded them.
+            swarm.wait_until(lambda: max(o.get('uploaded', 0) for o in seeder.progress()) >=
+                             4 * PIECE, 10, what='the seed counting its upload')
+            ses.remove_torrent(h)
+            del ses
+        finally:
+            seeder.kill()
+            seeder.wait(10)
+            seeder.close()
+
     def test_sequential_holds_a_prefix(self):
         meta = self.single
         out = os.path.join(self.d, 'seq.bin')
@@ -169,6 +269,58 @@ class Select(btcommon.CliTestCase):
         line = self.assertFails(r, 'torrent', code=1)
         self.assertIn('file 7 is out of range', line)
         self.assertFalse(os.path.exists(os.path.join(self.d, 'o', self.multi.name)))
+
+
+@unittest.skipIf(BUSYBOX is None, 'busybox not installed')
+class WebSeedProgress(btcommon.CliTestCase):
+    """A multi-file torrent downloaded from a web seed alone (busybox httpd on loopback):
+    the progress line and the JSON lines count its bytes apart from the peers'."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = tempfile.mkdtemp(prefix='select-webseed-')
+        cls.addClassCleanup(shutil.rmtree, cls.w, True)
+        cls.src = os.path.join(cls.w, 'src')
+        tree = swarm.make_multi(cls.src, 'ws-tree', [('a.bin', 700 * KiB), ('b.bin', 300 * KiB)],
+                                47)
+        port = swarm.free_port()
+        cls.httpd = swarm.Proc([BUSYBOX, 'httpd', '-f', '-p', '127.0.0.1:%d' % port, '-h',
+                                cls.src], os.path.join(cls.w, 'httpd.log'))
+        cls.addClassCleanup(cls.httpd.stop)
+        upload_common.wait_listening('127.0.0.1', port, 10, alive=cls.httpd.alive)
+        cls.torrent = os.path.join(cls.w, 'ws-tree.torrent')
+        r = run_client('create', '-o', cls.torrent, '-l', str(PIECE), '--web-seed',
+                       'http://127.0.0.1:%d/' % port, tree)
+        assert r.returncode == 0, r
+        cls.total = 1000 * KiB
+
+    def test_json_counts_web_seed_bytes(self):
+        out = os.path.join(self.w, 'json')
+        r = run_client('download', '--no-dht', '--no-tracker', '-o', out, '--progress=json',
+                       self.torrent, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r)
+        lines = [o for o in r.json_lines() if 'done' in o and 'event' not in o]
+        self.assertTrue(lines, r)
+        self.assertTrue(all(o.get('webseeds') == 1 for o in lines), lines)
+        # From the web seed alone: every byte verified came from it.
+        self.assertEqual(lines[-1]['webseed_bytes'], self.total, lines[-1])
+        self.assertEqual(lines[-1]['done'], self.total, lines[-1])
+        got = {}
+        for o in lines:
+            for f in o['files']:
+                got[f['path']] = f['done']
+        self.assertEqual(got, {'a.bin': 700 * KiB, 'b.bin': 300 * KiB})
+
+    def test_line_counts_web_seed_bytes(self):
+        out = os.path.join(self.w, 'text')
+        r = run_client('download', '--no-dht', '--no-tracker', '-o', out, self.torrent,
+                       timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r)
+        lines = [line for line in r.err.splitlines() if '%' in line and 'ETA' in line]
+        self.assertTrue(lines, r)
+        # The last line (the run's average): peers, then the web seed apart with its bytes.
+        self.assertRegex(lines[-1], r'peers \d+ \(\d+ unchoking\) \+ web seed 1 '
+                         r'\(\d+ active, 1000\.0 KiB\)')
 
 
 if __name__ == '__main__':
