@@ -15,21 +15,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* One read asks for this much; a wake-up reads at most READS_PER_WAKE such chunks' worth. */
-#define READ_CHUNK	   (256 * 1024)
-#define READS_PER_WAKE	   4
-#define MAX_READS_PER_WAKE 96
+/* One read asks for this much; a wake-up reads at most READS_PER_WAKE times. */
+#define READ_CHUNK     (256 * 1024)
+#define READS_PER_WAKE 4
 /* Under a download limit, read in steps of at least this much: tiny reads only burn CPU. */
 #define MIN_READ_STEP 16384
 /* Offer room for more output only while less than this is waiting to be sent. */
 #define LOW_WATER (512 * 1024)
 /* Where a dropped stream's bytes go, a piece at a time. */
 #define SCRATCH_SIZE 16384
-/* After a streamed block, read this much more: a PIECE header (length, id, index, begin). */
-#define STREAM_LOOKAHEAD 13
 
 struct bt_peer_io {
-	bool header_next; /* a stream ended at a message boundary: read the next header alone */
 	evutil_socket_t fd;
 	struct evbuffer *in, *out;
 	struct event *read_ev, *write_ev;
@@ -90,11 +86,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
 	struct bt_peer_io *io = arg;
-	bool eof = false;
+	bool eof = false, got_any = false;
 	int error = 0;
-	/* Streamed blocks make many short reads: the wake-up is bounded by bytes, and reads. */
-	size_t woke_bytes = 0;
-	for (int i = 0; i < MAX_READS_PER_WAKE && woke_bytes < READ_CHUNK * READS_PER_WAKE; i++) {
+	for (int i = 0; i < READS_PER_WAKE; i++) {
 		size_t allow = bt_rate_limit_take(io->cfg.down_limit, bt_now(), READ_CHUNK);
 		if (allow < MIN_READ_STEP && allow < READ_CHUNK) {
 			bt_rate_limit_give_back(io->cfg.down_limit, allow);
@@ -125,34 +119,24 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			iov[ni].iov_base = to;
 			iov[ni++].iov_len = direct;
 		}
-		/*
-		 * Bytes past the stream only once the whole stream fits in this read, and then only
-		 * the next message's header: if it is a block's, the user starts the next stream
-		 * and the block too is read straight to its place, not copied out of the buffer.
-		 */
+		/* Bytes past the stream only once the whole stream fits in this read. */
 		struct evbuffer_iovec v[2];
 		int nv = 0;
 		size_t asked = direct;
-		size_t extra = allow - direct, buffered = evbuffer_get_length(io->in);
-		if (direct && extra > STREAM_LOOKAHEAD)
-			extra = STREAM_LOOKAHEAD;
-		else if (!direct && io->header_next && buffered < STREAM_LOOKAHEAD)
-			extra = STREAM_LOOKAHEAD - buffered; /* the header first, then its block */
-		bool header_read = direct || io->header_next;
 		if (allow > direct && direct == rest) {
-			nv = evbuffer_reserve_space(io->in, (ssize_t)extra, v, 2);
+			nv = evbuffer_reserve_space(io->in, (ssize_t)(allow - direct), v, 2);
 			if (nv <= 0)
 				bt_oom();
 			for (int k = 0; k < nv; k++) {
-				size_t room = direct + extra - asked;
-				size_t len = v[k].iov_len < room ? v[k].iov_len : room;
+				size_t len =
+					v[k].iov_len < allow - asked ? v[k].iov_len : allow - asked;
 				iov[ni].iov_base = v[k].iov_base;
 				iov[ni++].iov_len = len;
 				asked += len;
 			}
 		}
 		ssize_t n = readv(fd, iov, ni);
-		bt_rate_limit_give_back(io->cfg.down_limit, allow - (n > 0 ? (size_t)n : 0));
+		bt_rate_limit_give_back(io->cfg.down_limit, asked - (n > 0 ? (size_t)n : 0));
 		if (n < 0 && errno == EINTR) {
 			if (nv)
 				evbuffer_commit_space(io->in, v, 0);
@@ -167,7 +151,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 				error = errno;
 			break;
 		}
-		woke_bytes += (size_t)n;
+		got_any = true;
 		size_t left = (size_t)n;
 		bool streamed = false;
 		if (direct) {
@@ -194,17 +178,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			if (io->stopped)
 				return;
 		}
-		/* The user parses before the next read, so it can start the next stream first. */
-		if (io->ev.readable) {
-			io->ev.readable(io->arg);
-			if (io->stopped)
-				return;
-		}
-		/* A stream's end without the whole next header: read just the header next time. */
-		io->header_next = header_read && !io->stream.active &&
-				  evbuffer_get_length(io->in) < STREAM_LOOKAHEAD;
 		if ((size_t)n < asked)
 			break; /* the socket is drained */
+	}
+	if (got_any && io->ev.readable) {
+		io->ev.readable(io->arg);
+		if (io->stopped)
+			return;
 	}
 	if (eof)
 		io_fail(io, "connection closed by the peer");
