@@ -105,8 +105,7 @@ int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainf
 		bt_cli_error(command, "%s", err.msg);
 		return BT_EXIT_USAGE;
 	}
-	int rc = bt_meta_parse(m, data, len, &err);
-	free(data);
+	int rc = bt_meta_parse_owned(m, data, len, &err);
 	if (rc) {
 		bt_cli_error(command, "%s: %s", path, err.msg);
 		return BT_EXIT_USAGE;

@@ -426,13 +426,20 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
  * The part shared by a whole .torrent and a bare info dict (BEP 9): keeps the info dict's own
  * bytes, checks it, and hashes exactly those bytes. On failure m is deinitialised.
  */
-static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, struct bt_err *err)
+static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, bool alias,
+		     struct bt_err *err)
 {
-	m->info_raw = bt_xmalloc(info->raw_len);
-	memcpy(m->info_raw, info->raw, info->raw_len);
+	if (alias) {
+		m->info_raw = (uint8_t *)info->raw; /* the caller's buffer, made m's at the end */
+	} else {
+		m->info_raw = bt_xmalloc(info->raw_len);
+		memcpy(m->info_raw, info->raw, info->raw_len);
+	}
 	m->info_len = info->raw_len;
 	int rc = parse_info(m, info, err);
 	if (rc) {
+		if (alias)
+			m->info_raw = NULL;
 		bt_meta_deinit(m);
 		return rc;
 	}
@@ -442,7 +449,9 @@ static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, str
 	return 0;
 }
 
-int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err)
+/* alias: info_raw points into p until the caller makes it m's own (bt_meta_parse_owned). */
+static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, bool alias,
+			 struct bt_err *err)
 {
 	memset(m, 0, sizeof *m);
 	struct bt_benc_doc doc;
@@ -460,7 +469,7 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 	else if (info->type != BT_BENC_DICT)
 		rc = BAD("'info' is not a dictionary");
 	if (!rc)
-		rc = load_info(m, info, err);
+		rc = load_info(m, info, alias, err);
 	if (rc) {
 		bt_benc_doc_deinit(&doc);
 		return rc;
@@ -472,6 +481,29 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
 	m->created_by = opt_string(root, "created by");
 	m->comment = opt_string(root, "comment");
 	bt_benc_doc_deinit(&doc);
+	return 0;
+}
+
+int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err)
+{
+	return parse_torrent(m, p, len, false, err);
+}
+
+int bt_meta_parse_owned(struct bt_metainfo *m, uint8_t *p, size_t len, struct bt_err *err)
+{
+	int rc = parse_torrent(m, p, len, true, err);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	/*
+	 * Everything else is parsed (and copied out): slide the info dict to the front of the
+	 * buffer and give the rest back, so a large torrent's hashes are never held twice.
+	 */
+	size_t hashes = (size_t)(m->piece_hashes - m->info_raw);
+	memmove(p, m->info_raw, m->info_len);
+	m->info_raw = bt_xreallocarray(p, m->info_len, 1);
+	m->piece_hashes = m->info_raw + hashes;
 	return 0;
 }
 
@@ -488,7 +520,7 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 		return bt_err_set(err, -EINVAL, "info: bencode: %s", perr.msg);
 	const struct bt_benc_node *root = bt_benc_root(&doc);
 	int rc = root->type != BT_BENC_DICT ? BAD("'info' is not a dictionary")
-					    : load_info(m, root, err);
+					    : load_info(m, root, false, err);
 	bt_benc_doc_deinit(&doc);
 	if (rc)
 		return rc;

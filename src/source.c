@@ -76,8 +76,7 @@ static int load_url(const char *cmd, const char *url, struct bt_session *session
 		return BT_EXIT_FAILURE;
 	}
 	struct bt_err err;
-	int rc = bt_meta_parse(m, f.body, f.len, &err);
-	free(f.body);
+	int rc = bt_meta_parse_owned(m, f.body, f.len, &err);
 	if (rc) {
 		bt_cli_error(cmd, "%s: %s", url, err.msg);
 		return BT_EXIT_USAGE;

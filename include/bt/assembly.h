@@ -7,7 +7,8 @@
  *
  * Memory is bounded by a budget: max_partial = budget / piece_length, clamped to [1, 256], is the
  * number of pieces the torrent lets the picker start at once (bt_picker_set_max_partial), so
- * memory stays flat whatever the torrent's size. Every buffer is piece_length bytes (the last,
+ * memory stays flat whatever the torrent's size (the bookkeeping too: a small hash table of the
+ * started pieces, not an entry per piece). Every buffer is piece_length bytes (the last,
  * shorter piece uses the first piece_size bytes of one). Released buffers are kept in a pool of
  * at most BT_ASSEMBLY_POOL_MAX (and never more than max_partial) for the next piece: freeing and
  * allocating a piece-sized buffer per piece costs a page fault per 4 KiB, since the allocator
@@ -36,7 +37,8 @@ struct bt_assembly {
 	struct bt_geometry geo;
 	size_t max_partial;
 	size_t started;
-	struct bt_assembly_piece *pieces; /* one per piece */
+	struct bt_assembly_piece *pieces; /* the started ones, hashed by piece index */
+	size_t cap;			  /* slots of pieces: a power of two */
 	uint8_t *pool[BT_ASSEMBLY_POOL_MAX];
 	size_t npool;
 };

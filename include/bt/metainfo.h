@@ -92,6 +92,12 @@ struct bt_metainfo {
  * -ENOTSUP for a v2-only torrent. On failure m is left zeroed.
  */
 int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err);
+/*
+ * bt_meta_parse of a malloc'd buffer that m takes (freed on failure too): the info dict stays in
+ * it, moved to its front, rather than copied, so loading a torrent whose hashes run to megabytes
+ * holds them once.
+ */
+int bt_meta_parse_owned(struct bt_metainfo *m, uint8_t *p, size_t len, struct bt_err *err);
 void bt_meta_deinit(struct bt_metainfo *m);
 /*
  * A metainfo from a bare info dict (as fetched by BEP 9) and a magnet's trackers (copied; empty

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -128,6 +129,63 @@ static void test_cycles(void **state)
 	bt_assembly_deinit(&a);
 }
 
+/*
+ * A million pieces, started and released in a random order far past max_partial (the table
+ * grows) and with many collisions: every started piece keeps its own buffer and contributors,
+ * every released one is gone, checked against a plain per-piece model.
+ */
+static void test_many_pieces_against_a_model(void **state)
+{
+	(void)state;
+	struct bt_assembly a;
+	struct bt_geometry g = geo(16384, (int64_t)16384 << 20);
+	bt_assembly_init(&a, &g, 8 * 16384);
+	enum { N = 1 << 20, LIVE = 300 };
+	uint32_t live[LIVE];
+	size_t nlive = 0;
+	uint8_t *model = calloc(N, 1);
+	assert_non_null(model);
+	uint64_t x = 88172645463325252ull;
+	for (int step = 0; step < 200000; step++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		bool start = nlive < LIVE && (nlive == 0 || (x >> 40) % 3 != 0);
+		if (start) {
+			/* Pieces a multiple of the table size apart collide: pick from a few such.
+			 */
+			uint32_t piece = (uint32_t)((x >> 8) % 64) * 4096u + (uint32_t)(x % 97);
+			if (model[piece])
+				continue;
+			uint8_t *buf = bt_assembly_buffer_for(&a, piece);
+			buf[0] = (uint8_t)piece;
+			bt_assembly_add_contributor(&a, piece, (int)piece);
+			model[piece] = 1;
+			live[nlive++] = piece;
+		} else {
+			size_t k = (size_t)(x >> 20) % nlive;
+			bt_assembly_release(&a, live[k]);
+			model[live[k]] = 0;
+			live[k] = live[--nlive];
+		}
+		assert_int_equal(bt_assembly_started(&a), nlive);
+		if (step % 97 == 0) {
+			for (size_t k = 0; k < nlive; k++) {
+				uint8_t *buf = bt_assembly_get(&a, live[k]);
+				assert_non_null(buf);
+				assert_int_equal(buf[0], (uint8_t)live[k]);
+				size_t n;
+				const int *c = bt_assembly_contributors(&a, live[k], &n);
+				assert_int_equal(n, 1);
+				assert_int_equal(c[0], (int)live[k]);
+			}
+			for (uint32_t p = 0; p < 64 * 4096u + 97; p += 7)
+				if (!model[p])
+					assert_null(bt_assembly_get(&a, p));
+		}
+	}
+	free(model);
+	bt_assembly_deinit(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_pool_bounded_by_max_partial),
 		cmocka_unit_test(test_contributors),
 		cmocka_unit_test(test_cycles),
+		cmocka_unit_test(test_many_pieces_against_a_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

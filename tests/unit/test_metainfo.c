@@ -573,6 +573,40 @@ static void test_write_torrent(void **state)
 	bt_buf_deinit(&b);
 }
 
+/* A buffer handed over is parsed exactly as a copy is, and the info dict ends up alone in it. */
+static void test_parse_owned(void **state)
+{
+	(void)state;
+	uint8_t *file;
+	size_t len;
+	struct bt_metainfo copy, owned;
+	struct bt_err err = {""};
+	assert_int_equal(bt_read_file(TEST_DATA_DIR "/example.torrent", BT_META_MAX_FILE_SIZE,
+				      &file, &len, &err),
+			 0);
+	assert_int_equal(bt_meta_parse(&copy, file, len, &err), 0);
+	assert_int_equal(bt_meta_parse_owned(&owned, file, len, &err), 0);
+	assert_memory_equal(owned.info_hash, copy.info_hash, 20);
+	assert_int_equal(owned.info_len, copy.info_len);
+	assert_memory_equal(owned.info_raw, copy.info_raw, copy.info_len);
+	assert_int_equal(owned.piece_count, copy.piece_count);
+	assert_memory_equal(owned.piece_hashes, copy.piece_hashes,
+			    (size_t)copy.piece_count * BT_SHA1_LEN);
+	assert_true(owned.piece_hashes > owned.info_raw &&
+		    owned.piece_hashes < owned.info_raw + owned.info_len);
+	assert_string_equal(bt_meta_tracker(&owned), bt_meta_tracker(&copy));
+	assert_string_equal(owned.name, copy.name);
+	bt_meta_deinit(&owned);
+	bt_meta_deinit(&copy);
+
+	/* Refused: the buffer is freed all the same (the sanitizer build checks for a leak). */
+	static const char bad[] = "d4:infod4:name1:xee";
+	uint8_t *b = bt_xmalloc(sizeof bad - 1);
+	memcpy(b, bad, sizeof bad - 1);
+	assert_int_equal(bt_meta_parse_owned(&owned, b, sizeof bad - 1, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "info"));
+}
+
 /*
  * libtorrent loads what we write with the same info hash: the info dict of a real torrent
  * (example.torrent) taken as BEP 9 would fetch it, plus a magnet's tracker. Skipped where
@@ -648,6 +682,7 @@ int main(void)
 		cmocka_unit_test(test_parse_info_invalid),
 		cmocka_unit_test(test_write_torrent),
 		cmocka_unit_test(test_write_torrent_libtorrent),
+		cmocka_unit_test(test_parse_owned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
