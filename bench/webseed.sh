@@ -11,6 +11,7 @@
 #
 # Clients (--clients, comma-separated):
 #   curl          curl -o FILE URL: the reference, one connection, no verification
+#   curl-sync     the same, then `sync FILE` (an fsync): durable on disk, as ours is at its end
 #   torrent       ours: torrent download --no-dht
 #   aria2         aria2c on the torrent (DHT, LPD and PEX off: the web seed only)
 #   libtorrent    bench/ltclient.py (python3-libtorrent) on the torrent
@@ -20,7 +21,9 @@
 # client and its children) and peak RSS from /usr/bin/time, the server's CPU (utime + stime,
 # children included, from /proc/PID/stat) and the CPU the rest of the machine used meanwhile
 # (busy time from /proc/stat less the client's and the server's): the machine is shared, and a
-# run with a busy neighbour shows here. Each is reported as a median and as a ratio to curl's.
+# run with a busy neighbour shows here. For ours, when strace is installed, the time of its
+# fsync of the output (strace --seccomp-bpf -e trace=fsync -T: only that call is stopped), so
+# that the transfer can be told from the disk's writeback. Each is reported as a median and as a ratio to curl's.
 # The markdown report goes to standard output, progress to standard error. Nothing here passes
 # or fails on a number; the issue's goal (our wall within 10% of curl's) is printed with its
 # verdict for this run.
@@ -35,8 +38,8 @@ Usage: bench/webseed.sh [options]
   --size MiB        size of the random file (default 1024)
   --piece KiB       piece size, a power of two from 16 (default 256)
   --reps R          repetitions; every client runs once in each (default 3)
-  --clients LIST    comma-separated, from: curl, torrent, aria2, libtorrent
-                    (default: all four; curl is always added, it is the reference)
+  --clients LIST    comma-separated, from: curl, curl-sync, torrent, aria2, libtorrent
+                    (default: all five; curl is always added, it is the reference)
   --server NAME     nginx, lighttpd or busybox (default nginx)
   --port P          the server's port on 127.0.0.1; P+2, P+4, P+5 for aria2c, libtorrent
                     and ours (default 28800)
@@ -57,7 +60,7 @@ EOF
 size_mib=1024
 piece_kib=256
 reps=3
-clients=curl,torrent,aria2,libtorrent
+clients=curl,curl-sync,torrent,aria2,libtorrent
 server=nginx
 port=28800
 baseline=
@@ -116,7 +119,7 @@ notes=()
 for c in "${want[@]}"; do
 	[[ " ${run_clients[*]} " == *" $c "* ]] && continue
 	case $c in
-	curl | torrent) run_clients+=("$c") ;;
+	curl | curl-sync | torrent) run_clients+=("$c") ;;
 	torrent-base)
 		[[ -n $baseline ]] || die "client torrent-base needs --baseline BIN"
 		run_clients+=("$c") ;;
@@ -204,6 +207,8 @@ chmod 644 "$data"
 sync "$data" # its writeback must not fall on the first runs
 
 log "== $server on 127.0.0.1:$port"
+curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null &&
+	die "something already listens on 127.0.0.1:$port (use --port)"
 case $server in
 nginx)
 	mkdir -p "$work/nginx"
@@ -277,9 +282,12 @@ client_cmd() {
 	local c=$1 out=$2
 	case $c in
 	curl) cmd=(curl -sS -f -o "$out/data.bin" "$url") ;;
+	curl-sync)
+		# shellcheck disable=SC2016
+		cmd=(sh -c 'curl -sS -f -o "$1" "$2" && sync "$1"' sh "$out/data.bin" "$url") ;;
 	torrent | torrent-base)
-		cmd=("$work/$c" download --no-dht -o "$out/data.bin" -p $((port + 5))
-			--listen 127.0.0.1 "$tor") ;;
+		cmd=("${fsync_trace[@]}" "$work/$c" download --no-dht -o "$out/data.bin"
+			-p $((port + 5)) --listen 127.0.0.1 "$tor") ;;
 	aria2)
 		cmd=(aria2c --no-conf --seed-time=0 --enable-dht=false --enable-dht6=false
 			--bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none
@@ -293,8 +301,11 @@ client_cmd() {
 results=$work/runs.tsv
 : >"$results"
 
+fsync_trace=()
+command -v strace >/dev/null && fsync_trace=(strace -f --seccomp-bpf -qq -e trace=fsync -T -o "$work/fsync.trace")
+
 # run_one CLIENT REP: one download, one line in $results:
-#   client rep ok wall user sys rss_kib server_cpu others_cpu
+#   client rep ok wall user sys rss_kib server_cpu others_cpu fsync
 run_one() {
 	local c=$1 rep=$2
 	local out=$work/out/$c run=$work/run-$c-$rep
@@ -306,6 +317,7 @@ run_one() {
 	mkdir -p "$out"
 	local cmd
 	client_cmd "$c" "$out"
+	rm -f "$work/fsync.trace"
 
 	local s0 s1 b0 b1 t0 t1 rc=0
 	s0=$(proc_ticks "$server_pid")
@@ -338,11 +350,16 @@ run_one() {
 	scpu=$(awk -v a="$s0" -v b="$s1" -v hz="$clk_tck" 'BEGIN {printf "%.2f", (b - a) / hz}')
 	ocpu=$(awk -v a="$b0" -v b="$b1" -v hz="$clk_tck" -v u="$user" -v s="$sys" -v sc="$scpu" \
 		'BEGIN {o = (b - a) / hz - u - s - sc; printf "%.2f", o < 0 ? 0 : o}')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$rep" "$ok" "$wall" "$user" "$sys" \
-		"$rss" "$scpu" "$ocpu" >>"$results"
-	log "$(printf '   %-12s rep %d: %s, wall %6.2f s, CPU %5.2f s, RSS %5.1f MiB, server CPU %s s, rest of the machine %s s' \
+	# the output's fsync (the longest one: a state file's is short)
+	local fs=-
+	[[ -f $work/fsync.trace ]] &&
+		fs=$(sed -n 's/.*fsync(.*<\([0-9.]*\)>$/\1/p' "$work/fsync.trace" | sort -g | tail -n 1)
+	[[ -n $fs ]] || fs=-
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$rep" "$ok" "$wall" "$user" "$sys" \
+		"$rss" "$scpu" "$ocpu" "$fs" >>"$results"
+	log "$(printf '   %-12s rep %d: %s, wall %6.2f s, CPU %5.2f s, RSS %5.1f MiB, server CPU %s s, rest of the machine %s s, fsync %s s' \
 		"$c" "$rep" "$ok" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}')" \
-		"$(awk -v r="$rss" 'BEGIN {print r / 1024}')" "$scpu" "$ocpu")"
+		"$(awk -v r="$rss" 'BEGIN {print r / 1024}')" "$scpu" "$ocpu" "$fs")"
 }
 
 # --- the runs --------------------------------------------------------------------------------
@@ -363,7 +380,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- the report ------------------------------------------------------------------------------
 
 median() {
-	grep -v '^-$' | sort -g | awk '{v[NR] = $1}
+	{ grep -v '^-$' || true; } | sort -g | awk '{v[NR] = $1}
 		END {if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 med() {
@@ -377,6 +394,7 @@ nok() { awk -F'\t' -v c="$1" '$1 == c && $3 == "ok"' "$results" | wc -l; }
 label() {
 	case $1 in
 	curl) echo "curl -o" ;;
+	curl-sync) echo "curl -o, then sync FILE" ;;
 	torrent) echo "**torrent** (web seed)" ;;
 	torrent-base) echo "torrent (baseline)" ;;
 	aria2) echo "aria2c (web seed)" ;;
@@ -390,13 +408,15 @@ print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "bui
 		"$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo unknown
 }
 
-declare -A W CPU RSS SCPU OCPU
+declare -A W CPU RSS SCPU OCPU FS WNF
 for c in "${run_clients[@]}"; do
 	W[$c]=$(med "$c" '$4')
 	CPU[$c]=$(med "$c" '$5 + $6')
 	RSS[$c]=$(med "$c" '$7 / 1024')
 	SCPU[$c]=$(med "$c" '$8')
 	OCPU[$c]=$(med "$c" '$9')
+	FS[$c]=$(med "$c" '$10')
+	WNF[$c]=$(med "$c" '($10 == "-" ? "-" : $4 - $10)')
 done
 
 echo "## Web seed: $size_mib MiB from one local $server, $piece_kib KiB pieces"
@@ -410,13 +430,14 @@ echo "- others: $(version curl --version); $(command -v aria2c >/dev/null && ver
 echo "- torrent: $pieces pieces, url-list $url, no tracker; $reps repetitions, each running every client once, in turn (the first client rotating)"
 for note in "${notes[@]}"; do echo "- note: $note"; done
 echo
-echo "| client | wall s | wall × curl | MB/s | CPU s | CPU × curl | peak RSS MiB | RSS × curl | server CPU s | rest of the machine CPU s | good runs |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| client | wall s | wall × curl | MB/s | fsync s | wall − fsync × curl | CPU s | CPU × curl | peak RSS MiB | RSS × curl | server CPU s | rest of the machine CPU s | good runs |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for c in "${run_clients[@]}"; do
 	mbps=$(awk -v s="$size" -v w="${W[$c]}" 'BEGIN {if (w == "-") print "-"; else printf "%.0f", s / w / 1e6}')
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' \
 		"$(label "$c")" "$(fmt "${W[$c]}" %.2f)" "$(ratio "${W[$c]}" "${W[curl]}")" \
-		"$(fmt "$mbps" %s)" "$(fmt "${CPU[$c]}" %.2f)" "$(ratio "${CPU[$c]}" "${CPU[curl]}")" \
+		"$(fmt "$mbps" %s)" "$(fmt "${FS[$c]}" %.2f)" "$(ratio "${WNF[$c]}" "${W[curl]}")" \
+		"$(fmt "${CPU[$c]}" %.2f)" "$(ratio "${CPU[$c]}" "${CPU[curl]}")" \
 		"$(fmt "${RSS[$c]}" %.1f)" "$(ratio "${RSS[$c]}" "${RSS[curl]}")" \
 		"$(fmt "${SCPU[$c]}" %.2f)" "$(fmt "${OCPU[$c]}" %.2f)" "$(nok "$c")" "$reps"
 done
@@ -430,6 +451,9 @@ wall time, in 10^6 bytes/s.
 - **CPU**: user + sys of the client (GNU time's %U + %S; libtorrent's is the whole python3
   process); **peak RSS**: GNU time's %M (libtorrent maps the file, so its RSS counts the
   mapped pages of the download).
+- **fsync**: ours only (strace); the median of the time its fsync of the output took, and the
+  median of wall less that over curl's wall: the transfer and verification alone. The
+  \`curl-sync\` row is curl made to do the same durable write.
 - **server CPU**: the server process and its children during the run (/proc/PID/stat).
 - **rest of the machine**: busy CPU time of the whole machine during the run (/proc/stat)
   less the client's and the server's: what other people's work took from the 2 cores.
@@ -439,13 +463,17 @@ if [[ ${W[torrent]:-} && ${W[curl]:-} && ${W[torrent]} != - && ${W[curl]} != - ]
 	verdict=$(awk -v a="${W[torrent]}" -v b="$lim" 'BEGIN {print (a <= b) ? "**met**" : "**not met**"}')
 	echo
 	echo "The issue's goal: our wall within 10% of curl's ($(fmt "${W[curl]}" %.2f) s): at most $lim s; ours $(fmt "${W[torrent]}" %.2f) s: $verdict."
+	if [[ ${WNF[torrent]} != - ]]; then
+		v2=$(awk -v a="${WNF[torrent]}" -v b="$lim" 'BEGIN {print (a <= b) ? "met" : "not met"}')
+		echo "Without our fsync (which curl does not do): $(fmt "${WNF[torrent]}" %.2f) s, $v2."
+	fi
 fi
 echo
 echo "<details><summary>Every run</summary>"
 echo
-echo "| client | rep | result | wall s | user s | sys s | peak RSS MiB | server CPU s | rest of the machine CPU s |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
-awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %.1f | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 / 1024, $8, $9}' "$results"
+echo "| client | rep | result | wall s | user s | sys s | peak RSS MiB | server CPU s | rest of the machine CPU s | fsync s |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 / 1024, $8, $9, $10}' "$results"
 echo
 echo "</details>"
 

@@ -19,9 +19,7 @@
  * Bytes per read from the server's socket: curl's 16 KiB default costs a recv and a poll per
  * 16 KiB, a third of the system calls of a fast download (bench/webseed.sh).
  */
-#ifndef RECV_BUFFER
 #define RECV_BUFFER (256 * 1024)
-#endif
 
 struct run {
 	struct bt_webseed *ws;
