@@ -342,6 +342,8 @@ struct bt_http_req *bt_http_get(struct bt_http *h, const char *url, const struct
 	if (!r->sink)
 		curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "torrent-client/" BT_VERSION);
+	if (opts && opts->recv_buffer)
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)opts->recv_buffer);
 	if (opts && opts->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file);
 	if (opts && opts->source_ip) {

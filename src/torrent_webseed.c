@@ -3,7 +3,8 @@
  * contiguous whole pieces that nobody has started, claimed from the picker as a peer that has
  * just those pieces (so the picker's wanted set, caps and accounting all hold). Filled pieces
  * come back inside curl's callback, so they are queued and judged from a zero-delay event:
- * blocks received, verified like a peer's; a URL whose piece fails is dropped.
+ * blocks received, verified like a peer's; a URL whose piece fails is dropped. URLs naming
+ * the same server share one bt_webseed_server, so its cap holds over all of them.
  */
 #include "torrent_internal.h"
 
@@ -25,7 +26,8 @@ struct filled {
 struct bt_torrent_webseeds {
 	struct bt_torrent *t;
 	struct bt_webseed **ws;
-	bool *counted; /* its full bitfield is in the picker's availability */
+	struct bt_webseed_server *servers; /* one per distinct server; the URLs point in */
+	bool *counted;			   /* its full bitfield is in the picker's availability */
 	size_t n;
 	struct bt_bitfield all, window;
 	struct bt_block *blocks;
@@ -281,15 +283,33 @@ void bt_torrent_webseed_start(struct bt_torrent *t)
 	bt_bitfield_init(&w->all, t->m->piece_count);
 	bt_bitfield_set_all(&w->all);
 	bt_bitfield_init(&w->window, t->m->piece_count);
-	w->ws = bt_xcalloc(t->m->web_seed_count, sizeof *w->ws);
-	w->counted = bt_xcalloc(t->m->web_seed_count, sizeof *w->counted);
-	for (size_t i = 0; i < t->m->web_seed_count; i++) {
+	size_t count = t->m->web_seed_count;
+	w->ws = bt_xcalloc(count, sizeof *w->ws);
+	w->servers = bt_xcalloc(count, sizeof *w->servers);
+	w->counted = bt_xcalloc(count, sizeof *w->counted);
+	char **keys = bt_xcalloc(count, sizeof *keys);
+	struct bt_webseed_server **server_of = bt_xcalloc(count, sizeof *server_of);
+	size_t nservers = 0;
+	for (size_t i = 0; i < count; i++) {
+		/* The server of an earlier URL with the same key, else a new one. */
+		keys[i] = bt_webseed_server_key(t->m->web_seeds[i]);
+		struct bt_webseed_server *server = NULL;
+		for (size_t j = 0; j < i && keys[i] && !server; j++)
+			if (keys[j] && strcmp(keys[i], keys[j]) == 0)
+				server = server_of[j];
+		if (!server)
+			server = &w->servers[nservers++];
+		server_of[i] = server;
 		w->ws[w->n] = bt_webseed_new(bt_session_http(t->session), t->m->web_seeds[i], t->m,
-					     &ws_events, t);
+					     server, &ws_events, t);
 		/* Like a peer that has everything, for the picker's rarity counts. */
 		bt_picker_add_peer(t->picker, &w->all);
 		w->counted[w->n++] = true;
 	}
+	for (size_t i = 0; i < count; i++)
+		free(keys[i]);
+	free(keys);
+	free(server_of);
 	feed(t);
 }
 
@@ -334,6 +354,7 @@ void bt_torrent_webseed_free(struct bt_torrent *t)
 	for (size_t i = 0; i < w->n; i++)
 		bt_webseed_free(w->ws[i]);
 	free(w->ws);
+	free(w->servers);
 	free(w->counted);
 	free(w->blocks);
 	free(w->filled);

@@ -5,14 +5,21 @@
 #include "bt/log.h"
 #include "bt/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* A server that ignores Range is read from the start; past this much skipping we give up. */
 #define MAX_SKIP	   ((int64_t)64 << 20)
 #define REQUEST_TIMEOUT_MS 120000
+/*
+ * Bytes per read from the server's socket: curl's 16 KiB default costs a recv and a poll per
+ * 16 KiB, a third of the system calls of a fast download (bench/webseed.sh).
+ */
+#define RECV_BUFFER (256 * 1024)
 
 struct run {
 	struct bt_webseed *ws;
@@ -32,6 +39,7 @@ struct bt_webseed {
 	struct bt_http *http;
 	char *url;
 	const struct bt_metainfo *m;
+	struct bt_webseed_server *server; /* NULL: alone on its server */
 	struct bt_webseed_events ev;
 	void *arg;
 	struct run runs[BT_WEBSEED_MAX_CONNS];
@@ -41,13 +49,14 @@ struct bt_webseed {
 };
 
 struct bt_webseed *bt_webseed_new(struct bt_http *http, const char *url,
-				  const struct bt_metainfo *m, const struct bt_webseed_events *ev,
-				  void *arg)
+				  const struct bt_metainfo *m, struct bt_webseed_server *server,
+				  const struct bt_webseed_events *ev, void *arg)
 {
 	struct bt_webseed *ws = bt_xcalloc(1, sizeof *ws);
 	ws->http = http;
 	ws->url = bt_xstrdup(url);
 	ws->m = m;
+	ws->server = server;
 	ws->ev = *ev;
 	ws->arg = arg;
 	for (size_t i = 0; i < BT_WEBSEED_MAX_CONNS; i++)
@@ -59,8 +68,12 @@ void bt_webseed_free(struct bt_webseed *ws)
 {
 	if (!ws)
 		return;
-	for (size_t i = 0; i < BT_WEBSEED_MAX_CONNS; i++)
+	for (size_t i = 0; i < BT_WEBSEED_MAX_CONNS; i++) {
+		/* The server's other URLs may go on: give back its connections. */
+		if (ws->runs[i].active && ws->server)
+			ws->server->runs--;
 		bt_http_cancel(ws->runs[i].req);
+	}
 	free(ws->url);
 	free(ws);
 }
@@ -85,7 +98,77 @@ size_t bt_webseed_runs(const struct bt_webseed *ws)
 
 bool bt_webseed_ready(const struct bt_webseed *ws, double now)
 {
-	return !ws->dropped && now >= ws->not_before && bt_webseed_runs(ws) < BT_WEBSEED_MAX_CONNS;
+	if (ws->dropped || now < ws->not_before || bt_webseed_runs(ws) >= BT_WEBSEED_MAX_CONNS)
+		return false;
+	return !ws->server || ws->server->runs < BT_WEBSEED_MAX_PER_SERVER;
+}
+
+static bool default_port(const char *scheme, size_t n, unsigned *port_out)
+{
+	if (n == 4 && strncasecmp(scheme, "http", 4) == 0)
+		*port_out = 80;
+	else if (n == 5 && strncasecmp(scheme, "https", 5) == 0)
+		*port_out = 443;
+	else
+		return false;
+	return true;
+}
+
+char *bt_webseed_server_key(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	unsigned port;
+	if (!sep || !default_port(url, (size_t)(sep - url), &port))
+		return NULL;
+	const char *auth = sep + 3;
+	size_t alen = strcspn(auth, "/?#");
+	/* User info ends at the last '@' of the authority (a password may hold another). */
+	for (size_t i = alen; i > 0; i--)
+		if (auth[i - 1] == '@') {
+			auth += i;
+			alen -= i;
+			break;
+		}
+	size_t hlen;
+	if (alen > 0 && auth[0] == '[') {
+		const char *close = memchr(auth, ']', alen);
+		if (!close)
+			return NULL;
+		hlen = (size_t)(close - auth) + 1;
+	} else {
+		const char *colon = memchr(auth, ':', alen);
+		hlen = colon ? (size_t)(colon - auth) : alen;
+	}
+	if (hlen == 0 || (hlen == 2 && auth[0] == '['))
+		return NULL;
+	if (hlen < alen) {
+		if (auth[hlen] != ':')
+			return NULL;
+		const char *p = auth + hlen + 1, *e = auth + alen;
+		if (p < e) {
+			unsigned v = 0;
+			for (; p < e; p++) {
+				if (*p < '0' || *p > '9' ||
+				    (v = v * 10 + (unsigned)(*p - '0')) > 65535)
+					return NULL;
+			}
+			if (v == 0)
+				return NULL;
+			port = v;
+		}
+	}
+	struct bt_buf b;
+	bt_buf_init(&b);
+	for (const char *p = url; p < sep; p++)
+		bt_buf_addc(&b, (char)tolower((unsigned char)*p));
+	bt_buf_adds(&b, "://");
+	for (size_t i = 0; i < hlen; i++)
+		bt_buf_addc(&b, (char)tolower((unsigned char)auth[i]));
+	char tail[8];
+	snprintf(tail, sizeof tail, ":%u", port);
+	bt_buf_adds(&b, tail);
+	bt_buf_addc(&b, 0);
+	return (char *)b.data;
 }
 
 double bt_webseed_backoff(unsigned fails, double jitter)
@@ -256,6 +339,8 @@ static void end_run(struct run *r, int error, const char *msg)
 	struct bt_webseed *ws = r->ws;
 	uint32_t left = r->first + r->count - r->next_piece;
 	r->active = false;
+	if (ws->server)
+		ws->server->runs--;
 	r->req = NULL;
 	ws->ev.run_done(ws->arg, ws, r->next_piece, left, error, msg);
 }
@@ -283,6 +368,7 @@ static void next_request(struct run *r)
 			.range_len = r->seg_end - r->pos,
 			.sink = sink,
 			.sink_arg = r,
+			.recv_buffer = RECV_BUFFER,
 		};
 		r->got_status = false;
 		r->skip = 0;
@@ -359,6 +445,8 @@ int bt_webseed_fetch(struct bt_webseed *ws, uint32_t first, uint32_t count, doub
 		if (!ws->runs[i].active)
 			r = &ws->runs[i];
 	r->active = true;
+	if (ws->server)
+		ws->server->runs++;
 	r->first = r->next_piece = first;
 	r->count = count;
 	r->pos = piece_offset(ws->m, first);

@@ -42,6 +42,8 @@ struct bt_http_opts {
 	int64_t range_len;
 	bt_http_sink_fn sink; /* NULL: the body is buffered and handed to done */
 	void *sink_arg;
+	size_t recv_buffer; /* curl's receive buffer (bytes per read and per sink call); 0: its own
+			     */
 };
 
 struct bt_http_response {

@@ -2,11 +2,14 @@
  * webseed: one web seed URL (BEP 19) as a block source beside the peers. It owns the URL's
  * state (fetching, backing off after a failure, dropped for good) and at most
  * BT_WEBSEED_MAX_CONNS runs in flight, each a run of whole pieces that its owner (the torrent)
- * has claimed from the picker. A run becomes one ranged GET per file it crosses, through the
- * session's http (libcurl multi on the loop); BEP 47 pad files are zeros and never requested.
- * The body is streamed into the owner's piece buffers as it arrives; a 206 must start where we
- * asked, a 200 (a server that ignores Range) is skipped up to the offset. Verification is the
- * owner's: it drops the URL when a piece from it fails.
+ * has claimed from the picker. URLs on one server (scheme, host and port) share a
+ * struct bt_webseed_server, which caps the runs in flight to that server over all of them at
+ * BT_WEBSEED_MAX_PER_SERVER: a torrent listing a mirror's URL several times, or several
+ * directories of one host, does not open more connections to it than one URL would. A run becomes
+ * one ranged GET per file it crosses, through the session's http (libcurl multi on the loop); BEP
+ * 47 pad files are zeros and never requested. The body is streamed into the owner's piece buffers
+ * as it arrives; a 206 must start where we asked, a 200 (a server that ignores Range) is skipped up
+ * to the offset. Verification is the owner's: it drops the URL when a piece from it fails.
  *
  * Callbacks: buffer and piece_filled run inside curl's write callback, so they only record
  * (no cancel, no free); run_done runs from the loop (http's done, or bt_webseed_drop).
@@ -21,6 +24,8 @@
 #include <stdint.h>
 
 #define BT_WEBSEED_MAX_CONNS 2
+/* Runs in flight to one server, over all the URLs that name it. */
+#define BT_WEBSEED_MAX_PER_SERVER 2
 /* Longest wait after failures (Retry-After may ask for more, up to an hour). */
 #define BT_WEBSEED_MAX_BACKOFF_S 300
 
@@ -42,15 +47,29 @@ struct bt_webseed_events {
 			 int error, const char *msg);
 };
 
-/* m outlives the web seed; url is copied. */
+/*
+ * The runs in flight to one server, shared by the web seeds whose URLs name it. Plain data,
+ * owned by whoever groups the URLs (bt_webseed_server_key); it outlives its web seeds.
+ */
+struct bt_webseed_server {
+	unsigned runs;
+};
+
+/*
+ * m and server outlive the web seed; url is copied. server NULL: the URL is alone on its
+ * server (only BT_WEBSEED_MAX_CONNS applies).
+ */
 struct bt_webseed *bt_webseed_new(struct bt_http *http, const char *url,
-				  const struct bt_metainfo *m, const struct bt_webseed_events *ev,
-				  void *arg);
+				  const struct bt_metainfo *m, struct bt_webseed_server *server,
+				  const struct bt_webseed_events *ev, void *arg);
 /* Cancels its requests (run_done is not called). */
 void bt_webseed_free(struct bt_webseed *ws);
 
 const char *bt_webseed_url(const struct bt_webseed *ws);
-/* May be given another run now: not dropped, not backing off, a connection free. */
+/*
+ * May be given another run now: not dropped, not backing off, a connection free for the URL
+ * and for its server.
+ */
 bool bt_webseed_ready(const struct bt_webseed *ws, double now);
 bool bt_webseed_dropped(const struct bt_webseed *ws);
 /* Runs in flight. */
@@ -72,6 +91,14 @@ void bt_webseed_drop(struct bt_webseed *ws, const char *why);
  * percent-encoded (RFC 3986 unreserved characters kept). Returns a new string.
  */
 char *bt_webseed_file_url(const char *base, const struct bt_metainfo *m, size_t file);
+
+/*
+ * What makes two URLs the same server for the cap: "scheme://host:port", scheme and host in
+ * lower case, the scheme's default port filled in, user info, path, query and fragment left
+ * out. Names are compared, not addresses (a host under two names counts as two servers).
+ * Returns a new string, or NULL when url is not http(s):// with a host and a valid port.
+ */
+char *bt_webseed_server_key(const char *url);
 
 /* The backoff after `fails` consecutive failures, jitter in [0, 1) spreading it by +-25%. */
 double bt_webseed_backoff(unsigned fails, double jitter);

@@ -1,7 +1,8 @@
 """Web seeds (BEP 19) against a real HTTP server that honours Range (busybox httpd, started on
 loopback by the test and stopped by PID), alone and beside a libtorrent seeder, and against
 scripted servers for what busybox will not do: ignore Range, redirect, answer 503 with
-Retry-After. A web seed serving corrupted data is dropped and the download completes from the
+Retry-After, and count the connections open at once (three URLs of one server share one cap
+of two). A web seed serving corrupted data is dropped and the download completes from the
 peer; a web seed that is down does not stop the peer's download.
 
 Run as: /usr/bin/python3 webseed_interop.py <path to torrent binary>
@@ -141,13 +142,17 @@ def peers_used(stderr):
 class ScriptedServer:
     """A loopback HTTP/1.1 server for misbehaviour: mode 'ignore-range' answers every GET with
     200 and the whole file; 'redirect' answers 302 to `target`; 'busy' answers the first
-    `busy` requests with 503 and Retry-After, then 302 to `target`. Records each request's
-    time and path."""
+    `busy` requests with 503 and Retry-After, then 302 to `target`; 'range' serves files of
+    `root` (a leading /mirror/ ignored) honouring Range, slowly enough (64 KiB a millisecond)
+    that connections overlap, and counts the connections open at once (`max_open`). Records
+    each request's time and path."""
 
     def __init__(self, mode, root=None, target=None, busy=1, retry_after=2):
         self.mode, self.root, self.target = mode, root, target
         self.busy, self.retry_after = busy, retry_after
         self.requests = []
+        self.open = self.max_open = 0
+        self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(('127.0.0.1', 0))
@@ -166,10 +171,21 @@ class ScriptedServer:
                 continue
             except OSError:
                 return
+            with self.lock:
+                self.open += 1
+                self.max_open = max(self.max_open, self.open)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _closing(self, counted):
+        """The connection stops counting as open (once)."""
+        with self.lock:
+            if counted[0]:
+                counted[0] = False
+                self.open -= 1
 
     def _handle(self, conn):
         from urllib.parse import unquote
+        counted = [True]
         conn.settimeout(10)
         try:
             head = b''
@@ -189,6 +205,8 @@ class ScriptedServer:
                 conn.sendall(b'HTTP/1.1 302 Found\r\nLocation: %s%s\r\n'
                              b'Content-Length: 0\r\nConnection: close\r\n\r\n'
                              % (self.target.encode(), path.encode()))
+            elif self.mode == 'range':
+                self._send_range(conn, head, unquote(path), counted)
             else:
                 with open(os.path.join(self.root, unquote(path).lstrip('/')), 'rb') as f:
                     body = f.read()
@@ -201,7 +219,29 @@ class ScriptedServer:
         except OSError:
             pass
         finally:
+            self._closing(counted)
             conn.close()
+
+    def _send_range(self, conn, head, path, counted):
+        if path.startswith('/mirror/'):
+            path = path[len('/mirror'):]
+        with open(os.path.join(self.root, path.lstrip('/')), 'rb') as f:
+            data = f.read()
+        m = re.search(rb'\r\nRange: bytes=(\d+)-(\d+)\r\n', head, re.I)
+        first, last = (int(m.group(1)), int(m.group(2))) if m else (0, len(data) - 1)
+        last = min(last, len(data) - 1)
+        conn.sendall(b'HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %d-%d/%d\r\n'
+                     b'Content-Length: %d\r\nConnection: close\r\n\r\n'
+                     % (first, last, len(data), last - first + 1))
+        for at in range(first, last + 1, 64 * KiB):
+            end = min(at + 64 * KiB, last + 1)
+            if end == last + 1:
+                # The client cannot see the reply end before its last bytes are sent, and may
+                # open its next connection right then: this one stops counting now, not when
+                # this thread gets round to closing it.
+                self._closing(counted)
+            conn.sendall(data[at:end])
+            time.sleep(0.001)
 
     def url(self):
         return 'http://127.0.0.1:%d/' % self.port
@@ -308,6 +348,22 @@ class WebSeedTest(btcommon.CliTestCase):
         # if it was started before the 503 came).
         later = [t - times[0] for t in times[1:]]
         self.assertGreaterEqual(max(later), 1.9, later)
+
+    def test_one_server_cap(self):
+        # Three URLs of one server (two directories and the file itself): two connections at
+        # once over all three, not two each.
+        from urllib.parse import quote
+        srv = ScriptedServer('range', root=SRC)
+        try:
+            urls = [srv.url(), srv.url() + 'mirror/', srv.url() + quote(BIG)]
+            p, out = self.download(with_seeds(BIG, urls, 'one-server'))
+        finally:
+            srv.stop()
+        self.assertSame(out, BIG)
+        self.assertEqual(webseed_bytes(p.stderr), '48.0 MiB', p.stderr)
+        self.assertGreaterEqual(len(srv.requests), 12, srv.requests)  # 4 MiB runs
+        self.assertGreaterEqual(srv.max_open, 1)
+        self.assertLessEqual(srv.max_open, 2, 'connections open at once')
 
     def test_corrupted_web_seed_dropped(self):
         meta = swarm.Meta(T[SINGLE])

@@ -2,7 +2,7 @@
  * webseed: URLs of files, the backoff, and runs fetched from an in-process evhttp server on
  * loopback that honours Range (or, by mode, ignores it, or answers a range from the wrong
  * place, or 503): bytes land in the right piece buffers, pad files are zeros and never asked
- * for, a run crossing files is one request per file.
+ * for, a run crossing files is one request per file; the URLs of one server share its cap.
  */
 #include "bt/webseed.h"
 
@@ -67,6 +67,41 @@ static void test_backoff(void **state)
 	assert_true(bt_webseed_backoff(3, 0.999) < 5 && bt_webseed_backoff(3, 0.999) > 4.9);
 }
 
+static void assert_key(const char *url, const char *want)
+{
+	char *k = bt_webseed_server_key(url);
+	if (!want) {
+		assert_null(k);
+		return;
+	}
+	assert_non_null(k);
+	assert_string_equal(k, want);
+	free(k);
+}
+
+static void test_server_key(void **state)
+{
+	(void)state;
+	assert_key("http://127.0.0.1:8080/a/", "http://127.0.0.1:8080");
+	assert_key("http://127.0.0.1:8080/b/file.bin?x=1", "http://127.0.0.1:8080");
+	assert_key("HTTP://Mirror.Example.ORG/pub#frag", "http://mirror.example.org:80");
+	assert_key("https://u:p@w@h.example/x", "https://h.example:443");
+	assert_key("http://h.example:/x", "http://h.example:80");
+	assert_key("http://[::1]:6881/ws", "http://[::1]:6881");
+	assert_key("https://[2001:DB8::1]", "https://[2001:db8::1]:443");
+	assert_key("http://h?q", "http://h:80");
+	/* Not a web seed we can reach, or not one server. */
+	assert_key("ftp://h/x", NULL);
+	assert_key("h/x", NULL);
+	assert_key("http:///x", NULL);
+	assert_key("http://h:0/", NULL);
+	assert_key("http://h:65536/", NULL);
+	assert_key("http://h:8x/", NULL);
+	assert_key("http://[::1/", NULL);
+	assert_key("http://[::1]x/", NULL);
+	assert_key("http://[]/", NULL);
+}
+
 enum mode { HONOUR, IGNORE_RANGE, WRONG_START, BUSY };
 
 #define PLEN	1000
@@ -90,6 +125,7 @@ struct fixture {
 	uint32_t left_first, left_count;
 	int error;
 	size_t bytes;
+	struct bt_webseed_server srv;
 };
 
 static void handle(struct evhttp_request *req, void *arg)
@@ -222,7 +258,7 @@ static struct bt_webseed *fetch(struct fixture *f, uint32_t first, uint32_t coun
 {
 	char url[64];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/ws", f->port);
-	struct bt_webseed *ws = bt_webseed_new(f->http, url, &f->m, &events, f);
+	struct bt_webseed *ws = bt_webseed_new(f->http, url, &f->m, &f->srv, &events, f);
 	assert_int_equal(bt_webseed_fetch(ws, first, count, bt_now()), 0);
 	struct event *safety = evtimer_new(f->base, on_safety, f->base);
 	struct timeval tv = {5, 0};
@@ -314,7 +350,8 @@ static void test_busy_backs_off(void **state)
 static void test_fetch_bounds(void **state)
 {
 	struct fixture *f = *state;
-	struct bt_webseed *ws = bt_webseed_new(f->http, "http://127.0.0.1:1/", &f->m, &events, f);
+	struct bt_webseed *ws =
+		bt_webseed_new(f->http, "http://127.0.0.1:1/", &f->m, NULL, &events, f);
 	assert_int_equal(bt_webseed_fetch(ws, 0, 0, bt_now()), -EINVAL);
 	assert_int_equal(bt_webseed_fetch(ws, 4, 2, bt_now()), -EINVAL);
 	assert_int_equal(bt_webseed_fetch(ws, NPIECES, 1, bt_now()), -EINVAL);
@@ -328,12 +365,63 @@ static void test_fetch_bounds(void **state)
 	assert_false(f->done);
 }
 
+/* Two URLs of one server: two runs in flight over both, not two each. */
+static void test_server_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct bt_webseed_server other = {0};
+	struct bt_webseed *a =
+		bt_webseed_new(f->http, "http://127.0.0.1:1/a/", &f->m, &f->srv, &events, f);
+	struct bt_webseed *b =
+		bt_webseed_new(f->http, "http://127.0.0.1:1/b/", &f->m, &f->srv, &events, f);
+	struct bt_webseed *c =
+		bt_webseed_new(f->http, "http://127.0.0.2:1/", &f->m, &other, &events, f);
+	double now = bt_now();
+	assert_int_equal(bt_webseed_fetch(a, 0, 1, now), 0);
+	assert_true(bt_webseed_ready(b, now));
+	assert_int_equal(bt_webseed_fetch(b, 1, 1, now), 0);
+	assert_int_equal(f->srv.runs, 2);
+	/* Each URL has a connection free, the server none. */
+	assert_int_equal(bt_webseed_runs(a), 1);
+	assert_false(bt_webseed_ready(a, now));
+	assert_false(bt_webseed_ready(b, now));
+	assert_int_equal(bt_webseed_fetch(a, 2, 1, now), -EBUSY);
+	assert_int_equal(bt_webseed_fetch(b, 2, 1, now), -EBUSY);
+	/* Another server is not held back. */
+	assert_true(bt_webseed_ready(c, now));
+	assert_int_equal(bt_webseed_fetch(c, 2, 1, now), 0);
+	assert_int_equal(other.runs, 1);
+	/* A run that ends (here, dropped) gives its connection back to the server. */
+	bt_webseed_drop(a, NULL);
+	assert_true(f->done);
+	assert_int_equal(f->srv.runs, 1);
+	assert_true(bt_webseed_ready(b, now));
+	/* So does a web seed freed with a run in flight. */
+	bt_webseed_free(b);
+	assert_int_equal(f->srv.runs, 0);
+	bt_webseed_free(a);
+	bt_webseed_free(c);
+	assert_int_equal(other.runs, 0);
+}
+
+/* A run that completes gives its connection back. */
+static void test_server_count_after_run(void **state)
+{
+	struct fixture *f = *state;
+	struct bt_webseed *ws = fetch(f, 0, NPIECES);
+	assert_int_equal(f->error, 0);
+	assert_int_equal(f->srv.runs, 0);
+	bt_webseed_free(ws);
+	assert_int_equal(f->srv.runs, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_url_single),
 		cmocka_unit_test(test_file_url_multi),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_server_key),
 		cmocka_unit_test_setup_teardown(test_run_across_files_and_pad, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_run_in_the_middle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_ignoring_range, setup, teardown),
@@ -341,6 +429,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_busy_backs_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_bounds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_count_after_run, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
