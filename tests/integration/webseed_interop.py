@@ -367,7 +367,9 @@ class WebSeedTest(btcommon.CliTestCase):
 
     def test_corrupted_web_seed_dropped(self):
         meta = swarm.Meta(T[SINGLE])
-        seeder = swarm.LibtorrentSeeder(IPS.take(), [meta], SRC, W)
+        # A slow seeder, so that the web seed's run (its bad piece in it) surely comes first:
+        # a fast one could deliver every piece before the web seed's first byte.
+        seeder = swarm.LibtorrentSeeder(IPS.take(), [meta], SRC, W, upload_limit=256 * KiB)
         try:
             bad = 'http://127.0.0.1:%d/' % HTTPD['bad'][1]
             p, out = self.download(with_seeds(SINGLE, [bad], 'corrupt'), '--peer',
