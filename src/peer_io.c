@@ -136,7 +136,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		ssize_t n = readv(fd, iov, ni);
-		/* Whatever was not read goes back (asked < allow when the stream's read is capped). */
+		/* Whatever was not read goes back (asked < allow when the stream's read is capped).
+		 */
 		bt_rate_limit_give_back(io->cfg.down_limit, allow - (n > 0 ? (size_t)n : 0));
 		if (n < 0 && errno == EINTR) {
 			if (nv)

@@ -1,5 +1,7 @@
 #include "storage_internal.h"
 
+#include "bt/flusher.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,8 @@
  * same no-follow walk, and the least recently used one is closed to make room.
  */
 #define NONE UINT32_MAX
+/* Bytes written to a file between two requests to start its writeback. */
+#define FLUSH_EVERY ((int64_t)32 << 20)
 
 int bt_storage_map(const struct bt_metainfo *m, int64_t offset, int64_t length,
 		   int (*fn)(const struct bt_segment *seg, void *arg), void *arg)
@@ -432,6 +436,8 @@ void bt_storage_free(struct bt_storage *s)
 {
 	if (!s)
 		return;
+	bt_flusher_free(s->flusher); /* first: its thread may be writing back one of the files */
+	free(s->unflushed);
 	for (size_t i = 0; i < s->m->file_count; i++)
 		if (s->fds[i] >= 0)
 			close(s->fds[i]);
@@ -509,6 +515,23 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 
 #define WRITE_SLICE ((size_t)256 << 10)
 
+/*
+ * Every FLUSH_EVERY bytes written to a file, its writeback is started beside the loop, so the
+ * fsync at the end finds most of the file already on its way to the disk.
+ */
+static void note_written(struct bt_storage *s, size_t file, int fd, int64_t n)
+{
+	if (!s->unflushed)
+		s->unflushed = bt_xcalloc(s->m->file_count, sizeof *s->unflushed);
+	s->unflushed[file] += n;
+	if (s->unflushed[file] < FLUSH_EVERY)
+		return;
+	s->unflushed[file] = 0;
+	if (!s->flusher)
+		s->flusher = bt_flusher_new();
+	bt_flusher_submit(s->flusher, fd);
+}
+
 static int write_segment(const struct bt_segment *seg, void *arg)
 {
 	struct io *io = arg;
@@ -545,6 +568,8 @@ static int write_segment(const struct bt_segment *seg, void *arg)
 		n -= (size_t)r;
 		at += r;
 	}
+	if (selected(io->s, seg->file))
+		note_written(io->s, seg->file, fd, seg->length);
 	return 0;
 }
 
@@ -579,6 +604,11 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 	struct io io = {.s = s, .in = data, .err = err};
 	return bt_storage_map(m, (int64_t)index * m->piece_length, bt_meta_piece_size(m, index),
 			      write_segment, &io);
+}
+
+size_t bt_storage_writebacks(struct bt_storage *s)
+{
+	return s->flusher ? bt_flusher_done(s->flusher) : 0;
 }
 
 int bt_storage_sync(struct bt_storage *s, struct bt_err *err)

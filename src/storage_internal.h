@@ -47,6 +47,9 @@ struct bt_storage {
 	char *parts_path;   /* the side file */
 	int parts_fd;	    /* opened on first use */
 	bool parts_missing; /* a read found none: no need to look again */
+	/* Early writeback (flusher.h): bytes written to each file since its last request. */
+	struct bt_flusher *flusher; /* made on the first request */
+	int64_t *unflushed;	    /* m->file_count entries */
 };
 
 int bt_storage_open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,

@@ -409,6 +409,36 @@ static void test_map_many_files_is_fast(void **state)
 
 /* ---- files on disk ---- */
 
+/* Every 32 MiB written to a file, its writeback is started beside the caller. */
+static void test_writeback_started_early(void **state)
+{
+	const char *dir = *state;
+	struct bt_metainfo m;
+	const int64_t piece = 1 << 20, total = 72 << 20;
+	parse_single(&m, "big.bin", total, piece);
+	char *root = join(dir, "big.bin");
+	uint8_t *data = pattern((size_t)piece);
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
+	assert_int_equal(bt_storage_writebacks(s), 0);
+	for (uint32_t i = 0; i < 31; i++)
+		assert_int_equal(bt_storage_write_piece(s, i, data, &err), 0);
+	assert_int_equal(bt_storage_writebacks(s), 0); /* under 32 MiB: nothing asked yet */
+	for (uint32_t i = 31; i < 72; i++)
+		assert_int_equal(bt_storage_write_piece(s, i, data, &err), 0);
+	/* Two requests (at 32 and 64 MiB), carried out by the thread soon after. */
+	for (int k = 0; k < 500 && bt_storage_writebacks(s) < 2; k++)
+		usleep(10000);
+	assert_int_equal(bt_storage_writebacks(s), 2);
+	assert_int_equal(bt_storage_sync(s, &err), 0);
+	bt_storage_free(s);
+	assert_int_equal(file_size(root), total);
+	free(data);
+	free(root);
+	bt_meta_deinit(&m);
+}
+
 static void test_single_file_roundtrip(void **state)
 {
 	const char *dir = *state;
@@ -1321,6 +1351,7 @@ int main(void)
 		cmocka_unit_test(test_map_exact_boundaries),
 		cmocka_unit_test(test_map_last_short_piece),
 		cmocka_unit_test(test_map_many_files_is_fast),
+		T(test_writeback_started_early),
 		T(test_single_file_roundtrip),
 		T(test_multi_file_roundtrip),
 		T(test_selection_side_file),
