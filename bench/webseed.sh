@@ -12,6 +12,9 @@
 # Clients (--clients, comma-separated):
 #   curl          curl -o FILE URL: the reference, one connection, no verification
 #   curl-sync     the same, then `sync FILE` (an fsync): durable on disk, as ours is at its end
+#   disk          no network: dd of as many zero bytes into the same directory with
+#                 conv=fdatasync, the disk's own durable-write time (a floor for any client
+#                 that makes the download durable, as ours does)
 #   torrent       ours: torrent download --no-dht
 #   aria2         aria2c on the torrent (DHT, LPD and PEX off: the web seed only)
 #   libtorrent    bench/ltclient.py (python3-libtorrent) on the torrent
@@ -38,7 +41,7 @@ Usage: bench/webseed.sh [options]
   --size MiB        size of the random file (default 1024)
   --piece KiB       piece size, a power of two from 16 (default 256)
   --reps R          repetitions; every client runs once in each (default 3)
-  --clients LIST    comma-separated, from: curl, curl-sync, torrent, aria2, libtorrent
+  --clients LIST    comma-separated, from: curl, curl-sync, disk, torrent, aria2, libtorrent
                     (default: all five; curl is always added, it is the reference)
   --server NAME     nginx, lighttpd or busybox (default nginx)
   --port P          the server's port on 127.0.0.1; P+2, P+4, P+5 for aria2c, libtorrent
@@ -60,7 +63,7 @@ EOF
 size_mib=1024
 piece_kib=256
 reps=3
-clients=curl,curl-sync,torrent,aria2,libtorrent
+clients=curl,curl-sync,disk,torrent,aria2,libtorrent
 server=nginx
 port=28800
 baseline=
@@ -119,7 +122,7 @@ notes=()
 for c in "${want[@]}"; do
 	[[ " ${run_clients[*]} " == *" $c "* ]] && continue
 	case $c in
-	curl | curl-sync | torrent) run_clients+=("$c") ;;
+	curl | curl-sync | disk | torrent) run_clients+=("$c") ;;
 	torrent-base)
 		[[ -n $baseline ]] || die "client torrent-base needs --baseline BIN"
 		run_clients+=("$c") ;;
@@ -285,6 +288,10 @@ client_cmd() {
 	curl-sync)
 		# shellcheck disable=SC2016
 		cmd=(sh -c 'curl -sS -f -o "$1" "$2" && sync "$1"' sh "$out/data.bin" "$url") ;;
+	disk)
+		# Zeros, not the data: its bytes are not compared (see check_output).
+		cmd=(dd if=/dev/zero of="$out/data.bin" bs=1M count="$size_mib" conv=fdatasync
+			status=none) ;;
 	torrent | torrent-base)
 		cmd=("${fsync_trace[@]}" "$work/$c" download --no-dht -o "$out/data.bin"
 			-p $((port + 5)) --listen 127.0.0.1 "$tor") ;;
@@ -335,7 +342,10 @@ run_one() {
 	s1=$(proc_ticks "$server_pid")
 
 	local ok=ok
-	if ! cmp -s "$data" "$out/data.bin"; then
+	if [[ $c == disk ]] && (($(stat -c %s "$out/data.bin" 2>/dev/null || echo 0) != size)); then
+		ok=BAD
+		log "   disk: dd wrote a file of the wrong size"
+	elif [[ $c != disk ]] && ! cmp -s "$data" "$out/data.bin"; then
 		ok=BAD
 		log "   $c: output differs from the source (exit status $rc); its stderr:"
 		tail -n 5 "$run/stderr" >&2
@@ -395,6 +405,7 @@ label() {
 	case $1 in
 	curl) echo "curl -o" ;;
 	curl-sync) echo "curl -o, then sync FILE" ;;
+	disk) echo "disk: dd conv=fdatasync (no network)" ;;
 	torrent) echo "**torrent** (web seed)" ;;
 	torrent-base) echo "torrent (baseline)" ;;
 	aria2) echo "aria2c (web seed)" ;;
