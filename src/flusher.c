@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* sync_file_range */
 #include "bt/flusher.h"
 
 #include "bt/util.h"
