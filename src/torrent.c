@@ -90,6 +90,16 @@ static void on_choked(void *arg, struct bt_peer *p, bool choked)
 		bt_torrent_fill(c->t, c);
 }
 
+/* A new peer's first requests go out with its allowed-fast set, a round trip before its
+ * UNCHOKE (libtorrent seeders send the set right after their bitfield). */
+static void on_allowed_fast(void *arg, struct bt_peer *p, uint32_t piece)
+{
+	(void)piece;
+	struct conn *c = conn_of(p, arg);
+	if (bt_peer_choking_us(p))
+		bt_torrent_fill(c->t, c);
+}
+
 /* Not refilled from here: a peer that rejects all we ask would make it a tight loop. */
 static void on_rejected(void *arg, struct bt_peer *p, const struct bt_block *b)
 {
@@ -309,6 +319,7 @@ static const struct bt_peer_events peer_events = {
 	.handshake = on_handshake,
 	.choked = on_choked,
 	.rejected = on_rejected,
+	.allowed_fast = on_allowed_fast,
 	.has = on_has,
 	.block_dest = on_block_dest,
 	.block = on_block,

@@ -85,6 +85,8 @@ struct bt_peer_events {
 	/* Fast: a request of ours will not be answered (the peer sent REJECT, or kept it past the
 	 * request timeout while choking us, and we cancelled it). No longer outstanding. */
 	void (*rejected)(void *arg, struct bt_peer *p, const struct bt_block *b);
+	/* Fast: the peer allows us `piece` while it chokes us (ALLOWED_FAST, once per piece). */
+	void (*allowed_fast)(void *arg, struct bt_peer *p, uint32_t piece);
 	/* The peer's bitfield changed (a BITFIELD or a HAVE for `piece`, or UINT32_MAX for all). */
 	void (*has)(void *arg, struct bt_peer *p, uint32_t piece);
 	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them (NULL
