@@ -8,7 +8,8 @@
  * memory soon); then the rarest piece the peer has, ties broken at random; once every wanted
  * piece has been started and no block is free, endgame: blocks already requested elsewhere
  * are requested again from other peers (at most BT_PICKER_ENDGAME_DUPS requests per block),
- * and the torrent cancels the duplicates when one copy arrives.
+ * newest pieces first (their blocks sit at the back of the other peers' queues), and the
+ * torrent cancels the duplicates when one copy arrives.
  *
  * Speed classes (libtorrent's piece affinity): the torrent says whether the peer asking is slow
  * (bt_picker_speed_of). Each started piece has the class of the peer that started it, and a

@@ -582,6 +582,39 @@ static void test_orphan_piece_adopted(void **state)
 	bt_picker_free(p);
 }
 
+/* Endgame copies come from the newest pieces first (asked for last, so at the back of the other
+ * peers' queues), and the order survives pieces completing in between. */
+static void test_endgame_newest_first(void **state)
+{
+	(void)state;
+	/* Four pieces of 2 blocks. */
+	struct bt_picker *p = new_picker(4, 32 * KB, 4 * 32 * KB, NULL, NULL, 19);
+	struct bt_bitfield s = seeder(4);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_peer(p, &s);
+	struct sim_peer g = {.speed = BT_PICKER_FAST}, f = {.speed = BT_PICKER_FAST};
+	uint32_t order[4];
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(bt_picker_pick(p, &s, g.q + g.n, 2, sim_already, &g), 2);
+		order[i] = g.q[g.n].piece;
+		g.n += 2;
+	}
+	/* The oldest piece completes: the others keep their order. */
+	bool complete;
+	assert_true(bt_picker_received(p, &g.q[0], &complete));
+	assert_true(bt_picker_received(p, &g.q[1], &complete));
+	assert_true(complete);
+	bt_picker_piece_passed(p, order[0]);
+	f.n = bt_picker_pick(p, &s, f.q, 4, sim_already, &f);
+	assert_int_equal(f.n, 4);
+	assert_int_equal(f.q[0].piece, order[3]);
+	assert_int_equal(f.q[1].piece, order[3]);
+	assert_int_equal(f.q[2].piece, order[2]);
+	assert_int_equal(f.q[3].piece, order[2]);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -600,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_slow_peer_affinity),
 		cmocka_unit_test(test_endgame_slow_first),
 		cmocka_unit_test(test_orphan_piece_adopted),
+		cmocka_unit_test(test_endgame_newest_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
