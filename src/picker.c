@@ -49,6 +49,7 @@ struct bt_picker {
 	uint32_t seq_base; /* the first wanted piece not yet verified (sequential) */
 	uint32_t *prio;	   /* pieces started before any other, in order */
 	size_t nprio;
+	bool slow_seen; /* a slow peer has asked: only then are SLOW_HELD blocks looked for */
 };
 
 static uint64_t next_random(struct bt_picker *p)
@@ -404,6 +405,7 @@ size_t bt_picker_pick_as(struct bt_picker *p, const struct bt_bitfield *has,
 			 bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
 {
 	bool slow = speed == BT_PICKER_SLOW;
+	p->slow_seen = p->slow_seen || slow;
 	size_t n = take_started(p, has, slow, false, out, max);
 	while (n < max && p->want_left && (!p->max_partial || p->npartial < p->max_partial)) {
 		/*
@@ -437,7 +439,7 @@ size_t bt_picker_pick_as(struct bt_picker *p, const struct bt_bitfield *has,
 	 * pieces, and pieces it cannot start (the cap), do not wait on the slowest peer. A slow
 	 * peer never takes that second request: a copy from it would hardly ever arrive first.
 	 */
-	if (n < max && !slow)
+	if (n < max && !slow && p->slow_seen)
 		n += take_dups(p, has, true, out + n, max - n, already, ctx);
 	if (n > 0 || p->want_left)
 		return n;
