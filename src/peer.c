@@ -711,6 +711,11 @@ size_t bt_peer_queue_target(const struct bt_peer *p)
 	return bt_pipeline_target(&p->pl);
 }
 
+size_t bt_peer_queue_refill_at(const struct bt_peer *p)
+{
+	return bt_pipeline_refill_at(&p->pl);
+}
+
 void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq)
 {
 	bt_pipeline_set_limit(&p->pl, reqq);

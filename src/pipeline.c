@@ -210,6 +210,18 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 	return (size_t)q;
 }
 
+size_t bt_pipeline_refill_at(const struct bt_pipeline *pl)
+{
+	size_t target = bt_pipeline_target(pl);
+	double at = target / 2.0;
+	double need = pl->rate / BT_BLOCK_SIZE * pl->rtt + target / 4.0;
+	if (need > at)
+		at = need;
+	if (at > (double)target - 1)
+		at = target > 0 ? (double)target - 1 : 0;
+	return (size_t)at;
+}
+
 void bt_pipeline_set_limit(struct bt_pipeline *pl, uint32_t reqq)
 {
 	pl->limit = reqq;

@@ -37,16 +37,9 @@ void bt_torrent_fill(struct bt_torrent *t, struct conn *c)
 	if (bt_peer_choking_us(p) && (!(bt_peer_features(p) & BT_WIRE_FEAT_FAST) ||
 				      !(has = bt_peer_allowed_pieces(p))->count))
 		return;
-	/*
-	 * Refill in batches, not one request per block received: on loopback every send also
-	 * runs the receiver's network stack on our CPU, so fewer, larger sends cost much less.
-	 * A quarter of the target: the target is the round trip's blocks plus a quarter second of
-	 * headroom, and waiting for half of it to drain (as before) left a slow, distant peer
-	 * (512 KiB/s at 250 ms: 16 blocks, 8 of them the round trip) with an empty pipe.
-	 */
+	/* Refill in batches, not one request per block received (bt_pipeline_refill_at). */
 	size_t target = bt_peer_queue_target(p), have = bt_peer_outstanding(p);
-	size_t slack = target / 4 ? target / 4 : 1;
-	if (have + slack > target && have > 0)
+	if (have > bt_peer_queue_refill_at(p) || have >= target)
 		return;
 	size_t n = bt_picker_pick_as(t->picker, has, c->slow ? BT_PICKER_SLOW : BT_PICKER_FAST,
 				     t->pick_buf, target - have, already_requested, p);

@@ -190,6 +190,8 @@ size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 const struct bt_bitfield *bt_peer_allowed_pieces(struct bt_peer *p);
 /* How many requests this peer should have outstanding, from its measured rate. */
 size_t bt_peer_queue_target(const struct bt_peer *p);
+/* Refill the queue once no more than this many are outstanding (bt_pipeline_refill_at). */
+size_t bt_peer_queue_refill_at(const struct bt_peer *p);
 /* The peer queues at most `reqq` of our requests (BEP 10); 0: no bound given. */
 void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq);
 
