@@ -213,6 +213,10 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 size_t bt_pipeline_refill_at(const struct bt_pipeline *pl)
 {
 	size_t target = bt_pipeline_target(pl);
+	/* Before the first sample the round trip's blocks are not known and the start target may
+	 * be all of them (3.5 MiB/s at 120 ms is 27 blocks of 32): top it up a few at a time. */
+	if (!pl->rate_known)
+		return target > 4 ? target - 4 : target / 2;
 	double at = target / 2.0;
 	double need = pl->rate / BT_BLOCK_SIZE * pl->rtt + target / 4.0;
 	if (need > at)

@@ -408,6 +408,22 @@ static void test_sim_refill_batches(void **state)
 	bt_pipeline_deinit(&at.pl);
 	bt_pipeline_deinit(&half.pl);
 
+	/* Before the first sample: topped up 4 at a time, and a peer whose round trip is nearly
+	 * the whole start target (3.5 MiB/s at 120 ms: 27 blocks of 32) keeps its pipe full. */
+	struct sim start, start_half;
+	sim_init(&start, 3.5 * MIB, 0.120, 0);
+	start.refill = REFILL_AT;
+	assert_int_equal(bt_pipeline_refill_at(&start.pl), BT_PIPELINE_START_TARGET - 4);
+	sim_init(&start_half, 3.5 * MIB, 0.120, 0);
+	start_half.refill = REFILL_HALF;
+	double first = sim_share(&start, 0.2, 0.99), first_half = sim_share(&start_half, 0.2, 0.99);
+	print_message(
+		"3.5 MiB/s, 120 ms, before the first sample: %.3f of the rate, %.3f at half\n",
+		first, first_half);
+	assert_true(first > 0.97);
+	bt_pipeline_deinit(&start.pl);
+	bt_pipeline_deinit(&start_half.pl);
+
 	struct sim lo;
 	sim_init(&lo, 200 * MIB, 0.0001, 0);
 	lo.refill = REFILL_AT;
