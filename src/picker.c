@@ -473,6 +473,16 @@ void bt_picker_returned(struct bt_picker *p, const struct bt_block *b)
 	}
 }
 
+void bt_picker_mark_slow(struct bt_picker *p, const struct bt_block *b)
+{
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	if (s && !(*s & RECEIVED) && (*s & REQUESTS)) {
+		*s |= SLOW_HELD;
+		p->slow_seen = true;
+	}
+}
+
 uint32_t bt_picker_requests(const struct bt_picker *p, const struct bt_block *b)
 {
 	struct partial *pp;

@@ -73,8 +73,16 @@ void bt_torrent_classify_peers(struct bt_torrent *t)
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
 		double rate = bt_peer_rate(c->peer);
+		bool was = c->slow;
 		c->slow = downloading_from(c) && rate > 0 &&
 			  bt_picker_speed_of(rate, mean) == BT_PICKER_SLOW;
+		if (!c->slow || was || !t->picker)
+			continue;
+		/* What it was asked for before it was found slow waits on it too. */
+		size_t nreqs;
+		const struct bt_block *reqs = bt_peer_requests(c->peer, &nreqs);
+		for (size_t k = 0; k < nreqs; k++)
+			bt_picker_mark_slow(t->picker, &reqs[k]);
 	}
 }
 

@@ -183,6 +183,8 @@ void bt_peer_request(struct bt_peer *p, const struct bt_block *b);
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b);
 bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b);
 size_t bt_peer_outstanding(const struct bt_peer *p);
+/* The outstanding requests, oldest first (*n_out of them); valid until the next request call. */
+const struct bt_block *bt_peer_requests(const struct bt_peer *p, size_t *n_out);
 /* Moves the outstanding requests out (to be returned to the picker); returns how many. */
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 /* Fast: the pieces the peer allowed us to request while it chokes us and has (empty

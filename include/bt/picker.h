@@ -116,6 +116,11 @@ void bt_picker_piece_passed(struct bt_picker *p, uint32_t piece);
 void bt_picker_piece_failed(struct bt_picker *p, uint32_t piece);
 
 /*
+ * A peer just found slow holds a request for b (asked for while it was not known to be slow):
+ * fast peers with room ask for it again first, as for the blocks slow peers asked for since.
+ */
+void bt_picker_mark_slow(struct bt_picker *p, const struct bt_block *b);
+/*
  * Requests out for the block (not received): more than one, and a copy that arrives makes the
  * others worth cancelling.
  */

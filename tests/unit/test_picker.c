@@ -615,6 +615,33 @@ static void test_endgame_newest_first(void **state)
 	bt_picker_free(p);
 }
 
+/* A peer found slow after it was given blocks: they are marked, and a fast peer with room asks
+ * again for them first; marking a block not requested (or received) changes nothing. */
+static void test_mark_slow(void **state)
+{
+	(void)state;
+	struct bt_picker *p = new_picker(1, 64 * KB, 64 * KB, NULL, NULL, 23);
+	struct bt_bitfield s = seeder(1);
+	for (int i = 0; i < 3; i++)
+		bt_picker_add_peer(p, &s);
+	struct sim_peer g = {.speed = BT_PICKER_FAST}, h = {.speed = BT_PICKER_FAST},
+			f = {.speed = BT_PICKER_FAST};
+	g.n = bt_picker_pick(p, &s, g.q, 2, sim_already, &g);
+	h.n = bt_picker_pick(p, &s, h.q, 2, sim_already, &h);
+	assert_int_equal(g.n + h.n, 4);
+	/* H turns out slow. */
+	for (size_t i = 0; i < h.n; i++)
+		bt_picker_mark_slow(p, &h.q[i]);
+	struct bt_block bogus = {.piece = 0, .begin = 100, .length = 10};
+	bt_picker_mark_slow(p, &bogus);
+	f.n = bt_picker_pick(p, &s, f.q, 2, sim_already, &f);
+	assert_int_equal(f.n, 2);
+	assert_true(sim_already(&h, &f.q[0]));
+	assert_true(sim_already(&h, &f.q[1]));
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -634,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_endgame_slow_first),
 		cmocka_unit_test(test_orphan_piece_adopted),
 		cmocka_unit_test(test_endgame_newest_first),
+		cmocka_unit_test(test_mark_slow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
