@@ -427,6 +427,8 @@ static void test_sim_refill_batches(void **state)
 	struct sim lo;
 	sim_init(&lo, 200 * MIB, 0.0001, 0);
 	lo.refill = REFILL_AT;
+	sim_run(&lo, 0.5); /* a short round trip, before the first sample: batches of half */
+	assert_int_equal(bt_pipeline_refill_at(&lo.pl), BT_PIPELINE_START_TARGET / 2);
 	sim_run(&lo, 8);
 	size_t t = bt_pipeline_target(&lo.pl);
 	assert_int_equal(bt_pipeline_refill_at(&lo.pl), t / 2);
