@@ -225,8 +225,11 @@ size_t bt_pipeline_refill_at(const struct bt_pipeline *pl)
 	double need = pl->rate / BT_BLOCK_SIZE * pl->rtt + target / 4.0;
 	if (need > at)
 		at = need;
-	if (at > (double)target - 1)
-		at = target > 0 ? (double)target - 1 : 0;
+	/* Batches of at least an eighth of the target: a loaded loopback's "round trip" of a few
+	 * milliseconds at thousands of blocks a second must not turn into a send per block. */
+	size_t batch = target / 8 ? target / 8 : 1;
+	if (at > (double)(target - batch))
+		at = target > batch ? (double)(target - batch) : 0;
 	return (size_t)at;
 }
 

@@ -107,7 +107,8 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl);
  * round trip's blocks plus a quarter of the target, so the pipe of a distant peer does not run
  * dry while the refill travels (512 KiB/s at 250 ms: a target of 16, 8 of them the round trip).
  * Before the rate is known, the start target less 4 (it may be no more than the round trip),
- * or half of it once the round trip is known to be under 10 ms.
+ * or half of it once the round trip is known to be under 10 ms. Batches are at least an eighth
+ * of the target.
  * Less than the target once it is 2 or more.
  */
 size_t bt_pipeline_refill_at(const struct bt_pipeline *pl);

@@ -432,6 +432,13 @@ static void test_sim_refill_batches(void **state)
 	sim_run(&lo, 8);
 	size_t t = bt_pipeline_target(&lo.pl);
 	assert_int_equal(bt_pipeline_refill_at(&lo.pl), t / 2);
+	/* A loaded loopback: 200 MiB/s with a "round trip" of 5 ms (64 blocks) still refills
+	 * in batches of an eighth of the target or more, not a block at a time. */
+	lo.pl.rtt = 0.005;
+	size_t t5 = bt_pipeline_target(&lo.pl), at5 = bt_pipeline_refill_at(&lo.pl);
+	assert_true(t5 >= 64);
+	assert_true(at5 <= t5 - t5 / 8);
+	assert_true(at5 > t5 / 2);
 	bt_pipeline_deinit(&lo.pl);
 }
 
