@@ -695,6 +695,12 @@ size_t bt_peer_outstanding(const struct bt_peer *p)
 	return bt_pipeline_count(&p->pl);
 }
 
+const struct bt_block *bt_peer_requests(const struct bt_peer *p, size_t *n_out)
+{
+	*n_out = bt_pipeline_count(&p->pl);
+	return p->pl.reqs;
+}
+
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
 {
 	if (p->in_block.active && !p->in_block.dropped) {
@@ -709,6 +715,11 @@ size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out)
 size_t bt_peer_queue_target(const struct bt_peer *p)
 {
 	return bt_pipeline_target(&p->pl);
+}
+
+size_t bt_peer_queue_refill_at(const struct bt_peer *p)
+{
+	return bt_pipeline_refill_at(&p->pl);
 }
 
 void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq)

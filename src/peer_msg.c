@@ -173,8 +173,12 @@ static bool on_allowed_fast(struct bt_peer *p, const struct bt_wire_msg *m)
 			     p->cfg.geo.piece_count);
 		return false;
 	}
+	if (bt_bitfield_get(&p->allowed, m->index))
+		return true;
 	bt_bitfield_set(&p->allowed, m->index);
-	return true;
+	if (p->ev.allowed_fast)
+		p->ev.allowed_fast(p->arg, p, m->index);
+	return p->phase != BT_PEER_CLOSING;
 }
 
 /* A request from the peer: checked, then queued (or ignored, as the protocol allows). */

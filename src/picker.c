@@ -14,7 +14,10 @@ enum piece_state {
 };
 
 #define RECEIVED 0x80
-#define REQUESTS 0x7f
+/* A slow peer holds a request for the block: in endgame, faster peers ask for it first. Cleared
+ * when no request is left (a returned request does not say whose it was). */
+#define SLOW_HELD 0x40
+#define REQUESTS  0x3f
 /* How many equally rare pieces the random tie-break chooses among. */
 #define TIE_SAMPLE 16
 
@@ -23,7 +26,8 @@ struct partial {
 	uint32_t nblocks;
 	uint32_t received;
 	uint32_t free_blocks; /* neither requested nor received */
-	uint8_t *blocks;      /* per block: RECEIVED bit and a request count */
+	bool slow;	      /* started by a slow peer: slow peers finish it */
+	uint8_t *blocks;      /* per block: RECEIVED, SLOW_HELD and a request count */
 };
 
 struct bt_picker {
@@ -45,6 +49,7 @@ struct bt_picker {
 	uint32_t seq_base; /* the first wanted piece not yet verified (sequential) */
 	uint32_t *prio;	   /* pieces started before any other, in order */
 	size_t nprio;
+	bool slow_seen; /* a slow peer has asked: only then are SLOW_HELD blocks looked for */
 };
 
 static uint64_t next_random(struct bt_picker *p)
@@ -276,7 +281,7 @@ bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *
 	return false;
 }
 
-static struct partial *start_piece(struct bt_picker *p, uint32_t i)
+static struct partial *start_piece(struct bt_picker *p, uint32_t i, bool slow)
 {
 	bucket_remove(p, i);
 	p->state[i] = PARTIAL;
@@ -290,6 +295,7 @@ static struct partial *start_piece(struct bt_picker *p, uint32_t i)
 	pp->nblocks = blocks_in(p, i);
 	pp->received = 0;
 	pp->free_blocks = pp->nblocks;
+	pp->slow = slow;
 	pp->blocks = bt_xcalloc(pp->nblocks, 1);
 	p->partial_of[i] = (int32_t)p->npartial++;
 	return pp;
@@ -301,9 +307,12 @@ static void drop_partial(struct bt_picker *p, uint32_t i)
 	if (k < 0)
 		return;
 	free(p->partials[k].blocks);
-	p->partials[k] = p->partials[--p->npartial];
-	if ((size_t)k < p->npartial)
-		p->partial_of[p->partials[k].piece] = k;
+	/* The others keep their order, oldest first: the endgame reads it from the newest end. */
+	p->npartial--;
+	memmove(p->partials + k, p->partials + k + 1,
+		(p->npartial - (size_t)k) * sizeof *p->partials);
+	for (size_t j = (size_t)k; j < p->npartial; j++)
+		p->partial_of[p->partials[j].piece] = (int32_t)j;
 	p->partial_of[i] = -1;
 }
 
@@ -312,15 +321,75 @@ static struct bt_block block_of(const struct bt_picker *p, uint32_t piece, uint3
 	return bt_geometry_block(&p->geo, piece, b);
 }
 
-static size_t take_free(struct bt_picker *p, struct partial *pp, struct bt_block *out, size_t max)
+static size_t take_free(struct bt_picker *p, struct partial *pp, bool slow, struct bt_block *out,
+			size_t max)
 {
 	size_t n = 0;
 	for (uint32_t b = 0; b < pp->nblocks && n < max && pp->free_blocks; b++) {
 		if (pp->blocks[b])
 			continue;
-		pp->blocks[b] = 1;
+		pp->blocks[b] = slow ? SLOW_HELD | 1 : 1;
 		pp->free_blocks--;
 		out[n++] = block_of(p, pp->piece, b);
+	}
+	return n;
+}
+
+/* Blocks requested and not received: 0 when nobody works on the piece (its class is free). */
+static uint32_t in_flight(const struct partial *pp)
+{
+	return pp->nblocks - pp->received - pp->free_blocks;
+}
+
+/*
+ * Free blocks of started pieces the peer has: those of its own speed class, or of a piece nobody
+ * works on any more (which then takes the peer's class); with `other`, those of the other class.
+ */
+static size_t take_started(struct bt_picker *p, const struct bt_bitfield *has, bool slow,
+			   bool other, struct bt_block *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < p->npartial && n < max; k++) {
+		struct partial *pp = &p->partials[k];
+		if (!pp->free_blocks || !bt_bitfield_get(has, pp->piece))
+			continue;
+		bool same = pp->slow == slow || in_flight(pp) == 0;
+		if (same == other)
+			continue;
+		if (!other)
+			pp->slow = slow;
+		n += take_free(p, pp, slow, out + n, max - n);
+	}
+	return n;
+}
+
+/*
+ * Second requests for blocks already asked of another peer: with `slow_held`, only blocks a slow
+ * peer holds, otherwise only the others. At most BT_PICKER_ENDGAME_DUPS requests per block.
+ * Newest pieces first: their blocks were asked for last and sit at the back of the other peers'
+ * queues, so a copy of them saves the most time; the oldest are about to arrive anyway.
+ */
+static size_t take_dups(struct bt_picker *p, const struct bt_bitfield *has, bool slow_held,
+			struct bt_block *out, size_t max,
+			bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
+{
+	size_t n = 0;
+	for (size_t k = p->npartial; k-- > 0 && n < max;) {
+		struct partial *pp = &p->partials[k];
+		if (!bt_bitfield_get(has, pp->piece) || in_flight(pp) == 0)
+			continue;
+		for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
+			uint8_t s = pp->blocks[b];
+			if ((s & RECEIVED) || (s & REQUESTS) == 0 ||
+			    (s & REQUESTS) >= BT_PICKER_ENDGAME_DUPS ||
+			    !!(s & SLOW_HELD) != slow_held)
+				continue;
+			struct bt_block blk = block_of(p, pp->piece, b);
+			if (already && already(ctx, &blk))
+				continue;
+			pp->blocks[b] = (uint8_t)(s + 1);
+			out[n++] = blk;
+		}
 	}
 	return n;
 }
@@ -328,12 +397,16 @@ static size_t take_free(struct bt_picker *p, struct partial *pp, struct bt_block
 size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct bt_block *out,
 		      size_t max, bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
 {
-	size_t n = 0;
-	for (size_t k = 0; k < p->npartial && n < max; k++) {
-		struct partial *pp = &p->partials[k];
-		if (pp->free_blocks && bt_bitfield_get(has, pp->piece))
-			n += take_free(p, pp, out + n, max - n);
-	}
+	return bt_picker_pick_as(p, has, BT_PICKER_FAST, out, max, already, ctx);
+}
+
+size_t bt_picker_pick_as(struct bt_picker *p, const struct bt_bitfield *has,
+			 enum bt_picker_speed speed, struct bt_block *out, size_t max,
+			 bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
+{
+	bool slow = speed == BT_PICKER_SLOW;
+	p->slow_seen = p->slow_seen || slow;
+	size_t n = take_started(p, has, slow, false, out, max);
 	while (n < max && p->want_left && (!p->max_partial || p->npartial < p->max_partial)) {
 		/*
 		 * The rarest level holding a piece this peer has; among its first few such pieces
@@ -356,29 +429,22 @@ size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct
 		}
 		if (found < 0)
 			break;
-		n += take_free(p, start_piece(p, (uint32_t)found), out + n, max - n);
+		n += take_free(p, start_piece(p, (uint32_t)found, slow), slow, out + n, max - n);
 	}
+	/* Nothing of its own to start: the other class's free blocks beat an idle peer. */
+	if (n < max)
+		n += take_started(p, has, slow, true, out + n, max - n);
+	/*
+	 * A fast peer with room left asks again for what slow peers hold, endgame or not: the last
+	 * pieces, and pieces it cannot start (the cap), do not wait on the slowest peer. A slow
+	 * peer never takes that second request: a copy from it would hardly ever arrive first.
+	 */
+	if (n < max && !slow && p->slow_seen)
+		n += take_dups(p, has, true, out + n, max - n, already, ctx);
 	if (n > 0 || p->want_left)
 		return n;
 	/* Endgame: every wanted piece is started; ask again for blocks still in flight. */
-	for (size_t k = 0; k < p->npartial && n < max; k++) {
-		struct partial *pp = &p->partials[k];
-		if (!bt_bitfield_get(has, pp->piece))
-			continue;
-		for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
-			uint8_t s = pp->blocks[b];
-			if ((s & RECEIVED) || (s & REQUESTS) >= BT_PICKER_ENDGAME_DUPS)
-				continue;
-			struct bt_block blk = block_of(p, pp->piece, b);
-			if (already && already(ctx, &blk))
-				continue;
-			if ((s & REQUESTS) == 0)
-				pp->free_blocks--;
-			pp->blocks[b] = (uint8_t)(s + 1);
-			out[n++] = blk;
-		}
-	}
-	return n;
+	return take_dups(p, has, false, out, max, already, ctx);
 }
 
 /* The block's slot in its partial piece, or NULL if it is not a block of a started piece. */
@@ -401,8 +467,27 @@ void bt_picker_returned(struct bt_picker *p, const struct bt_block *b)
 	if (!s || (*s & RECEIVED) || (*s & REQUESTS) == 0)
 		return;
 	(*s)--;
-	if ((*s & REQUESTS) == 0)
+	if ((*s & REQUESTS) == 0) {
+		*s = 0;
 		pp->free_blocks++;
+	}
+}
+
+void bt_picker_mark_slow(struct bt_picker *p, const struct bt_block *b)
+{
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	if (s && !(*s & RECEIVED) && (*s & REQUESTS)) {
+		*s |= SLOW_HELD;
+		p->slow_seen = true;
+	}
+}
+
+uint32_t bt_picker_requests(const struct bt_picker *p, const struct bt_block *b)
+{
+	struct partial *pp;
+	uint8_t *s = slot(p, b, &pp);
+	return s && !(*s & RECEIVED) ? (uint32_t)(*s & REQUESTS) : 0;
 }
 
 bool bt_picker_received(struct bt_picker *p, const struct bt_block *b, bool *piece_complete)
@@ -451,6 +536,13 @@ void bt_picker_piece_failed(struct bt_picker *p, uint32_t piece)
 	p->state[piece] = WANT;
 	p->want_left++;
 	bucket_insert(p, piece);
+}
+
+enum bt_picker_speed bt_picker_speed_of(double rate, double mean)
+{
+	if (mean <= 0 || rate >= BT_PICKER_SLOW_FRACTION * mean || rate >= BT_PICKER_SLOW_FLOOR)
+		return BT_PICKER_FAST;
+	return BT_PICKER_SLOW;
 }
 
 bool bt_picker_done(const struct bt_picker *p)

@@ -16,6 +16,8 @@
  * loop's (or a loaded machine's), and counting them grew the queue and the peak memory for
  * nothing. A peer that sends every half second is well above it. */
 #define SILENCE_MIN_SECONDS 0.1
+/* A round trip this short needs no eager refill before the first sample. */
+#define SHORT_TRIP_SECONDS 0.01
 /* Slow-start goes on while each second brings at least this much more than the one before. */
 #define SLOW_START_RISE 1.1
 
@@ -208,6 +210,27 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 	if (pl->limit && q > pl->limit)
 		q = pl->limit;
 	return (size_t)q;
+}
+
+size_t bt_pipeline_refill_at(const struct bt_pipeline *pl)
+{
+	size_t target = bt_pipeline_target(pl);
+	/* Before the first sample the round trip's blocks are not known and the start target may
+	 * be all of them (3.5 MiB/s at 120 ms is 27 blocks of 32): top it up a few at a time,
+	 * unless the round trip is already known to be short (loopback, a LAN: half, as after). */
+	if (!pl->rate_known)
+		return target > 4 && !(pl->rtt > 0 && pl->rtt < SHORT_TRIP_SECONDS) ? target - 4
+										    : target / 2;
+	double at = target / 2.0;
+	double need = pl->rate / BT_BLOCK_SIZE * pl->rtt + target / 4.0;
+	if (need > at)
+		at = need;
+	/* Batches of at least an eighth of the target: a loaded loopback's "round trip" of a few
+	 * milliseconds at thousands of blocks a second must not turn into a send per block. */
+	size_t batch = target / 8 ? target / 8 : 1;
+	if (at > (double)(target - batch))
+		at = target > batch ? (double)(target - batch) : 0;
+	return (size_t)at;
 }
 
 void bt_pipeline_set_limit(struct bt_pipeline *pl, uint32_t reqq)

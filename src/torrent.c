@@ -40,47 +40,6 @@ const char *bt_torrent_peer_subject(const struct bt_torrent *t, const struct con
 	return buf;
 }
 
-static void return_requests(struct bt_torrent *t, struct bt_peer *p)
-{
-	struct bt_block *reqs;
-	size_t n = bt_peer_take_requests(p, &reqs);
-	for (size_t i = 0; i < n; i++)
-		bt_picker_returned(t->picker, &reqs[i]);
-	free(reqs);
-}
-
-static bool already_requested(void *ctx, const struct bt_block *b)
-{
-	return bt_peer_has_requested(ctx, b);
-}
-
-/* Keeps the peer's request pipe at its target depth. */
-static void fill(struct bt_torrent *t, struct conn *c)
-{
-	struct bt_peer *p = c->peer;
-	if (!t->m || c->reaping || t->finished || t->failed || bt_peer_phase(p) != BT_PEER_ACTIVE ||
-	    !bt_peer_am_interested(p))
-		return;
-	/* A Fast peer that chokes us still serves the pieces of its allowed-fast set. */
-	const struct bt_bitfield *has = bt_peer_bitfield(p);
-	if (bt_peer_choking_us(p) && (!(bt_peer_features(p) & BT_WIRE_FEAT_FAST) ||
-				      !(has = bt_peer_allowed_pieces(p))->count))
-		return;
-	/*
-	 * Refill in batches, not one request per block received: on loopback every send also
-	 * runs the receiver's network stack on our CPU, so fewer, larger sends cost much less.
-	 */
-	size_t target = bt_peer_queue_target(p), have = bt_peer_outstanding(p);
-	size_t slack = target / 2 > 4 ? target / 2 : 4;
-	if (have + slack > target && have > 0)
-		return;
-	size_t n = bt_picker_pick(t->picker, has, t->pick_buf, target - have, already_requested, p);
-	for (size_t i = 0; i < n; i++) {
-		bt_assembly_buffer_for(&t->assembly, t->pick_buf[i].piece);
-		bt_peer_request(p, &t->pick_buf[i]);
-	}
-}
-
 static void update_interest(struct bt_torrent *t, struct conn *c)
 {
 	if (!t->m)
@@ -126,9 +85,19 @@ static void on_choked(void *arg, struct bt_peer *p, bool choked)
 	struct conn *c = conn_of(p, arg);
 	/* With Fast our requests stay out: each comes back as a PIECE or a REJECT. */
 	if (choked && !(bt_peer_features(p) & BT_WIRE_FEAT_FAST))
-		return_requests(c->t, p);
+		bt_torrent_return_requests(c->t, p);
 	else
-		fill(c->t, c);
+		bt_torrent_fill(c->t, c);
+}
+
+/* A new peer's first requests go out with its allowed-fast set, a round trip before its
+ * UNCHOKE (libtorrent seeders send the set right after their bitfield). */
+static void on_allowed_fast(void *arg, struct bt_peer *p, uint32_t piece)
+{
+	(void)piece;
+	struct conn *c = conn_of(p, arg);
+	if (bt_peer_choking_us(p))
+		bt_torrent_fill(c->t, c);
 }
 
 /* Not refilled from here: a peer that rejects all we ask would make it a tight loop. */
@@ -166,7 +135,7 @@ static void on_has(void *arg, struct bt_peer *p, uint32_t piece)
 		return;
 	}
 	update_interest(t, c);
-	fill(t, c);
+	bt_torrent_fill(t, c);
 }
 
 static uint8_t *on_block_dest(void *arg, struct bt_peer *p, const struct bt_block *b)
@@ -203,7 +172,7 @@ static void piece_failed(struct bt_torrent *t, uint32_t piece)
 			continue;
 		struct conn *c = conn_for_addr(t, contributors[i]);
 		if (c) {
-			return_requests(t, c->peer);
+			bt_torrent_return_requests(t, c->peer);
 			bt_peer_close(c->peer);
 			bt_torrent_reap(t, c);
 		}
@@ -262,18 +231,17 @@ static void on_block(void *arg, struct bt_peer *p, const struct bt_block *b)
 	t->rate_window += b->length;
 	bt_addrbook_add_bytes(t->book, c->addr, b->length);
 	bool complete;
+	uint32_t asked = bt_picker_requests(t->picker, b);
 	if (!bt_picker_received(t->picker, b, &complete))
 		return;
 	bt_assembly_add_contributor(&t->assembly, b->piece, c->addr);
-	/* Endgame: the same block asked of others is no longer needed. */
-	if (bt_picker_in_endgame(t->picker) || complete)
-		for (size_t i = 0; i < t->nconns; i++)
-			if (t->conns[i] != c && !t->conns[i]->reaping)
-				bt_peer_cancel(t->conns[i]->peer, b);
+	/* Asked of others too (endgame, or a slow peer's block): their copies are not needed. */
+	if (asked > 1 || bt_picker_in_endgame(t->picker) || complete)
+		bt_torrent_cancel_copies(t, c, b);
 	if (complete)
 		bt_torrent_piece_complete(t, b->piece);
 	if (!t->finished && !t->failed)
-		fill(t, c);
+		bt_torrent_fill(t, c);
 }
 
 static void rechoke(struct bt_torrent *t)
@@ -334,7 +302,7 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	char subject[80];
 	bt_log(BT_LOG_DEBUG, bt_torrent_peer_subject(t, c, subject, sizeof subject), "closed: %s",
 	       reason);
-	return_requests(t, p);
+	bt_torrent_return_requests(t, p);
 	bt_torrent_reap(t, c);
 	if (t->md && c->md_peer) {
 		c->md_peer = false;
@@ -344,13 +312,14 @@ static void on_closed(void *arg, struct bt_peer *p, const char *reason)
 	/* Its blocks go to the others at once. */
 	for (size_t i = 0; i < t->nconns; i++)
 		if (t->conns[i] != c)
-			fill(t, t->conns[i]);
+			bt_torrent_fill(t, t->conns[i]);
 }
 
 static const struct bt_peer_events peer_events = {
 	.handshake = on_handshake,
 	.choked = on_choked,
 	.rejected = on_rejected,
+	.allowed_fast = on_allowed_fast,
 	.has = on_has,
 	.block_dest = on_block_dest,
 	.block = on_block,
@@ -488,12 +457,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		bt_metadata_tick(t->md, now);
 		bt_torrent_request_metadata(t);
 	}
+	bt_torrent_classify_peers(t);
 	for (size_t i = 0; i < t->nconns; i++) {
 		struct conn *c = t->conns[i];
 		if (c->reaping || bt_peer_phase(c->peer) != BT_PEER_ACTIVE)
 			continue;
 		update_interest(t, c);
-		fill(t, c);
+		bt_torrent_fill(t, c);
 	}
 	bt_torrent_webseed_tick(t);
 	bt_torrent_connect_more(t);
@@ -673,7 +643,7 @@ void bt_torrent_set_metainfo(struct bt_torrent *t, const struct bt_metainfo *m,
 	for (size_t i = 0; i < t->nconns; i++)
 		if (!t->conns[i]->reaping && bt_peer_phase(t->conns[i]->peer) == BT_PEER_ACTIVE) {
 			update_interest(t, t->conns[i]);
-			fill(t, t->conns[i]);
+			bt_torrent_fill(t, t->conns[i]);
 		}
 	bt_torrent_webseed_start(t);
 	bt_torrent_connect_more(t);

@@ -1,7 +1,8 @@
 /*
  * torrent_internal: what the files of the torrent module share: torrent.c (phases, peers,
- * pieces, trackers, the public calls), torrent_ext.c (the extension protocol: our extended
- * handshake, fetching a magnet's metadata over ut_metadata and serving ours) and
+ * pieces, trackers, the public calls), torrent_request.c (the request path: which blocks each
+ * peer is asked for, the peers' speed classes), torrent_ext.c (the extension protocol: our
+ * extended handshake, fetching a magnet's metadata over ut_metadata and serving ours) and
  * torrent_stats.c (statistics and what the torrent is waiting for). Not for any other module.
  */
 #ifndef BT_TORRENT_INTERNAL_H
@@ -28,6 +29,7 @@ struct conn {
 	bool counted_in;
 	bool reaping;
 	bool optimistic;	      /* the choker's optimistic unchoke */
+	bool slow;		      /* far slower than the others (bt_picker_speed_of) */
 	uint8_t ut_metadata;	      /* the peer's id for ut_metadata (BEP 9), 0: none */
 	bool md_peer;		      /* known to the metadata fetcher */
 	double since;		      /* when the connection was made (or accepted) */
@@ -119,6 +121,16 @@ void bt_torrent_pex_conn_gone(struct conn *c);
  * and seeds and upload-only peers, who have nothing left to give us, are let go.
  */
 void bt_torrent_pex_finished(struct bt_torrent *t);
+
+/* torrent_request.c: the request path. */
+/* Keeps the peer's request pipe at its target depth, with blocks for its speed class. */
+void bt_torrent_fill(struct bt_torrent *t, struct conn *c);
+/* The peer's outstanding requests go back to the picker (choke, close, ban). */
+void bt_torrent_return_requests(struct bt_torrent *t, struct bt_peer *p);
+/* Each second: which peers are slow, from their rates against the mean (bt/picker.h). */
+void bt_torrent_classify_peers(struct bt_torrent *t);
+/* Block b arrived from `from`: every other peer asked for it gets a CANCEL. */
+void bt_torrent_cancel_copies(struct bt_torrent *t, struct conn *from, const struct bt_block *b);
 
 /* A piece's last block is in: verify it, store it or strike its contributors. */
 void bt_torrent_piece_complete(struct bt_torrent *t, uint32_t piece);

@@ -85,6 +85,8 @@ struct bt_peer_events {
 	/* Fast: a request of ours will not be answered (the peer sent REJECT, or kept it past the
 	 * request timeout while choking us, and we cancelled it). No longer outstanding. */
 	void (*rejected)(void *arg, struct bt_peer *p, const struct bt_block *b);
+	/* Fast: the peer allows us `piece` while it chokes us (ALLOWED_FAST, once per piece). */
+	void (*allowed_fast)(void *arg, struct bt_peer *p, uint32_t piece);
 	/* The peer's bitfield changed (a BITFIELD or a HAVE for `piece`, or UINT32_MAX for all). */
 	void (*has)(void *arg, struct bt_peer *p, uint32_t piece);
 	/* Where a block's bytes go: a buffer of b->length bytes, or NULL to drop them (NULL
@@ -181,6 +183,8 @@ void bt_peer_request(struct bt_peer *p, const struct bt_block *b);
 bool bt_peer_cancel(struct bt_peer *p, const struct bt_block *b);
 bool bt_peer_has_requested(const struct bt_peer *p, const struct bt_block *b);
 size_t bt_peer_outstanding(const struct bt_peer *p);
+/* The outstanding requests, oldest first (*n_out of them); valid until the next request call. */
+const struct bt_block *bt_peer_requests(const struct bt_peer *p, size_t *n_out);
 /* Moves the outstanding requests out (to be returned to the picker); returns how many. */
 size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 /* Fast: the pieces the peer allowed us to request while it chokes us and has (empty
@@ -188,6 +192,8 @@ size_t bt_peer_take_requests(struct bt_peer *p, struct bt_block **out);
 const struct bt_bitfield *bt_peer_allowed_pieces(struct bt_peer *p);
 /* How many requests this peer should have outstanding, from its measured rate. */
 size_t bt_peer_queue_target(const struct bt_peer *p);
+/* Refill the queue once no more than this many are outstanding (bt_pipeline_refill_at). */
+size_t bt_peer_queue_refill_at(const struct bt_peer *p);
 /* The peer queues at most `reqq` of our requests (BEP 10); 0: no bound given. */
 void bt_peer_set_reqq(struct bt_peer *p, uint32_t reqq);
 

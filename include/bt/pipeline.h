@@ -101,6 +101,17 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now);
 void bt_pipeline_sample(struct bt_pipeline *pl);
 /* How many requests the peer should have outstanding. */
 size_t bt_pipeline_target(const struct bt_pipeline *pl);
+/*
+ * Refill when no more than this many are outstanding: half the target (fewer, larger sends: on
+ * loopback each one also costs the receiver's network stack our CPU), but never fewer than the
+ * round trip's blocks plus a quarter of the target, so the pipe of a distant peer does not run
+ * dry while the refill travels (512 KiB/s at 250 ms: a target of 16, 8 of them the round trip).
+ * Before the rate is known, the start target less 4 (it may be no more than the round trip),
+ * or half of it once the round trip is known to be under 10 ms. Batches are at least an eighth
+ * of the target.
+ * Less than the target once it is 2 or more.
+ */
+size_t bt_pipeline_refill_at(const struct bt_pipeline *pl);
 /* The peer queues at most `reqq` requests (its extended handshake); 0: it did not say. */
 void bt_pipeline_set_limit(struct bt_pipeline *pl, uint32_t reqq);
 /* The delay the queue covers (round trip plus usual silence), seconds; 0 before a sample. */

@@ -375,6 +375,273 @@ static void test_many_pieces_stay_fast(void **state)
 	bt_picker_free(p);
 }
 
+static void test_speed_of(void **state)
+{
+	(void)state;
+	double mib = 1024.0 * 1024.0;
+	/* Nothing measured: fast. */
+	assert_int_equal(bt_picker_speed_of(0, 0), BT_PICKER_FAST);
+	assert_int_equal(bt_picker_speed_of(100, 0), BT_PICKER_FAST);
+	/* Below a quarter of the mean and below the floor: slow. */
+	assert_int_equal(bt_picker_speed_of(0.5 * mib, 2.25 * mib), BT_PICKER_SLOW);
+	assert_int_equal(bt_picker_speed_of(0, 2.25 * mib), BT_PICKER_SLOW);
+	/* A quarter of the mean or more: fast. */
+	assert_int_equal(bt_picker_speed_of(0.6 * mib, 2.25 * mib), BT_PICKER_FAST);
+	/* Far below the mean but above the floor (loopback): fast. */
+	assert_int_equal(bt_picker_speed_of(2 * mib, 40 * mib), BT_PICKER_FAST);
+}
+
+/* A simulated peer: its requests out, oldest first, and how many blocks it delivers a round. */
+struct sim_peer {
+	enum bt_picker_speed speed;
+	struct bt_block q[64];
+	size_t n, target, per_round;
+	size_t cancelled; /* its requests cancelled because another copy arrived */
+};
+
+static bool sim_already(void *ctx, const struct bt_block *b)
+{
+	struct sim_peer *sp = ctx;
+	for (size_t i = 0; i < sp->n; i++)
+		if (!memcmp(&sp->q[i], b, sizeof *b))
+			return true;
+	return false;
+}
+
+static void sim_remove(struct sim_peer *sp, size_t i)
+{
+	memmove(sp->q + i, sp->q + i + 1, (sp->n - i - 1) * sizeof *sp->q);
+	sp->n--;
+}
+
+/* sp delivers its oldest blocks; a copy that arrives first cancels the other's request, as
+ * the torrent does when the picker counts more than one request. */
+static void sim_deliver(struct bt_picker *p, struct sim_peer *sp, struct sim_peer *other)
+{
+	for (size_t k = 0; k < sp->per_round && sp->n; k++) {
+		struct bt_block b = sp->q[0];
+		sim_remove(sp, 0);
+		uint32_t reqs = bt_picker_requests(p, &b);
+		bool complete;
+		/* Every delivered block is wanted: a duplicate was cancelled before it came. */
+		assert_true(bt_picker_received(p, &b, &complete));
+		if (reqs > 1)
+			for (size_t i = 0; i < other->n; i++)
+				if (!memcmp(&other->q[i], &b, sizeof b)) {
+					sim_remove(other, i);
+					other->cancelled++;
+					break;
+				}
+		if (complete)
+			bt_picker_piece_passed(p, b.piece);
+	}
+}
+
+/*
+ * A fast peer (8 blocks a round) and a slow one (1 a round), both seeders, 32 pieces of 4
+ * blocks. Until every piece has started, each piece is worked on by one class only: the slow
+ * peer's blocks all come from pieces it started and the fast peer never takes (or waits on)
+ * theirs. At the end the fast peer asks again for what the slow one holds, the slow peer's
+ * requests are cancelled, and the download ends a round or so after the ideal 128 / 9.
+ */
+static void test_slow_peer_affinity(void **state)
+{
+	(void)state;
+	uint32_t count = 32;
+	struct bt_picker *p = new_picker(count, 64 * KB, (int64_t)count * 64 * KB, NULL, NULL, 11);
+	struct bt_bitfield s = seeder(count);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_peer(p, &s);
+	struct sim_peer fast = {.speed = BT_PICKER_FAST, .target = 8, .per_round = 8};
+	struct sim_peer slow = {.speed = BT_PICKER_SLOW, .target = 3, .per_round = 1};
+	int starter[32];
+	for (uint32_t i = 0; i < count; i++)
+		starter[i] = -1;
+	uint32_t started = 0;
+	size_t slow_blocks = 0, fast_dups_of_slow = 0;
+	int rounds = 0;
+	for (; !bt_picker_done(p) && rounds < 100; rounds++) {
+		/* Who asks first alternates. */
+		struct sim_peer *order[2] = {rounds % 2 ? &fast : &slow,
+					     rounds % 2 ? &slow : &fast};
+		for (int k = 0; k < 2; k++) {
+			struct sim_peer *sp = order[k];
+			bool all_started = started == count;
+			struct bt_block got[64];
+			size_t n = bt_picker_pick_as(p, &s, sp->speed, got, sp->target - sp->n,
+						     sim_already, sp);
+			for (size_t i = 0; i < n; i++) {
+				uint32_t piece = got[i].piece;
+				if (starter[piece] < 0) {
+					starter[piece] = (int)sp->speed;
+					started++;
+				}
+				if (sp == &slow) {
+					slow_blocks++;
+					if (!all_started)
+						assert_int_equal(starter[piece], BT_PICKER_SLOW);
+				} else if (!all_started) {
+					assert_int_equal(starter[piece], BT_PICKER_FAST);
+				} else if (sim_already(&slow, &got[i])) {
+					fast_dups_of_slow++;
+				}
+				sp->q[sp->n++] = got[i];
+			}
+		}
+		sim_deliver(p, &fast, &slow);
+		sim_deliver(p, &slow, &fast);
+	}
+	assert_true(bt_picker_done(p));
+	/* The slow peer did its share, and its last requests were taken over and cancelled. */
+	assert_true(slow_blocks >= 8);
+	assert_true(fast_dups_of_slow > 0);
+	assert_true(slow.cancelled > 0);
+	assert_true(rounds <= 16);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
+/*
+ * Endgame: the blocks a slow peer holds are asked of a fast peer before the blocks other fast
+ * peers hold, a slow peer never makes a second request for them, and the picker counts the
+ * requests (the torrent's cue to cancel).
+ */
+static void test_endgame_slow_first(void **state)
+{
+	(void)state;
+	/* Two pieces of 4 blocks. */
+	struct bt_picker *p = new_picker(2, 64 * KB, 128 * KB, NULL, NULL, 13);
+	struct bt_bitfield s = seeder(2);
+	for (int i = 0; i < 4; i++)
+		bt_picker_add_peer(p, &s);
+	struct sim_peer g = {.speed = BT_PICKER_FAST}, sl = {.speed = BT_PICKER_SLOW},
+			sl2 = {.speed = BT_PICKER_SLOW}, f = {.speed = BT_PICKER_FAST};
+	/* G (fast) starts a piece and takes all of it. */
+	g.n = bt_picker_pick_as(p, &s, BT_PICKER_FAST, g.q, 4, sim_already, &g);
+	assert_int_equal(g.n, 4);
+	/* The slow peer starts the other piece, half of it. */
+	sl.n = bt_picker_pick_as(p, &s, BT_PICKER_SLOW, sl.q, 2, sim_already, &sl);
+	assert_int_equal(sl.n, 2);
+	assert_int_not_equal(sl.q[0].piece, g.q[0].piece);
+	assert_int_equal(sl.q[1].piece, sl.q[0].piece);
+	/* Nothing left to start: G takes the slow piece's free blocks rather than idle. */
+	size_t n = bt_picker_pick_as(p, &s, BT_PICKER_FAST, g.q + g.n, 2, sim_already, &g);
+	assert_int_equal(n, 2);
+	assert_int_equal(g.q[g.n].piece, sl.q[0].piece);
+	g.n += n;
+	assert_true(bt_picker_in_endgame(p));
+	/* Another slow peer gets no second request for the first slow peer's blocks. */
+	sl2.n = bt_picker_pick_as(p, &s, BT_PICKER_SLOW, sl2.q, 8, sim_already, &sl2);
+	for (size_t i = 0; i < sl2.n; i++)
+		assert_false(sim_already(&sl, &sl2.q[i]));
+	/* F, with room for two, gets exactly what the slow peer holds, not what G holds. */
+	f.n = bt_picker_pick_as(p, &s, BT_PICKER_FAST, f.q, 2, sim_already, &f);
+	assert_int_equal(f.n, 2);
+	assert_true(sim_already(&sl, &f.q[0]));
+	assert_true(sim_already(&sl, &f.q[1]));
+	assert_int_equal(bt_picker_requests(p, &sl.q[0]), 2);
+	/* F's copy arrives: the slow peer's request is the one to cancel; then no request is out.
+	 */
+	bool complete;
+	assert_true(bt_picker_received(p, &f.q[0], &complete));
+	assert_int_equal(bt_picker_requests(p, &sl.q[0]), 0);
+	assert_int_equal(bt_picker_requests(p, &g.q[0]),
+			 sl2.n > 0 && sim_already(&sl2, &g.q[0]) ? 2 : 1);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
+/* A piece whose slow peer left (its requests returned) is finished by the next peer of any
+ * class: it takes that peer's class instead of waiting for the end. */
+static void test_orphan_piece_adopted(void **state)
+{
+	(void)state;
+	struct bt_picker *p = new_picker(4, 64 * KB, 4 * 64 * KB, NULL, NULL, 17);
+	struct bt_bitfield s = seeder(4);
+	bt_picker_add_peer(p, &s);
+	struct bt_block sl[4], f[1];
+	assert_int_equal(bt_picker_pick_as(p, &s, BT_PICKER_SLOW, sl, 2, NULL, NULL), 2);
+	/* While the slow peer works on its piece, a fast peer starts its own. */
+	assert_int_equal(bt_picker_pick_as(p, &s, BT_PICKER_FAST, f, 1, NULL, NULL), 1);
+	assert_int_not_equal(f[0].piece, sl[0].piece);
+	bool complete;
+	assert_true(bt_picker_received(p, &sl[0], &complete));
+	bt_picker_returned(p, &sl[1]); /* the slow peer is gone */
+	/* The fast peer finishes its own piece and the abandoned one before it starts another. */
+	struct bt_block more[6];
+	assert_int_equal(bt_picker_pick_as(p, &s, BT_PICKER_FAST, more, 6, NULL, NULL), 6);
+	int mine = 0, abandoned = 0;
+	for (int i = 0; i < 6; i++) {
+		mine += more[i].piece == f[0].piece;
+		abandoned += more[i].piece == sl[0].piece;
+	}
+	assert_int_equal(mine, 3);
+	assert_int_equal(abandoned, 3);
+	assert_int_equal(bt_picker_partial_count(p), 2);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
+/* Endgame copies come from the newest pieces first (asked for last, so at the back of the other
+ * peers' queues), and the order survives pieces completing in between. */
+static void test_endgame_newest_first(void **state)
+{
+	(void)state;
+	/* Four pieces of 2 blocks. */
+	struct bt_picker *p = new_picker(4, 32 * KB, 4 * 32 * KB, NULL, NULL, 19);
+	struct bt_bitfield s = seeder(4);
+	bt_picker_add_peer(p, &s);
+	bt_picker_add_peer(p, &s);
+	struct sim_peer g = {.speed = BT_PICKER_FAST}, f = {.speed = BT_PICKER_FAST};
+	uint32_t order[4];
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(bt_picker_pick(p, &s, g.q + g.n, 2, sim_already, &g), 2);
+		order[i] = g.q[g.n].piece;
+		g.n += 2;
+	}
+	/* The oldest piece completes: the others keep their order. */
+	bool complete;
+	assert_true(bt_picker_received(p, &g.q[0], &complete));
+	assert_true(bt_picker_received(p, &g.q[1], &complete));
+	assert_true(complete);
+	bt_picker_piece_passed(p, order[0]);
+	f.n = bt_picker_pick(p, &s, f.q, 4, sim_already, &f);
+	assert_int_equal(f.n, 4);
+	assert_int_equal(f.q[0].piece, order[3]);
+	assert_int_equal(f.q[1].piece, order[3]);
+	assert_int_equal(f.q[2].piece, order[2]);
+	assert_int_equal(f.q[3].piece, order[2]);
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
+/* A peer found slow after it was given blocks: they are marked, and a fast peer with room asks
+ * again for them first; marking a block not requested (or received) changes nothing. */
+static void test_mark_slow(void **state)
+{
+	(void)state;
+	struct bt_picker *p = new_picker(1, 64 * KB, 64 * KB, NULL, NULL, 23);
+	struct bt_bitfield s = seeder(1);
+	for (int i = 0; i < 3; i++)
+		bt_picker_add_peer(p, &s);
+	struct sim_peer g = {.speed = BT_PICKER_FAST}, h = {.speed = BT_PICKER_FAST},
+			f = {.speed = BT_PICKER_FAST};
+	g.n = bt_picker_pick(p, &s, g.q, 2, sim_already, &g);
+	h.n = bt_picker_pick(p, &s, h.q, 2, sim_already, &h);
+	assert_int_equal(g.n + h.n, 4);
+	/* H turns out slow. */
+	for (size_t i = 0; i < h.n; i++)
+		bt_picker_mark_slow(p, &h.q[i]);
+	struct bt_block bogus = {.piece = 0, .begin = 100, .length = 10};
+	bt_picker_mark_slow(p, &bogus);
+	f.n = bt_picker_pick(p, &s, f.q, 2, sim_already, &f);
+	assert_int_equal(f.n, 2);
+	assert_true(sim_already(&h, &f.q[0]));
+	assert_true(sim_already(&h, &f.q[1]));
+	bt_bitfield_deinit(&s);
+	bt_picker_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +656,12 @@ int main(void)
 		cmocka_unit_test(test_sequential_window),
 		cmocka_unit_test(test_priority_first),
 		cmocka_unit_test(test_many_pieces_stay_fast),
+		cmocka_unit_test(test_speed_of),
+		cmocka_unit_test(test_slow_peer_affinity),
+		cmocka_unit_test(test_endgame_slow_first),
+		cmocka_unit_test(test_orphan_piece_adopted),
+		cmocka_unit_test(test_endgame_newest_first),
+		cmocka_unit_test(test_mark_slow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,7 +278,11 @@ struct sim {
 	double now;
 	uint64_t got; /* bytes, since the last sim_reset_count */
 	uint32_t next;
+	int refill; /* 0: keep the target out; REFILL_AT: in batches from bt_pipeline_refill_at;
+		       REFILL_HALF: in batches once half the target is out (the torrent before) */
 };
+
+enum { REFILL_AT = 1, REFILL_HALF };
 
 static void sim_init(struct sim *s, double rate, double rtt, double period)
 {
@@ -321,7 +325,10 @@ static void sim_run(struct sim *s, double until)
 			bt_pipeline_received(&s->pl, BT_BLOCK_SIZE, s->now);
 			s->got += BT_BLOCK_SIZE;
 		}
-		size_t target = bt_pipeline_target(&s->pl);
+		size_t target = bt_pipeline_target(&s->pl), count = bt_pipeline_count(&s->pl);
+		if (count && ((s->refill == REFILL_AT && count > bt_pipeline_refill_at(&s->pl)) ||
+			      (s->refill == REFILL_HALF && count > target / 2)))
+			target = 0;
 		while (bt_pipeline_count(&s->pl) < target) {
 			struct bt_block b = blk(s->next / 16, s->next % 16);
 			s->next++;
@@ -375,6 +382,64 @@ static void test_sim_bursty(void **state)
 	assert_true(share > 0.95);
 	assert_true(bt_pipeline_target(&s.pl) >= 64);
 	bt_pipeline_deinit(&s.pl);
+}
+
+/*
+ * The torrent refills in batches. A slow, distant peer (512 KiB/s at 250 ms: a target of 16, 8
+ * of them the round trip) kept its whole rate only when the batch waits for no more than the
+ * round trip's blocks and a quarter of the target to be out, not half the target; a loopback
+ * peer still gets its batches of half the target.
+ */
+static void test_sim_refill_batches(void **state)
+{
+	(void)state;
+	struct sim at, half;
+	sim_init(&at, 512 * 1024, 0.250, 0);
+	at.refill = REFILL_AT;
+	sim_init(&half, 512 * 1024, 0.250, 0);
+	half.refill = REFILL_HALF;
+	double share_at = sim_share(&at, 10, 20), share_half = sim_share(&half, 10, 20);
+	print_message("512 KiB/s, 250 ms: %.3f of the rate (refill at %zu of %zu), %.3f at half\n",
+		      share_at, bt_pipeline_refill_at(&at.pl), bt_pipeline_target(&at.pl),
+		      share_half);
+	assert_true(share_at > 0.97);
+	assert_true(bt_pipeline_refill_at(&at.pl) >= 10);
+	assert_true(bt_pipeline_refill_at(&at.pl) < bt_pipeline_target(&at.pl));
+	bt_pipeline_deinit(&at.pl);
+	bt_pipeline_deinit(&half.pl);
+
+	/* Before the first sample: topped up 4 at a time, and a peer whose round trip is nearly
+	 * the whole start target (3.5 MiB/s at 120 ms: 27 blocks of 32) keeps its pipe full. */
+	struct sim start, start_half;
+	sim_init(&start, 3.5 * MIB, 0.120, 0);
+	start.refill = REFILL_AT;
+	assert_int_equal(bt_pipeline_refill_at(&start.pl), BT_PIPELINE_START_TARGET - 4);
+	sim_init(&start_half, 3.5 * MIB, 0.120, 0);
+	start_half.refill = REFILL_HALF;
+	double first = sim_share(&start, 0.2, 0.99), first_half = sim_share(&start_half, 0.2, 0.99);
+	print_message(
+		"3.5 MiB/s, 120 ms, before the first sample: %.3f of the rate, %.3f at half\n",
+		first, first_half);
+	assert_true(first > 0.97);
+	bt_pipeline_deinit(&start.pl);
+	bt_pipeline_deinit(&start_half.pl);
+
+	struct sim lo;
+	sim_init(&lo, 200 * MIB, 0.0001, 0);
+	lo.refill = REFILL_AT;
+	sim_run(&lo, 0.5); /* a short round trip, before the first sample: batches of half */
+	assert_int_equal(bt_pipeline_refill_at(&lo.pl), BT_PIPELINE_START_TARGET / 2);
+	sim_run(&lo, 8);
+	size_t t = bt_pipeline_target(&lo.pl);
+	assert_int_equal(bt_pipeline_refill_at(&lo.pl), t / 2);
+	/* A loaded loopback: 200 MiB/s with a "round trip" of 5 ms (64 blocks) still refills
+	 * in batches of an eighth of the target or more, not a block at a time. */
+	lo.pl.rtt = 0.005;
+	size_t t5 = bt_pipeline_target(&lo.pl), at5 = bt_pipeline_refill_at(&lo.pl);
+	assert_true(t5 >= 64);
+	assert_true(at5 <= t5 - t5 / 8);
+	assert_true(at5 > t5 / 2);
+	bt_pipeline_deinit(&lo.pl);
 }
 
 /* The product as bt_pipeline_target computes it from the smoothed rate, unclamped. */
@@ -469,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_sim_slow_start),
 		cmocka_unit_test(test_sim_rate_drops),
 		cmocka_unit_test(test_sim_extremes),
+		cmocka_unit_test(test_sim_refill_batches),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
