@@ -47,6 +47,8 @@ bench=$root/bench
 PY=/usr/bin/python3
 size_mib=128 reps=3 swarms=uniform,mixed clients=torrent,libtorrent,aria2,rtorrent baseline=""
 net=127.0.97 port_base=28000 run_timeout=180 keep=0 build=$root/build
+bench_name=wan.sh
+. "$bench/common.sh"
 die() {
 	echo "wan.sh: $*" >&2
 	exit 1
@@ -65,13 +67,17 @@ while (($#)); do
 	--keep) keep=1 ;;
 	--build) build=${2:?}; shift ;;
 	-h | --help) usage; exit 0 ;;
-	*) die "unknown option '$1' (see --help)" ;;
+	*) bench_die "unknown option '$1' (see --help)" ;;
 	esac
 	shift
 done
-[[ $size_mib =~ ^[1-9][0-9]*$ ]] || die "--size: '$size_mib' is not a whole number of MiB"
-[[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps: '$reps' is not a positive number"
-[[ $net =~ ^127\.[0-9]+\.[0-9]+$ ]] || die "--net: '$net' is not A.B.C in 127.0.0.0/8"
+[[ $size_mib =~ ^[1-9][0-9]*$ ]] || bench_die "--size: '$size_mib' is not a whole number of MiB"
+[[ $reps =~ ^[1-9][0-9]*$ ]] || bench_die "--reps: '$reps' is not a positive number"
+[[ $run_timeout =~ ^[1-9][0-9]*$ ]] && ((run_timeout > 10)) ||
+	bench_die "--timeout: '$run_timeout' is not a number of seconds above 10"
+[[ $port_base =~ ^[1-9][0-9]*$ ]] && ((port_base <= 65000)) ||
+	bench_die "--port-base: '$port_base' is not a port up to 65000"
+bench_check_net --net "$net" 3
 command -v mktorrent >/dev/null || die "needs mktorrent"
 $PY -c 'import libtorrent' 2>/dev/null || die "needs $PY with libtorrent (python3-libtorrent)"
 IFS=, read -r -a client_list <<<"$clients"
@@ -85,33 +91,6 @@ for c in "${client_list[@]}"; do
 	esac
 done
 [[ -z $baseline || -x $baseline ]] || die "--baseline: '$baseline' is not an executable"
-
-ninja -C "$build" torrent >&2
-work=$(mktemp -d /tmp/bench-wan.XXXXXX)
-cp "$build/torrent" "$work/torrent"
-[[ -z $baseline ]] || cp "$baseline" "$work/torrent-base"
-
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	if ((keep)); then log "work directory kept: $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-size=$((size_mib * 1048576))
-tracker=$net.1:$port_base
-data=$work/seed/data.bin
-tor=$work/data.torrent
-mkdir -p "$work/seed"
-head -c "$size" /dev/urandom >"$data"
-mktorrent -l 18 -a "http://$tracker/announce" -n data.bin -o "$tor" "$data" >/dev/null
 
 # swarm_spec NAME: one "seeder rtt_ms kib_s" line per seeder: seeder lt (libtorrent, up for
 # the whole swarm) or tx (Transmission, fresh for each download); rtt "-" for no relay; kib 0
@@ -130,6 +109,35 @@ for sw in ${swarms//,/ }; do swarm_spec "$sw" >/dev/null; done
 if [[ ,$swarms, == *,transmission* ]]; then
 	[[ -x /usr/bin/transmission-cli ]] || die "the transmission swarms need transmission-cli"
 fi
+
+bench_build "$build"
+bench_workdir "" bench-wan
+work=$bench_dir
+cp "$build/torrent" "$work/torrent"
+[[ -z $baseline ]] || cp "$baseline" "$work/torrent-base"
+
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	bench_remove_workdir "$keep"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+size=$((size_mib * 1048576))
+tracker=$net.1:$port_base
+data=$work/seed/data.bin
+tor=$work/data.torrent
+mkdir -p "$work/seed"
+head -c "$size" /dev/urandom >"$data"
+mktorrent -l 18 -a "http://$tracker/announce" -n data.bin -o "$tor" "$data" >/dev/null
+
 
 # wait_ready LOG S: waits up to S seconds for a line starting with "ready" in LOG
 wait_ready() {
