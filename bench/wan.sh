@@ -138,7 +138,6 @@ mkdir -p "$work/seed"
 head -c "$size" /dev/urandom >"$data"
 mktorrent -l 18 -a "http://$tracker/announce" -n data.bin -o "$tor" "$data" >/dev/null
 
-
 # wait_ready LOG S: waits up to S seconds for a line starting with "ready" in LOG
 wait_ready() {
 	local t
