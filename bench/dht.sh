@@ -43,6 +43,8 @@ EOF
 }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+bench_name=dht.sh
+. "$top/bench/common.sh"
 nodes=50 reps=3 clients=torrent,libtorrent,aria2 net=127.97 dir= keep=0 timeout=90
 size=4194304 build=$top/build
 while [ $# -gt 0 ]; do
@@ -57,29 +59,18 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift 2 ;;
 	--build) build=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
-	*) echo "dht.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+	*) bench_die "unknown option '$1' (see --help)" ;;
 	esac
 done
-for n in "$nodes" "$reps" "$timeout" "$size"; do
-	case $n in '' | *[!0-9]*) echo "dht.sh: not a number: '$n'" >&2; exit 2 ;; esac
-done
-[ "$nodes" -ge 3 ] && [ "$nodes" -le 400 ] || { echo "dht.sh: --nodes must be 3..400" >&2; exit 2; }
-case $net in 127.*) ;; *) echo "dht.sh: --net must be in 127.0.0.0/8: '$net'" >&2; exit 2 ;; esac
-for tool in /usr/bin/python3 /usr/bin/aria2c; do
-	[ -x "$tool" ] || { echo "dht.sh: $tool is missing (scripts/install-deps)" >&2; exit 2; }
-done
-ninja -C "$build" torrent >&2
+bench_check_numbers "$nodes" "$reps" "$timeout" "$size"
+[ "$nodes" -ge 3 ] && [ "$nodes" -le 400 ] || bench_die "--nodes must be 3..400"
+bench_check_net --net "$net" 2
+bench_need /usr/bin/python3 /usr/bin/aria2c
+bench_build "$build"
 bin=$build/torrent
-made_dir=0
-if [ -z "$dir" ]; then
-	dir=$(mktemp -d /tmp/dht-bench-XXXXXX)
-	made_dir=1
-fi
-mkdir -p "$dir"
-cleanup() {
-	if [ "$keep" = 0 ] && [ "$made_dir" = 1 ]; then rm -rf "$dir"; fi
-}
-trap cleanup EXIT
+bench_workdir "$dir" dht-bench
+dir=$bench_dir
+trap 'bench_remove_workdir "$keep"' EXIT
 
 /usr/bin/python3 - "$top/tests/integration" "$bin" "$dir" "$nodes" "$reps" "$clients" "$net" \
 	"$size" "$timeout" <<'PY'

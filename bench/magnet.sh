@@ -44,6 +44,8 @@ EOF
 }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+bench_name=magnet.sh
+. "$top/bench/common.sh"
 seeders=8 reps=3 clients=torrent,libtorrent,aria2 net=127.0.98 dir= keep=0 timeout=120
 build=$top/build
 while [ $# -gt 0 ]; do
@@ -57,28 +59,17 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift 2 ;;
 	--build) build=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
-	*) echo "magnet.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+	*) bench_die "unknown option '$1' (see --help)" ;;
 	esac
 done
-for n in "$seeders" "$reps" "$timeout"; do
-	case $n in '' | *[!0-9]*) echo "magnet.sh: not a number: '$n'" >&2; exit 2 ;; esac
-done
-case $net in 127.*.*) ;; *) echo "magnet.sh: --net must be in 127.0.0.0/8: '$net'" >&2; exit 2 ;; esac
-for tool in /usr/bin/python3 /usr/bin/opentracker /usr/bin/aria2c; do
-	[ -x "$tool" ] || { echo "magnet.sh: $tool is missing (scripts/install-deps)" >&2; exit 2; }
-done
-ninja -C "$build" torrent >&2
+bench_check_numbers "$seeders" "$reps" "$timeout"
+bench_check_net --net "$net" 3
+bench_need /usr/bin/python3 /usr/bin/opentracker /usr/bin/aria2c
+bench_build "$build"
 bin=$build/torrent
-made_dir=0
-if [ -z "$dir" ]; then
-	dir=$(mktemp -d /tmp/magnet-bench-XXXXXX)
-	made_dir=1
-fi
-mkdir -p "$dir"
-cleanup() {
-	if [ "$keep" = 0 ] && [ "$made_dir" = 1 ]; then rm -rf "$dir"; fi
-}
-trap cleanup EXIT
+bench_workdir "$dir" magnet-bench
+dir=$bench_dir
+trap 'bench_remove_workdir "$keep"' EXIT
 
 # The driver: Python, for libtorrent in-process and the test support package's swarm.
 /usr/bin/python3 - "$top/tests/integration" "$bin" "$dir" "$seeders" "$reps" "$clients" "$net" \

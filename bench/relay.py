@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A wide-area path on loopback for bench/wan.sh: relays in front of seeders, and a tracker.
 
-Usage: python3 bench/relay.py TRACKER_IP:PORT LISTEN_IP:PORT=SEEDER_IP:PORT,RTT_MS,KIB_S ...
+Usage: python3 bench/relay.py TRACKER_IP:PORT SPEC...
+  SPEC is LISTEN_IP:PORT=SEEDER_IP:PORT,RTT_MS,KIB_S (a relay) or SEEDER_IP:PORT (no relay)
 
 For each LISTEN=SEEDER it accepts connections on LISTEN and opens one to SEEDER for each. Every
 chunk read from either side is written to the other half a round trip (RTT_MS / 2) later, so a
@@ -9,11 +10,13 @@ request and its answer take RTT_MS more than on loopback. The seeder's direction
 metered by a token bucket of KIB_S KiB/s (shared by all the seeder's connections; a burst of
 1/50 s) behind a bounded queue: while the bucket is empty the relay does not read, the bytes
 wait in its receive buffer (BUFFER bytes) and then in the seeder's socket, and TCP slows the
-seeder, as a real narrow uplink does. The downloader's direction is only delayed.
+seeder, as a real narrow uplink does. KIB_S 0: no cap, only the delay. The downloader's direction
+is only delayed. A SPEC of only SEEDER_IP:PORT is handed out by the tracker as it is: a seeder
+reached directly, on plain loopback, beside relayed ones or alone.
 
 TRACKER is a minimal HTTP tracker: every /announce gets the compact list of the LISTEN
-addresses (never the seeders' own), interval 1800 s, so downloaders reach the seeders only
-through the relays. Prints "ready" once everything listens; runs until SIGTERM or SIGINT.
+addresses (never a relayed seeder's own) and of the direct ones, interval 1800 s, so
+downloaders reach relayed seeders only through their relays. Prints "ready" once everything listens; runs until SIGTERM or SIGINT.
 Only 127.0.0.0/8 addresses are accepted.
 """
 import asyncio
@@ -96,7 +99,7 @@ async def pipe(reader, writer, delay, bucket):
 async def relay(listen, target, rtt, rate):
     half = rtt / 2
     # One bucket for all connections: the seeder has one uplink, whoever it serves.
-    bucket = Bucket(rate)
+    bucket = Bucket(rate) if rate > 0 else None
 
     async def handle(cr, cw):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -143,15 +146,22 @@ async def main():
         sys.exit(__doc__)
     taddr = parse_addr(sys.argv[1])
     specs = []
+    direct = []
     for arg in sys.argv[2:]:
+        if '=' not in arg and ',' not in arg:
+            direct.append(parse_addr(arg))
+            continue
         try:
             listen, rest = arg.split('=')
             target, rtt, kib = rest.split(',')
             specs.append((parse_addr(listen), parse_addr(target), float(rtt) / 1000,
                           float(kib) * 1024))
         except ValueError:
-            sys.exit('relay.py: %s: expected LISTEN_IP:PORT=SEEDER_IP:PORT,RTT_MS,KIB_S' % arg)
-    servers = [await tracker(taddr, [s[0] for s in specs])]
+            sys.exit('relay.py: %s: expected LISTEN_IP:PORT=SEEDER_IP:PORT,RTT_MS,KIB_S or '
+                     'SEEDER_IP:PORT' % arg)
+        if specs[-1][2] < 0 or specs[-1][3] < 0:
+            sys.exit('relay.py: %s: RTT_MS and KIB_S must not be negative' % arg)
+    servers = [await tracker(taddr, [s[0] for s in specs] + direct)]
     for listen, target, rtt, rate in specs:
         servers.append(await relay(listen, target, rtt, rate))
     stop = asyncio.Event()

@@ -1,0 +1,60 @@
+# bench/common.sh: what the bench scripts share, sourced (not run): option checks that name
+# the bad value, the check for needed tools, building ours, and the work directory.
+#
+# The sourcing script sets bench_name (its name in messages) first. Errors in the options exit
+# with status 2 and one line "NAME: what is wrong" on standard error.
+
+bench_die() {
+	echo "$bench_name: $*" >&2
+	exit 2
+}
+
+# bench_check_numbers VALUE...: each a whole number (0 included)
+bench_check_numbers() {
+	local v
+	for v; do
+		case $v in '' | *[!0-9]*) bench_die "not a number: '$v'" ;; esac
+	done
+}
+
+# bench_check_net OPTION VALUE PARTS: VALUE is the first PARTS (2 or 3) numbers of an address
+# in 127.0.0.0/8, e.g. 127.0.97 for PARTS 3; everything a bench script starts stays on loopback
+bench_check_net() {
+	local re='^127(\.[0-9]{1,3}){'$(($3 - 1))'}$'
+	[[ $2 =~ $re ]] || bench_die "$1 must be in 127.0.0.0/8, as $3 numbers: '$2'"
+}
+
+# bench_need PATH...: each an executable (installed by scripts/install-deps)
+bench_need() {
+	local t
+	for t; do
+		[ -x "$t" ] || bench_die "$t is missing (scripts/install-deps)"
+	done
+}
+
+# bench_build BUILD_DIR: brings our client up to date in the meson build directory
+bench_build() {
+	ninja -C "$1" torrent >&2
+}
+
+# bench_workdir DIR PREFIX: sets bench_dir to DIR, or to a new /tmp/PREFIX-XXXXXX if DIR is
+# empty (bench_made_dir=1: the script made it, so bench_remove_workdir may remove it)
+bench_workdir() {
+	bench_made_dir=0
+	bench_dir=$1
+	if [ -z "$bench_dir" ]; then
+		bench_dir=$(mktemp -d "/tmp/$2-XXXXXX")
+		bench_made_dir=1
+	fi
+	mkdir -p "$bench_dir"
+}
+
+# bench_remove_workdir KEEP: removes the work directory made by bench_workdir unless KEEP is 1
+# (or the caller gave the directory); says where it is when kept
+bench_remove_workdir() {
+	if [ "$1" = 1 ]; then
+		echo "$bench_name: work directory kept: $bench_dir" >&2
+	elif [ "$bench_made_dir" = 1 ]; then
+		rm -rf "$bench_dir"
+	fi
+}
