@@ -16,10 +16,24 @@
  * loop's (or a loaded machine's), and counting them grew the queue and the peak memory for
  * nothing. A peer that sends every half second is well above it. */
 #define SILENCE_MIN_SECONDS 0.1
+/*
+ * The queue covers the usual silence this many times over. Covering it once is a fixed point at
+ * any rate against a peer that answers in bursts (Transmission, every half second): what it
+ * sends a burst is what we asked, and the target is that again. After a dip (a busy disk on its
+ * side) the rate never came back; at twice, each burst asks for more than the last brought,
+ * until the peer's own rate is reached.
+ */
+#define SILENCE_COVER 2.0
+/* How soon after an answer a request may go out and still count as out during the silence
+ * that follows (the refill made on that answer). */
+#define REFILL_SLACK_SECONDS 0.02
 /* A round trip this short needs no eager refill before the first sample. */
 #define SHORT_TRIP_SECONDS 0.01
-/* Slow-start goes on while each second brings at least this much more than the one before. */
+/* Slow-start goes on until SLOW_START_FLAT seconds in a row have not brought at least this
+ * much more than the one before (one is not enough: a peer answering every half second makes
+ * seconds of two bursts and of one). */
 #define SLOW_START_RISE 1.1
+#define SLOW_START_FLAT 2
 
 void bt_pipeline_init(struct bt_pipeline *pl, double now)
 {
@@ -80,9 +94,10 @@ void bt_pipeline_answered_at(struct bt_pipeline *pl, size_t i, double now)
 	double d = now - sent;
 	if (pl->rtt == 0 || d < pl->rtt)
 		pl->rtt = d > 1e-6 ? d : 1e-6;
-	/* A silence counts only if this request could have been answered when the previous
-	 * answer came: the peer sat on it, which the queue must cover. */
-	if (pl->last_arrival > 0 && sent + pl->rtt <= pl->last_arrival &&
+	/* A silence counts only if this request was out by the time the previous answer came
+	 * (or just after: a refill made on that answer): the peer sat on it, which the queue
+	 * must cover. A request sent later (our pipe ran dry) says nothing of the peer. */
+	if (pl->last_arrival > 0 && sent <= pl->last_arrival + REFILL_SLACK_SECONDS &&
 	    now - pl->last_arrival >= SILENCE_MIN_SECONDS && now - pl->last_arrival > pl->gap_max)
 		pl->gap_max = now - pl->last_arrival;
 	pl->last_arrival = now;
@@ -162,7 +177,8 @@ static double product(const struct bt_pipeline *pl, double rate)
 	double headroom = pl->rate / BT_BLOCK_SIZE * HEADROOM_SECONDS;
 	if (headroom > cap)
 		headroom = cap;
-	double silence = pl->rate / BT_BLOCK_SIZE * pl->gap;
+	/* At `rate`: in slow-start the silence too is covered at twice the last second's. */
+	double silence = rate / BT_BLOCK_SIZE * pl->gap * SILENCE_COVER;
 	return trip + (silence > headroom ? silence : headroom);
 }
 
@@ -176,12 +192,17 @@ void bt_pipeline_sample(struct bt_pipeline *pl)
 	pl->rate_known = pl->rate_known || pl->downloaded > 0;
 	/* Slow-start lasts while each second brings more than the one before; the first that
 	 * does not (a peer at its capacity) ends it for good. */
-	if (pl->slow_start && was_known &&
-	    !(sample > 0 && sample >= SLOW_START_RISE * pl->last_sample))
-		pl->slow_start = false;
+	if (pl->slow_start && was_known) {
+		bool rose = sample > 0 && sample >= SLOW_START_RISE * pl->last_sample;
+		pl->flat = rose ? 0 : pl->flat + 1;
+		if (pl->flat >= SLOW_START_FLAT)
+			pl->slow_start = false;
+	}
 	if (pl->rate_known)
 		pl->last_sample = sample;
-	pl->gap = 0.6 * pl->gap + 0.4 * pl->gap_max;
+	/* A longer silence counts at once, a shorter one slowly: a peer found answering in
+	 * bursts gets its queue within the second, not after several. */
+	pl->gap = pl->gap_max > pl->gap ? pl->gap_max : 0.6 * pl->gap + 0.4 * pl->gap_max;
 	pl->gap_max = 0;
 }
 
@@ -207,8 +228,11 @@ size_t bt_pipeline_target(const struct bt_pipeline *pl)
 		if (q > BT_PIPELINE_MAX_TARGET)
 			q = BT_PIPELINE_MAX_TARGET;
 	}
-	if (pl->limit && q > pl->limit)
-		q = pl->limit;
+	/* One short of the peer's reqq: the list may hold one block more than the target (put
+	 * back while they are taken), and Transmission 3.00 (reqq 512) silently drops a request
+	 * past its queue, which then waits for the request timeout. */
+	if (pl->limit && q > pl->limit - 1)
+		q = pl->limit > 1 ? pl->limit - 1 : 1;
 	return (size_t)q;
 }
 

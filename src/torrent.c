@@ -8,6 +8,7 @@
 #include "bt/metadata.h"
 #include "bt/peer.h"
 #include "bt/picker.h"
+#include "bt/pipeline.h"
 #include "bt/serveq.h"
 #include "bt/session.h"
 #include "bt/tracker.h"
@@ -574,7 +575,7 @@ static struct bt_torrent *torrent_alloc(struct bt_session *s, const uint8_t *inf
 	bt_random_bytes(&seed, sizeof seed);
 	t->book = bt_addrbook_new(BT_ADDRBOOK_DEFAULT_CAPACITY, seed);
 	bt_choker_init(&t->choker, seed ^ 0x5bd1e995);
-	t->pick_buf = bt_xcalloc(256, sizeof *t->pick_buf);
+	t->pick_buf = bt_xcalloc(BT_PIPELINE_MAX_TARGET, sizeof *t->pick_buf);
 	struct event_base *base = bt_session_base(s);
 	t->tick = event_new(base, -1, EV_PERSIST, on_tick, t);
 	t->reap = event_new(base, -1, 0, on_reap, t);

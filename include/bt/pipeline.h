@@ -42,7 +42,7 @@
 /* The depth a peer gets before its rate is known, and the clamp of the measured target. */
 #define BT_PIPELINE_START_TARGET 32
 #define BT_PIPELINE_MIN_TARGET	 4
-#define BT_PIPELINE_MAX_TARGET	 256
+#define BT_PIPELINE_MAX_TARGET	 500
 /* The most headroom blocks: on loopback the product is nothing and this is the whole queue. */
 #define BT_PIPELINE_HEADROOM 64
 /* The longest list: asserted on every addition, the length of every scan. */
@@ -64,7 +64,8 @@ struct bt_pipeline {
 	double last_arrival; /* when the last answer began */
 	double gap_max;	     /* the longest silence with a request overdue, this second */
 	double gap;	     /* its average over the seconds */
-	bool slow_start;     /* the rate has risen every second so far */
+	bool slow_start;     /* the rate has kept rising so far */
+	unsigned flat;	     /* seconds in a row it has not */
 	uint32_t limit;	     /* the peer's reqq, or 0 */
 	struct bt_block cancelled[BT_PIPELINE_CANCELLED]; /* a ring; the newest overwrite */
 	size_t cancelled_next, cancelled_count;
