@@ -269,7 +269,10 @@ static void scrape_all(struct peers_run *run, double timeout)
 			continue;
 		}
 		struct bt_http_opts opts = {.max_body = SCRAPE_MAX_REPLY,
-					    .timeout_ms = (long)(timeout * 1000),
+					    /* Past the round's own bound, which then ends a
+					     * stalled scrape with its message, not curl's (they
+					     * raced at the same instant). */
+					    .timeout_ms = (long)(timeout * 1000) + 1000,
 					    .source_ip = run->io.source_ip};
 		t->scrape_http = bt_http_get(run->io.http, url, &opts, on_scrape_http, t);
 		free(url);
