@@ -1,5 +1,6 @@
 # bench/common.sh: what the bench scripts share, sourced (not run): option checks that name
-# the bad value, the check for needed tools, building ours, and the work directory.
+# the bad value, the check for needed tools, building ours, the work directory, and the
+# tracking and stopping of the processes a script starts.
 #
 # The sourcing script sets bench_name (its name in messages) first. Errors in the options exit
 # with status 2 and one line "NAME: what is wrong" on standard error.
@@ -57,4 +58,41 @@ bench_remove_workdir() {
 	elif [ "$bench_made_dir" = 1 ]; then
 		rm -rf "$bench_dir"
 	fi
+}
+
+# --- processes: every background process a script starts, by PID -----------------------------
+
+pids=()
+# descendants PID: its children, grandchildren..., deepest first (found by parent PID)
+descendants() {
+	local c
+	for c in $(pgrep -P "$1" 2>/dev/null); do
+		descendants "$c"
+		echo "$c"
+	done
+}
+# stop_all PID...: TERM to each and its descendants, wait up to 3 s, then KILL the rest
+stop_all() {
+	local all="" p i alive
+	for p in "$@"; do
+		kill -0 "$p" 2>/dev/null && all="$all $(descendants "$p") $p"
+	done
+	[[ -n ${all// /} ]] || return 0
+	# shellcheck disable=SC2086
+	kill -TERM $all 2>/dev/null || true
+	for ((i = 0; i < 60; i++)); do
+		alive=0
+		for p in $all; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
+		((alive)) || return 0
+		sleep 0.05
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $all 2>/dev/null || true
+}
+# forget PID: drop a process that has been waited for, so its PID, which the system may give
+# to someone else's process, is never signalled
+forget() {
+	local p keep_pids=()
+	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
+	pids=("${keep_pids[@]}")
 }

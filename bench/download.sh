@@ -113,6 +113,8 @@ for ((p = piece_kib * 1024; p > 1; p /= 2)); do piece_log=$((piece_log + 1)); do
 TIME=/usr/bin/time
 PY=/usr/bin/python3
 bench=$root/bench
+bench_name=download.sh
+. "$bench/common.sh"
 [[ -x $TIME ]] || die "needs GNU time at /usr/bin/time (apt-get install -y time)"
 command -v opentracker >/dev/null || die "needs opentracker (apt-get install -y opentracker)"
 command -v mktorrent >/dev/null || die "needs mktorrent (apt-get install -y mktorrent)"
@@ -152,39 +154,7 @@ TORRENT=$build/torrent
 # Every background process started here, by PID. Cleanup stops them and their descendants
 # (found by parent PID): TERM to the clients and seeders first, then to the tracker (so the
 # seeders' "stopped" announces get an answer), KILL to whatever is left after 3 s.
-pids=()
-descendants() {
-	local c
-	for c in $(pgrep -P "$1" 2>/dev/null); do
-		descendants "$c"
-		echo "$c"
-	done
-}
-# stop_all PID...: TERM to each and its descendants, wait up to 3 s, then KILL the rest
-stop_all() {
-	local all="" p i alive
-	for p in "$@"; do
-		kill -0 "$p" 2>/dev/null && all="$all $(descendants "$p") $p"
-	done
-	[[ -n ${all// /} ]] || return 0
-	# shellcheck disable=SC2086
-	kill -TERM $all 2>/dev/null || true
-	for ((i = 0; i < 60; i++)); do
-		alive=0
-		for p in $all; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-		((alive)) || return 0
-		sleep 0.05
-	done
-	# shellcheck disable=SC2086
-	kill -KILL $all 2>/dev/null || true
-}
-# forget PID: drop a process that has been waited for, so its PID, which the system may give
-# to someone else's process, is never signalled
-forget() {
-	local p keep_pids=()
-	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
-	pids=("${keep_pids[@]}")
-}
+# pids, descendants, stop_all and forget: bench/common.sh
 cleaned=0
 cleanup() {
 	((cleaned)) && return

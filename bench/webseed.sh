@@ -112,6 +112,8 @@ esac
 TIME=/usr/bin/time
 PY=/usr/bin/python3
 bench=$root/bench
+bench_name=webseed.sh
+. "$bench/common.sh"
 [[ -x $TIME ]] || die "needs GNU time at /usr/bin/time (apt-get install -y time)"
 command -v curl >/dev/null || die "needs curl"
 [[ -z $baseline || -x $baseline ]] || die "--baseline: '$baseline' is not an executable"
@@ -143,38 +145,7 @@ ninja -C "$build" torrent >&2 # only what we run: a half-edited test must not st
 
 # --- processes and cleanup ------------------------------------------------------------------
 
-pids=()
-descendants() {
-	local c
-	for c in $(pgrep -P "$1" 2>/dev/null); do
-		descendants "$c"
-		echo "$c"
-	done
-}
-# stop_all PID...: TERM to each and its descendants, wait up to 3 s, then KILL the rest
-stop_all() {
-	local all="" p i alive
-	for p in "$@"; do
-		kill -0 "$p" 2>/dev/null && all="$all $(descendants "$p") $p"
-	done
-	[[ -n ${all// /} ]] || return 0
-	# shellcheck disable=SC2086
-	kill -TERM $all 2>/dev/null || true
-	for ((i = 0; i < 60; i++)); do
-		alive=0
-		for p in $all; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-		((alive)) || return 0
-		sleep 0.05
-	done
-	# shellcheck disable=SC2086
-	kill -KILL $all 2>/dev/null || true
-}
-# forget PID: a process waited for is never signalled again (its PID may be reused)
-forget() {
-	local p keep_pids=()
-	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
-	pids=("${keep_pids[@]}")
-}
+# pids, descendants, stop_all and forget: bench/common.sh
 cleaned=0
 cleanup() {
 	((cleaned)) && return
