@@ -9,6 +9,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,21 @@ def run(*args, input=None, timeout=TIMEOUT):
     """Runs the binary; returns CompletedProcess with bytes stdout/stderr."""
     return subprocess.run([TORRENT, *args], input=input if input is not None else b'',
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+
+
+def run_hermetic(test, args, tmp, timeout, about=lambda: ''):
+    """Runs the binary with no DHT router and its state in tmp; past timeout it is killed by
+    its PID and test fails with its stderr and about(). Returns (returncode, stdout, stderr)."""
+    env = dict(os.environ, TORRENT_DHT_BOOTSTRAP='none', XDG_STATE_HOME=tmp)
+    proc = subprocess.Popen([TORRENT, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        so, se = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        so, se = proc.communicate(timeout=10)
+        test.fail('torrent did not exit within %.0f s: %s %r' % (timeout, about(), se[-2000:]))
+    return proc.returncode, so, se
 
 
 class CliTestCase(unittest.TestCase):

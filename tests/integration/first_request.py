@@ -17,9 +17,7 @@ Usage: first_request.py <path to torrent binary>       (run with /usr/bin/python
 """
 
 import os
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -102,20 +100,12 @@ class FirstRequest(unittest.TestCase):
             peer = fp.FakePeer(fx, host, conn_class).start()
             self.addCleanup(peer.stop)
             out = os.path.join(tmp, 'out.bin')
-            argv = [btcommon.TORRENT, 'download', '--no-tracker', '-q', '--peer', peer.address,
-                    '-o', out, fx.path]
-            env = dict(os.environ, TORRENT_DHT_BOOTSTRAP='none', XDG_STATE_HOME=tmp)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env)
-            try:
-                so, se = proc.communicate(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                so, se = proc.communicate(timeout=10)
-                self.fail('torrent did not exit within %.0f s: %r' % (TIMEOUT, se[-2000:]))
+            rc, so, se = btcommon.run_hermetic(
+                self, ['download', '--no-tracker', '-q', '--peer', peer.address, '-o', out,
+                       fx.path], tmp, TIMEOUT)
             peer.settle()
-            ctx = 'rc=%s stderr=%r peer=%s' % (proc.returncode, se[-2000:], peer.describe())
-            self.assertEqual(proc.returncode, 0, ctx)
+            ctx = 'rc=%s stderr=%r peer=%s' % (rc, se[-2000:], peer.describe())
+            self.assertEqual(rc, 0, ctx)
             with open(out, 'rb') as f:
                 self.assertEqual(f.read(), fx.data, ctx)
             blinked = [c for c in peer.conns if c.t_blink is not None]

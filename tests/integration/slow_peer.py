@@ -13,8 +13,6 @@ Usage: slow_peer.py <path to torrent binary>       (run with /usr/bin/python3)
 """
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -39,23 +37,15 @@ class SlowPeer(unittest.TestCase):
             slow = fp.FakePeer(fx, '127.0.1.%d' % (base + 50), rate=8 * 1024).start()
             self.addCleanup(slow.stop)
             out = os.path.join(tmp, 'out.bin')
-            argv = [btcommon.TORRENT, 'download', '--no-tracker', '-q', '--peer', fast.address,
-                    '--peer', slow.address, '-o', out, fx.path]
-            env = dict(os.environ, TORRENT_DHT_BOOTSTRAP='none', XDG_STATE_HOME=tmp)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env)
-            try:
-                so, se = proc.communicate(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                so, se = proc.communicate(timeout=10)
-                self.fail('torrent did not exit within %.0f s: fast %s slow %s %r' % (
-                    TIMEOUT, fast.describe(), slow.describe(), se[-2000:]))
+            rc, so, se = btcommon.run_hermetic(
+                self, ['download', '--no-tracker', '-q', '--peer', fast.address, '--peer',
+                       slow.address, '-o', out, fx.path], tmp, TIMEOUT,
+                lambda: 'fast %s slow %s' % (fast.describe(), slow.describe()))
             fast.settle()
             slow.settle()
-            ctx = 'rc=%s stderr=%r\nfast %s\nslow %s' % (proc.returncode, se[-2000:],
-                                                        fast.describe(), slow.describe())
-            self.assertEqual(proc.returncode, 0, ctx)
+            ctx = 'rc=%s stderr=%r\nfast %s\nslow %s' % (rc, se[-2000:], fast.describe(),
+                                                        slow.describe())
+            self.assertEqual(rc, 0, ctx)
             with open(out, 'rb') as f:
                 self.assertEqual(f.read(), fx.data, ctx)
             asked_fast = {r[1:] for r in fast.requests}
