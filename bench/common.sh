@@ -1,6 +1,6 @@
 # bench/common.sh: what the bench scripts share, sourced (not run): option checks that name
-# the bad value, the check for needed tools, building ours, the work directory, and the
-# tracking and stopping of the processes a script starts.
+# the bad value, the check for needed tools, building ours, the work directory, the tracking
+# and stopping of the processes a script starts, and the report's medians and ratios.
 #
 # The sourcing script sets bench_name (its name in messages) first. Errors in the options exit
 # with status 2 and one line "NAME: what is wrong" on standard error.
@@ -95,4 +95,33 @@ forget() {
 	local p keep_pids=()
 	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
 	pids=("${keep_pids[@]}")
+}
+
+# --- the report: medians and ratios over a TSV of runs (client, rep, result, columns...) -------
+
+# median: of the numbers on standard input, "-" lines left out; "-" when there are none
+median() {
+	{ grep -v '^-$' || true; } | sort -g | awk '{v[NR] = $1}
+		END {if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# med CLIENT EXPR: the median over the client's good runs in $results of an awk expression of
+# the columns
+med() {
+	awk -F'\t' -v c="$1" '$1 == c && $3 == "ok" {print '"$2"'}' "$results" | median
+}
+# fmt VALUE FORMAT: printf of a number, "–" for none
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN {if (v == "-" || v == "") print "–"; else printf f, v}'; }
+# ratio A B: A / B to two decimals, "–" when either is missing or B is 0
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b}'
+}
+# nok CLIENT: its good runs in $results
+nok() { awk -F'\t' -v c="$1" '$1 == c && $3 == "ok"' "$results" | wc -l; }
+# version CMD...: the first line it prints
+version() { "$@" 2>&1 | head -n1 || true; }
+# buildtype: the meson build type of $build, run through $PY
+buildtype() {
+	$PY -c 'import json, sys
+print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))' \
+		"$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo unknown
 }

@@ -287,7 +287,7 @@ for sw in "${swarm_list[@]}"; do
 	stop_swarm
 done
 
-median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# median: bench/common.sh
 echo "$size_mib MiB, 256 KiB pieces, medians of $reps; ideal = size / sum of the seeders' caps"
 echo
 echo "| swarm | client | runs ok | wall s | fraction of ideal | first byte s |"

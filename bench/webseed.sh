@@ -360,18 +360,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the report ------------------------------------------------------------------------------
 
-median() {
-	{ grep -v '^-$' || true; } | sort -g | awk '{v[NR] = $1}
-		END {if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-med() {
-	awk -F'\t' -v c="$1" '$1 == c && $3 == "ok" {print '"$2"'}' "$results" | median
-}
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN {if (v == "-" || v == "") print "–"; else printf f, v}'; }
-ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b}'
-}
-nok() { awk -F'\t' -v c="$1" '$1 == c && $3 == "ok"' "$results" | wc -l; }
+# median, med, fmt, ratio, nok: bench/common.sh
 label() {
 	case $1 in
 	curl) echo "curl -o" ;;
@@ -383,12 +372,7 @@ label() {
 	libtorrent) echo "libtorrent (python, web seed)" ;;
 	esac
 }
-version() { "$@" 2>&1 | head -n1 || true; }
-buildtype() {
-	$PY -c 'import json, sys
-print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))' \
-		"$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo unknown
-}
+# version, buildtype: bench/common.sh
 
 declare -A W CPU RSS SCPU OCPU FS WNF
 for c in "${run_clients[@]}"; do
