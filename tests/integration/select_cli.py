@@ -117,7 +117,9 @@ class Select(btcommon.CliTestCase):
         self.assertEqual(swarm.sha1_file(os.path.join(root, 'b.bin')),
                          swarm.sha1_file(self.src_file('b.bin')))
 
-    def test_partial_seed_serves_shared_pieces(self):
+    def start_partial_seed(self):
+        """Our download --select 2 --seed of the tree, from the fast seeder, once it seeds:
+        (its Client, ip, port, output directory). The caller kills it."""
         seed_out = os.path.join(self.d, 'seed')
         ip = self.ips.take()
         port = swarm.free_port(ip)
@@ -125,11 +127,21 @@ class Select(btcommon.CliTestCase):
                               seed_out, '--select', '2', '--seed', '--listen', ip, '--port',
                               port, '--progress=json', self.multi.path)
         try:
-            b = os.path.join(seed_out, self.multi.name, 'b.bin')
             swarm.wait_until(lambda: any(o.get('seeding')
                                          for o in seeder.progress()) or
                              seeder.proc.poll() is not None, 30, what='seeding')
             self.assertIsNone(seeder.proc.poll(), 'the seed ended')
+        except BaseException:
+            seeder.kill()
+            seeder.wait(10)
+            seeder.close()
+            raise
+        return seeder, ip, port, seed_out
+
+    def test_partial_seed_serves_shared_pieces(self):
+        seeder, ip, port, seed_out = self.start_partial_seed()
+        try:
+            b = os.path.join(seed_out, self.multi.name, 'b.bin')
             self.assertTrue(os.path.isfile(b))
             out = os.path.join(self.d, 'leech')
             r = self.download(out, '--select', '2', peer='%s:%d' % (ip, port))
@@ -190,17 +202,8 @@ class Select(btcommon.CliTestCase):
         alone: it must get and verify pieces 1 and 4, which b.bin shares with files we did not
         download (their other bytes come from our side file)."""
         import libtorrent as lt
-        seed_out = os.path.join(self.d, 'seed')
-        ip = self.ips.take()
-        port = swarm.free_port(ip)
-        seeder = swarm.Client('download', '--no-tracker', '--peer', self.fast.address, '-o',
-                              seed_out, '--select', '2', '--seed', '--listen', ip, '--port',
-                              port, '--progress=json', self.multi.path)
+        seeder, ip, port, _ = self.start_partial_seed()
         try:
-            swarm.wait_until(lambda: any(o.get('seeding')
-                                         for o in seeder.progress()) or
-                             seeder.proc.poll() is not None, 30, what='seeding')
-            self.assertIsNone(seeder.proc.poll(), 'the seed ended')
             lt_ip = self.ips.take()
             ses, _ = upload_common.lt_session(lt_ip, encryption=False)
             save = os.path.join(self.d, 'lt')
