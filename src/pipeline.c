@@ -159,11 +159,10 @@ void bt_pipeline_received(struct bt_pipeline *pl, uint32_t bytes, double now)
 }
 
 /*
- * The bandwidth-delay product, in blocks, before the clamps: the round trip's worth at `rate`
- * bytes/s, and (at the smoothed rate) enough to ride out the usual silence or the headroom,
- * whichever is more. Both are there so the pipe does not drain between answers; counting both would
- * double the queue on loopback, where the silences are the event loop's and the headroom already
- * covers them.
+ * The bandwidth-delay product, in blocks, before the clamps: the round trip's and twice the
+ * usual silence's worth at `rate` bytes/s, or the headroom (at the smoothed rate) if that is
+ * more. Silence and headroom are there so the pipe does not drain between answers; counting both
+ * would double the queue on loopback, where the headroom already covers the event loop's gaps.
  */
 static double product(const struct bt_pipeline *pl, double rate)
 {
@@ -190,8 +189,8 @@ void bt_pipeline_sample(struct bt_pipeline *pl)
 	bool was_known = pl->rate_known;
 	pl->rate = pl->rate_known ? 0.6 * pl->rate + 0.4 * sample : sample;
 	pl->rate_known = pl->rate_known || pl->downloaded > 0;
-	/* Slow-start lasts while each second brings more than the one before; the first that
-	 * does not (a peer at its capacity) ends it for good. */
+	/* Slow-start lasts while the seconds bring more than the ones before; SLOW_START_FLAT
+	 * in a row that do not (a peer at its capacity) end it for good. */
 	if (pl->slow_start && was_known) {
 		bool rose = sample > 0 && sample >= SLOW_START_RISE * pl->last_sample;
 		pl->flat = rose ? 0 : pl->flat + 1;

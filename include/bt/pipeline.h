@@ -18,17 +18,19 @@
  * Rate, delay and target live in one place (bt_pipeline_sample, bt_pipeline_target). The target is
  * the bandwidth-delay product: the measured rate times the round trip (the shortest time from a
  * request to its answer on this connection: the first requests meet an empty queue at the peer,
- * later ones wait behind ours, so only the minimum says what the path costs), plus enough to ride
- * out the usual silence (an average of each second's longest wait, if 0.1 s or more, between two
- * answers while a request was overdue) or the headroom (a quarter second of the rate, at most
- * BT_PIPELINE_HEADROOM blocks less the round trip's, at least half of that), whichever is more: a
- * peer that answers in bursts every half second is given enough to cover a whole burst, not judged
- * by its quick answers. While the rate keeps rising from one sample to the next (slow-start) the
- * round trip is counted at twice the last second's rate (not at the average, which lags behind a
- * rising rate), so each second may bring twice the one before; the first second that brings no
- * more ends it. Never more than BT_PIPELINE_MAX_TARGET, nor two seconds of the rate (a slow peer
- * does not hoard blocks the others could fetch), nor the peer's own `reqq` (BEP 10) when it gave
- * one.
+ * later ones wait behind ours, so only the minimum says what the path costs), plus twice the
+ * usual silence or the headroom, whichever is more. The usual silence: each second's longest
+ * wait of 0.1 s or more between two answers while a request was out (sent before the previous
+ * answer, or with it: the refill made on it), taken at once when longer than before and
+ * averaged down when shorter. Twice, because a peer that answers in bursts every half second
+ * sends a burst what we asked: covering the silence once is a fixed point at any rate, and
+ * twice makes each burst ask for more until the peer's own rate is reached. The headroom: a
+ * quarter second of the rate, at most BT_PIPELINE_HEADROOM blocks less the round trip's, at
+ * least half of that. While the rate keeps rising (slow-start) the product is taken at twice
+ * the last second's rate (not at the average, which lags behind a rising rate), so each second
+ * may bring twice the one before; two seconds in a row that bring no more end it. Never more
+ * than BT_PIPELINE_MAX_TARGET, nor two seconds of the rate (a slow peer does not hoard blocks
+ * the others could fetch), nor one less than the peer's own `reqq` (BEP 10) when it gave one.
  */
 #ifndef BT_PIPELINE_H
 #define BT_PIPELINE_H
