@@ -71,39 +71,6 @@ static uint32_t random_u32(void)
 	return v;
 }
 
-int bt_url_host_port(const char *url, char *host, size_t host_len, char *port, size_t port_len)
-{
-	const char *p = strstr(url, "://");
-	if (!p)
-		return -EINVAL;
-	p += 3;
-	const char *end = p + strcspn(p, "/?#");
-	const char *h = p, *h_end, *colon;
-	if (*p == '[') {
-		h = p + 1;
-		h_end = memchr(h, ']', (size_t)(end - h));
-		if (!h_end)
-			return -EINVAL;
-		colon = h_end + 1 < end && h_end[1] == ':' ? h_end + 1 : NULL;
-	} else {
-		colon = memchr(p, ':', (size_t)(end - p));
-		h_end = colon ? colon : end;
-	}
-	if (!colon || h_end == h || (size_t)(h_end - h) >= host_len)
-		return -EINVAL;
-	size_t plen = (size_t)(end - colon - 1);
-	if (plen == 0 || plen >= port_len || strspn(colon + 1, "0123456789") < plen)
-		return -EINVAL;
-	long pv = strtol(colon + 1, NULL, 10);
-	if (pv <= 0 || pv > 65535)
-		return -EINVAL;
-	memcpy(host, h, (size_t)(h_end - h));
-	host[h_end - h] = '\0';
-	memcpy(port, colon + 1, plen);
-	port[plen] = '\0';
-	return 0;
-}
-
 static bool same_addr(const struct sockaddr_storage *a, socklen_t alen,
 		      const struct sockaddr_storage *b, socklen_t blen)
 {
@@ -382,7 +349,8 @@ static struct bt_udp_req *start(struct bt_udp_tracker *u, const char *url,
 				const struct bt_announce_req *req, void *arg, struct bt_err *err)
 {
 	struct bt_udp_req *r = bt_xcalloc(1, sizeof *r);
-	if (bt_url_host_port(url, r->host, sizeof r->host, r->port, sizeof r->port)) {
+	if (bt_url_host_port(url, r->host, sizeof r->host, r->port, sizeof r->port) ||
+	    !r->port[0]) {
 		free(r);
 		bt_err_set(err, -EINVAL, "not a udp://host:port URL");
 		return NULL;

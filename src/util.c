@@ -368,3 +368,43 @@ int bt_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port
 	*port = (uint16_t)v;
 	return 0;
 }
+
+int bt_url_host_port(const char *url, char *host, size_t host_len, char *port, size_t port_len)
+{
+	const char *p = strstr(url, "://");
+	if (!p)
+		return -EINVAL;
+	p += 3;
+	const char *end = p + strcspn(p, "/?#");
+	for (const char *at = end; at > p; at--)
+		if (at[-1] == '@') {
+			p = at;
+			break;
+		}
+	const char *h = p, *h_end, *colon;
+	if (*p == '[') {
+		h = p + 1;
+		h_end = memchr(h, ']', (size_t)(end - h));
+		if (!h_end || (h_end + 1 < end && h_end[1] != ':'))
+			return -EINVAL;
+		colon = h_end + 1 < end ? h_end + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		h_end = colon ? colon : end;
+	}
+	if (h_end == h || (size_t)(h_end - h) >= host_len || port_len == 0)
+		return -EINVAL;
+	size_t plen = colon ? (size_t)(end - colon - 1) : 0;
+	if (plen) {
+		if (plen >= port_len || strspn(colon + 1, "0123456789") < plen)
+			return -EINVAL;
+		long pv = strtol(colon + 1, NULL, 10);
+		if (pv <= 0 || pv > 65535)
+			return -EINVAL;
+		memcpy(port, colon + 1, plen);
+	}
+	port[plen] = '\0';
+	memcpy(host, h, (size_t)(h_end - h));
+	host[h_end - h] = '\0';
+	return 0;
+}

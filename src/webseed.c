@@ -118,55 +118,23 @@ char *bt_webseed_server_key(const char *url)
 {
 	const char *sep = strstr(url, "://");
 	unsigned port;
-	if (!sep || !default_port(url, (size_t)(sep - url), &port))
+	char host[256], port_s[8];
+	if (!sep || !default_port(url, (size_t)(sep - url), &port) ||
+	    bt_url_host_port(url, host, sizeof host, port_s, sizeof port_s))
 		return NULL;
-	const char *auth = sep + 3;
-	size_t alen = strcspn(auth, "/?#");
-	/* User info ends at the last '@' of the authority (a password may hold another). */
-	for (size_t i = alen; i > 0; i--)
-		if (auth[i - 1] == '@') {
-			auth += i;
-			alen -= i;
-			break;
-		}
-	size_t hlen;
-	if (alen > 0 && auth[0] == '[') {
-		const char *close = memchr(auth, ']', alen);
-		if (!close)
-			return NULL;
-		hlen = (size_t)(close - auth) + 1;
-	} else {
-		const char *colon = memchr(auth, ':', alen);
-		hlen = colon ? (size_t)(colon - auth) : alen;
-	}
-	if (hlen == 0 || (hlen == 2 && auth[0] == '['))
-		return NULL;
-	if (hlen < alen) {
-		if (auth[hlen] != ':')
-			return NULL;
-		const char *p = auth + hlen + 1, *e = auth + alen;
-		if (p < e) {
-			unsigned v = 0;
-			for (; p < e; p++) {
-				if (*p < '0' || *p > '9' ||
-				    (v = v * 10 + (unsigned)(*p - '0')) > 65535)
-					return NULL;
-			}
-			if (v == 0)
-				return NULL;
-			port = v;
-		}
-	}
+	if (port_s[0])
+		port = (unsigned)strtoul(port_s, NULL, 10);
 	struct bt_buf b;
 	bt_buf_init(&b);
 	for (const char *p = url; p < sep; p++)
 		bt_buf_addc(&b, (char)tolower((unsigned char)*p));
 	bt_buf_adds(&b, "://");
-	for (size_t i = 0; i < hlen; i++)
-		bt_buf_addc(&b, (char)tolower((unsigned char)auth[i]));
-	char tail[8];
-	snprintf(tail, sizeof tail, ":%u", port);
-	bt_buf_adds(&b, tail);
+	bool v6 = strchr(host, ':') != NULL;
+	if (v6)
+		bt_buf_addc(&b, '[');
+	for (const char *p = host; *p; p++)
+		bt_buf_addc(&b, (char)tolower((unsigned char)*p));
+	bt_buf_printf(&b, "%s:%u", v6 ? "]" : "", port);
 	bt_buf_addc(&b, 0);
 	return (char *)b.data;
 }

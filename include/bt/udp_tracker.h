@@ -62,7 +62,4 @@ struct bt_udp_req *bt_udp_scrape(struct bt_udp_tracker *u, const char *url,
 /* Cancels an announce or a scrape whose callback has not run. NULL is a no-op. */
 void bt_udp_cancel(struct bt_udp_req *r);
 
-/* Splits "scheme://host:port/..." into host (brackets removed) and port; 0 or -EINVAL. */
-int bt_url_host_port(const char *url, char *host, size_t host_len, char *port, size_t port_len);
-
 #endif

@@ -142,5 +142,13 @@ int bt_read_file(const char *path, size_t max_len, uint8_t **data_out, size_t *l
  * host:port arguments (--peer, handshake, DHT routers).
  */
 int bt_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
+/*
+ * Splits a URL's authority, "scheme://[user@]host[:port]/...", into host (an IPv6 address
+ * without its brackets) and port, "" when the URL gives none (the scheme's default). User info
+ * ends at the authority's last '@'. 0, or -EINVAL for no "://", an empty host, an unclosed
+ * bracket, anything but ':' after one, a port that is not 1 to 65535, or a part too long for
+ * its buffer. The one parser of URL authorities (UDP trackers, web seeds' servers).
+ */
+int bt_url_host_port(const char *url, char *host, size_t host_len, char *port, size_t port_len);
 
 #endif

@@ -233,6 +233,34 @@ static void test_split_host_port(void **state)
 			 -EINVAL);
 }
 
+/* A URL's authority: user info skipped, brackets removed, the port "" when not given. */
+static void test_url_host_port(void **state)
+{
+	(void)state;
+	char host[64], port[8];
+	assert_int_equal(
+		bt_url_host_port("udp://[::1]:6969/announce", host, sizeof host, port, sizeof port),
+		0);
+	assert_string_equal(host, "::1");
+	assert_string_equal(port, "6969");
+	assert_int_equal(
+		bt_url_host_port("https://u:p@w@h.example/x", host, sizeof host, port, sizeof port),
+		0);
+	assert_string_equal(host, "h.example");
+	assert_string_equal(port, "");
+	assert_int_equal(bt_url_host_port("http://h:?q", host, sizeof host, port, sizeof port), 0);
+	assert_string_equal(host, "h");
+	assert_string_equal(port, "");
+	const char *bad[] = {"h/x",	     "http:///x",    "http://h:0/",   "http://h:65536/",
+			     "http://h:8x/", "http://[::1/", "http://[::1]x", "http://[]/"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		assert_int_equal(bt_url_host_port(bad[i], host, sizeof host, port, sizeof port),
+				 -EINVAL);
+	/* Too long for the buffers. */
+	assert_int_equal(bt_url_host_port("http://h.example/", host, 5, port, sizeof port),
+			 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +274,7 @@ int main(void)
 		cmocka_unit_test(test_read_file_pipe_stops),
 		cmocka_unit_test(test_sockaddr),
 		cmocka_unit_test(test_split_host_port),
+		cmocka_unit_test(test_url_host_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
