@@ -185,7 +185,7 @@ static uint64_t *files_done(const struct bt_download *d)
 	if (!m || !m->multi_file || !t)
 		return NULL;
 	uint64_t *done = bt_xcalloc(m->file_count ? m->file_count : 1, sizeof *done);
-	bt_progress_files(m, bt_torrent_have(t), done);
+	bt_progress_files(m, bt_torrent_have(t), done, NULL);
 	return done;
 }
 
@@ -230,8 +230,7 @@ static uint64_t *files_reported(const struct bt_download *d, uint64_t **prefix_o
 		return NULL;
 	uint64_t *done = bt_xcalloc(m->file_count, sizeof *done);
 	uint64_t *prefix = bt_xcalloc(m->file_count, sizeof *prefix);
-	bt_progress_files(m, bt_torrent_have(t), done);
-	bt_progress_files_prefix(m, bt_torrent_have(t), prefix);
+	bt_progress_files(m, bt_torrent_have(t), done, prefix);
 	for (size_t i = 0; i < m->file_count; i++)
 		if (m->files[i].pad || !bt_download_file_selected(d, i))
 			done[i] = prefix[i] = 0;

@@ -142,48 +142,28 @@ void bt_progress_checking_line(char *out, size_t n, uint32_t done, uint32_t tota
 }
 
 void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *have,
-		       uint64_t *done_out)
+		       uint64_t *done_out, uint64_t *prefix_out)
 {
 	int64_t plen = m->piece_length;
 	for (size_t i = 0; i < m->file_count; i++) {
 		const struct bt_meta_file *f = &m->files[i];
-		done_out[i] = 0;
-		if (f->pad) {
-			done_out[i] = (uint64_t)f->length;
-			continue;
-		}
-		if (f->length == 0)
-			continue;
+		done_out[i] = f->pad ? (uint64_t)f->length : 0;
+		uint64_t prefix = (uint64_t)f->length;
 		int64_t end = f->offset + f->length;
 		/* Only the pieces that overlap the file: the walk is O(pieces + files) overall. */
-		for (int64_t k = f->offset / plen; k * plen < end && k < m->piece_count; k++) {
-			if (!bt_bitfield_get(have, (uint32_t)k))
-				continue;
+		for (int64_t k = f->offset / plen;
+		     !f->pad && f->length && k * plen < end && k < m->piece_count; k++) {
 			int64_t lo = k * plen > f->offset ? k * plen : f->offset;
+			if (!bt_bitfield_get(have, (uint32_t)k)) {
+				if (prefix == (uint64_t)f->length)
+					prefix = (uint64_t)(lo - f->offset); /* the first gap */
+				continue;
+			}
 			int64_t hi = (k + 1) * plen < end ? (k + 1) * plen : end;
 			done_out[i] += (uint64_t)(hi - lo);
 		}
-	}
-}
-
-void bt_progress_files_prefix(const struct bt_metainfo *m, const struct bt_bitfield *have,
-			      uint64_t *prefix_out)
-{
-	int64_t plen = m->piece_length;
-	for (size_t i = 0; i < m->file_count; i++) {
-		const struct bt_meta_file *f = &m->files[i];
-		prefix_out[i] = (uint64_t)f->length;
-		if (f->pad || f->length == 0)
-			continue;
-		int64_t end = f->offset + f->length;
-		/* Files are in order, so the walk stops at the first gap: O(pieces + files). */
-		for (int64_t k = f->offset / plen; k * plen < end && k < m->piece_count; k++) {
-			if (!bt_bitfield_get(have, (uint32_t)k)) {
-				int64_t lo = k * plen > f->offset ? k * plen : f->offset;
-				prefix_out[i] = (uint64_t)(lo - f->offset);
-				break;
-			}
-		}
+		if (prefix_out)
+			prefix_out[i] = prefix;
 	}
 }
 

@@ -77,14 +77,14 @@ void bt_progress_json(struct bt_buf *out, const struct bt_progress *p);
 /* "checking  37%  (120 of 320 pieces)": the recheck of data already on disk. */
 void bt_progress_checking_line(char *out, size_t n, uint32_t done, uint32_t total);
 
-/* For each of m's files, the bytes covered by pieces set in have (done_out holds file_count
- * entries; a pad file counts as done). */
+/*
+ * For each of m's files, in one walk over the pieces that overlap it: the bytes covered by
+ * pieces set in have (done_out, file_count entries; a pad file counts as done) and, unless
+ * prefix_out is NULL, the bytes from its start up to the first piece not in have (a pad file,
+ * or an empty one, counts as whole).
+ */
 void bt_progress_files(const struct bt_metainfo *m, const struct bt_bitfield *have,
-		       uint64_t *done_out);
-/* For each of m's files, the bytes from its start up to the first piece not in have (a pad
- * file, or an empty one, counts as whole). */
-void bt_progress_files_prefix(const struct bt_metainfo *m, const struct bt_bitfield *have,
-			      uint64_t *prefix_out);
+		       uint64_t *done_out, uint64_t *prefix_out);
 /*
  * Picks the files for one JSON line: of the count files (done_now[i] against said[i], what the
  * lines said last, UINT64_MAX for never), at most max changed ones, going round from *cursor so

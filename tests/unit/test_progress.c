@@ -123,19 +123,19 @@ static void test_files_from_verified_pieces(void **state)
 	struct bt_bitfield have;
 	bt_bitfield_init(&have, 4);
 	uint64_t done[4];
-	bt_progress_files(&m, &have, done);
+	bt_progress_files(&m, &have, done, NULL);
 	assert_int_equal(done[0], 0);
 	assert_int_equal(done[1], 2); /* pad files count as done */
 	assert_int_equal(done[2], 0);
 	assert_int_equal(done[3], 0);
 	bt_bitfield_set(&have, 1); /* bytes 4..7: a's last 2 and the pad */
 	bt_bitfield_set(&have, 3); /* byte 12: b's last */
-	bt_progress_files(&m, &have, done);
+	bt_progress_files(&m, &have, done, NULL);
 	assert_int_equal(done[0], 2);
 	assert_int_equal(done[2], 1);
 	bt_bitfield_set(&have, 0);
 	bt_bitfield_set(&have, 2);
-	bt_progress_files(&m, &have, done);
+	bt_progress_files(&m, &have, done, NULL);
 	assert_int_equal(done[0], 6);
 	assert_int_equal(done[2], 5);
 	bt_bitfield_deinit(&have);
@@ -158,22 +158,22 @@ static void test_prefix_stops_at_the_first_gap(void **state)
 				.file_count = 3};
 	struct bt_bitfield have;
 	bt_bitfield_init(&have, 5);
-	uint64_t prefix[3];
+	uint64_t done[3], prefix[3];
 	bt_bitfield_set(&have, 1);
 	bt_bitfield_set(&have, 3);
-	bt_progress_files_prefix(&m, &have, prefix);
+	bt_progress_files(&m, &have, done, prefix);
 	assert_int_equal(prefix[0], 0); /* piece 0 missing: nothing readable, whatever follows */
 	assert_int_equal(prefix[1], 0); /* b starts inside piece 2, missing */
 	assert_int_equal(prefix[2], 0); /* an empty file is whole */
 	bt_bitfield_set(&have, 0);
-	bt_progress_files_prefix(&m, &have, prefix);
+	bt_progress_files(&m, &have, done, prefix);
 	assert_int_equal(prefix[0], 8); /* up to piece 2 */
 	bt_bitfield_set(&have, 2);
-	bt_progress_files_prefix(&m, &have, prefix);
+	bt_progress_files(&m, &have, done, prefix);
 	assert_int_equal(prefix[0], 10);
 	assert_int_equal(prefix[1], 6); /* bytes 10..15; piece 4 missing */
 	bt_bitfield_set(&have, 4);
-	bt_progress_files_prefix(&m, &have, prefix);
+	bt_progress_files(&m, &have, done, prefix);
 	assert_int_equal(prefix[1], 8);
 	bt_bitfield_deinit(&have);
 }
