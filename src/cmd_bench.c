@@ -450,17 +450,19 @@ static int run_bench(struct bench *b)
 	if (interrupted)
 		goto out;
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && files_equal(b->data, b->out);
-	double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-		     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	double user = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	double sys = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	double cpu = user + sys;
 	double bps = (double)b->size / wall;
 	if (b->json) {
 		printf("{\"size\":%llu,\"piece_length\":%lld,\"seeders\":%u,\"verified\":%s,"
 		       "\"wall_s\":%.3f,\"mib_per_s\":%.1f,\"first_byte_s\":%.3f,"
 		       "\"peers_connected\":%zu,\"peers_used\":%zu,"
-		       "\"cpu_s\":%.3f,\"seeders_cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"peers\":[",
+		       "\"cpu_s\":%.3f,\"cpu_user_s\":%.3f,\"cpu_system_s\":%.3f,"
+		       "\"seeders_cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"peers\":[",
 		       (unsigned long long)b->size, (long long)b->piece_length, b->seeders,
 		       ok ? "true" : "false", wall, bps / (1 << 20), sum.first_byte, sum.peers_max,
-		       sum.peers_used, cpu, seed_cpu, ru.ru_maxrss);
+		       sum.peers_used, cpu, user, sys, seed_cpu, ru.ru_maxrss);
 		for (unsigned i = 0; i < b->seeders; i++)
 			printf("%s{\"address\":\"127.0.0.%u:%u\",\"bytes\":%llu}", i ? "," : "",
 			       11 + i, BASE_PORT + i, (unsigned long long)sum.peer_bytes[i]);
@@ -477,8 +479,8 @@ static int run_bench(struct bench *b)
 		printf("first byte      %.3f s\n", sum.first_byte);
 		printf("peers           %zu connected, %zu sent data (of %u seeders)\n",
 		       sum.peers_max, sum.peers_used, b->seeders);
-		printf("CPU, download   %.2f s (%.2f s per GiB)\n", cpu,
-		       cpu / ((double)b->size / (1 << 30)));
+		printf("CPU, download   %.2f s (%.2f s per GiB; user %.2f s, system %.2f s)\n", cpu,
+		       cpu / ((double)b->size / (1 << 30)), user, sys);
 		printf("CPU, seeders    %.2f s in all\n", seed_cpu);
 		printf("peak memory     %.1f MiB (downloader)\n", ru.ru_maxrss / 1024.0);
 		printf("share per seeder:\n");
