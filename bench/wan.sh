@@ -39,6 +39,10 @@ Usage: bench/wan.sh [options]
   --timeout S       give up on a download after S seconds (default 180)
   --keep            keep the work directory
   --build DIR       meson build directory (default: build/)
+
+Environment, for looking into one of our runs: WAN_TORRENT_ARGS adds options to our download
+(e.g. "--stats FILE" or "--progress=json", its output kept with --keep), WAN_TORRENT_WRAP puts
+a command before it (e.g. "strace -f -tt -o FILE").
 EOF
 }
 
@@ -230,7 +234,7 @@ run_one() {
 	mkdir -p "$out" "$run"
 	case $c in
 	torrent | torrent-base)
-		cmd=("$work/$c" download -o "$out/data.bin" -p $((port_base + 5)) --listen "$net.5" "$tor")
+		cmd=(${WAN_TORRENT_WRAP:-} "$work/$c" download -o "$out/data.bin" -p $((port_base + 5)) --listen "$net.5" ${WAN_TORRENT_ARGS:-} "$tor")
 		watch=("$out/data.bin.part" "$out/data.bin") ;;
 	libtorrent)
 		cmd=("$PY" "$bench/ltclient.py" "$tor" "$out" "$net.4" $((port_base + 4)))

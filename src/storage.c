@@ -364,6 +364,8 @@ int bt_storage_open_select(struct bt_storage **out, const struct bt_metainfo *m,
 	if (sel && sel->parts)
 		s->parts_path = bt_xstrdup(sel->parts);
 	s->head = s->tail = NONE;
+	s->flush_after = 1.0;
+	s->flushed_at = bt_now();
 	bt_buf_init(&s->made_dirs);
 	/* "out/" and "out" are the same directory; keep messages free of "out//a". */
 	size_t rl = strlen(root);
@@ -516,17 +518,21 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 #define WRITE_SLICE ((size_t)256 << 10)
 
 /*
- * Every FLUSH_EVERY bytes written to a file, its writeback is started beside the loop, so the
- * fsync at the end finds most of the file already on its way to the disk.
+ * Every FLUSH_EVERY bytes written to a file, or once flush_after seconds (1 unless a test says)
+ * have passed since the last request, its writeback is started beside the loop, so the fsync at the
+ * end finds most of the file already on its way to the disk: at most 32 MiB at loopback rates, at
+ * most about a second's worth at slower ones (where 32 MiB would be much of the download).
  */
 static void note_written(struct bt_storage *s, size_t file, int fd, int64_t n)
 {
 	if (!s->unflushed)
 		s->unflushed = bt_xcalloc(s->m->file_count, sizeof *s->unflushed);
 	s->unflushed[file] += n;
-	if (s->unflushed[file] < FLUSH_EVERY)
+	double now = bt_now();
+	if (s->unflushed[file] < FLUSH_EVERY && now - s->flushed_at < s->flush_after)
 		return;
 	s->unflushed[file] = 0;
+	s->flushed_at = now;
 	if (!s->flusher)
 		s->flusher = bt_flusher_new();
 	bt_flusher_submit(s->flusher, fd);
@@ -604,6 +610,11 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 	struct io io = {.s = s, .in = data, .err = err};
 	return bt_storage_map(m, (int64_t)index * m->piece_length, bt_meta_piece_size(m, index),
 			      write_segment, &io);
+}
+
+void bt_storage_set_flush_after(struct bt_storage *s, double seconds)
+{
+	s->flush_after = seconds;
 }
 
 size_t bt_storage_writebacks(struct bt_storage *s)

@@ -50,6 +50,8 @@ struct bt_storage {
 	/* Early writeback (flusher.h): bytes written to each file since its last request. */
 	struct bt_flusher *flusher; /* made on the first request */
 	int64_t *unflushed;	    /* m->file_count entries */
+	double flushed_at;	    /* bt_now() of the last request (or of the open) */
+	double flush_after;	    /* seconds: a request at the next write after this long */
 };
 
 int bt_storage_open_path(struct bt_storage *s, size_t i, bool create, struct stat *st,

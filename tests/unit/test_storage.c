@@ -421,6 +421,7 @@ static void test_writeback_started_early(void **state)
 	struct bt_err err = {""};
 	struct bt_storage *s = NULL;
 	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
+	bt_storage_set_flush_after(s, 1e9); /* the sizes alone, however slow the writes */
 	assert_int_equal(bt_storage_writebacks(s), 0);
 	for (uint32_t i = 0; i < 31; i++)
 		assert_int_equal(bt_storage_write_piece(s, i, data, &err), 0);
@@ -434,6 +435,38 @@ static void test_writeback_started_early(void **state)
 	assert_int_equal(bt_storage_sync(s, &err), 0);
 	bt_storage_free(s);
 	assert_int_equal(file_size(root), total);
+	free(data);
+	free(root);
+	bt_meta_deinit(&m);
+}
+
+/* At the rates of a slow swarm, a second without a request is enough: the final fsync then
+ * has about a second's worth left, not up to 32 MiB. */
+static void test_writeback_after_a_while(void **state)
+{
+	const char *dir = *state;
+	struct bt_metainfo m;
+	const int64_t piece = 64 << 10;
+	parse_single(&m, "slow.bin", 4 * piece, piece);
+	char *root = join(dir, "slow.bin");
+	uint8_t *data = pattern((size_t)piece);
+	struct bt_err err = {""};
+	struct bt_storage *s = NULL;
+	assert_int_equal(bt_storage_open(&s, &m, root, BT_STORAGE_CREATE, &err), 0);
+	bt_storage_set_flush_after(s, 0.5);
+	assert_int_equal(bt_storage_write_piece(s, 0, data, &err), 0);
+	assert_int_equal(bt_storage_write_piece(s, 1, data, &err), 0);
+	usleep(50000);
+	assert_int_equal(bt_storage_writebacks(s), 0); /* neither 32 MiB nor 0.5 s yet */
+	usleep(550000);
+	assert_int_equal(bt_storage_write_piece(s, 2, data, &err), 0);
+	for (int k = 0; k < 500 && bt_storage_writebacks(s) < 1; k++)
+		usleep(10000);
+	assert_int_equal(bt_storage_writebacks(s), 1);
+	assert_int_equal(bt_storage_write_piece(s, 3, data, &err), 0);
+	assert_int_equal(bt_storage_sync(s, &err), 0);
+	assert_int_equal(bt_storage_writebacks(s), 1); /* the clock starts again at a request */
+	bt_storage_free(s);
 	free(data);
 	free(root);
 	bt_meta_deinit(&m);
@@ -1352,6 +1385,7 @@ int main(void)
 		cmocka_unit_test(test_map_last_short_piece),
 		cmocka_unit_test(test_map_many_files_is_fast),
 		T(test_writeback_started_early),
+		T(test_writeback_after_a_while),
 		T(test_single_file_roundtrip),
 		T(test_multi_file_roundtrip),
 		T(test_selection_side_file),
