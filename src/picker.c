@@ -52,7 +52,13 @@ struct bt_picker {
 	struct bt_geometry geo;
 	uint8_t *state;
 	uint16_t *avail;
-	uint16_t *cmin; /* per chunk: the lowest availability >= 1 of its WANT pieces, or NONE */
+	/*
+	 * Per chunk: at most the lowest availability >= 1 of its WANT pieces, or NONE when it has
+	 * none. Kept as a lower bound (a piece leaving WANT or becoming more common never
+	 * raises it) and made exact whenever a search reads the chunk: starting a piece costs
+	 * nothing here, and a stale minimum costs one extra read of 64 pieces.
+	 */
+	uint16_t *cmin;
 	uint32_t nchunks;
 	uint32_t *level_count; /* WANT pieces at each availability, for the lowest level */
 	uint32_t levels;
@@ -97,39 +103,26 @@ static void ensure_level(struct bt_picker *p, uint32_t level)
 	p->levels = n;
 }
 
-/* The chunk's minimum, from its pieces. */
-static void chunk_recompute(struct bt_picker *p, uint32_t c)
+/* Availability a (of a WANT piece in chunk c) lowers the chunk's bound if it must. */
+static void chunk_lower(struct bt_picker *p, uint32_t c, uint16_t a)
 {
-	uint32_t lo = c * CHUNK, hi = lo + CHUNK < p->count ? lo + CHUNK : p->count;
-	uint16_t m = CHUNK_NONE;
-	for (uint32_t i = lo; i < hi; i++)
-		if (p->state[i] == WANT && p->avail[i] && (m == CHUNK_NONE || p->avail[i] < m))
-			m = p->avail[i];
-	p->cmin[c] = m;
+	if (a && (p->cmin[c] == CHUNK_NONE || a < p->cmin[c]))
+		p->cmin[c] = a;
 }
 
-/* Piece i (state already WANT) joins its level and its chunk's minimum. */
+/* Piece i (state already WANT) joins its level and lowers its chunk's bound. */
 static void want_add(struct bt_picker *p, uint32_t i)
 {
 	uint16_t a = p->avail[i];
 	ensure_level(p, a);
 	p->level_count[a]++;
-	uint16_t *m = &p->cmin[i / CHUNK];
-	if (a && (*m == CHUNK_NONE || a < *m))
-		*m = a;
+	chunk_lower(p, i / CHUNK, a);
 }
 
-/* Piece i (state still WANT) leaves its level and its chunk's minimum. */
+/* Piece i (state still WANT) leaves its level; its chunk's bound may go stale (see cmin). */
 static void want_remove(struct bt_picker *p, uint32_t i)
 {
-	uint16_t a = p->avail[i];
-	p->level_count[a]--;
-	if (a && a == p->cmin[i / CHUNK]) {
-		p->state[i] =
-			SKIP; /* so the recount leaves it out; the caller sets the real state */
-		chunk_recompute(p, i / CHUNK);
-		p->state[i] = WANT;
-	}
+	p->level_count[p->avail[i]]--;
 }
 
 struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bitfield *have,
@@ -180,43 +173,27 @@ void bt_picker_free(struct bt_picker *p)
 	free(p);
 }
 
-/*
- * Availability of piece i by one, up or down (clamped to 0 and UINT16_MAX). Returns whether
- * its chunk's minimum may now be too low (a WANT piece at the minimum went up, or to 0): the
- * caller recomputes the chunk, once for a whole bitfield.
- */
-static bool step_avail(struct bt_picker *p, uint32_t i, int delta)
+/* Availability of piece i by one, up or down (clamped to 0 and UINT16_MAX). */
+static void step_avail(struct bt_picker *p, uint32_t i, int delta)
 {
 	uint16_t a = p->avail[i];
 	if ((delta < 0 && a == 0) || (delta > 0 && a == UINT16_MAX))
-		return false;
+		return;
 	uint16_t b = (uint16_t)(a + delta);
 	p->avail[i] = b;
 	if (p->state[i] != WANT)
-		return false;
+		return;
 	p->level_count[a]--;
 	ensure_level(p, b);
 	p->level_count[b]++;
-	uint16_t *m = &p->cmin[i / CHUNK];
-	if (b && (*m == CHUNK_NONE || b < *m)) {
-		*m = b;
-		return false;
-	}
-	return a == *m;
+	chunk_lower(p, i / CHUNK, b);
 }
 
-/* A peer's whole bitfield, a chunk at a time: each chunk's minimum recomputed at most once. */
 static void bitfield_avail(struct bt_picker *p, const struct bt_bitfield *has, int delta)
 {
-	for (uint32_t c = 0; c < p->nchunks; c++) {
-		uint32_t lo = c * CHUNK, hi = lo + CHUNK < p->count ? lo + CHUNK : p->count;
-		bool stale = false;
-		for (uint32_t i = lo; i < hi; i++)
-			if (bt_bitfield_get(has, i))
-				stale |= step_avail(p, i, delta);
-		if (stale)
-			chunk_recompute(p, c);
-	}
+	for (uint32_t i = 0; i < p->count; i++)
+		if (bt_bitfield_get(has, i))
+			step_avail(p, i, delta);
 }
 
 void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has)
@@ -231,8 +208,8 @@ void bt_picker_remove_peer(struct bt_picker *p, const struct bt_bitfield *has)
 
 void bt_picker_peer_have(struct bt_picker *p, uint32_t piece)
 {
-	if (piece < p->count && step_avail(p, piece, 1))
-		chunk_recompute(p, piece / CHUNK);
+	if (piece < p->count)
+		step_avail(p, piece, 1);
 }
 
 void bt_picker_set_max_partial(struct bt_picker *p, size_t max)
@@ -501,9 +478,14 @@ static size_t find_rarest(struct bt_picker *p, const struct bt_bitfield *has,
 		if (p->cmin[c] == CHUNK_NONE || p->cmin[c] > best)
 			continue;
 		uint32_t lo = c * CHUNK, hi = lo + CHUNK < p->count ? lo + CHUNK : p->count;
+		uint16_t m = CHUNK_NONE; /* the chunk's exact minimum, read on the way */
 		for (uint32_t i = lo; i < hi; i++) {
-			uint32_t a = p->avail[i];
-			if (p->state[i] != WANT || a == 0 || a > best || !bt_bitfield_get(has, i))
+			uint16_t a = p->avail[i];
+			if (p->state[i] != WANT || a == 0)
+				continue;
+			if (m == CHUNK_NONE || a < m)
+				m = a;
+			if (a > best || !bt_bitfield_get(has, i))
 				continue;
 			if (a < best) {
 				best = a;
@@ -518,6 +500,7 @@ static size_t find_rarest(struct bt_picker *p, const struct bt_bitfield *has,
 					cand[j] = i;
 			}
 		}
+		p->cmin[c] = m;
 		if (best == floor && seen >= CANDIDATES)
 			break;
 	}
