@@ -808,6 +808,37 @@ static void test_spilled_hashes(void **state)
 	bt_meta_deinit(&m);
 	unlink(path);
 
+	/* A large file with few hashes (a long comment): mapped, but the info dict kept. */
+	struct bt_buf lb;
+	bt_buf_init(&lb);
+	bt_buf_printf(&lb, "d7:comment%zu:", (size_t)2 << 20);
+	size_t comment_at = lb.len;
+	bt_buf_reserve(&lb, (size_t)2 << 20);
+	memset(lb.data + lb.len, 'c', (size_t)2 << 20);
+	lb.len += (size_t)2 << 20;
+	bt_buf_printf(&lb, "4:infod6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:%see",
+		      HASHES20);
+	strcpy(path, "/tmp/test_metainfo_big_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, lb.data, lb.len), (ssize_t)lb.len);
+	close(fd);
+	struct bt_metainfo parsed;
+	assert_int_equal(bt_meta_parse(&parsed, lb.data, lb.len, &err), 0);
+	assert_int_equal(bt_meta_load_file(&m, path, &err), 0);
+	unlink(path);
+	assert_null(m.spill);
+	assert_non_null(m.info_raw);
+	assert_int_equal(m.info_len, parsed.info_len);
+	assert_memory_equal(m.info_raw, parsed.info_raw, parsed.info_len);
+	assert_memory_equal(m.piece_hashes, HASHES20, 20);
+	assert_memory_equal(m.info_hash, parsed.info_hash, BT_SHA1_LEN);
+	assert_int_equal(strlen(m.comment), (size_t)2 << 20);
+	assert_int_equal(m.comment[0], lb.data[comment_at]);
+	bt_meta_deinit(&parsed);
+	bt_meta_deinit(&m);
+	bt_buf_deinit(&lb);
+
 	/* Small torrents keep the in-memory path. */
 	assert_int_equal(bt_meta_load_file(&m, TEST_DATA_DIR "/example.torrent", &err), 0);
 	assert_null(m.spill);
