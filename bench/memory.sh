@@ -192,7 +192,7 @@ fi
 echo "### Peak RSS, ${size_gib} GiB in ${piece_kib} KiB pieces ($pieces pieces, a $((tsize >> 20)) MiB .torrent)"
 echo
 echo "- command: bench/memory.sh --size $size_gib --piece $piece_kib --download-gib $dl_gib"
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); tree: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); tree: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'); binary: $torrent; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | peak RSS (MiB) | CPU (s) | wall (s) |"
 echo "|---|---:|---:|---:|"
