@@ -98,16 +98,9 @@ int bt_cli_parse_seconds(const char *s, double min, double max, double *out)
 
 int bt_cli_load_torrent(const char *command, const char *path, struct bt_metainfo *m)
 {
-	uint8_t *data;
-	size_t len;
 	struct bt_err err;
-	if (bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, &err)) {
+	if (bt_meta_load_file(m, path, &err)) {
 		bt_cli_error(command, "%s", err.msg);
-		return BT_EXIT_USAGE;
-	}
-	int rc = bt_meta_parse_owned(m, data, len, &err);
-	if (rc) {
-		bt_cli_error(command, "%s: %s", path, err.msg);
 		return BT_EXIT_USAGE;
 	}
 	return 0;

@@ -74,7 +74,20 @@ static void human_size(char *out, size_t n, int64_t bytes)
 		snprintf(out, n, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static void print_text(const struct bt_metainfo *m)
+/* Piece i's hash; false, having said why, if it cannot be read back (a spilled torrent). */
+static bool piece_hash(const char *cmd, const struct bt_metainfo *m, uint32_t i,
+		       uint8_t out[BT_SHA1_LEN])
+{
+	int rc = bt_meta_piece_hash(m, i, out);
+	if (rc)
+		bt_cli_error(cmd,
+			     "piece %" PRIu32 ": cannot read its hash back from our temporary "
+			     "file: %s",
+			     i, strerror(-rc));
+	return rc == 0;
+}
+
+static int print_text(const char *cmd, const struct bt_metainfo *m)
 {
 	const char *tracker = bt_meta_tracker(m);
 	print_labelled("Tracker URL: ", tracker ? tracker : "(none)");
@@ -82,8 +95,12 @@ static void print_text(const struct bt_metainfo *m)
 	print_hex_line("Info Hash: ", m->info_hash, BT_SHA1_LEN);
 	printf("Piece Length: %" PRId64 "\n", m->piece_length);
 	puts("Piece Hashes:");
-	for (uint32_t i = 0; i < m->piece_count; i++)
-		print_hex_line("", m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN);
+	uint8_t h[BT_SHA1_LEN];
+	for (uint32_t i = 0; i < m->piece_count; i++) {
+		if (!piece_hash(cmd, m, i, h))
+			return BT_EXIT_FAILURE;
+		print_hex_line("", h, BT_SHA1_LEN);
+	}
 
 	print_labelled("Name: ", m->orig_name ? m->orig_name : m->name);
 	printf("Piece Count: %" PRIu32 "\n", m->piece_count);
@@ -145,6 +162,7 @@ static void print_text(const struct bt_metainfo *m)
 		puts("Note: this is a hybrid v1+v2 torrent (BEP 52); shown and used through its v1 "
 		     "view.");
 	}
+	return 0;
 }
 
 static void json_strings(struct bt_buf *b, char *const *v, size_t n)
@@ -167,7 +185,7 @@ static void json_opt_str(struct bt_buf *b, int *first, const char *key, const ch
 		bt_buf_adds(b, "null");
 }
 
-static void print_json(const struct bt_metainfo *m)
+static int print_json(const char *cmd, const struct bt_metainfo *m)
 {
 	struct bt_buf b;
 	bt_buf_init(&b);
@@ -182,10 +200,20 @@ static void print_json(const struct bt_metainfo *m)
 	bt_buf_printf(&b, "%" PRId64, m->piece_length);
 	bt_json_key(&b, &first, "piece_hashes");
 	bt_buf_addc(&b, '[');
+	uint8_t h[BT_SHA1_LEN];
 	for (uint32_t i = 0; i < m->piece_count; i++) {
+		if (!piece_hash(cmd, m, i, h)) {
+			bt_buf_deinit(&b);
+			return BT_EXIT_FAILURE;
+		}
 		if (i)
 			bt_buf_addc(&b, ',');
-		bt_json_put_hex(&b, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN);
+		bt_json_put_hex(&b, h, BT_SHA1_LEN);
+		/* A million pieces make 43 MB of JSON: written as it grows, not held whole. */
+		if (b.len >= 65536) {
+			fwrite(b.data, 1, b.len, stdout);
+			b.len = 0;
+		}
 	}
 	bt_buf_addc(&b, ']');
 	json_opt_str(&b, &first, "name", m->orig_name ? m->orig_name : m->name);
@@ -238,6 +266,7 @@ static void print_json(const struct bt_metainfo *m)
 	bt_buf_adds(&b, "}\n");
 	fwrite(b.data, 1, b.len, stdout);
 	bt_buf_deinit(&b);
+	return 0;
 }
 
 static int run(int argc, char **argv)
@@ -270,10 +299,7 @@ static int run(int argc, char **argv)
 	if (!rc)
 		rc = bt_source_fetch_metainfo(cmd, &src, NULL, NULL, 0, 0);
 	if (!rc) {
-		if (json)
-			print_json(&src.m);
-		else
-			print_text(&src.m);
+		rc = json ? print_json(cmd, &src.m) : print_text(cmd, &src.m);
 	}
 	bt_source_deinit(&src);
 	return rc;

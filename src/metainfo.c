@@ -3,12 +3,42 @@
 #include "bt/bencode.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define BAD(...) bt_err_set(err, -EINVAL, __VA_ARGS__)
+
+/* Hashes per cache block: 204 * 20 = 4080 bytes, so that no hash straddles two blocks. */
+#define SPILL_BLOCK_HASHES 204
+/*
+ * Cached blocks: verification goes piece by piece, mostly in order, so a few blocks serve it;
+ * one more keeps a block that serving peers' requests touches from evicting the current one.
+ */
+#define SPILL_BLOCKS 4
+/* Spilling hashes and writes this much at a time; a mapped source drops its pages after each. */
+#define SPILL_CHUNK ((size_t)1 << 20)
+
+struct bt_meta_spill {
+	int fd;			   /* unlinked: closing it is all the clean-up there is */
+	size_t hashes_off;	   /* of the `pieces` string's bytes in the info dict */
+	int64_t tag[SPILL_BLOCKS]; /* the block each slot holds, or -1 */
+	unsigned next; /* the slot to reuse next (round robin: the order is mostly linear) */
+	uint8_t block[SPILL_BLOCKS][SPILL_BLOCK_HASHES * BT_SHA1_LEN];
+	uint8_t *at; /* bt_meta_info_at's buffer, allocated at its first use */
+};
+
+/* Where the source of an info dict lives, which decides what m keeps and how it is read. */
+enum source {
+	SRC_COPY,   /* the caller's: copied (or spilled) */
+	SRC_OWNED,  /* a buffer m takes over (bt_meta_parse_owned): kept unless spilled */
+	SRC_MAPPED, /* a mapped file: copied or spilled, its pages dropped as they are spilled */
+};
 
 static char *node_strdup(const struct bt_benc_node *n)
 {
@@ -422,35 +452,140 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
 	return 0;
 }
 
-/*
- * The part shared by a whole .torrent and a bare info dict (BEP 9): keeps the info dict's own
- * bytes, checks it, and hashes exactly those bytes. On failure m is deinitialised.
- */
-static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, bool alias,
-		     struct bt_err *err)
+static int write_all(int fd, const uint8_t *p, size_t n)
 {
-	if (alias) {
-		m->info_raw = (uint8_t *)info->raw; /* the caller's buffer, made m's at the end */
-	} else {
-		m->info_raw = bt_xmalloc(info->raw_len);
-		memcpy(m->info_raw, info->raw, info->raw_len);
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		n -= (size_t)w;
 	}
-	m->info_len = info->raw_len;
-	int rc = parse_info(m, info, err);
-	if (rc) {
-		if (alias)
-			m->info_raw = NULL;
-		bt_meta_deinit(m);
-		return rc;
-	}
-	bt_sha1(info->raw, info->raw_len, m->info_hash);
-	if (m->hybrid)
-		bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
 	return 0;
 }
 
-/* alias: info_raw points into p until the caller makes it m's own (bt_meta_parse_owned). */
-static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, bool alias,
+static int read_all(int fd, uint8_t *p, size_t n, size_t off)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO; /* 0: the file is shorter than we wrote it */
+		p += r;
+		n -= (size_t)r;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* A new unlinked file in $TMPDIR (or /tmp) that only we hold, or a negative errno. */
+static int spill_file(const char **dir_out)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !dir[0])
+		dir = "/tmp";
+	*dir_out = dir;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	/* Not every file system has O_TMPFILE: a named file, unlinked at once. */
+	size_t n = strlen(dir) + sizeof "/torrent-info-XXXXXX";
+	char *path = bt_xmalloc(n);
+	snprintf(path, n, "%s/torrent-info-XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	int rc = fd < 0 ? -errno : 0;
+	if (fd >= 0)
+		unlink(path);
+	free(path);
+	return fd >= 0 ? fd : rc;
+}
+
+/*
+ * Writes the info dict to a spill file and hashes it on the way, a chunk at a time; from a
+ * mapping, each chunk's pages are given back once done, so the dict is never all resident.
+ */
+static int spill(struct bt_metainfo *m, const uint8_t *raw, size_t len, size_t hashes_off,
+		 bool mapped, struct bt_err *err)
+{
+	const char *dir;
+	int fd = spill_file(&dir);
+	if (fd < 0)
+		return bt_err_set(err, fd,
+				  "info: cannot make a temporary file in '%s' for %u "
+				  "piece hashes: %s",
+				  dir, m->piece_count, strerror(-fd));
+	if (m->hybrid)
+		bt_sha256(raw, len, m->info_hash_v2); /* no incremental SHA-256: rare enough */
+	struct bt_sha1_ctx *h = bt_sha1_new();
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t mask = page > 0 ? (uintptr_t)page - 1 : 4095;
+	int rc = 0;
+	for (size_t off = 0; off < len && !rc; off += SPILL_CHUNK) {
+		size_t n = len - off < SPILL_CHUNK ? len - off : SPILL_CHUNK;
+		bt_sha1_update(h, raw + off, n);
+		rc = write_all(fd, raw + off, n);
+		uintptr_t a = ((uintptr_t)(raw + off) + mask) & ~mask,
+			  b = (uintptr_t)(raw + off + n) & ~mask;
+		if (mapped && b > a)
+			madvise((void *)a, b - a, MADV_DONTNEED);
+	}
+	bt_sha1_final(h, m->info_hash);
+	bt_sha1_free(h);
+	if (rc) {
+		close(fd);
+		return bt_err_set(err, rc,
+				  "info: cannot write %zu bytes to a temporary file in '%s': %s",
+				  len, dir, strerror(-rc));
+	}
+	struct bt_meta_spill *s = bt_xcalloc(1, sizeof *s);
+	s->fd = fd;
+	s->hashes_off = hashes_off;
+	for (int k = 0; k < SPILL_BLOCKS; k++)
+		s->tag[k] = -1;
+	m->spill = s;
+	return 0;
+}
+
+/*
+ * The part shared by a whole .torrent and a bare info dict (BEP 9): checks the info dict, hashes
+ * exactly its bytes, and keeps them: in memory (a copy, or the owned buffer they are in), or in
+ * a spill file when the piece hashes are large. On failure m is deinitialised.
+ */
+static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, enum source src,
+		     struct bt_err *err)
+{
+	/* While checking, info_raw points at the source; what m keeps is decided after. */
+	m->info_raw = (uint8_t *)info->raw;
+	m->info_len = info->raw_len;
+	int rc = parse_info(m, info, err);
+	size_t hashes_off = rc ? 0 : (size_t)(m->piece_hashes - m->info_raw);
+	if (!rc && (size_t)m->piece_count * BT_SHA1_LEN > BT_META_SPILL_HASHES) {
+		m->info_raw = NULL;
+		m->piece_hashes = NULL;
+		rc = spill(m, info->raw, info->raw_len, hashes_off, src == SRC_MAPPED, err);
+	} else if (!rc) {
+		bt_sha1(info->raw, info->raw_len, m->info_hash);
+		if (m->hybrid)
+			bt_sha256(info->raw, info->raw_len, m->info_hash_v2);
+		if (src != SRC_OWNED) {
+			m->info_raw = bt_xmalloc(info->raw_len);
+			memcpy(m->info_raw, info->raw, info->raw_len);
+			m->piece_hashes = m->info_raw + hashes_off;
+		}
+	}
+	if (rc) {
+		if (m->info_raw == info->raw)
+			m->info_raw = NULL; /* the source is not m's to free */
+		bt_meta_deinit(m);
+	}
+	return rc;
+}
+
+/* src is SRC_OWNED: info_raw points into p until the caller makes it m's (bt_meta_parse_owned). */
+static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, enum source src,
 			 struct bt_err *err)
 {
 	memset(m, 0, sizeof *m);
@@ -469,7 +604,7 @@ static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, bo
 	else if (info->type != BT_BENC_DICT)
 		rc = BAD("'info' is not a dictionary");
 	if (!rc)
-		rc = load_info(m, info, alias, err);
+		rc = load_info(m, info, src, err);
 	if (rc) {
 		bt_benc_doc_deinit(&doc);
 		return rc;
@@ -486,14 +621,14 @@ static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, bo
 
 int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt_err *err)
 {
-	return parse_torrent(m, p, len, false, err);
+	return parse_torrent(m, p, len, SRC_COPY, err);
 }
 
 int bt_meta_parse_owned(struct bt_metainfo *m, uint8_t *p, size_t len, struct bt_err *err)
 {
-	int rc = parse_torrent(m, p, len, true, err);
-	if (rc) {
-		free(p);
+	int rc = parse_torrent(m, p, len, SRC_OWNED, err);
+	if (rc || !m->info_raw) {
+		free(p); /* failed, or spilled */
 		return rc;
 	}
 	/*
@@ -520,7 +655,7 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 		return bt_err_set(err, -EINVAL, "info: bencode: %s", perr.msg);
 	const struct bt_benc_node *root = bt_benc_root(&doc);
 	int rc = root->type != BT_BENC_DICT ? BAD("'info' is not a dictionary")
-					    : load_info(m, root, false, err);
+					    : load_info(m, root, SRC_COPY, err);
 	bt_benc_doc_deinit(&doc);
 	if (rc)
 		return rc;
@@ -538,6 +673,123 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 	return 0;
 }
 
+int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
+			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+{
+	if (src->info_raw)
+		return bt_meta_parse_info(m, src->info_raw, src->info_len, tiers, tier_count, err);
+	memset(m, 0, sizeof *m);
+	uint8_t *info = bt_xmalloc(src->info_len ? src->info_len : 1);
+	int rc = bt_meta_info_read(src, 0, info, src->info_len);
+	if (rc)
+		bt_err_set(err, rc,
+			   "info: cannot read the info dict back from its temporary file: %s",
+			   strerror(-rc));
+	else
+		rc = bt_meta_parse_info(m, info, src->info_len, tiers, tier_count, err);
+	free(info);
+	return rc;
+}
+
+/* rc, with err's message prefixed by the path (a parse error says where, not in which file). */
+static int in_file(const char *path, int rc, struct bt_err *err)
+{
+	if (rc && err) {
+		char msg[BT_ERR_MAX];
+		memcpy(msg, err->msg, sizeof msg);
+		bt_err_set(err, rc, "%s: %s", path, msg);
+	}
+	return rc;
+}
+
+int bt_meta_load_file(struct bt_metainfo *m, const char *path, struct bt_err *err)
+{
+	memset(m, 0, sizeof *m);
+	struct stat st;
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size <= BT_META_SPILL_HASHES ||
+	    (uint64_t)st.st_size > BT_META_MAX_FILE_SIZE) {
+		/* Small files, pipes and every error: read whole, with bt_read_file's messages. */
+		if (fd >= 0)
+			close(fd);
+		uint8_t *data;
+		size_t len;
+		int rc = bt_read_file(path, BT_META_MAX_FILE_SIZE, &data, &len, err);
+		return rc ? rc : in_file(path, bt_meta_parse_owned(m, data, len, err), err);
+	}
+	/*
+	 * Mapped, a large file costs memory only for the pages touched: the parser skips over the
+	 * piece hashes, and spilling them gives their pages back as it goes.
+	 */
+	size_t len = (size_t)st.st_size;
+	void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	int e = errno;
+	close(fd);
+	if (map == MAP_FAILED)
+		return bt_err_set(err, -e, "cannot map '%s': %s", path, strerror(e));
+	int rc = parse_torrent(m, map, len, SRC_MAPPED, err);
+	munmap(map, len);
+	return in_file(path, rc, err);
+}
+
+int bt_meta_info_read(const struct bt_metainfo *m, size_t off, uint8_t *out, size_t len)
+{
+	if (off > m->info_len || len > m->info_len - off)
+		return -EINVAL;
+	if (m->info_raw) {
+		memcpy(out, m->info_raw + off, len);
+		return 0;
+	}
+	return m->spill ? read_all(m->spill->fd, out, len, off) : -EINVAL;
+}
+
+const uint8_t *bt_meta_info_at(const struct bt_metainfo *m, size_t off, size_t len)
+{
+	if (off > m->info_len || len > m->info_len - off)
+		return NULL;
+	if (m->info_raw)
+		return m->info_raw + off;
+	if (!m->spill || len > BT_META_INFO_AT_MAX)
+		return NULL;
+	struct bt_meta_spill *s = m->spill;
+	if (!s->at)
+		s->at = bt_xmalloc(BT_META_INFO_AT_MAX);
+	return read_all(s->fd, s->at, len, off) ? NULL : s->at;
+}
+
+int bt_meta_piece_hash(const struct bt_metainfo *m, uint32_t i, uint8_t out[BT_SHA1_LEN])
+{
+	if (i < m->piece_count && m->piece_hashes) {
+		memcpy(out, m->piece_hashes + (size_t)i * BT_SHA1_LEN, BT_SHA1_LEN);
+		return 0;
+	}
+	memset(out, 0, BT_SHA1_LEN);
+	if (i >= m->piece_count || !m->spill)
+		return -EINVAL;
+	struct bt_meta_spill *s = m->spill;
+	int64_t blk = i / SPILL_BLOCK_HASHES;
+	int slot = -1;
+	for (int k = 0; k < SPILL_BLOCKS && slot < 0; k++)
+		if (s->tag[k] == blk)
+			slot = k;
+	if (slot < 0) {
+		slot = (int)s->next;
+		s->next = (s->next + 1) % SPILL_BLOCKS;
+		uint32_t first = (uint32_t)blk * SPILL_BLOCK_HASHES;
+		uint32_t n = m->piece_count - first < SPILL_BLOCK_HASHES ? m->piece_count - first
+									 : SPILL_BLOCK_HASHES;
+		s->tag[slot] = -1;
+		int rc = read_all(s->fd, s->block[slot], (size_t)n * BT_SHA1_LEN,
+				  s->hashes_off + (size_t)first * BT_SHA1_LEN);
+		if (rc)
+			return rc;
+		s->tag[slot] = blk;
+	}
+	memcpy(out, s->block[slot] + (size_t)(i % SPILL_BLOCK_HASHES) * BT_SHA1_LEN, BT_SHA1_LEN);
+	return 0;
+}
+
 /* key and its list of strings. */
 static void put_strings(struct bt_buf *out, const char *key, char *const *v, size_t n)
 {
@@ -550,7 +802,7 @@ static void put_strings(struct bt_buf *out, const char *key, char *const *v, siz
 
 int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out)
 {
-	if (!m->info_raw || !m->info_len)
+	if ((!m->info_raw && !m->spill) || !m->info_len)
 		return -EINVAL;
 	/* Keys in byte order; the info dict goes in verbatim so its hash cannot change. */
 	bt_benc_begin_dict(out);
@@ -583,7 +835,12 @@ int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out)
 		bt_benc_put_int(out, m->creation_date);
 	}
 	bt_benc_put_cstr(out, "info");
-	bt_buf_add(out, m->info_raw, m->info_len);
+	bt_buf_reserve(out, m->info_len);
+	int rc = bt_meta_info_read(m, 0, out->data + out->len, m->info_len);
+	if (rc)
+		return rc;
+	out->len += m->info_len;
+	out->data[out->len] = '\0';
 	if (m->web_seed_count)
 		put_strings(out, "url-list", m->web_seeds, m->web_seed_count);
 	bt_benc_end(out);
@@ -615,6 +872,11 @@ void bt_meta_deinit(struct bt_metainfo *m)
 	free(m->created_by);
 	free(m->comment);
 	free(m->info_raw);
+	if (m->spill) {
+		close(m->spill->fd);
+		free(m->spill->at);
+		free(m->spill);
+	}
 	memset(m, 0, sizeof *m);
 }
 

@@ -7,8 +7,8 @@
 
 enum piece_state {
 	SKIP,	  /* not wanted */
-	WANT,	  /* wanted, not started: in an availability bucket */
-	PARTIAL,  /* started: has a partial slot */
+	WANT,	  /* wanted, not started: counted in its availability level and chunk */
+	PARTIAL,  /* started: has a partial */
 	COMPLETE, /* every block received, being verified */
 	HAVE,	  /* verified */
 };
@@ -18,8 +18,19 @@ enum piece_state {
  * when no request is left (a returned request does not say whose it was). */
 #define SLOW_HELD 0x40
 #define REQUESTS  0x3f
-/* How many equally rare pieces the random tie-break chooses among. */
-#define TIE_SAMPLE 16
+/*
+ * Pieces per chunk. Each chunk keeps the lowest availability of its WANT pieces, so a search
+ * for the rarest piece skips whole chunks: 2 bytes per 64 pieces.
+ */
+#define CHUNK 64
+/* A chunk with no WANT piece anybody has. */
+#define CHUNK_NONE 0
+/*
+ * Candidates one search returns: the rarest pieces the peer has, sampled at random among those
+ * of that availability met from a random chunk on. A pick call takes from them and searches
+ * again only when they run out, so the search is paid once per this many pieces started.
+ */
+#define CANDIDATES 32
 
 struct partial {
 	uint32_t piece;
@@ -27,23 +38,37 @@ struct partial {
 	uint32_t received;
 	uint32_t free_blocks; /* neither requested nor received */
 	bool slow;	      /* started by a slow peer: slow peers finish it */
-	uint8_t *blocks;      /* per block: RECEIVED, SLOW_HELD and a request count */
+	uint8_t blocks[];     /* per block: RECEIVED, SLOW_HELD and a request count */
 };
 
+/*
+ * Per piece only a state byte and a 16-bit availability (3 bytes; a 16 GiB torrent of 16 KiB
+ * pieces costs 3 MiB): no bucket links, no index into the partials. The rarest piece is found
+ * by a scan that chunk minimums keep short, and started pieces are found through a small hash
+ * table whose size follows the number started, not the torrent.
+ */
 struct bt_picker {
 	uint32_t count;
 	struct bt_geometry geo;
 	uint8_t *state;
 	uint16_t *avail;
-	int32_t *next, *prev; /* bucket lists of WANT pieces */
-	int32_t *head, *tail; /* per availability level */
+	/*
+	 * Per chunk: at most the lowest availability >= 1 of its WANT pieces, or NONE when it has
+	 * none. Kept as a lower bound (a piece leaving WANT or becoming more common never
+	 * raises it) and made exact whenever a search reads the chunk: starting a piece costs
+	 * nothing here, and a stale minimum costs one extra read of 64 pieces.
+	 */
+	uint16_t *cmin;
+	uint32_t nchunks;
+	uint32_t *level_count; /* WANT pieces at each availability, for the lowest level */
 	uint32_t levels;
-	int32_t *partial_of; /* index into partials, or -1 */
-	struct partial *partials;
+	struct partial **partials; /* started, oldest first */
 	size_t npartial, partial_cap;
-	uint32_t want_left; /* pieces in WANT state */
-	size_t max_partial; /* 0: no cap */
-	uint32_t not_have;  /* wanted pieces not yet verified */
+	struct partial **ptab; /* open addressing by piece, linear probing; NULL: empty */
+	size_t ptab_size;      /* a power of two, at least twice npartial; 0 before the first */
+	uint32_t want_left;    /* pieces in WANT state */
+	size_t max_partial;    /* 0: no cap */
+	uint32_t not_have;     /* wanted pieces not yet verified */
 	uint64_t rng;
 	uint32_t window;   /* sequential: pieces ahead of seq_base that may start; 0: off */
 	uint32_t seq_base; /* the first wanted piece not yet verified (sequential) */
@@ -73,46 +98,31 @@ static void ensure_level(struct bt_picker *p, uint32_t level)
 	uint32_t n = p->levels ? p->levels : 8;
 	while (n <= level)
 		n *= 2;
-	p->head = bt_xreallocarray(p->head, n, sizeof *p->head);
-	p->tail = bt_xreallocarray(p->tail, n, sizeof *p->tail);
-	for (uint32_t i = p->levels; i < n; i++)
-		p->head[i] = p->tail[i] = -1;
+	p->level_count = bt_xreallocarray(p->level_count, n, sizeof *p->level_count);
+	memset(p->level_count + p->levels, 0, (n - p->levels) * sizeof *p->level_count);
 	p->levels = n;
 }
 
-/* Links a WANT piece into the bucket of its availability, at a random end. */
-static void bucket_insert(struct bt_picker *p, uint32_t i)
+/* Availability a (of a WANT piece in chunk c) lowers the chunk's bound if it must. */
+static void chunk_lower(struct bt_picker *p, uint32_t c, uint16_t a)
 {
-	uint32_t a = p->avail[i];
-	ensure_level(p, a);
-	int32_t ii = (int32_t)i;
-	if (p->head[a] < 0) {
-		p->next[i] = p->prev[i] = -1;
-		p->head[a] = p->tail[a] = ii;
-	} else if (next_random(p) & 1) {
-		p->prev[i] = -1;
-		p->next[i] = p->head[a];
-		p->prev[p->head[a]] = ii;
-		p->head[a] = ii;
-	} else {
-		p->next[i] = -1;
-		p->prev[i] = p->tail[a];
-		p->next[p->tail[a]] = ii;
-		p->tail[a] = ii;
-	}
+	if (a && (p->cmin[c] == CHUNK_NONE || a < p->cmin[c]))
+		p->cmin[c] = a;
 }
 
-static void bucket_remove(struct bt_picker *p, uint32_t i)
+/* Piece i (state already WANT) joins its level and lowers its chunk's bound. */
+static void want_add(struct bt_picker *p, uint32_t i)
 {
-	uint32_t a = p->avail[i];
-	if (p->prev[i] >= 0)
-		p->next[p->prev[i]] = p->next[i];
-	else
-		p->head[a] = p->next[i];
-	if (p->next[i] >= 0)
-		p->prev[p->next[i]] = p->prev[i];
-	else
-		p->tail[a] = p->prev[i];
+	uint16_t a = p->avail[i];
+	ensure_level(p, a);
+	p->level_count[a]++;
+	chunk_lower(p, i / CHUNK, a);
+}
+
+/* Piece i (state still WANT) leaves its level; its chunk's bound may go stale (see cmin). */
+static void want_remove(struct bt_picker *p, uint32_t i)
+{
+	p->level_count[p->avail[i]]--;
 }
 
 struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bitfield *have,
@@ -127,25 +137,12 @@ struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bit
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
 	p->rng = (z ^ (z >> 31)) | 1;
-	p->state = bt_xcalloc(piece_count, 1);
-	p->avail = bt_xcalloc(piece_count, sizeof *p->avail);
-	p->next = bt_xcalloc(piece_count, sizeof *p->next);
-	p->prev = bt_xcalloc(piece_count, sizeof *p->prev);
-	p->partial_of = bt_xcalloc(piece_count, sizeof *p->partial_of);
+	p->state = bt_xcalloc(piece_count ? piece_count : 1, 1);
+	p->avail = bt_xcalloc(piece_count ? piece_count : 1, sizeof *p->avail);
+	p->nchunks = (piece_count + CHUNK - 1) / CHUNK;
+	p->cmin = bt_xcalloc(p->nchunks ? p->nchunks : 1, sizeof *p->cmin);
 	ensure_level(p, 0);
-	/* Insert wanted pieces in a shuffled order: the random tie-break among equals. */
-	uint32_t *order = bt_xcalloc(piece_count, sizeof *order);
-	for (uint32_t i = 0; i < piece_count; i++)
-		order[i] = i;
-	for (uint32_t i = piece_count; i > 1; i--) {
-		uint32_t j = (uint32_t)(next_random(p) % i);
-		uint32_t t = order[i - 1];
-		order[i - 1] = order[j];
-		order[j] = t;
-	}
-	for (uint32_t k = 0; k < piece_count; k++) {
-		uint32_t i = order[k];
-		p->partial_of[i] = -1;
+	for (uint32_t i = 0; i < piece_count; i++) {
 		if (want && !bt_bitfield_get(want, i)) {
 			p->state[i] = SKIP;
 		} else if (have && bt_bitfield_get(have, i)) {
@@ -154,10 +151,9 @@ struct bt_picker *bt_picker_new(const struct bt_geometry *g, const struct bt_bit
 			p->state[i] = WANT;
 			p->want_left++;
 			p->not_have++;
-			bucket_insert(p, i);
+			p->level_count[0]++; /* nobody has anything yet: no chunk minimum either */
 		}
 	}
-	free(order);
 	return p;
 }
 
@@ -166,51 +162,54 @@ void bt_picker_free(struct bt_picker *p)
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->npartial; i++)
-		free(p->partials[i].blocks);
+		free(p->partials[i]);
 	free(p->partials);
+	free(p->ptab);
 	free(p->prio);
 	free(p->state);
 	free(p->avail);
-	free(p->next);
-	free(p->prev);
-	free(p->head);
-	free(p->tail);
-	free(p->partial_of);
+	free(p->cmin);
+	free(p->level_count);
 	free(p);
 }
 
-static void change_avail(struct bt_picker *p, uint32_t i, int delta)
+/* Availability of piece i by one, up or down (clamped to 0 and UINT16_MAX). */
+static void step_avail(struct bt_picker *p, uint32_t i, int delta)
 {
-	if (delta < 0 && p->avail[i] == 0)
+	uint16_t a = p->avail[i];
+	if ((delta < 0 && a == 0) || (delta > 0 && a == UINT16_MAX))
 		return;
-	if (delta > 0 && p->avail[i] == UINT16_MAX)
+	uint16_t b = (uint16_t)(a + delta);
+	p->avail[i] = b;
+	if (p->state[i] != WANT)
 		return;
-	bool listed = p->state[i] == WANT;
-	if (listed)
-		bucket_remove(p, i);
-	p->avail[i] = (uint16_t)(p->avail[i] + delta);
-	if (listed)
-		bucket_insert(p, i);
+	p->level_count[a]--;
+	ensure_level(p, b);
+	p->level_count[b]++;
+	chunk_lower(p, i / CHUNK, b);
+}
+
+static void bitfield_avail(struct bt_picker *p, const struct bt_bitfield *has, int delta)
+{
+	for (uint32_t i = 0; i < p->count; i++)
+		if (bt_bitfield_get(has, i))
+			step_avail(p, i, delta);
 }
 
 void bt_picker_add_peer(struct bt_picker *p, const struct bt_bitfield *has)
 {
-	for (uint32_t i = 0; i < p->count; i++)
-		if (bt_bitfield_get(has, i))
-			change_avail(p, i, 1);
+	bitfield_avail(p, has, 1);
 }
 
 void bt_picker_remove_peer(struct bt_picker *p, const struct bt_bitfield *has)
 {
-	for (uint32_t i = 0; i < p->count; i++)
-		if (bt_bitfield_get(has, i))
-			change_avail(p, i, -1);
+	bitfield_avail(p, has, -1);
 }
 
 void bt_picker_peer_have(struct bt_picker *p, uint32_t piece)
 {
 	if (piece < p->count)
-		change_avail(p, piece, 1);
+		step_avail(p, piece, 1);
 }
 
 void bt_picker_set_max_partial(struct bt_picker *p, size_t max)
@@ -281,39 +280,94 @@ bool bt_picker_interesting(const struct bt_picker *p, const struct bt_bitfield *
 	return false;
 }
 
+static size_t ptab_home(const struct bt_picker *p, uint32_t piece)
+{
+	return (size_t)((piece * 2654435761u) & (p->ptab_size - 1));
+}
+
+static struct partial *find_partial(const struct bt_picker *p, uint32_t piece)
+{
+	if (!p->ptab_size)
+		return NULL;
+	for (size_t s = ptab_home(p, piece); p->ptab[s]; s = (s + 1) & (p->ptab_size - 1))
+		if (p->ptab[s]->piece == piece)
+			return p->ptab[s];
+	return NULL;
+}
+
+static void ptab_insert(struct bt_picker *p, struct partial *pp)
+{
+	size_t s = ptab_home(p, pp->piece);
+	while (p->ptab[s])
+		s = (s + 1) & (p->ptab_size - 1);
+	p->ptab[s] = pp;
+}
+
+/* Room for one more started piece: at most half full, so probes stay short. */
+static void ptab_reserve(struct bt_picker *p)
+{
+	if ((p->npartial + 1) * 2 <= p->ptab_size)
+		return;
+	size_t n = p->ptab_size ? p->ptab_size * 2 : 16;
+	free(p->ptab);
+	p->ptab = bt_xcalloc(n, sizeof *p->ptab);
+	p->ptab_size = n;
+	for (size_t k = 0; k < p->npartial; k++)
+		ptab_insert(p, p->partials[k]);
+}
+
+/* Linear probing's deletion: later entries of the run move back so no lookup stops short. */
+static void ptab_remove(struct bt_picker *p, uint32_t piece)
+{
+	size_t mask = p->ptab_size - 1, i = ptab_home(p, piece);
+	while (p->ptab[i]->piece != piece)
+		i = (i + 1) & mask;
+	p->ptab[i] = NULL;
+	for (size_t j = (i + 1) & mask; p->ptab[j]; j = (j + 1) & mask) {
+		size_t k = ptab_home(p, p->ptab[j]->piece);
+		/* It stays if its home lies cyclically in (i, j]. */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		p->ptab[i] = p->ptab[j];
+		p->ptab[j] = NULL;
+		i = j;
+	}
+}
+
 static struct partial *start_piece(struct bt_picker *p, uint32_t i, bool slow)
 {
-	bucket_remove(p, i);
+	want_remove(p, i);
 	p->state[i] = PARTIAL;
 	p->want_left--;
+	ptab_reserve(p);
 	if (p->npartial == p->partial_cap) {
 		p->partial_cap = p->partial_cap ? p->partial_cap * 2 : 8;
 		p->partials = bt_xreallocarray(p->partials, p->partial_cap, sizeof *p->partials);
 	}
-	struct partial *pp = &p->partials[p->npartial];
+	uint32_t nblocks = blocks_in(p, i);
+	struct partial *pp = bt_xcalloc(1, sizeof *pp + nblocks);
 	pp->piece = i;
-	pp->nblocks = blocks_in(p, i);
-	pp->received = 0;
-	pp->free_blocks = pp->nblocks;
+	pp->nblocks = nblocks;
+	pp->free_blocks = nblocks;
 	pp->slow = slow;
-	pp->blocks = bt_xcalloc(pp->nblocks, 1);
-	p->partial_of[i] = (int32_t)p->npartial++;
+	p->partials[p->npartial++] = pp;
+	ptab_insert(p, pp);
 	return pp;
 }
 
 static void drop_partial(struct bt_picker *p, uint32_t i)
 {
-	int32_t k = p->partial_of[i];
-	if (k < 0)
+	struct partial *pp = find_partial(p, i);
+	if (!pp)
 		return;
-	free(p->partials[k].blocks);
+	ptab_remove(p, i);
+	size_t k = 0;
+	while (p->partials[k] != pp)
+		k++;
 	/* The others keep their order, oldest first: the endgame reads it from the newest end. */
 	p->npartial--;
-	memmove(p->partials + k, p->partials + k + 1,
-		(p->npartial - (size_t)k) * sizeof *p->partials);
-	for (size_t j = (size_t)k; j < p->npartial; j++)
-		p->partial_of[p->partials[j].piece] = (int32_t)j;
-	p->partial_of[i] = -1;
+	memmove(p->partials + k, p->partials + k + 1, (p->npartial - k) * sizeof *p->partials);
+	free(pp);
 }
 
 static struct bt_block block_of(const struct bt_picker *p, uint32_t piece, uint32_t b)
@@ -350,7 +404,7 @@ static size_t take_started(struct bt_picker *p, const struct bt_bitfield *has, b
 {
 	size_t n = 0;
 	for (size_t k = 0; k < p->npartial && n < max; k++) {
-		struct partial *pp = &p->partials[k];
+		struct partial *pp = p->partials[k];
 		if (!pp->free_blocks || !bt_bitfield_get(has, pp->piece))
 			continue;
 		bool same = pp->slow == slow || in_flight(pp) == 0;
@@ -375,7 +429,7 @@ static size_t take_dups(struct bt_picker *p, const struct bt_bitfield *has, bool
 {
 	size_t n = 0;
 	for (size_t k = p->npartial; k-- > 0 && n < max;) {
-		struct partial *pp = &p->partials[k];
+		struct partial *pp = p->partials[k];
 		if (!bt_bitfield_get(has, pp->piece) || in_flight(pp) == 0)
 			continue;
 		for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
@@ -394,6 +448,65 @@ static size_t take_dups(struct bt_picker *p, const struct bt_bitfield *has, bool
 	return n;
 }
 
+/* The lowest availability (at least 1) of any WANT piece, or 0 if no WANT piece is had by anyone.
+ */
+static uint32_t lowest_level(const struct bt_picker *p)
+{
+	for (uint32_t a = 1; a < p->levels; a++)
+		if (p->level_count[a])
+			return a;
+	return 0;
+}
+
+/*
+ * Fills cand with up to CANDIDATES WANT pieces that the peer has, all at the lowest availability
+ * among such pieces, and returns how many. Chunks whose minimum is above the best level found so
+ * far are skipped unread. The scan starts at a random chunk and ends early once it holds enough
+ * pieces at the lowest level of all; pieces of the level it ends on are sampled at random
+ * (reservoir sampling), so equally rare pieces are taken in no fixed order.
+ */
+static size_t find_rarest(struct bt_picker *p, const struct bt_bitfield *has,
+			  uint32_t cand[CANDIDATES])
+{
+	uint32_t floor = lowest_level(p);
+	if (!floor || !p->nchunks)
+		return 0;
+	uint32_t best = UINT32_MAX, seen = 0;
+	size_t n = 0;
+	uint32_t c = (uint32_t)(next_random(p) % p->nchunks);
+	for (uint32_t k = 0; k < p->nchunks; k++, c = c + 1 == p->nchunks ? 0 : c + 1) {
+		if (p->cmin[c] == CHUNK_NONE || p->cmin[c] > best)
+			continue;
+		uint32_t lo = c * CHUNK, hi = lo + CHUNK < p->count ? lo + CHUNK : p->count;
+		uint16_t m = CHUNK_NONE; /* the chunk's exact minimum, read on the way */
+		for (uint32_t i = lo; i < hi; i++) {
+			uint16_t a = p->avail[i];
+			if (p->state[i] != WANT || a == 0)
+				continue;
+			if (m == CHUNK_NONE || a < m)
+				m = a;
+			if (a > best || !bt_bitfield_get(has, i))
+				continue;
+			if (a < best) {
+				best = a;
+				n = seen = 0;
+			}
+			if (n < CANDIDATES) {
+				cand[n++] = i;
+				seen++;
+			} else {
+				uint64_t j = next_random(p) % ++seen;
+				if (j < CANDIDATES)
+					cand[j] = i;
+			}
+		}
+		p->cmin[c] = m;
+		if (best == floor && seen >= CANDIDATES)
+			break;
+	}
+	return n;
+}
+
 size_t bt_picker_pick(struct bt_picker *p, const struct bt_bitfield *has, struct bt_block *out,
 		      size_t max, bool (*already)(void *ctx, const struct bt_block *b), void *ctx)
 {
@@ -407,25 +520,30 @@ size_t bt_picker_pick_as(struct bt_picker *p, const struct bt_bitfield *has,
 	bool slow = speed == BT_PICKER_SLOW;
 	p->slow_seen = p->slow_seen || slow;
 	size_t n = take_started(p, has, slow, false, out, max);
+	uint32_t cand[CANDIDATES];
+	size_t ncand = 0;
+	bool searched_out = false; /* a search found nothing: the next would too (same call) */
 	while (n < max && p->want_left && (!p->max_partial || p->npartial < p->max_partial)) {
-		/*
-		 * The rarest level holding a piece this peer has; among its first few such pieces
-		 * one is taken at random (reservoir sampling), which keeps the tie-break random
-		 * even though bucket order follows the order in which availability changed.
-		 */
 		int32_t found = pick_priority(p, has);
 		if (found < 0 && p->window) {
 			if ((found = pick_window(p, has)) < 0)
 				break;
 		}
-		for (uint32_t a = 1; a < p->levels && found < 0; a++) {
-			uint32_t seen = 0;
-			for (int32_t i = p->head[a]; i >= 0 && seen < TIE_SAMPLE; i = p->next[i]) {
-				if (!bt_bitfield_get(has, (uint32_t)i))
-					continue;
-				if (next_random(p) % ++seen == 0)
-					found = i;
+		/*
+		 * Nothing within the call changes availability, so the candidates stay the rarest
+		 * the peer has until they run out; one taken meanwhile as a priority piece is
+		 * skipped. Drawn at random: the random tie-break.
+		 */
+		while (found < 0 && !searched_out) {
+			if (!ncand && !(ncand = find_rarest(p, has, cand))) {
+				searched_out = true;
+				break;
 			}
+			size_t j = (size_t)(next_random(p) % ncand);
+			uint32_t i = cand[j];
+			cand[j] = cand[--ncand];
+			if (p->state[i] == WANT)
+				found = (int32_t)i;
 		}
 		if (found < 0)
 			break;
@@ -450,9 +568,11 @@ size_t bt_picker_pick_as(struct bt_picker *p, const struct bt_bitfield *has,
 /* The block's slot in its partial piece, or NULL if it is not a block of a started piece. */
 static uint8_t *slot(const struct bt_picker *p, const struct bt_block *b, struct partial **pp_out)
 {
-	if (b->piece >= p->count || p->partial_of[b->piece] < 0 || b->begin % BT_BLOCK_SIZE)
+	if (b->piece >= p->count || b->begin % BT_BLOCK_SIZE)
 		return NULL;
-	struct partial *pp = &p->partials[p->partial_of[b->piece]];
+	struct partial *pp = find_partial(p, b->piece);
+	if (!pp)
+		return NULL;
 	uint32_t idx = b->begin / BT_BLOCK_SIZE;
 	if (idx >= pp->nblocks || block_of(p, b->piece, idx).length != b->length)
 		return NULL;
@@ -519,7 +639,7 @@ void bt_picker_piece_passed(struct bt_picker *p, uint32_t piece)
 	if (piece >= p->count || p->state[piece] == HAVE)
 		return;
 	if (p->state[piece] == WANT) {
-		bucket_remove(p, piece);
+		want_remove(p, piece);
 		p->want_left--;
 	}
 	drop_partial(p, piece);
@@ -535,7 +655,7 @@ void bt_picker_piece_failed(struct bt_picker *p, uint32_t piece)
 	drop_partial(p, piece);
 	p->state[piece] = WANT;
 	p->want_left++;
-	bucket_insert(p, piece);
+	want_add(p, piece);
 }
 
 enum bt_picker_speed bt_picker_speed_of(double rate, double mean)
@@ -560,7 +680,7 @@ bool bt_picker_in_endgame(const struct bt_picker *p)
 	if (p->want_left)
 		return false;
 	for (size_t k = 0; k < p->npartial; k++)
-		if (p->partials[k].free_blocks)
+		if (p->partials[k]->free_blocks)
 			return false;
 	return p->npartial > 0;
 }

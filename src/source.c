@@ -209,8 +209,7 @@ int bt_source_fetch_metainfo(const char *cmd, struct bt_source *src,
 	int rc = 0;
 	const struct bt_metainfo *m = bt_download_metainfo(d);
 	if (m && bt_download_state(d) == BT_DOWNLOAD_DONE) {
-		if (bt_meta_parse_info(&src->m, m->info_raw, m->info_len, src->mg.tiers,
-				       src->mg.tier_count, &err)) {
+		if (bt_meta_parse_info_of(&src->m, m, src->mg.tiers, src->mg.tier_count, &err)) {
 			bt_cli_error(cmd, "%s", err.msg);
 			rc = BT_EXIT_FAILURE;
 		} else {

@@ -85,7 +85,9 @@ static void serve_metadata(struct bt_torrent *t, struct conn *c, uint32_t piece)
 		return;
 	}
 	size_t len = m->info_len - off < BT_METADATA_BLOCK ? m->info_len - off : BT_METADATA_BLOCK;
-	send_md(c, BT_EXT_MD_DATA, piece, (int64_t)m->info_len, m->info_raw + off, len);
+	const uint8_t *blk = bt_meta_info_at(m, off, len); /* NULL: the spill file failed */
+	send_md(c, blk ? BT_EXT_MD_DATA : BT_EXT_MD_REJECT, piece, blk ? (int64_t)m->info_len : 0,
+		blk, blk ? len : 0);
 }
 
 static void close_conn(struct bt_torrent *t, struct conn *c, const char *why)

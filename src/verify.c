@@ -1,18 +1,29 @@
 #include "bt/verify.h"
 
 #include "bt/hash.h"
+#include "bt/log.h"
 #include "bt/util.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 bool bt_verify_piece(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data)
 {
 	assert(piece < m->piece_count);
-	uint8_t digest[BT_SHA1_LEN];
+	uint8_t digest[BT_SHA1_LEN], want[BT_SHA1_LEN];
+	int rc = bt_meta_piece_hash(m, piece, want);
+	if (rc) {
+		/* Only a spilled torrent's hashes can fail to read: the piece is not judged good.
+		 */
+		bt_log(BT_LOG_ERROR, "verify",
+		       "piece %" PRIu32 ": cannot read its hash back from our temporary file: %s",
+		       piece, strerror(-rc));
+		return false;
+	}
 	bt_sha1(data, (size_t)bt_meta_piece_size(m, piece), digest);
-	return memcmp(digest, m->piece_hashes + (size_t)piece * BT_SHA1_LEN, BT_SHA1_LEN) == 0;
+	return memcmp(digest, want, BT_SHA1_LEN) == 0;
 }
 
 void bt_recheck_init(struct bt_recheck *rc, const struct bt_metainfo *m, struct bt_bitfield *have)

@@ -15,6 +15,13 @@
  * they differ (for display), and the info hash is of course over the original bytes.
  *
  * The struct owns copies of everything it holds; the input can be freed after parsing.
+ *
+ * A torrent whose piece hashes run past BT_META_SPILL_HASHES (a 16 GiB torrent of 16 KiB pieces
+ * has 20 MiB of them) does not keep its info dict in memory: it is written to an unlinked
+ * temporary file of ours (in $TMPDIR, else /tmp), which nobody else can open or change, and read
+ * back on demand through a small cache. Then info_raw and piece_hashes are NULL, and the info
+ * dict and the hashes are read with bt_meta_info_read / bt_meta_info_at / bt_meta_piece_hash,
+ * which work for every torrent and are what callers should use.
  */
 #ifndef BT_METAINFO_H
 #define BT_METAINFO_H
@@ -33,6 +40,8 @@
 #define BT_META_MAX_FILE_SIZE ((size_t)64 << 20)
 /* More pieces than this are refused (libtorrent's default max_pieces; no real torrent has). */
 #define BT_META_MAX_PIECES 0x200000
+/* Piece hashes longer than this are spilled to a temporary file rather than held in memory. */
+#define BT_META_SPILL_HASHES ((size_t)1 << 20)
 /* DHT nodes kept from a torrent's `nodes`. */
 #define BT_META_MAX_NODES 64
 
@@ -44,6 +53,8 @@ struct bt_meta_file {
 	int64_t offset; /* of its first byte in the torrent's concatenated data */
 	bool pad;	/* BEP 47 padding: zeros that are never written to disk */
 };
+
+struct bt_meta_spill;
 
 struct bt_meta_tier {
 	char **urls;
@@ -61,8 +72,9 @@ struct bt_metainfo {
 
 	int64_t piece_length;
 	uint32_t piece_count;
-	const uint8_t *piece_hashes; /* piece_count * 20 bytes, inside info_raw */
-	int64_t total_length;	     /* of all files, pad files included */
+	/* piece_count * 20 bytes inside info_raw; NULL when spilled (see bt_meta_piece_hash) */
+	const uint8_t *piece_hashes;
+	int64_t total_length; /* of all files, pad files included */
 
 	bool multi_file;
 	struct bt_meta_file *files;
@@ -82,8 +94,9 @@ struct bt_metainfo {
 	char *created_by;      /* NULL when absent */
 	char *comment;	       /* NULL when absent */
 
-	uint8_t *info_raw; /* the info dictionary's bytes, as in the file */
+	uint8_t *info_raw; /* the info dictionary's bytes, as in the file; NULL when spilled */
 	size_t info_len;
+	struct bt_meta_spill *spill; /* the spilled info dict's file and cache, or NULL */
 };
 
 /*
@@ -98,7 +111,28 @@ int bt_meta_parse(struct bt_metainfo *m, const uint8_t *p, size_t len, struct bt
  * holds them once.
  */
 int bt_meta_parse_owned(struct bt_metainfo *m, uint8_t *p, size_t len, struct bt_err *err);
+/*
+ * Reads and parses the .torrent at path ("-": standard input). A large regular file is mapped
+ * rather than read, and its info dict spilled (see above) without the whole file ever being
+ * resident. Returns 0, or a negative errno with err saying what is wrong and naming the path
+ * ("cannot open 'x.torrent': ...", "x.torrent: info.pieces: ...").
+ */
+int bt_meta_load_file(struct bt_metainfo *m, const char *path, struct bt_err *err);
 void bt_meta_deinit(struct bt_metainfo *m);
+/*
+ * The SHA-1 of piece i, from memory or from the spill file. Returns 0, -EINVAL for a piece out
+ * of range, or a negative errno if the spill file cannot be read (out is then zeroed).
+ */
+int bt_meta_piece_hash(const struct bt_metainfo *m, uint32_t i, uint8_t out[BT_SHA1_LEN]);
+/* Copies info dict bytes [off, off + len) to out. Returns 0, -EINVAL if out of range, or -EIO. */
+int bt_meta_info_read(const struct bt_metainfo *m, size_t off, uint8_t *out, size_t len);
+/*
+ * Info dict bytes [off, off + len) (len at most BT_META_INFO_AT_MAX), e.g. a BEP 9 block to
+ * send: a pointer into info_raw, or into a buffer of m's that the next call reuses. NULL when
+ * out of range or unreadable.
+ */
+#define BT_META_INFO_AT_MAX 16384
+const uint8_t *bt_meta_info_at(const struct bt_metainfo *m, size_t off, size_t len);
 /*
  * A metainfo from a bare info dict (as fetched by BEP 9) and a magnet's trackers (copied; empty
  * URLs and tiers skipped), checked exactly as bt_meta_parse checks one. The info hash is SHA-1
@@ -107,9 +141,14 @@ void bt_meta_deinit(struct bt_metainfo *m);
 int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
 /*
+ * bt_meta_parse_info of src's info dict (from memory or its spill file), with the given trackers.
+ */
+int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
+			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
+/*
  * Appends a .torrent of m: announce, announce-list, comment, created by, creation date and
  * url-list where known, and the info dict's bytes verbatim, so the file has m's info hash.
- * Returns 0, or -EINVAL if m holds no info dict.
+ * Returns 0, -EINVAL if m holds no info dict, or -EIO if its spill file cannot be read.
  */
 int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out);
 

@@ -642,6 +642,214 @@ static void test_mark_slow(void **state)
 	bt_picker_free(p);
 }
 
+/*
+ * Availability that drops after a search has read a chunk still makes the piece the rarest:
+ * a chunk's remembered minimum must follow availability down, or a search that has found
+ * pieces elsewhere would skip the chunk. Tried with the rare piece in every chunk, from
+ * several random starting chunks.
+ */
+static void test_rarest_after_availability_drops(void **state)
+{
+	(void)state;
+	uint32_t n = 300; /* five chunks of 64, the last one short */
+	for (uint32_t rare = 0; rare < n; rare += 13) {
+		struct bt_picker *p =
+			new_picker(n, 16 * KB, (int64_t)n * 16 * KB, NULL, NULL, rare);
+		struct bt_bitfield a = seeder(n), b = seeder(n), b2 = seeder(n), c, none;
+		bt_bitfield_init(&c, n);
+		bt_bitfield_init(&none, n);
+		for (uint32_t i = rare / 64 * 64; i < rare / 64 * 64 + 64 && i < n; i++)
+			bt_bitfield_set(&c, i);
+		bt_bitfield_clear(&b2, rare);
+		bt_picker_add_peer(p, &a);
+		bt_picker_add_peer(p, &b);
+		bt_picker_add_peer(p, &c); /* the rare piece's chunk at 3, the rest at 2 */
+		struct bt_block out[1];
+		/* A peer with nothing makes a search read every chunk: their minimums are exact. */
+		assert_int_equal(bt_picker_pick(p, &none, out, 1, NULL, NULL), 0);
+		bt_picker_remove_peer(p, &c);
+		bt_picker_remove_peer(p, &b);
+		bt_picker_add_peer(p, &b2); /* all at 2 but `rare`, at 1 */
+		assert_int_equal(pick_one(p, &a), rare);
+		/* It is started: the rest come next. */
+		uint32_t other = pick_one(p, &a);
+		assert_true(other != rare);
+		bt_bitfield_deinit(&a);
+		bt_bitfield_deinit(&b);
+		bt_bitfield_deinit(&b2);
+		bt_bitfield_deinit(&c);
+		bt_bitfield_deinit(&none);
+		bt_picker_free(p);
+	}
+}
+
+/* The model: what the picker must agree with, kept by plain O(n) bookkeeping. */
+struct model {
+	uint32_t n;
+	uint8_t *state; /* 0 skip, 1 want, 2 started, 3 have */
+	int *avail;
+	struct bt_block *out; /* requested, not yet received or returned (copies included) */
+	size_t nout;
+};
+
+static uint64_t model_rng;
+static uint32_t rnd(uint32_t below)
+{
+	model_rng ^= model_rng << 13;
+	model_rng ^= model_rng >> 7;
+	model_rng ^= model_rng << 17;
+	return (uint32_t)(model_rng % below);
+}
+
+static void model_check(const struct bt_picker *p, const struct model *m,
+			const struct bt_bitfield *peers, const bool *present, int npeers)
+{
+	uint32_t left = 0;
+	size_t started = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		left += m->state[i] == 1 || m->state[i] == 2;
+		started += m->state[i] == 2;
+	}
+	assert_int_equal(bt_picker_pieces_left(p), left);
+	assert_int_equal(bt_picker_partial_count(p), started);
+	assert_int_equal(bt_picker_done(p), left == 0);
+	for (int k = 0; k < npeers; k++) {
+		if (!present[k])
+			continue;
+		bool want = false;
+		for (uint32_t i = 0; i < m->n && !want; i++)
+			want = (m->state[i] == 1 || m->state[i] == 2) &&
+			       bt_bitfield_get(&peers[k], i);
+		assert_int_equal(bt_picker_interesting(p, &peers[k]), want);
+	}
+}
+
+/*
+ * Random peers come and go, send haves, get blocks picked, received, returned, passed and
+ * failed, against an O(n) reference: every piece a pick starts is, when it starts, at the
+ * lowest availability among the wanted pieces the peer has; blocks are of pieces the peer has;
+ * and the counters and interest agree throughout.
+ */
+static void test_model_random(void **state)
+{
+	(void)state;
+	enum { PEERS = 6 };
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		model_rng = seed * 0x9E3779B97F4A7C15ULL | 1;
+		uint32_t n = 150 + rnd(250);
+		int64_t plen = 32 * KB, total = (int64_t)n * plen - rnd(20000) - 1;
+		struct bt_bitfield want, have;
+		bt_bitfield_init(&want, n);
+		bt_bitfield_init(&have, n);
+		struct model m = {.n = n};
+		m.state = calloc(n, 1);
+		m.avail = calloc(n, sizeof *m.avail);
+		m.out = calloc(4096, sizeof *m.out);
+		for (uint32_t i = 0; i < n; i++) {
+			bool w = rnd(10) != 0, h = rnd(8) == 0;
+			if (w)
+				bt_bitfield_set(&want, i);
+			if (h)
+				bt_bitfield_set(&have, i);
+			m.state[i] = !w ? 0 : h ? 3 : 1;
+		}
+		struct bt_picker *p = new_picker(n, plen, total, &have, &want, seed);
+		struct bt_bitfield peers[PEERS];
+		bool present[PEERS] = {false};
+		for (int k = 0; k < PEERS; k++) {
+			bt_bitfield_init(&peers[k], n);
+			uint32_t density = k == 0 ? 1 : 2 + rnd(5); /* peer 0: a seeder */
+			for (uint32_t i = 0; i < n; i++)
+				if (rnd(density) == 0)
+					bt_bitfield_set(&peers[k], i);
+		}
+		for (int op = 0; op < 4000; op++) {
+			int k = (int)rnd(PEERS);
+			uint32_t r = rnd(100);
+			if (r < 8) {
+				if (present[k]) {
+					bt_picker_remove_peer(p, &peers[k]);
+					for (uint32_t i = 0; i < n; i++)
+						m.avail[i] -= bt_bitfield_get(&peers[k], i);
+				} else {
+					bt_picker_add_peer(p, &peers[k]);
+					for (uint32_t i = 0; i < n; i++)
+						m.avail[i] += bt_bitfield_get(&peers[k], i);
+				}
+				present[k] = !present[k];
+			} else if (r < 14) {
+				/* A HAVE from a peer we do not model: availability up by one. */
+				uint32_t i = rnd(n);
+				bt_picker_peer_have(p, i);
+				m.avail[i]++;
+			} else if (r < 50 && present[k]) {
+				struct bt_block got[8];
+				size_t max = 1 + rnd(8);
+				size_t g = bt_picker_pick(p, &peers[k], got, max, NULL, NULL);
+				for (size_t j = 0; j < g; j++) {
+					uint32_t i = got[j].piece;
+					assert_true(bt_bitfield_get(&peers[k], i));
+					assert_true(m.state[i] == 1 || m.state[i] == 2);
+					if (m.state[i] == 1) {
+						int low = INT32_MAX;
+						for (uint32_t x = 0; x < n; x++)
+							if (m.state[x] == 1 && m.avail[x] > 0 &&
+							    bt_bitfield_get(&peers[k], x) &&
+							    m.avail[x] < low)
+								low = m.avail[x];
+						if (m.avail[i] != low)
+							fail_msg(
+								"seed %llu op %d: started piece %u "
+								"at "
+								"availability %d, the lowest is %d",
+								(unsigned long long)seed, op, i,
+								m.avail[i], low);
+						m.state[i] = 2;
+					}
+					if (m.nout < 4096)
+						m.out[m.nout++] = got[j];
+					else
+						bt_picker_returned(p, &got[j]);
+				}
+			} else if (r < 85 && m.nout) {
+				size_t j = rnd((uint32_t)m.nout);
+				struct bt_block b = m.out[j];
+				bool complete;
+				bool fresh = bt_picker_received(p, &b, &complete);
+				/* Every other copy is cancelled: it will not arrive. */
+				for (size_t x = 0; x < m.nout;)
+					if (m.out[x].piece == b.piece && m.out[x].begin == b.begin)
+						m.out[x] = m.out[--m.nout];
+					else
+						x++;
+				assert_true(fresh);
+				if (complete) {
+					if (rnd(5)) {
+						bt_picker_piece_passed(p, b.piece);
+						m.state[b.piece] = 3;
+					} else {
+						bt_picker_piece_failed(p, b.piece);
+						m.state[b.piece] = 1;
+					}
+				}
+			} else if (m.nout) {
+				size_t j = rnd((uint32_t)m.nout);
+				bt_picker_returned(p, &m.out[j]);
+				m.out[j] = m.out[--m.nout];
+			}
+			model_check(p, &m, peers, present, PEERS);
+		}
+		for (int k = 0; k < PEERS; k++)
+			bt_bitfield_deinit(&peers[k]);
+		bt_bitfield_deinit(&want);
+		bt_bitfield_deinit(&have);
+		free(m.state);
+		free(m.avail);
+		free(m.out);
+		bt_picker_free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +870,8 @@ int main(void)
 		cmocka_unit_test(test_orphan_piece_adopted),
 		cmocka_unit_test(test_endgame_newest_first),
 		cmocka_unit_test(test_mark_slow),
+		cmocka_unit_test(test_rarest_after_availability_drops),
+		cmocka_unit_test(test_model_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
