@@ -47,10 +47,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (offset != m.total_length)
 		abort();
 	check_path(m.name);
-	/* The hashes live inside the stored info bytes; every piece has a sane size. */
-	if (m.piece_hashes < m.info_raw ||
-	    m.piece_hashes + (size_t)m.piece_count * 20 > m.info_raw + m.info_len)
+	/* The hashes live inside the stored info bytes (or, spilled, can be read back); every
+	 * piece has a sane size. */
+	uint8_t h[20];
+	if (!m.piece_hashes) {
+		if (m.info_raw || (m.piece_count && bt_meta_piece_hash(&m, m.piece_count - 1, h)))
+			abort();
+	} else if (m.piece_hashes < m.info_raw ||
+		   m.piece_hashes + (size_t)m.piece_count * 20 > m.info_raw + m.info_len) {
 		abort();
+	}
 	for (uint32_t i = 0; i < m.piece_count; i++) {
 		int64_t ps = bt_meta_piece_size(&m, i);
 		if (ps <= 0 || ps > m.piece_length)
