@@ -106,12 +106,12 @@ int bt_storage_write_piece(struct bt_storage *s, uint32_t index, const void *dat
 int bt_storage_trim(struct bt_storage *s, struct bt_err *err);
 /*
  * Writeback started early (flusher.h): every 32 MiB written to a file, or at its next write
- * once a second has passed since the last request, its writeback is begun beside the loop, so
- * the final bt_storage_sync has little left. How many such requests have been carried out so
- * far (tests, benchmarks).
+ * once a quarter second has passed since the last request, its writeback is begun beside the loop,
+ * so the final bt_storage_sync has little left. How many such requests have been carried out so far
+ * (tests, benchmarks).
  */
 size_t bt_storage_writebacks(struct bt_storage *s);
-/* Tests: the seconds after which a write asks for writeback whatever its size (default 1). */
+/* Tests: the seconds after which a write asks for writeback whatever its size (0.25). */
 void bt_storage_set_flush_after(struct bt_storage *s, double seconds);
 /* fsync()s every file (one syncfs with the LRU on): called before a download is declared
  * complete. */

@@ -440,8 +440,8 @@ static void test_writeback_started_early(void **state)
 	bt_meta_deinit(&m);
 }
 
-/* At the rates of a slow swarm, a second without a request is enough: the final fsync then
- * has about a second's worth left, not up to 32 MiB. */
+/* At the rates of a slow swarm, a while without a request is enough: the final fsync then has
+ * only that while's worth left, not up to 32 MiB. */
 static void test_writeback_after_a_while(void **state)
 {
 	const char *dir = *state;
