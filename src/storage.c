@@ -518,12 +518,11 @@ static int read_segment(const struct bt_segment *seg, void *arg)
 #define WRITE_SLICE ((size_t)256 << 10)
 
 /*
- * Every FLUSH_EVERY bytes written to a file, or once flush_after seconds (a quarter
- * second unless a test says)
- * have passed since the last request, its writeback is started beside the loop, so the fsync at the
- * end finds most of the file already on its way to the disk: at most 32 MiB at loopback rates, at
- * most a quarter second's worth at slower ones, where 32 MiB would be much of the download
- * (the fsync at the end of a 128 MiB download at 18 MiB/s took 0.04-0.11 s with it).
+ * Every FLUSH_EVERY bytes written to a file, or once flush_after seconds (a quarter second
+ * unless a test says) have passed since the last request, its writeback is started beside the
+ * loop, so the fsync at the end finds most of the file already on its way to the disk: at most
+ * 32 MiB at loopback rates, at most a quarter second's worth at slower ones, where 32 MiB would
+ * be much of the download (the fsync at the end of 128 MiB at 18 MiB/s took 0.04-0.11 s).
  */
 static void note_written(struct bt_storage *s, size_t file, int fd, int64_t n)
 {
