@@ -177,16 +177,37 @@ static bool verbose(void)
 	return bt_log_enabled(BT_LOG_DEBUG);
 }
 
-/* Each file's verified bytes, or NULL for a single-file torrent or a job that never ran. */
-static uint64_t *files_done(const struct bt_download *d)
+/*
+ * Each file's verified bytes as the summaries, the JSON lines and -v report them: pad files and
+ * files left out at 0 (a file left out is not created; its bytes in a shared piece are in the
+ * side file); with prefix_out, the bytes from each file's start all verified. NULL before the
+ * metadata or the torrent.
+ */
+static uint64_t *files_reported(const struct bt_download *d, uint64_t **prefix_out)
 {
 	const struct bt_metainfo *m = bt_download_metainfo(d);
 	struct bt_torrent *t = bt_download_torrent(d);
-	if (!m || !m->multi_file || !t)
+	if (!m || !t || !m->file_count)
 		return NULL;
-	uint64_t *done = bt_xcalloc(m->file_count ? m->file_count : 1, sizeof *done);
-	bt_progress_files(m, bt_torrent_have(t), done, NULL);
+	uint64_t *done = bt_xcalloc(m->file_count, sizeof *done);
+	uint64_t *prefix = prefix_out ? bt_xcalloc(m->file_count, sizeof *prefix) : NULL;
+	bt_progress_files(m, bt_torrent_have(t), done, prefix);
+	for (size_t i = 0; i < m->file_count; i++)
+		if (m->files[i].pad || !bt_download_file_selected(d, i)) {
+			done[i] = 0;
+			if (prefix)
+				prefix[i] = 0;
+		}
+	if (prefix_out)
+		*prefix_out = prefix;
 	return done;
+}
+
+/* files_reported, or NULL for a single-file torrent (whose line already says it all). */
+static uint64_t *files_done(const struct bt_download *d)
+{
+	const struct bt_metainfo *m = bt_download_metainfo(d);
+	return m && m->multi_file ? files_reported(d, NULL) : NULL;
 }
 
 /* With -v on a pipe, under each progress line: the files partly there, as aria2 shows them. */
@@ -215,27 +236,6 @@ static void show_files_in_progress(const struct bt_jobview *v, const struct bt_d
 		fprintf(stderr, "torrent:   and %zu more file%s in progress\n", more,
 			more == 1 ? "" : "s");
 	free(done);
-}
-
-/*
- * Each file's verified bytes as the JSON lines report them: pad files and files left out at 0
- * (a file left out is not created; its bytes in a shared piece are in the side file). NULL
- * before the metadata or the torrent.
- */
-static uint64_t *files_reported(const struct bt_download *d, uint64_t **prefix_out)
-{
-	const struct bt_metainfo *m = bt_download_metainfo(d);
-	struct bt_torrent *t = bt_download_torrent(d);
-	if (!m || !t || !m->file_count)
-		return NULL;
-	uint64_t *done = bt_xcalloc(m->file_count, sizeof *done);
-	uint64_t *prefix = bt_xcalloc(m->file_count, sizeof *prefix);
-	bt_progress_files(m, bt_torrent_have(t), done, prefix);
-	for (size_t i = 0; i < m->file_count; i++)
-		if (m->files[i].pad || !bt_download_file_selected(d, i))
-			done[i] = prefix[i] = 0;
-	*prefix_out = prefix;
-	return done;
 }
 
 static struct bt_jobview_files *files_state(struct bt_jobview *v, size_t i,
@@ -539,8 +539,9 @@ static void summary_json(const struct bt_jobview *v, const struct bt_download *d
 				continue;
 			bt_buf_adds(&b, first ? "{\"path\":" : ",{\"path\":");
 			bt_json_put_str(&b, m->files[i].path);
-			bt_buf_printf(&b, ",\"length\":%lld,\"done\":%llu}",
-				      (long long)m->files[i].length, (unsigned long long)done[i]);
+			bt_buf_printf(&b, ",\"length\":%lld,\"done\":%llu,\"selected\":%s}",
+				      (long long)m->files[i].length, (unsigned long long)done[i],
+				      bt_download_file_selected(d, i) ? "true" : "false");
 			first = false;
 		}
 		bt_buf_adds(&b, "]");

@@ -196,6 +196,13 @@ class Select(btcommon.CliTestCase):
         # b.bin was seen part-way: the lines followed the download, not just its end.
         size_b = self.multi.files[1][1]
         self.assertTrue(any(0 < d < size_b for d in history[2]), history)
+        # The summary says the same of every file, c.bin's shared bytes not counted either.
+        summary = [o for o in r.json_lines() if o.get('event') == 'summary']
+        self.assertEqual(len(summary), 1, r)
+        got = [(f['path'], f['length'], f['done'], f['selected']) for f in summary[0]['files']]
+        want = [(path, size, size if i < 3 else 0, i < 3)
+                for i, (path, size) in enumerate(self.multi.files, 1)]
+        self.assertEqual(got, want, summary)
 
     def test_partial_seed_to_libtorrent(self):
         """libtorrent, told to want b.bin only, downloads it from our seed of the selection
