@@ -87,7 +87,7 @@ static int spill_file(const char **dir_out)
  * mapping, each chunk's pages are given back once done, so the dict is never all resident.
  */
 int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, size_t hashes_off,
-		 bool mapped, struct bt_err *err)
+			bool mapped, struct bt_err *err)
 {
 	const char *dir;
 	int fd = spill_file(&dir);
