@@ -16,9 +16,11 @@
 #   aria2            aria2c as a one-shot downloader (settings from shared/REAL-PEERS.md)
 #   ctorrent         ctorrent -e 0, killed by its -X completion hook (else it lingers ~15 s)
 #   libtorrent       bench/ltclient.py: python3-libtorrent, exits when finished
+#   rtorrent         rtorrent 0.9.8 headless through bench/realpeer.py (its finished hook ends
+#                    the run; the wrapper's python is counted in CPU and RSS)
 #   torrent-base     another build of ours (--baseline BIN), run exactly like `torrent`: a
 #                    before/after comparison of a change in one run, interleaved
-# The other three find the seeders through the tracker (none of them takes peer addresses).
+# The others find the seeders through the tracker (none of them takes peer addresses).
 #
 # Measured for every run: wall time (bash EPOCHREALTIME around GNU time), CPU (user + sys) and
 # peak RSS from /usr/bin/time (the python client's include the interpreter), time to first
@@ -39,10 +41,12 @@ Usage: bench/download.sh [options]
   --piece KiB       piece size, a power of two (default 256)
   --big-pieces      the 1 MiB-piece variant: --piece 1024 --seeders 4
   --reps R          repetitions; every client runs once in each (default 3)
-  --clients LIST    comma-separated, from: torrent, torrent-tracker, aria2, ctorrent, libtorrent
-                    (default: all five)
+  --clients LIST    comma-separated, from: torrent, torrent-tracker, aria2, ctorrent, libtorrent,
+                    rtorrent
+                    (default: all five above; rtorrent only when named)
   --net A.B.C       the /24 of 127.0.0.0/8 to use (default 127.0.99): tracker .1, aria2 .2,
-                    ctorrent .3, libtorrent client .4, ours .5 (its listener), seeders .11 on
+                    ctorrent .3, libtorrent client .4, ours .5 (its listener), rtorrent .6,
+                    seeders .11 on
   --port-base P     ports: P tracker, P+2 to P+5 the clients as above, P+11.. seeders
                     (default 27000)
   --dir DIR         work directory (default: a new one under /tmp, removed at the end)
@@ -138,6 +142,9 @@ for c in "${want[@]}"; do
 	ctorrent)
 		if command -v ctorrent >/dev/null; then run_clients+=(ctorrent)
 		else notes+=("ctorrent is not installed: no ctorrent row"); fi ;;
+	rtorrent)
+		if [[ -x /usr/bin/rtorrent ]]; then run_clients+=(rtorrent)
+		else notes+=("rtorrent is not installed: no rtorrent row"); fi ;;
 	*) die "unknown client '$c'" ;;
 	esac
 done
@@ -321,6 +328,9 @@ client_cmd() {
 	libtorrent)
 		cmd=("$PY" "$bench/ltclient.py" "$tor" "$out" "$net.4" $((port_base + 4)))
 		watch=("$out/data.bin") ;;
+	rtorrent)
+		cmd=("$PY" "$bench/realpeer.py" rtorrent "$tor" "$out" "$net.6" 300)
+		watch=("$out/data.bin") ;;
 	esac
 }
 
@@ -441,6 +451,7 @@ label() {
 	aria2) echo "aria2c" ;;
 	ctorrent) echo "ctorrent" ;;
 	libtorrent) echo "libtorrent (python)" ;;
+	rtorrent) echo "rtorrent" ;;
 	esac
 }
 

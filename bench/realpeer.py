@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""rtorrent as a one-shot downloader and Transmission as a seeder, for bench/wan.sh.
+"""rtorrent as a one-shot downloader and Transmission as a seeder, for bench/wan.sh and
+bench/download.sh.
 
 Usage:
   /usr/bin/python3 bench/realpeer.py rtorrent TORRENT OUT_DIR IP TIMEOUT_S
