@@ -577,6 +577,16 @@ int bt_meta_parse_info_fd(struct bt_metainfo *m, int fd, size_t len,
 	memset(m, 0, sizeof *m);
 	if (len == 0 || len > BT_META_MAX_FILE_SIZE)
 		return BAD("info: %zu bytes, not within 1 to %zu", len, BT_META_MAX_FILE_SIZE);
+	/* A mapping past the end of the file faults (SIGBUS): check it is all there first. */
+	struct stat st;
+	if (fstat(fd, &st))
+		return bt_err_set(err, -errno, "info: cannot stat its temporary file: %s",
+				  strerror(errno));
+	if ((uint64_t)st.st_size < len)
+		return bt_err_set(
+			err, -EIO,
+			"info: its temporary file holds %lld bytes, not the %zu of the dict",
+			(long long)st.st_size, len);
 	/* Mapped, as a large .torrent is: only the pages the parser and the hash touch are
 	 * resident, and the hash gives them back as it goes. */
 	void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -593,17 +603,14 @@ int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
 {
 	if (src->info_raw)
 		return bt_meta_parse_info(m, src->info_raw, src->info_len, tiers, tier_count, err);
-	memset(m, 0, sizeof *m);
-	uint8_t *info = bt_xmalloc(src->info_len ? src->info_len : 1);
-	int rc = bt_meta_info_read(src, 0, info, src->info_len);
-	if (rc)
-		bt_err_set(err, rc,
-			   "info: cannot read the info dict back from its temporary file: %s",
-			   strerror(-rc));
-	else
-		rc = bt_meta_parse_info(m, info, src->info_len, tiers, tier_count, err);
-	free(info);
-	return rc;
+	if (!src->spill) {
+		memset(m, 0, sizeof *m);
+		return BAD("info: the metainfo holds no info dict");
+	}
+	/* The spill file is the dict: m maps it and shares it (neither writes to it again),
+	 * rather than read 20 MiB back into memory and write a second file. */
+	return bt_meta_parse_info_fd(m, bt_meta_spill_fd(src->spill), src->info_len, tiers,
+				     tier_count, err);
 }
 
 /* rc, with err's message prefixed by the path (a parse error says where, not in which file). */

@@ -28,6 +28,8 @@ int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, s
  */
 int bt_meta_spill_adopt(struct bt_metainfo *m, int fd, const uint8_t *raw, size_t len,
 			size_t hashes_off, struct bt_err *err);
+/* The spill file's descriptor: the whole info dict, from offset 0. */
+int bt_meta_spill_fd(const struct bt_meta_spill *s);
 /* Closes the spill file and frees its cache; NULL is a no-op. */
 void bt_meta_spill_free(struct bt_meta_spill *s);
 

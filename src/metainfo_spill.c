@@ -146,6 +146,11 @@ int bt_meta_spill_adopt(struct bt_metainfo *m, int fd, const uint8_t *raw, size_
 	return spill_to(m, own, false, raw, len, hashes_off, true, "", err);
 }
 
+int bt_meta_spill_fd(const struct bt_meta_spill *s)
+{
+	return s->fd;
+}
+
 void bt_meta_spill_free(struct bt_meta_spill *s)
 {
 	if (!s)

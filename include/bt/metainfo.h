@@ -149,7 +149,8 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 int bt_meta_parse_info_fd(struct bt_metainfo *m, int fd, size_t len,
 			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
 /*
- * bt_meta_parse_info of src's info dict (from memory or its spill file), with the given trackers.
+ * bt_meta_parse_info of src's info dict (from memory, or from its spill file, which m then shares
+ * rather than copies), with the given trackers.
  */
 int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
 			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
