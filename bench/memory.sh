@@ -232,19 +232,20 @@ print(hashlib.sha1(d[d.index(b"4:info") + 6:-1]).hexdigest())' "$work/big.torren
 		>"$work/mdl.log" 2>&1 || rc=$?
 	t1=$EPOCHREALTIME
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
-	# What reached the disk (the file is sparse: its blocks, not its length)
-	got=$(du -B1 -c "$work/out/zeros.bin"* 2>/dev/null | awk 'END {printf "%.2f", $1 / 2^30}')
+	rm -f "$work/out/zeros.bin"*
+	stop_seeder
+	# How much came (the output is preallocated, so its size says nothing): the seeder's total
+	got=$(awk '/^uploaded/ {printf "%.2f", $2 / 2^30}' "$work/seeder.log")
 	if ((magnet_s == 0)); then
 		verdict=ok
 		((rc == 0)) || verdict="failed (exit $rc)"
 	else
-		verdict="stopped after ${magnet_s} s, ${got} GiB on disk"
-		((rc == 124 || rc == 130 || rc == 0)) || verdict="failed (exit $rc, ${got} GiB on disk)"
+		verdict="stopped after ${magnet_s} s"
+		((rc == 124 || rc == 130 || rc == 0)) || verdict="failed (exit $rc)"
 	fi
+	verdict="$verdict, ${got:-?} GiB received"
 	((rc == 0 || rc == 124 || rc == 130)) || cat "$work/mdl.log" >&2
 	rows+=("| magnet: download, $what: $verdict | $(peak_of "$work/mdl.time") | $(cpu_of "$work/mdl.time") | $wall |")
-	rm -f "$work/out/zeros.bin"*
-	stop_seeder
 fi
 
 echo "### Peak RSS, ${size_gib} GiB in ${piece_kib} KiB pieces ($pieces pieces, a $((tsize >> 20)) MiB .torrent)"
