@@ -125,9 +125,9 @@ static void on_failed(void *arg, const char *reason)
 }
 
 /* The metadata is not wanted here: the torrent is stopped before any could be used. */
-static int ignore_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err *err)
+static int ignore_metadata(void *arg, const struct bt_metadata *md, struct bt_err *err)
 {
-	(void)arg, (void)info, (void)len, (void)err;
+	(void)arg, (void)md, (void)err;
 	return 0;
 }
 

@@ -435,12 +435,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A magnet's info dict arrived: the job now knows what it downloads, and where. */
-static int on_metadata(void *arg, const uint8_t *info, size_t len, struct bt_err *err)
+static int on_metadata(void *arg, const struct bt_metadata *md, struct bt_err *err)
 {
 	struct bt_download *d = arg;
 	if (d->m)
 		return 0;
-	int rc = bt_meta_parse_info(&d->own, info, len, d->mg.tiers, d->mg.tier_count, err);
+	/* A large dict is parsed from the fetcher's file, which then becomes its spill file. */
+	int rc = bt_metadata_parse(md, &d->own, d->mg.tiers, d->mg.tier_count, err);
 	if (rc)
 		return rc;
 	/* An info dict has no url-list: a magnet's web seeds are its ws= values. */

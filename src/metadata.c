@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Block hashes kept from failed assemblies, to name liars once the true bytes are known. */
 #define MAX_SUSPECTS 16384
@@ -39,7 +40,11 @@ struct bt_metadata {
 
 	int64_t size; /* 0: none chosen */
 	uint32_t blocks;
-	uint8_t *buf;
+	uint8_t *buf; /* the blocks, for a dict of at most BT_METADATA_IN_MEMORY bytes */
+	int fd;	      /* else an unlinked temporary file of ours holds them; or -1 */
+	/* Once set, the fetch cannot go on (a temporary file failed): error's message says why. */
+	bool broken;
+	struct bt_err error;
 	bool *have;
 	int *from;	 /* who sent each block */
 	uint32_t *asked; /* requests outstanding for each block */
@@ -62,12 +67,16 @@ struct bt_metadata *bt_metadata_new(const uint8_t info_hash[BT_HASH_LEN])
 	struct bt_metadata *md = bt_xcalloc(1, sizeof *md);
 	memcpy(md->info_hash, info_hash, BT_HASH_LEN);
 	md->source = -1;
+	md->fd = -1;
 	return md;
 }
 
 static void drop_buffer(struct bt_metadata *md)
 {
 	free(md->buf);
+	if (md->fd >= 0)
+		close(md->fd);
+	md->fd = -1;
 	free(md->have);
 	free(md->from);
 	free(md->asked);
@@ -104,6 +113,27 @@ static size_t block_len(const struct bt_metadata *md, uint32_t b)
 	if (b + 1 < md->blocks)
 		return BT_METADATA_BLOCK;
 	return (size_t)(md->size - (int64_t)(md->blocks - 1) * BT_METADATA_BLOCK);
+}
+
+/*
+ * Block b's bytes: in the buffer, or read from the file into `tmp` (BT_METADATA_BLOCK bytes).
+ * NULL if the file cannot be read, which breaks the fetch.
+ */
+static const uint8_t *block_bytes(struct bt_metadata *md, uint32_t b, uint8_t *tmp)
+{
+	size_t off = (size_t)b * BT_METADATA_BLOCK;
+	if (md->buf)
+		return md->buf + off;
+	int rc = bt_meta_pread(md->fd, tmp, block_len(md, b), off);
+	if (!rc)
+		return tmp;
+	if (!md->broken)
+		bt_err_set(&md->error, rc,
+			   "metadata: cannot read block %" PRIu32
+			   " back from its temporary file: %s",
+			   b, strerror(-rc));
+	md->broken = true;
+	return NULL;
 }
 
 static void drop_req(struct bt_metadata *md, size_t i)
@@ -150,7 +180,21 @@ static void choose(struct bt_metadata *md, int64_t size)
 	md->source = -1;
 	md->size = size;
 	md->blocks = (uint32_t)((size + BT_METADATA_BLOCK - 1) / BT_METADATA_BLOCK);
-	md->buf = bt_xmalloc((size_t)size);
+	if (size <= BT_METADATA_IN_MEMORY) {
+		md->buf = bt_xmalloc((size_t)size);
+	} else {
+		/* A dict this large holds a large torrent's hashes: assemble it where metainfo
+		 * will keep it, in a file, so it is never whole in memory. */
+		const char *dir;
+		md->fd = bt_meta_tmpfile(&dir);
+		if (md->fd < 0) {
+			bt_err_set(&md->error, md->fd,
+				   "metadata: cannot make a temporary file in '%s' for the %" PRId64
+				   "-byte info dict: %s",
+				   dir, size, strerror(-md->fd));
+			md->broken = true;
+		}
+	}
 	md->have = bt_xcalloc(md->blocks, sizeof *md->have);
 	md->from = bt_xcalloc(md->blocks, sizeof *md->from);
 	md->asked = bt_xcalloc(md->blocks, sizeof *md->asked);
@@ -220,7 +264,7 @@ static int ask(struct bt_metadata *md, struct md_peer *p, uint32_t b, double now
 int bt_metadata_next_request(struct bt_metadata *md, int peer, double now)
 {
 	struct md_peer *p = find_peer(md, peer);
-	if (!p || p->banned || md->complete || !md->size || p->size != md->size ||
+	if (!p || p->banned || md->complete || md->broken || !md->size || p->size != md->size ||
 	    p->rest_until > now || p->inflight >= BT_METADATA_PER_PEER)
 		return -1;
 	if (md->single_source) {
@@ -246,36 +290,40 @@ static void ban(struct bt_metadata *md, struct md_peer *p)
 }
 
 /* Keeps each block's hash and sender, so the true bytes can later name who lied. */
-static void remember_suspects(struct bt_metadata *md)
+static void remember_suspects(struct bt_metadata *md, uint8_t *tmp)
 {
 	for (uint32_t b = 0; b < md->blocks && md->suspect_count < MAX_SUSPECTS; b++) {
+		const uint8_t *bytes = block_bytes(md, b, tmp);
+		if (!bytes)
+			return;
 		if (!md->suspects)
 			md->suspects = bt_xcalloc(MAX_SUSPECTS, sizeof *md->suspects);
 		struct md_suspect *s = &md->suspects[md->suspect_count++];
 		s->peer = md->from[b];
 		s->block = b;
-		bt_sha1(md->buf + (size_t)b * BT_METADATA_BLOCK, block_len(md, b), s->hash);
+		bt_sha1(bytes, block_len(md, b), s->hash);
 	}
 }
 
-static enum bt_metadata_result judge(struct bt_metadata *md)
+/* The SHA-1 of the assembled dict, a block at a time (from the file, never all in memory). */
+static int hash_all(struct bt_metadata *md, uint8_t *tmp, uint8_t out[BT_SHA1_LEN])
 {
-	uint8_t h[BT_SHA1_LEN];
-	bt_sha1(md->buf, (size_t)md->size, h);
-	if (memcmp(h, md->info_hash, BT_HASH_LEN) == 0) {
-		md->complete = true;
-		drop_reqs(md, -1, -1);
-		for (size_t i = 0; i < md->suspect_count; i++) {
-			struct md_suspect *s = &md->suspects[i];
-			struct md_peer *p = find_peer(md, s->peer);
-			bt_sha1(md->buf + (size_t)s->block * BT_METADATA_BLOCK,
-				block_len(md, s->block), h);
-			if (p && memcmp(h, s->hash, BT_SHA1_LEN) != 0)
-				ban(md, p);
-		}
-		return BT_METADATA_COMPLETE;
-	}
-	remember_suspects(md);
+	struct bt_sha1_ctx *h = bt_sha1_new();
+	const uint8_t *bytes = NULL;
+	for (uint32_t b = 0; b < md->blocks && (bytes = block_bytes(md, b, tmp)); b++)
+		bt_sha1_update(h, bytes, block_len(md, b));
+	bt_sha1_final(h, out);
+	bt_sha1_free(h);
+	return bytes ? 0 : -EIO;
+}
+
+/*
+ * A complete assembly that does not hash: bans its one sender, or strikes its several and takes
+ * every later assembly from one peer; then starts over.
+ */
+static void failed(struct bt_metadata *md, uint8_t *tmp)
+{
+	remember_suspects(md, tmp);
 	struct md_peer *only = find_peer(md, md->from[0]);
 	bool several = false;
 	for (uint32_t b = 1; b < md->blocks; b++)
@@ -294,7 +342,34 @@ static enum bt_metadata_result judge(struct bt_metadata *md)
 	}
 	reset_blocks(md);
 	settle_size(md);
-	return BT_METADATA_FAILED;
+}
+
+static enum bt_metadata_result judge(struct bt_metadata *md)
+{
+	uint8_t h[BT_SHA1_LEN];
+	uint8_t *tmp = md->buf ? NULL : bt_xmalloc(BT_METADATA_BLOCK);
+	enum bt_metadata_result r = BT_METADATA_FAILED;
+	if (hash_all(md, tmp, h)) {
+		r = BT_METADATA_ERROR;
+	} else if (memcmp(h, md->info_hash, BT_HASH_LEN) == 0) {
+		md->complete = true;
+		drop_reqs(md, -1, -1);
+		for (size_t i = 0; i < md->suspect_count; i++) {
+			struct md_suspect *s = &md->suspects[i];
+			struct md_peer *p = find_peer(md, s->peer);
+			const uint8_t *bytes = block_bytes(md, s->block, tmp);
+			if (!bytes)
+				break;
+			bt_sha1(bytes, block_len(md, s->block), h);
+			if (p && memcmp(h, s->hash, BT_SHA1_LEN) != 0)
+				ban(md, p);
+		}
+		r = BT_METADATA_COMPLETE;
+	}
+	if (r == BT_METADATA_FAILED)
+		failed(md, tmp);
+	free(tmp);
+	return r;
 }
 
 enum bt_metadata_result bt_metadata_on_data(struct bt_metadata *md, int peer, uint32_t piece,
@@ -310,6 +385,8 @@ enum bt_metadata_result bt_metadata_on_data(struct bt_metadata *md, int peer, ui
 		why = "from a banned peer";
 	else if (md->complete)
 		why = "the metadata is complete";
+	else if (md->broken)
+		why = "the fetch has failed";
 	else if (total_size != md->size)
 		why = "total_size differs from the size being fetched";
 	else if (piece >= md->blocks)
@@ -332,13 +409,30 @@ enum bt_metadata_result bt_metadata_on_data(struct bt_metadata *md, int peer, ui
 		bt_err_set(err, -EALREADY, "metadata block %" PRIu32 ": a duplicate", piece);
 		return BT_METADATA_IGNORED;
 	}
-	memcpy(md->buf + (size_t)piece * BT_METADATA_BLOCK, data, len);
+	size_t off = (size_t)piece * BT_METADATA_BLOCK;
+	int rc = md->buf ? (memcpy(md->buf + off, data, len), 0)
+			 : bt_meta_pwrite(md->fd, data, len, off);
+	if (rc) {
+		bt_err_set(&md->error, rc,
+			   "metadata: cannot write block %" PRIu32 " to its temporary file: %s",
+			   piece, strerror(-rc));
+		md->broken = true;
+		bt_err_set(err, rc, "%s", md->error.msg);
+		return BT_METADATA_ERROR;
+	}
 	md->have[piece] = true;
 	md->from[piece] = peer;
 	md->have_count++;
 	/* Other copies asked for in endgame are no longer wanted: free those peers' slots. */
 	drop_reqs(md, -1, piece);
-	return md->have_count == md->blocks ? judge(md) : BT_METADATA_OK;
+	if (md->have_count < md->blocks)
+		return BT_METADATA_OK;
+	enum bt_metadata_result verdict = judge(md);
+	if (md->broken) {
+		bt_err_set(err, -EIO, "%s", md->error.msg);
+		return BT_METADATA_ERROR;
+	}
+	return verdict;
 }
 
 void bt_metadata_on_reject(struct bt_metadata *md, int peer, uint32_t piece, double now)
@@ -394,6 +488,39 @@ const uint8_t *bt_metadata_info(const struct bt_metadata *md, size_t *len_out)
 	if (len_out)
 		*len_out = (size_t)md->size;
 	return md->buf;
+}
+
+int bt_metadata_read(const struct bt_metadata *md, size_t off, uint8_t *out, size_t len)
+{
+	if (!md->complete || off > (size_t)md->size || len > (size_t)md->size - off)
+		return -EINVAL;
+	if (md->buf) {
+		memcpy(out, md->buf + off, len);
+		return 0;
+	}
+	return bt_meta_pread(md->fd, out, len, off);
+}
+
+int bt_metadata_parse(const struct bt_metadata *md, struct bt_metainfo *m,
+		      const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+{
+	if (!md->complete) {
+		memset(m, 0, sizeof *m);
+		return bt_err_set(err, -EINVAL, "metadata: the info dict is not complete");
+	}
+	if (md->buf)
+		return bt_meta_parse_info(m, md->buf, (size_t)md->size, tiers, tier_count, err);
+	return bt_meta_parse_info_fd(m, md->fd, (size_t)md->size, tiers, tier_count, err);
+}
+
+bool bt_metadata_in_file(const struct bt_metadata *md)
+{
+	return md->fd >= 0;
+}
+
+const char *bt_metadata_error(const struct bt_metadata *md)
+{
+	return md->broken ? md->error.msg : NULL;
 }
 
 bool bt_metadata_complete(const struct bt_metadata *md)

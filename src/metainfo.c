@@ -19,6 +19,9 @@ enum source {
 	SRC_COPY,   /* the caller's: copied (or spilled) */
 	SRC_OWNED,  /* a buffer m takes over (bt_meta_parse_owned): kept unless spilled */
 	SRC_MAPPED, /* a mapped file: copied or spilled, its pages dropped as they are spilled */
+	/* A mapped file of the caller's holding exactly the info dict (bt_meta_parse_info_fd):
+	 * copied, or if it must spill, the file itself becomes the spill file. */
+	SRC_FILE,
 };
 
 static char *node_strdup(const struct bt_benc_node *n)
@@ -439,7 +442,7 @@ static int parse_info(struct bt_metainfo *m, const struct bt_benc_node *info, st
  * a spill file when the piece hashes are large. On failure m is deinitialised.
  */
 static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, enum source src,
-		     struct bt_err *err)
+		     int fd, struct bt_err *err)
 {
 	/* While checking, info_raw points at the source; what m keeps is decided after. */
 	m->info_raw = (uint8_t *)info->raw;
@@ -449,8 +452,10 @@ static int load_info(struct bt_metainfo *m, const struct bt_benc_node *info, enu
 	if (!rc && (size_t)m->piece_count * BT_SHA1_LEN > BT_META_SPILL_HASHES) {
 		m->info_raw = NULL;
 		m->piece_hashes = NULL;
-		rc = bt_meta_spill_write(m, info->raw, info->raw_len, hashes_off, src == SRC_MAPPED,
-					 err);
+		rc = src == SRC_FILE
+			     ? bt_meta_spill_adopt(m, fd, info->raw, info->raw_len, hashes_off, err)
+			     : bt_meta_spill_write(m, info->raw, info->raw_len, hashes_off,
+						   src == SRC_MAPPED, err);
 	} else if (!rc) {
 		bt_sha1(info->raw, info->raw_len, m->info_hash);
 		if (m->hybrid)
@@ -489,7 +494,7 @@ static int parse_torrent(struct bt_metainfo *m, const uint8_t *p, size_t len, en
 	else if (info->type != BT_BENC_DICT)
 		rc = BAD("'info' is not a dictionary");
 	if (!rc)
-		rc = load_info(m, info, src, err);
+		rc = load_info(m, info, src, -1, err);
 	if (rc) {
 		bt_benc_doc_deinit(&doc);
 		return rc;
@@ -527,8 +532,10 @@ int bt_meta_parse_owned(struct bt_metainfo *m, uint8_t *p, size_t len, struct bt
 	return 0;
 }
 
-int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
-		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+/* A bare info dict from info[0..len) (a mapping of fd when src is SRC_FILE), with trackers. */
+static int parse_bare(struct bt_metainfo *m, const uint8_t *info, size_t len, enum source src,
+		      int fd, const struct bt_meta_tier *tiers, size_t tier_count,
+		      struct bt_err *err)
 {
 	memset(m, 0, sizeof *m);
 	if (len > BT_META_MAX_FILE_SIZE)
@@ -540,7 +547,7 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 		return bt_err_set(err, -EINVAL, "info: bencode: %s", perr.msg);
 	const struct bt_benc_node *root = bt_benc_root(&doc);
 	int rc = root->type != BT_BENC_DICT ? BAD("'info' is not a dictionary")
-					    : load_info(m, root, SRC_COPY, err);
+					    : load_info(m, root, src, fd, err);
 	bt_benc_doc_deinit(&doc);
 	if (rc)
 		return rc;
@@ -558,22 +565,52 @@ int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 	return 0;
 }
 
+int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
+		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+{
+	return parse_bare(m, info, len, SRC_COPY, -1, tiers, tier_count, err);
+}
+
+int bt_meta_parse_info_fd(struct bt_metainfo *m, int fd, size_t len,
+			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
+{
+	memset(m, 0, sizeof *m);
+	if (len == 0 || len > BT_META_MAX_FILE_SIZE)
+		return BAD("info: %zu bytes, not within 1 to %zu", len, BT_META_MAX_FILE_SIZE);
+	/* A mapping past the end of the file faults (SIGBUS): check it is all there first. */
+	struct stat st;
+	if (fstat(fd, &st))
+		return bt_err_set(err, -errno, "info: cannot stat its temporary file: %s",
+				  strerror(errno));
+	if ((uint64_t)st.st_size < len)
+		return bt_err_set(
+			err, -EIO,
+			"info: its temporary file holds %lld bytes, not the %zu of the dict",
+			(long long)st.st_size, len);
+	/* Mapped, as a large .torrent is: only the pages the parser and the hash touch are
+	 * resident, and the hash gives them back as it goes. */
+	void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED)
+		return bt_err_set(err, -errno, "info: cannot map its temporary file: %s",
+				  strerror(errno));
+	int rc = parse_bare(m, map, len, SRC_FILE, fd, tiers, tier_count, err);
+	munmap(map, len);
+	return rc;
+}
+
 int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
 			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err)
 {
 	if (src->info_raw)
 		return bt_meta_parse_info(m, src->info_raw, src->info_len, tiers, tier_count, err);
-	memset(m, 0, sizeof *m);
-	uint8_t *info = bt_xmalloc(src->info_len ? src->info_len : 1);
-	int rc = bt_meta_info_read(src, 0, info, src->info_len);
-	if (rc)
-		bt_err_set(err, rc,
-			   "info: cannot read the info dict back from its temporary file: %s",
-			   strerror(-rc));
-	else
-		rc = bt_meta_parse_info(m, info, src->info_len, tiers, tier_count, err);
-	free(info);
-	return rc;
+	if (!src->spill) {
+		memset(m, 0, sizeof *m);
+		return BAD("info: the metainfo holds no info dict");
+	}
+	/* The spill file is the dict: m maps it and shares it (neither writes to it again),
+	 * rather than read 20 MiB back into memory and write a second file. */
+	return bt_meta_parse_info_fd(m, bt_meta_spill_fd(src->spill), src->info_len, tiers,
+				     tier_count, err);
 }
 
 /* rc, with err's message prefixed by the path (a parse error says where, not in which file). */

@@ -21,6 +21,15 @@
  */
 int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, size_t hashes_off,
 			bool mapped, struct bt_err *err);
+/*
+ * bt_meta_spill_write for an info dict that is already the whole of file fd, mapped at raw: the
+ * file becomes the spill file (m keeps a dup of fd; the caller keeps fd) rather than be copied,
+ * and the dict is hashed from the mapping, whose pages are given back as it goes.
+ */
+int bt_meta_spill_adopt(struct bt_metainfo *m, int fd, const uint8_t *raw, size_t len,
+			size_t hashes_off, struct bt_err *err);
+/* The spill file's descriptor: the whole info dict, from offset 0. */
+int bt_meta_spill_fd(const struct bt_meta_spill *s);
 /* Closes the spill file and frees its cache; NULL is a no-op. */
 void bt_meta_spill_free(struct bt_meta_spill *s);
 

@@ -31,21 +31,22 @@ struct bt_meta_spill {
 	uint8_t *at; /* bt_meta_info_at's buffer, allocated at its first use */
 };
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+int bt_meta_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			return w < 0 ? -errno : -EIO;
 		p += w;
 		n -= (size_t)w;
+		off += (size_t)w;
 	}
 	return 0;
 }
 
-static int read_all(int fd, uint8_t *p, size_t n, size_t off)
+int bt_meta_pread(int fd, uint8_t *p, size_t n, uint64_t off)
 {
 	while (n) {
 		ssize_t r = pread(fd, p, n, (off_t)off);
@@ -60,8 +61,7 @@ static int read_all(int fd, uint8_t *p, size_t n, size_t off)
 	return 0;
 }
 
-/* A new unlinked file in $TMPDIR (or /tmp) that only we hold, or a negative errno. */
-static int spill_file(const char **dir_out)
+int bt_meta_tmpfile(const char **dir_out)
 {
 	const char *dir = getenv("TMPDIR");
 	if (!dir || !dir[0])
@@ -83,19 +83,13 @@ static int spill_file(const char **dir_out)
 }
 
 /*
- * Writes the info dict to a spill file and hashes it on the way, a chunk at a time; from a
- * mapping, each chunk's pages are given back once done, so the dict is never all resident.
+ * Hashes the info dict a chunk at a time, writing each chunk to fd when `write` (else fd holds
+ * the dict already); from a mapping, each chunk's pages are given back once done, so the dict
+ * is never all resident. Then makes m->spill of fd.
  */
-int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, size_t hashes_off,
-			bool mapped, struct bt_err *err)
+static int spill_to(struct bt_metainfo *m, int fd, bool write, const uint8_t *raw, size_t len,
+		    size_t hashes_off, bool mapped, const char *dir, struct bt_err *err)
 {
-	const char *dir;
-	int fd = spill_file(&dir);
-	if (fd < 0)
-		return bt_err_set(err, fd,
-				  "info: cannot make a temporary file in '%s' for %u "
-				  "piece hashes: %s",
-				  dir, m->piece_count, strerror(-fd));
 	if (m->hybrid)
 		bt_sha256(raw, len, m->info_hash_v2); /* no incremental SHA-256: rare enough */
 	struct bt_sha1_ctx *h = bt_sha1_new();
@@ -105,7 +99,8 @@ int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, s
 	for (size_t off = 0; off < len && !rc; off += SPILL_CHUNK) {
 		size_t n = len - off < SPILL_CHUNK ? len - off : SPILL_CHUNK;
 		bt_sha1_update(h, raw + off, n);
-		rc = write_all(fd, raw + off, n);
+		if (write)
+			rc = bt_meta_pwrite(fd, raw + off, n, off);
 		uintptr_t a = ((uintptr_t)(raw + off) + mask) & ~mask,
 			  b = (uintptr_t)(raw + off + n) & ~mask;
 		if (mapped && b > a)
@@ -128,6 +123,34 @@ int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, s
 	return 0;
 }
 
+int bt_meta_spill_write(struct bt_metainfo *m, const uint8_t *raw, size_t len, size_t hashes_off,
+			bool mapped, struct bt_err *err)
+{
+	const char *dir;
+	int fd = bt_meta_tmpfile(&dir);
+	if (fd < 0)
+		return bt_err_set(err, fd,
+				  "info: cannot make a temporary file in '%s' for %u "
+				  "piece hashes: %s",
+				  dir, m->piece_count, strerror(-fd));
+	return spill_to(m, fd, true, raw, len, hashes_off, mapped, dir, err);
+}
+
+int bt_meta_spill_adopt(struct bt_metainfo *m, int fd, const uint8_t *raw, size_t len,
+			size_t hashes_off, struct bt_err *err)
+{
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (own < 0)
+		return bt_err_set(err, -errno, "info: cannot keep its temporary file: %s",
+				  strerror(errno));
+	return spill_to(m, own, false, raw, len, hashes_off, true, "", err);
+}
+
+int bt_meta_spill_fd(const struct bt_meta_spill *s)
+{
+	return s->fd;
+}
+
 void bt_meta_spill_free(struct bt_meta_spill *s)
 {
 	if (!s)
@@ -145,7 +168,7 @@ int bt_meta_info_read(const struct bt_metainfo *m, size_t off, uint8_t *out, siz
 		memcpy(out, m->info_raw + off, len);
 		return 0;
 	}
-	return m->spill ? read_all(m->spill->fd, out, len, off) : -EINVAL;
+	return m->spill ? bt_meta_pread(m->spill->fd, out, len, off) : -EINVAL;
 }
 
 const uint8_t *bt_meta_info_at(const struct bt_metainfo *m, size_t off, size_t len)
@@ -159,7 +182,7 @@ const uint8_t *bt_meta_info_at(const struct bt_metainfo *m, size_t off, size_t l
 	struct bt_meta_spill *s = m->spill;
 	if (!s->at)
 		s->at = bt_xmalloc(BT_META_INFO_AT_MAX);
-	return read_all(s->fd, s->at, len, off) ? NULL : s->at;
+	return bt_meta_pread(s->fd, s->at, len, off) ? NULL : s->at;
 }
 
 int bt_meta_piece_hash(const struct bt_metainfo *m, uint32_t i, uint8_t out[BT_SHA1_LEN])
@@ -184,8 +207,8 @@ int bt_meta_piece_hash(const struct bt_metainfo *m, uint32_t i, uint8_t out[BT_S
 		uint32_t n = m->piece_count - first < SPILL_BLOCK_HASHES ? m->piece_count - first
 									 : SPILL_BLOCK_HASHES;
 		s->tag[slot] = -1;
-		int rc = read_all(s->fd, s->block[slot], (size_t)n * BT_SHA1_LEN,
-				  s->hashes_off + (size_t)first * BT_SHA1_LEN);
+		int rc = bt_meta_pread(s->fd, s->block[slot], (size_t)n * BT_SHA1_LEN,
+				       s->hashes_off + (size_t)first * BT_SHA1_LEN);
 		if (rc)
 			return rc;
 		s->tag[slot] = blk;

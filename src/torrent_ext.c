@@ -7,6 +7,7 @@
 #include "bt/session.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +91,15 @@ static void serve_metadata(struct bt_torrent *t, struct conn *c, uint32_t piece)
 		blk, blk ? len : 0);
 }
 
+/* A fetch whose temporary file failed cannot go on: the torrent fails with its reason. */
+static bool metadata_broken(struct bt_torrent *t)
+{
+	const char *why = bt_metadata_error(t->md);
+	if (why && !t->failed)
+		bt_torrent_fail(t, "%s", why);
+	return why != NULL;
+}
+
 static void close_conn(struct bt_torrent *t, struct conn *c, const char *why)
 {
 	bt_addrbook_set_error(t->book, c->addr, why);
@@ -126,7 +136,8 @@ static void on_ext_handshake(struct bt_torrent *t, struct conn *c, const uint8_t
 	if (t->md && h.ut_metadata && h.metadata_size > 0 && !c->md_peer && !c->reaping &&
 	    bt_metadata_add_peer(t->md, c->addr, h.metadata_size) == 0) {
 		c->md_peer = true;
-		request_metadata(t, c);
+		if (!metadata_broken(t))
+			request_metadata(t, c);
 	}
 }
 
@@ -183,7 +194,11 @@ static void on_md_message(struct bt_torrent *t, struct conn *c, const uint8_t *p
 		       "the assembled info dict does not match the info "
 		       "hash; fetching it again");
 		drop_metadata_liars(t);
-		bt_torrent_request_metadata(t);
+		if (!metadata_broken(t))
+			bt_torrent_request_metadata(t);
+		return;
+	case BT_METADATA_ERROR:
+		metadata_broken(t);
 		return;
 	default:
 		request_metadata(t, c);
@@ -215,11 +230,10 @@ void bt_torrent_on_meta_ready(evutil_socket_t fd, short what, void *arg)
 	struct bt_torrent *t = arg;
 	if (!t->md || t->failed || t->stopping)
 		return;
-	size_t len;
-	const uint8_t *info = bt_metadata_info(t->md, &len);
 	struct bt_err err;
-	bt_log(BT_LOG_DEBUG, "metadata", "received the info dict (%zu bytes)", len);
-	int rc = t->ev.metadata ? t->ev.metadata(t->arg, info, len, &err) : 0;
+	bt_log(BT_LOG_DEBUG, "metadata", "received the info dict (%" PRId64 " bytes%s)",
+	       bt_metadata_size(t->md), bt_metadata_in_file(t->md) ? ", in a temporary file" : "");
+	int rc = t->ev.metadata ? t->ev.metadata(t->arg, t->md, &err) : 0;
 	if (rc) {
 		bt_torrent_fail(t, "%s", err.msg);
 		return;

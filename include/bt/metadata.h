@@ -10,6 +10,13 @@
  * - The size followed is the first plausible one announced (1..BT_METADATA_MAX_SIZE); peers that
  *   announced another size are kept and used only when no usable peer of that size is left
  *   (they were all banned or removed). The buffer is allocated once a size is chosen.
+ * - A dict of more than BT_METADATA_IN_MEMORY bytes (it holds a large torrent's piece hashes:
+ *   20 MiB for 16 GiB in 16 KiB pieces) is assembled in an unlinked temporary file of ours
+ *   (bt_meta_tmpfile: $TMPDIR, else /tmp) instead, judged by reading it back a block at a time,
+ *   and parsed from there (bt_metadata_parse), so it never is whole in memory; the parsed
+ *   metainfo keeps that file as its spill file. A smaller one is a plain buffer. If the file
+ *   cannot be made, written or read, the fetch is broken for good: bt_metadata_error says why
+ *   in one line naming the directory, and nothing more is asked or kept.
  * - Every block is BT_METADATA_BLOCK bytes except the last, which holds the rest.
  * - A peer has at most BT_METADATA_PER_PEER requests outstanding; a block is asked of a second
  *   peer only when no block is left that nobody was asked for (endgame).
@@ -26,6 +33,7 @@
 #ifndef BT_METADATA_H
 #define BT_METADATA_H
 
+#include "bt/metainfo.h"
 #include "bt/util.h"
 
 #include <stdbool.h>
@@ -38,12 +46,15 @@
 #define BT_METADATA_PER_PEER	4
 #define BT_METADATA_TIMEOUT	10.0
 #define BT_METADATA_REJECT_WAIT 30.0
+/* Larger dicts are assembled in a temporary file: the size above which metainfo spills too. */
+#define BT_METADATA_IN_MEMORY ((int64_t)BT_META_SPILL_HASHES)
 
 enum bt_metadata_result {
 	BT_METADATA_OK,	     /* the block was kept */
 	BT_METADATA_IGNORED, /* not kept: err says why */
 	BT_METADATA_COMPLETE,
 	BT_METADATA_FAILED,
+	BT_METADATA_ERROR, /* the temporary file failed: the fetch cannot go on (err says why) */
 };
 
 struct bt_metadata;
@@ -72,8 +83,21 @@ void bt_metadata_on_reject(struct bt_metadata *md, int peer, uint32_t piece, dou
 double bt_metadata_tick(struct bt_metadata *md, double now);
 
 bool bt_metadata_banned(const struct bt_metadata *md, int peer);
-/* The info dict's bytes once COMPLETE, else NULL. */
+/* The info dict's bytes once COMPLETE, else NULL; NULL too when it is in a file. */
 const uint8_t *bt_metadata_info(const struct bt_metadata *md, size_t *len_out);
+/* Copies bytes [off, off + len) of the complete dict. Returns 0, -EINVAL, or -EIO (the file). */
+int bt_metadata_read(const struct bt_metadata *md, size_t off, uint8_t *out, size_t len);
+/*
+ * Parses the complete dict into m with the magnet's trackers (bt_meta_parse_info, or
+ * bt_meta_parse_info_fd from the file, which m then keeps as its spill file rather than copy
+ * it). Returns 0, or a negative errno with err set; on failure m is zeroed.
+ */
+int bt_metadata_parse(const struct bt_metadata *md, struct bt_metainfo *m,
+		      const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
+/* Whether the dict is being assembled in a temporary file (its size is over the limit). */
+bool bt_metadata_in_file(const struct bt_metadata *md);
+/* Why the fetch cannot go on (a temporary file failed), or NULL while it can. */
+const char *bt_metadata_error(const struct bt_metadata *md);
 bool bt_metadata_complete(const struct bt_metadata *md);
 /* The size being fetched (0: none chosen yet). */
 int64_t bt_metadata_size(const struct bt_metadata *md);

@@ -141,7 +141,16 @@ const uint8_t *bt_meta_info_at(const struct bt_metainfo *m, size_t off, size_t l
 int bt_meta_parse_info(struct bt_metainfo *m, const uint8_t *info, size_t len,
 		       const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
 /*
- * bt_meta_parse_info of src's info dict (from memory or its spill file), with the given trackers.
+ * bt_meta_parse_info of the info dict that is the whole of file fd (len bytes), as a magnet's
+ * large dict is assembled (bt_metadata): mapped rather than read, and when it must spill, the
+ * file becomes m's spill file (m keeps a dup of fd; the caller still owns fd and must not write
+ * to it again), so a dict of megabytes is never whole in memory nor copied.
+ */
+int bt_meta_parse_info_fd(struct bt_metainfo *m, int fd, size_t len,
+			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
+/*
+ * bt_meta_parse_info of src's info dict (from memory, or from its spill file, which m then shares
+ * rather than copies), with the given trackers.
  */
 int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
 			  const struct bt_meta_tier *tiers, size_t tier_count, struct bt_err *err);
@@ -151,6 +160,16 @@ int bt_meta_parse_info_of(struct bt_metainfo *m, const struct bt_metainfo *src,
  * Returns 0, -EINVAL if m holds no info dict, or -EIO if its spill file cannot be read.
  */
 int bt_meta_write_torrent(const struct bt_metainfo *m, struct bt_buf *out);
+
+/*
+ * The spill file's helpers, for others that keep an info dict on disk (bt_metadata): a new
+ * unlinked temporary file in $TMPDIR (else /tmp) that only we hold, *dir_out naming the
+ * directory for messages (returns the descriptor or a negative errno); and whole reads and
+ * writes at an offset (0 or a negative errno; -EIO for a file shorter than asked).
+ */
+int bt_meta_tmpfile(const char **dir_out);
+int bt_meta_pread(int fd, uint8_t *p, size_t n, uint64_t off);
+int bt_meta_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off);
 
 /* The first tracker URL (`announce`, or the first of the first tier), or NULL. */
 const char *bt_meta_tracker(const struct bt_metainfo *m);

@@ -37,6 +37,7 @@
 
 #include "bt/bitfield.h"
 #include "bt/ext.h"
+#include "bt/metadata.h"
 #include "bt/metainfo.h"
 #include "bt/wire.h"
 
@@ -77,10 +78,11 @@ struct bt_torrent_events {
 	void (*failed)(void *arg, const char *reason);
 	/* After bt_torrent_stop: the stopped announce has ended. May be NULL. */
 	void (*stopped)(void *arg);
-	/* A magnet's info dict arrived and hashes to the info hash (info is valid during the
-	 * call). The owner parses it and calls bt_torrent_set_metainfo, or returns a negative
-	 * errno with err set, which fails the torrent. NULL for a torrent made from metainfo. */
-	int (*metadata)(void *arg, const uint8_t *info, size_t len, struct bt_err *err);
+	/* A magnet's info dict arrived and hashes to the info hash (md is valid during the call;
+	 * a large dict is in a file, not in memory). The owner parses it (bt_metadata_parse) and
+	 * calls bt_torrent_set_metainfo, or returns a negative errno with err set, which fails
+	 * the torrent. NULL for a torrent made from metainfo. */
+	int (*metadata)(void *arg, const struct bt_metadata *md, struct bt_err *err);
 	/* A peer's extended handshake (BEP 10) arrived. May be NULL. */
 	void (*peer_extended)(void *arg, const uint8_t *peer_id, const struct bt_ext_handshake *h);
 };

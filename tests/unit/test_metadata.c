@@ -229,9 +229,19 @@ static int simulate(struct bt_metadata *md, const struct fixture *f, const int *
 	return -1;
 }
 
-static void liar_among_three(int liar)
+/* The assembled bytes, read back through bt_metadata_read, are exactly the fixture's. */
+static void expect_bytes(const struct bt_metadata *md, const struct fixture *f)
 {
-	struct fixture f = make_info(37 * BT_METADATA_BLOCK + 1000);
+	uint8_t *got = malloc(f->len);
+	assert_int_equal(bt_metadata_read(md, 0, got, f->len), 0);
+	assert_memory_equal(got, f->info, f->len);
+	assert_int_equal(bt_metadata_read(md, 1, got, f->len), -EINVAL);
+	free(got);
+}
+
+static void liar_among_three_of(int liar, size_t size)
+{
+	struct fixture f = make_info(size);
 	struct bt_metadata *md = bt_metadata_new(f.hash);
 	int peers[3] = {10, 11, 12};
 	for (int i = 0; i < 3; i++)
@@ -239,15 +249,26 @@ static void liar_among_three(int liar)
 	int failures = 0;
 	assert_true(simulate(md, &f, peers, 3, liar, &failures) >= 0);
 	assert_true(failures >= 1);
+	assert_int_equal(bt_metadata_in_file(md), size > BT_METADATA_IN_MEMORY);
 	size_t len;
 	const uint8_t *info = bt_metadata_info(md, &len);
-	assert_non_null(info);
-	assert_int_equal(len, f.len);
-	assert_memory_equal(info, f.info, f.len);
+	if (size <= BT_METADATA_IN_MEMORY) {
+		assert_non_null(info);
+		assert_int_equal(len, f.len);
+		assert_memory_equal(info, f.info, f.len);
+	} else {
+		assert_null(info); /* it is in the file */
+	}
+	expect_bytes(md, &f);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(bt_metadata_banned(md, peers[i]), peers[i] == liar);
 	bt_metadata_free(md);
 	free(f.info);
+}
+
+static void liar_among_three(int liar)
+{
+	liar_among_three_of(liar, 37 * BT_METADATA_BLOCK + 1000);
 }
 
 static void test_liar_among_three(void **state)
@@ -461,6 +482,173 @@ static void test_single_source_handover(void **state)
 	single_source_handover(true);
 }
 
+/* Just over the limit: 65 blocks, the last of 4 KiB, assembled in a temporary file. */
+#define FILE_SIZE ((size_t)BT_METADATA_IN_MEMORY + 4096)
+
+/* A large dict: blocks answered in reverse order of asking, bad ones ignored as in memory. */
+static void test_file_out_of_order(void **state)
+{
+	(void)state;
+	struct fixture f = make_info(FILE_SIZE);
+	struct bt_metadata *md = bt_metadata_new(f.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 7, (int64_t)f.len), 0);
+	assert_true(bt_metadata_in_file(md));
+	assert_null(bt_metadata_error(md));
+	struct bt_metadata_progress p;
+	bt_metadata_progress(md, &p);
+	assert_int_equal(p.blocks_total, 65);
+	/* The same checks as in memory, with the same messages. */
+	expect_ignored(md, 7, 65, (int64_t)f.len, BT_METADATA_BLOCK, "past the end");
+	expect_ignored(md, 7, 0, (int64_t)f.len - 1, BT_METADATA_BLOCK, "total_size differs");
+	expect_ignored(md, 7, 64, (int64_t)f.len, BT_METADATA_BLOCK, "wrong block length");
+	expect_ignored(md, 7, 3, (int64_t)f.len, BT_METADATA_BLOCK, "not requested");
+	enum bt_metadata_result r = BT_METADATA_OK;
+	uint8_t buf[1];
+	assert_int_equal(bt_metadata_read(md, 0, buf, 1), -EINVAL); /* not complete */
+	while (r == BT_METADATA_OK) {
+		int asked[BT_METADATA_PER_PEER], n = 0;
+		while (n < BT_METADATA_PER_PEER &&
+		       (asked[n] = bt_metadata_next_request(md, 7, 0)) >= 0)
+			n++;
+		assert_true(n > 0);
+		while (n-- > 0 && r == BT_METADATA_OK)
+			r = serve(md, &f, 7, (uint32_t)asked[n], 0, false);
+	}
+	assert_int_equal(r, BT_METADATA_COMPLETE);
+	assert_true(bt_metadata_complete(md));
+	assert_null(bt_metadata_info(md, NULL));
+	expect_bytes(md, &f);
+	assert_int_equal(bt_metadata_read(md, FILE_SIZE - 10, buf, 1), 0);
+	assert_int_equal(buf[0], f.info[FILE_SIZE - 10]);
+	bt_metadata_free(md);
+	free(f.info);
+}
+
+/* One bad block makes the hash (read back from the file) fail; the liar and its blocks go. */
+static void test_file_bad_block(void **state)
+{
+	(void)state;
+	struct fixture f = make_info(FILE_SIZE);
+	struct bt_metadata *md = bt_metadata_new(f.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 1, (int64_t)f.len), 0);
+	enum bt_metadata_result r = BT_METADATA_OK;
+	while (r == BT_METADATA_OK) {
+		int b = bt_metadata_next_request(md, 1, 0);
+		assert_true(b >= 0);
+		r = serve(md, &f, 1, (uint32_t)b, 0, b == 40);
+	}
+	assert_int_equal(r, BT_METADATA_FAILED);
+	assert_true(bt_metadata_banned(md, 1));
+	assert_false(bt_metadata_complete(md));
+	assert_null(bt_metadata_error(md));
+	struct bt_metadata_progress p;
+	bt_metadata_progress(md, &p);
+	assert_int_equal(p.blocks_have, 0);
+	/* An honest peer fetches it all again into the same file, over the bad block. */
+	assert_int_equal(bt_metadata_add_peer(md, 2, (int64_t)f.len), 0);
+	int failures = 0, peers[1] = {2};
+	assert_true(simulate(md, &f, peers, 1, -1, &failures) >= 0);
+	assert_int_equal(failures, 0);
+	expect_bytes(md, &f);
+	bt_metadata_free(md);
+	free(f.info);
+}
+
+/* Several peers, one lying: named by the hashes of its blocks, read back from the file. */
+static void test_file_liar_among_three(void **state)
+{
+	(void)state;
+	liar_among_three_of(11, FILE_SIZE);
+	liar_among_three_of(12, FILE_SIZE);
+}
+
+/* A temporary directory that cannot hold the file: one line naming it; nothing is asked. */
+static void test_file_tmpdir_fails(void **state)
+{
+	(void)state;
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+	setenv("TMPDIR", "/nonexistent/magnetmem-dir", 1);
+	struct fixture f = make_info(FILE_SIZE);
+	struct bt_metadata *md = bt_metadata_new(f.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 1, (int64_t)f.len), 0);
+	const char *why = bt_metadata_error(md);
+	assert_non_null(why);
+	assert_non_null(
+		strstr(why, "cannot make a temporary file in '/nonexistent/magnetmem-dir'"));
+	assert_null(strchr(why, '\n'));
+	assert_int_equal(bt_metadata_next_request(md, 1, 0), -1);
+	expect_ignored(md, 1, 0, (int64_t)f.len, BT_METADATA_BLOCK, "the fetch has failed");
+	bt_metadata_free(md);
+	/* A small dict needs no file and is fetched as ever. */
+	struct fixture small = make_info(1000);
+	md = bt_metadata_new(small.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 1, (int64_t)small.len), 0);
+	assert_null(bt_metadata_error(md));
+	assert_int_equal(bt_metadata_next_request(md, 1, 0), 0);
+	assert_int_equal(serve(md, &small, 1, 0, 0, false), BT_METADATA_COMPLETE);
+	bt_metadata_free(md);
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	free(f.info);
+	free(small.info);
+}
+
+/*
+ * A real info dict of 60,000 pieces (1.2 MB of hashes), fetched and parsed from the file: the
+ * metainfo spills, keeps that file, and serves its hashes and blocks from it.
+ */
+static void test_file_parse(void **state)
+{
+	(void)state;
+	const uint32_t pieces = 60000;
+	struct bt_buf b;
+	bt_buf_init(&b);
+	bt_buf_printf(&b, "d6:lengthi%llue4:name4:big012:piece lengthi16384e6:pieces%u:",
+		      (unsigned long long)pieces * 16384, pieces * BT_SHA1_LEN);
+	for (uint32_t i = 0; i < pieces; i++) {
+		uint8_t h[BT_SHA1_LEN];
+		bt_sha1(&i, sizeof i, h);
+		bt_buf_add(&b, h, sizeof h);
+	}
+	bt_buf_addc(&b, 'e');
+	struct fixture f = {.info = b.data, .len = b.len};
+	bt_sha1(f.info, f.len, f.hash);
+	struct bt_metadata *md = bt_metadata_new(f.hash);
+	assert_int_equal(bt_metadata_add_peer(md, 3, (int64_t)f.len), 0);
+	assert_true(bt_metadata_in_file(md));
+	int failures = 0, peers[1] = {3};
+	assert_true(simulate(md, &f, peers, 1, -1, &failures) >= 0);
+	struct bt_meta_tier tier = {.urls = (char *[]){"http://127.0.0.1:1/announce"}, .count = 1};
+	struct bt_metainfo m;
+	struct bt_err err = {""};
+	assert_int_equal(bt_metadata_parse(md, &m, &tier, 1, &err), 0);
+	bt_metadata_free(md); /* the metainfo keeps its own descriptor of the file */
+	assert_null(m.info_raw);
+	assert_non_null(m.spill);
+	assert_int_equal(m.info_len, f.len);
+	assert_memory_equal(m.info_hash, f.hash, BT_HASH_LEN);
+	assert_int_equal(m.piece_count, pieces);
+	assert_string_equal(m.name, "big0");
+	assert_string_equal(bt_meta_tracker(&m), "http://127.0.0.1:1/announce");
+	for (uint32_t i = 0; i < pieces; i += 7919) {
+		uint8_t want[BT_SHA1_LEN], got[BT_SHA1_LEN];
+		bt_sha1(&i, sizeof i, want);
+		assert_int_equal(bt_meta_piece_hash(&m, i, got), 0);
+		assert_memory_equal(got, want, BT_SHA1_LEN);
+	}
+	/* Serving it to other peers: BEP 9 blocks straight from the file. */
+	size_t last = (f.len - 1) / BT_METADATA_BLOCK * BT_METADATA_BLOCK;
+	const uint8_t *blk = bt_meta_info_at(&m, last, f.len - last);
+	assert_non_null(blk);
+	assert_memory_equal(blk, f.info + last, f.len - last);
+	bt_meta_deinit(&m);
+	bt_buf_deinit(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +663,11 @@ int main(void)
 		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_remove_peer_returns_blocks),
 		cmocka_unit_test(test_single_source_handover),
+		cmocka_unit_test(test_file_out_of_order),
+		cmocka_unit_test(test_file_bad_block),
+		cmocka_unit_test(test_file_liar_among_three),
+		cmocka_unit_test(test_file_tmpdir_fails),
+		cmocka_unit_test(test_file_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
