@@ -11,7 +11,11 @@ magnet's tr= trackers and x.pe= peers (and --peer) name, then downloads like a .
    blocks from us); aria2c with --bt-metadata-only finds our seed through opentracker and
    saves a .torrent with our info hash;
 4. a multi-file torrent whose info dict is over 1 MiB (2,561 files with long names in long
-   folder names: 70 metadata blocks), from three libtorrent seeders at once.
+   folder names: 70 metadata blocks), from three libtorrent seeders at once;
+5. a torrent whose piece hashes pass 1 MiB (60,000 pieces of 16 KiB of a sparse file of
+   zeros, so nothing is hashed to make it), whose info dict we keep in a temporary file, not in
+   memory: `torrent info --json` of its magnet fetches it from a libtorrent seeder and lists
+   every hash, and libtorrent opens its magnet from our seed.
 
 Every case has a control beside it (`Control*`): the same setup with a real client in place of
 ours (libtorrent or aria2c opening the same magnet from the same seeders, libtorrent seeding
@@ -25,6 +29,8 @@ address their announces leave from: see upload_interop.py), and is stopped by PI
 Run as: /usr/bin/python3 magnet_interop.py <path to torrent binary>
 """
 
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -75,6 +81,25 @@ def make_payloads():
         P[label] = swarm.make_torrent(ROOTS[label], os.path.join(W, name + '.torrent'),
                                       64 * KiB)
     ROOTS['big'], P['big'] = swarm.make_big_info(SRC, 'mag-big', 200)
+    ROOTS['spill'], P['spill'] = make_spilled(SRC, 'mag-spill.bin', W)
+
+
+SPILL_PIECES = 60000  # 1.2 MB of hashes: past the 1 MiB that we keep in memory
+ZERO_PIECE_SHA1 = hashlib.sha1(bytes(16 * KiB)).digest()
+
+
+def make_spilled(directory, name, workdir):
+    """A sparse file of SPILL_PIECES pieces of 16 KiB of zeros and its v1 torrent, written
+    here: every piece has the same hash, so nothing is hashed. Returns (path, Meta)."""
+    path = os.path.join(directory, name)
+    with open(path, 'wb') as f:
+        f.truncate(SPILL_PIECES * 16 * KiB)
+    info = {b'length': SPILL_PIECES * 16 * KiB, b'name': name.encode(),
+            b'piece length': 16 * KiB, b'pieces': ZERO_PIECE_SHA1 * SPILL_PIECES}
+    out = os.path.join(workdir, name + '.torrent')
+    with open(out, 'wb') as f:
+        f.write(btcommon.bencode({b'info': info}))
+    return path, swarm.Meta(out)
 
 
 def setUpModule():
@@ -88,7 +113,8 @@ def setUpModule():
         TRACKER = Tracker([P[label].info_hash_hex for label in tracked], W)
         for label in tracked:
             P[label] = add_announce(P[label], TRACKER.url)
-        ips = {label: take_ip() for label in ('lt', 'lttrk', 'a2', 'big1', 'big2', 'big3')}
+        ips = {label: take_ip()
+               for label in ('lt', 'lttrk', 'a2', 'big1', 'big2', 'big3', 'spill')}
         started = swarm.start_all([
             lambda: swarm.LibtorrentSeeder(ips['lt'], [P['lt-pe'], P['lt-peer']], SRC, W),
             lambda: swarm.LibtorrentSeeder(ips['lttrk'], [P['lt-trk']], SRC, W,
@@ -96,9 +122,11 @@ def setUpModule():
             lambda: swarm.Aria2Seeder(ips['a2'], [P['a2-trk'], P['a2-pe']], SRC, W),
             lambda: swarm.LibtorrentSeeder(ips['big1'], [P['big']], SRC, W),
             lambda: swarm.LibtorrentSeeder(ips['big2'], [P['big']], SRC, W),
-            lambda: swarm.LibtorrentSeeder(ips['big3'], [P['big']], SRC, W)])
+            lambda: swarm.LibtorrentSeeder(ips['big3'], [P['big']], SRC, W),
+            lambda: swarm.LibtorrentSeeder(ips['spill'], [P['spill']], SRC, W)])
         SEEDERS['lt'], SEEDERS['lttrk'], SEEDERS['a2'] = started[:3]
-        SEEDERS['big'] = started[3:]
+        SEEDERS['big'] = started[3:6]
+        SEEDERS['spill'] = started[6]
         # aria2c announces once it has checked its data; the downloaders must find it there
         TRACKER.wait_seeders(P['a2-trk'].info_hash_hex, 1, timeout=30)
         TRACKER.wait_seeders(P['lt-trk'].info_hash_hex, 1, timeout=30)
@@ -198,6 +226,41 @@ class OurMagnetDownloads(unittest.TestCase):
         peers = {p['address'] for p in r.summary()['peers'] if p['bytes'] > 0}
         print('  big: data from %d of 3 seeders, metadata from %s'
               % (len(peers & set(addrs)), sorted(served) or '?'), file=sys.stderr)
+
+
+class SpilledInfoDict(unittest.TestCase):
+    """Case 5: an info dict that we keep in a temporary file, fetched and served."""
+
+    def test_info_of_magnet_from_libtorrent(self):
+        meta = P['spill']
+        r = swarm.run_client('info', '--json',
+                             magnet_uri(meta, peers=seeder_addresses('spill')),
+                             timeout=TIMEOUT * 2)
+        self.assertEqual(r.returncode, 0, r)
+        obj = json.loads(r.out)
+        self.assertEqual(obj['info_hash'], meta.info_hash_hex, r.err[-2000:])
+        self.assertEqual((obj['piece_length'], obj['length']), (16 * KiB, meta.total))
+        self.assertEqual(len(obj['piece_hashes']), SPILL_PIECES)
+        self.assertEqual(set(obj['piece_hashes']), {ZERO_PIECE_SHA1.hex()})
+
+    def test_libtorrent_opens_magnet_from_our_seed(self):
+        meta = P['spill']
+        # Our seed checks the 937 MiB of zeros first (read from holes, hashed): allow for it.
+        seed = Seed(meta, ROOTS['spill'], take_ip(), timeout=120)
+        try:
+            ses, _ = lt_session(take_ip(), encryption=False)
+            out = tempfile.mkdtemp(prefix='lt-spill-from-ours-', dir=W)
+            h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
+                              peers=[seed.address])
+            ti = lt_wait_metadata(ses, h, 60, 'libtorrent opening the spilled magnet from us')
+            self.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+            self.assertEqual(ti.num_pieces(), SPILL_PIECES)
+            self.assertEqual(bytes(ti.hash_for_piece(SPILL_PIECES - 1)), ZERO_PIECE_SHA1)
+            ses.remove_torrent(h)
+            del ses
+        finally:
+            r = seed.stop()
+        self.assertEqual(r.returncode, 0, r)
 
 
 class OurSeedServesMagnets(unittest.TestCase):
