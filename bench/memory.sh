@@ -28,7 +28,8 @@ Usage: bench/memory.sh [options]
 
   --size GiB        size of the torrent's one file of zeros (default 16)
   --piece KiB       piece size (default 16)
-  --idle S          how long the idle download runs (default 10)
+  --idle S          how long the idle download runs (default 3; under the ~8 s after which
+                    a download whose one peer refuses gives up)
   --download-gib G  size of the torrent for the real download (default: --size; 0: skip it)
   --magnet-s S      how long the magnet download runs (default 30; 0: to the end; -1: skip
                     the magnet runs)
@@ -47,7 +48,7 @@ EOF
 
 size_gib=16
 piece_kib=16
-idle_s=10
+idle_s=3
 dl_gib=
 magnet_s=30
 net=127.0.98
