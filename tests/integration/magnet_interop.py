@@ -228,6 +228,27 @@ class OurMagnetDownloads(unittest.TestCase):
               % (len(peers & set(addrs)), sorted(served) or '?'), file=sys.stderr)
 
 
+def lt_from_our_seed(test, label, what, check, seed_timeout=30, metadata_timeout=30):
+    """Our `torrent seed` of the label's payload; a libtorrent session opens its magnet with that
+    seed as its only peer and must find the info hash; then check(ses, handle, torrent_info,
+    out_dir, seed) runs, and the seed must stop cleanly."""
+    meta = P[label]
+    seed = Seed(meta, ROOTS[label], take_ip(), timeout=seed_timeout)
+    try:
+        ses, _ = lt_session(take_ip(), encryption=False)
+        out = tempfile.mkdtemp(prefix='lt-%s-from-ours-' % label, dir=W)
+        h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
+                          peers=[seed.address])
+        ti = lt_wait_metadata(ses, h, metadata_timeout, 'libtorrent opening %s from us' % what)
+        test.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+        check(ses, h, ti, out, seed)
+        ses.remove_torrent(h)
+        del ses
+    finally:
+        r = seed.stop()
+    test.assertEqual(r.returncode, 0, r)
+
+
 class SpilledInfoDict(unittest.TestCase):
     """Case 5: an info dict that we keep in a temporary file, fetched and served."""
 
@@ -244,67 +265,35 @@ class SpilledInfoDict(unittest.TestCase):
         self.assertEqual(set(obj['piece_hashes']), {ZERO_PIECE_SHA1.hex()})
 
     def test_libtorrent_opens_magnet_from_our_seed(self):
-        meta = P['spill']
-        # Our seed checks the 937 MiB of zeros first (read from holes, hashed): allow for it.
-        seed = Seed(meta, ROOTS['spill'], take_ip(), timeout=120)
-        try:
-            ses, _ = lt_session(take_ip(), encryption=False)
-            out = tempfile.mkdtemp(prefix='lt-spill-from-ours-', dir=W)
-            h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
-                              peers=[seed.address])
-            ti = lt_wait_metadata(ses, h, 60, 'libtorrent opening the spilled magnet from us')
-            self.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+        def check(ses, h, ti, out, seed):
             self.assertEqual(ti.num_pieces(), SPILL_PIECES)
             self.assertEqual(bytes(ti.hash_for_piece(SPILL_PIECES - 1)), ZERO_PIECE_SHA1)
-            ses.remove_torrent(h)
-            del ses
-        finally:
-            r = seed.stop()
-        self.assertEqual(r.returncode, 0, r)
+        # Our seed checks the 937 MiB of zeros first (read from holes, hashed): allow for it.
+        lt_from_our_seed(self, 'spill', 'the spilled magnet', check, seed_timeout=120,
+                         metadata_timeout=60)
 
 
 class OurSeedServesMagnets(unittest.TestCase):
     """`torrent seed` answering ut_metadata: real clients open the magnet from us."""
 
     def test_libtorrent_opens_magnet_from_our_seed(self):
-        label = 'ours-lt'
-        meta = P[label]
-        seed = Seed(meta, ROOTS[label], take_ip())
-        try:
-            ses, _ = lt_session(take_ip(), encryption=False)
-            out = tempfile.mkdtemp(prefix='lt-from-ours-', dir=W)
-            h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
-                              peers=[seed.address])
-            ti = lt_wait_metadata(ses, h, 30, 'libtorrent opening the magnet from us')
-            self.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+        meta = P['ours-lt']
+
+        def check(ses, h, ti, out, seed):
             lt_wait_seeding(ses, h, TIMEOUT, 'libtorrent downloading from our seed')
-            same_content(self, label, os.path.join(out, meta.name))
+            same_content(self, 'ours-lt', os.path.join(out, meta.name))
             self.assertGreaterEqual(seed.wait_uploaded(meta.total, timeout=10), meta.total)
-            ses.remove_torrent(h)
-            del ses
-        finally:
-            r = seed.stop()
-        self.assertEqual(r.returncode, 0, r)
+        lt_from_our_seed(self, 'ours-lt', 'the magnet', check)
 
     def test_libtorrent_opens_big_info_dict_from_our_seed(self):
         # 70 metadata blocks served by us, the last one short
         meta = P['big']
-        seed = Seed(meta, ROOTS['big'], take_ip())
-        try:
-            ses, _ = lt_session(take_ip(), encryption=False)
-            out = tempfile.mkdtemp(prefix='lt-big-from-ours-', dir=W)
-            h = lt_add_magnet(ses, magnet_uri(meta, peers=[seed.address]), out,
-                              peers=[seed.address])
-            ti = lt_wait_metadata(ses, h, 30, 'libtorrent opening the big magnet from us')
-            self.assertEqual(str(ti.info_hashes().v1), meta.info_hash_hex)
+
+        def check(ses, h, ti, out, seed):
             self.assertEqual(ti.num_files(), len(meta.files))
             lt_wait_seeding(ses, h, TIMEOUT, 'libtorrent downloading the big one from us')
             same_content(self, 'big', os.path.join(out, meta.name))
-            ses.remove_torrent(h)
-            del ses
-        finally:
-            r = seed.stop()
-        self.assertEqual(r.returncode, 0, r)
+        lt_from_our_seed(self, 'big', 'the big magnet', check)
 
     def test_aria2_metadata_only_from_our_seed(self):
         label = 'ours-a2'
