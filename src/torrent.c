@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +187,15 @@ void bt_torrent_piece_complete(struct bt_torrent *t, uint32_t piece)
 {
 	const uint8_t *data = bt_assembly_get(&t->assembly, piece);
 	size_t size = (size_t)bt_meta_piece_size(t->m, piece);
-	if (!bt_verify_piece(t->m, piece, data)) {
+	int good = bt_verify_piece_rc(t->m, piece, data);
+	if (good < 0) {
+		/* Our own file failed, not the senders: they are not struck. */
+		bt_assembly_release(&t->assembly, piece);
+		bt_torrent_fail(t, "piece %" PRIu32 ": cannot read its hash: %s", piece,
+				strerror(-good));
+		return;
+	}
+	if (!good) {
 		piece_failed(t, piece);
 		return;
 	}

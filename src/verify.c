@@ -9,21 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool bt_verify_piece(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data)
+int bt_verify_piece_rc(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data)
 {
 	assert(piece < m->piece_count);
 	uint8_t digest[BT_SHA1_LEN], want[BT_SHA1_LEN];
 	int rc = bt_meta_piece_hash(m, piece, want);
 	if (rc) {
-		/* Only a spilled torrent's hashes can fail to read: the piece is not judged good.
-		 */
 		bt_log(BT_LOG_ERROR, "verify",
 		       "piece %" PRIu32 ": cannot read its hash back from our temporary file: %s",
 		       piece, strerror(-rc));
-		return false;
+		return rc;
 	}
 	bt_sha1(data, (size_t)bt_meta_piece_size(m, piece), digest);
 	return memcmp(digest, want, BT_SHA1_LEN) == 0;
+}
+
+bool bt_verify_piece(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data)
+{
+	return bt_verify_piece_rc(m, piece, data) == 1;
 }
 
 void bt_recheck_init(struct bt_recheck *rc, const struct bt_metainfo *m, struct bt_bitfield *have)

@@ -20,7 +20,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* True when data (the piece's exact size) has the piece's hash. */
+/*
+ * 1 when data (the piece's exact size) has the piece's hash, 0 when it does not, or a negative
+ * errno when the hash itself cannot be read (a spilled torrent's temporary file failed: our
+ * disk's fault, not the data's senders').
+ */
+int bt_verify_piece_rc(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data);
+/* bt_verify_piece_rc == 1: an unreadable hash judges the piece not good. */
 bool bt_verify_piece(const struct bt_metainfo *m, uint32_t piece, const uint8_t *data);
 
 /*

@@ -917,6 +917,8 @@ static void test_spill_errors(void **state)
 	assert_memory_equal(h, zero, BT_SHA1_LEN);
 	uint8_t *piece = bt_xcalloc(16384, 1);
 	assert_false(bt_verify_piece(&m, 7, piece));
+	/* Told apart from bad data: the torrent then fails instead of striking the senders. */
+	assert_int_equal(bt_verify_piece_rc(&m, 7, piece), -EIO);
 	free(piece);
 	assert_int_equal(bt_meta_info_read(&m, 0, h, sizeof h), -EIO);
 	assert_null(bt_meta_info_at(&m, 0, 100));

@@ -57,6 +57,8 @@ static void test_verify_piece(void **state)
 	assert_false(bt_verify_piece(&f->m, 1, f->data)); /* piece 0's bytes */
 	f->data[PIECE + 5] ^= 1;
 	assert_false(bt_verify_piece(&f->m, 1, f->data + PIECE));
+	assert_int_equal(bt_verify_piece_rc(&f->m, 1, f->data + PIECE), 0);
+	assert_int_equal(bt_verify_piece_rc(&f->m, 0, f->data), 1);
 	free(f);
 }
 
