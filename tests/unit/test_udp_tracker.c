@@ -269,17 +269,6 @@ static void test_cancel_and_bad_urls(void **state)
 	assert_null(bt_udp_announce(e.u, "udp://:80", &req, on_done, &o, &err));
 	assert_null(bt_udp_announce(e.u, "udp://[::1:80", &req, on_done, &o, &err));
 	assert_string_equal(err.msg, "not a udp://host:port URL");
-
-	char host[64], port[8];
-	assert_int_equal(
-		bt_url_host_port("udp://[::1]:6969/announce", host, sizeof host, port, sizeof port),
-		0);
-	assert_string_equal(host, "::1");
-	assert_string_equal(port, "6969");
-	assert_int_equal(bt_url_host_port("udp://tracker.example:80?x", host, sizeof host, port,
-					  sizeof port),
-			 0);
-	assert_string_equal(host, "tracker.example");
 	env_down(&e);
 }
 

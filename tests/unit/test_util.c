@@ -243,6 +243,11 @@ static void test_url_host_port(void **state)
 		0);
 	assert_string_equal(host, "::1");
 	assert_string_equal(port, "6969");
+	assert_int_equal(bt_url_host_port("udp://tracker.example:80?x", host, sizeof host, port,
+					  sizeof port),
+			 0);
+	assert_string_equal(host, "tracker.example");
+	assert_string_equal(port, "80");
 	assert_int_equal(
 		bt_url_host_port("https://u:p@w@h.example/x", host, sizeof host, port, sizeof port),
 		0);
