@@ -481,15 +481,6 @@ bool bt_metadata_banned(const struct bt_metadata *md, int peer)
 	return p && p->banned;
 }
 
-const uint8_t *bt_metadata_info(const struct bt_metadata *md, size_t *len_out)
-{
-	if (!md->complete)
-		return NULL;
-	if (len_out)
-		*len_out = (size_t)md->size;
-	return md->buf;
-}
-
 int bt_metadata_read(const struct bt_metadata *md, size_t off, uint8_t *out, size_t len)
 {
 	if (!md->complete || off > (size_t)md->size || len > (size_t)md->size - off)

@@ -83,8 +83,6 @@ void bt_metadata_on_reject(struct bt_metadata *md, int peer, uint32_t piece, dou
 double bt_metadata_tick(struct bt_metadata *md, double now);
 
 bool bt_metadata_banned(const struct bt_metadata *md, int peer);
-/* The info dict's bytes once COMPLETE, else NULL; NULL too when it is in a file. */
-const uint8_t *bt_metadata_info(const struct bt_metadata *md, size_t *len_out);
 /* Copies bytes [off, off + len) of the complete dict. Returns 0, -EINVAL, or -EIO (the file). */
 int bt_metadata_read(const struct bt_metadata *md, size_t off, uint8_t *out, size_t len);
 /*

@@ -48,6 +48,16 @@ static enum bt_metadata_result serve(struct bt_metadata *md, const struct fixtur
 	return r;
 }
 
+/* The assembled bytes, read back through bt_metadata_read, are exactly the fixture's. */
+static void expect_bytes(const struct bt_metadata *md, const struct fixture *f)
+{
+	uint8_t *got = malloc(f->len);
+	assert_int_equal(bt_metadata_read(md, 0, got, f->len), 0);
+	assert_memory_equal(got, f->info, f->len);
+	assert_int_equal(bt_metadata_read(md, 1, got, f->len), -EINVAL);
+	free(got);
+}
+
 static void test_add_peer(void **state)
 {
 	(void)state;
@@ -67,7 +77,9 @@ static void test_add_peer(void **state)
 	assert_int_equal(p.peers, 1);
 	assert_int_equal(p.blocks_total, 1);
 	assert_int_equal(p.blocks_have, 0);
-	assert_null(bt_metadata_info(md, NULL));
+	uint8_t none[1];
+	/* Nothing complete yet: nothing to read. */
+	assert_int_equal(bt_metadata_read(md, 0, none, 1), -EINVAL);
 	bt_metadata_remove_peer(md, 42); /* unknown: ignored */
 	bt_metadata_free(md);
 	bt_metadata_free(NULL);
@@ -93,10 +105,8 @@ static void test_single_peer_fetch(void **state)
 	assert_int_equal(p.blocks_total, 3);
 	assert_int_equal(serve(md, &f, 5, 1, 1, false), BT_METADATA_COMPLETE);
 	assert_true(bt_metadata_complete(md));
-	size_t len;
-	const uint8_t *info = bt_metadata_info(md, &len);
-	assert_int_equal(len, f.len);
-	assert_memory_equal(info, f.info, f.len);
+	assert_int_equal(bt_metadata_size(md), (int64_t)f.len);
+	expect_bytes(md, &f);
 	assert_int_equal(bt_metadata_next_request(md, 5, 2), -1);
 	assert_false(bt_metadata_banned(md, 5));
 	bt_metadata_free(md);
@@ -229,16 +239,6 @@ static int simulate(struct bt_metadata *md, const struct fixture *f, const int *
 	return -1;
 }
 
-/* The assembled bytes, read back through bt_metadata_read, are exactly the fixture's. */
-static void expect_bytes(const struct bt_metadata *md, const struct fixture *f)
-{
-	uint8_t *got = malloc(f->len);
-	assert_int_equal(bt_metadata_read(md, 0, got, f->len), 0);
-	assert_memory_equal(got, f->info, f->len);
-	assert_int_equal(bt_metadata_read(md, 1, got, f->len), -EINVAL);
-	free(got);
-}
-
 static void liar_among_three_of(int liar, size_t size)
 {
 	struct fixture f = make_info(size);
@@ -250,15 +250,6 @@ static void liar_among_three_of(int liar, size_t size)
 	assert_true(simulate(md, &f, peers, 3, liar, &failures) >= 0);
 	assert_true(failures >= 1);
 	assert_int_equal(bt_metadata_in_file(md), size > BT_METADATA_IN_MEMORY);
-	size_t len;
-	const uint8_t *info = bt_metadata_info(md, &len);
-	if (size <= BT_METADATA_IN_MEMORY) {
-		assert_non_null(info);
-		assert_int_equal(len, f.len);
-		assert_memory_equal(info, f.info, f.len);
-	} else {
-		assert_null(info); /* it is in the file */
-	}
 	expect_bytes(md, &f);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(bt_metadata_banned(md, peers[i]), peers[i] == liar);
@@ -292,7 +283,8 @@ static void test_sole_liar_banned(void **state)
 	assert_int_equal(serve(md, &f, 1, 1, 0, true), BT_METADATA_OK);
 	assert_int_equal(serve(md, &f, 1, 2, 0, false), BT_METADATA_FAILED);
 	assert_true(bt_metadata_banned(md, 1));
-	assert_null(bt_metadata_info(md, NULL));
+	uint8_t none[1];
+	assert_int_equal(bt_metadata_read(md, 0, none, 1), -EINVAL); /* nothing complete */
 	assert_int_equal(bt_metadata_next_request(md, 1, 1), -1);
 	struct bt_metadata_progress p;
 	bt_metadata_progress(md, &p);
@@ -516,7 +508,7 @@ static void test_file_out_of_order(void **state)
 	}
 	assert_int_equal(r, BT_METADATA_COMPLETE);
 	assert_true(bt_metadata_complete(md));
-	assert_null(bt_metadata_info(md, NULL));
+	assert_true(bt_metadata_in_file(md));
 	expect_bytes(md, &f);
 	assert_int_equal(bt_metadata_read(md, FILE_SIZE - 10, buf, 1), 0);
 	assert_int_equal(buf[0], f.info[FILE_SIZE - 10]);
