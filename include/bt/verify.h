@@ -3,7 +3,9 @@
  *
  * bt_verify_piece compares the SHA-1 of a piece's exact bytes (piece_length, or less for the last
  * piece) with the metainfo's hash; every completed download piece and every rechecked piece goes
- * through it, so nothing unverified is ever counted as had.
+ * through it, so nothing unverified is ever counted as had. The hash comes from the metainfo,
+ * which for a large torrent reads it from its own temporary file (metainfo.h): the one I/O
+ * here, and the one failure that is not the data's fault (bt_verify_piece_rc tells it apart).
  *
  * A recheck (resume, `seed`) walks the pieces in order a few at a time, so its owner can run it
  * from an event loop and draw progress between steps. It stays pure: pieces are read through the
